@@ -1,0 +1,289 @@
+//! Hot paths of the protocol crate. Run with `cargo bench -p chainiac-protocol`; figures are
+//! recorded in docs/benchmarks.md.
+
+#![allow(clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{
+    Aggregator, CollectiveSignature, Contribution, ResponseShare, Roster, RosterMember, commit,
+    local_round,
+};
+use chainiac_protocol::keys::SecretKey;
+use chainiac_protocol::skipchain::{
+    ChainParams, ForwardLink, ProofStep, SkipBlock, SkipProof, TrustedBlock,
+};
+use chainiac_protocol::timeline::{TimelineEntry, TimelineTree};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::Signer;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+struct Witnesses {
+    secrets: Vec<SecretKey>,
+    roster: Roster,
+}
+
+fn witnesses(n: usize, seed: u64) -> Witnesses {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let secrets: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate(&mut rng)).collect();
+    let members = secrets.iter().map(RosterMember::from_secret).collect();
+    let roster = Roster::with_default_threshold(members).expect("valid roster");
+    Witnesses { secrets, roster }
+}
+
+fn sign(
+    w: &Witnesses,
+    message: &[u8],
+    participants: &[usize],
+    rng: &mut StdRng,
+) -> CollectiveSignature {
+    let refs: Vec<&SecretKey> = w.secrets.iter().collect();
+    local_round(&w.roster, &refs, message, participants, rng).expect("round")
+}
+
+/// One collective verification against `verify_batch` of N individual signatures on the same
+/// message, in the same run.
+fn cosi_verification(c: &mut Criterion) {
+    let message = b"chainiac forward link digest....";
+    let mut group = c.benchmark_group("verify");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let mut rng = StdRng::seed_from_u64(1);
+    let single = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let single_signature = single.sign(message);
+    let single_key = single.verifying_key();
+    group.bench_function("ed25519_verify_strict_one", |b| {
+        b.iter(|| single_key.verify_strict(black_box(message), black_box(&single_signature)).expect("valid"));
+    });
+    for n in [16usize, 128, 1024, 8192] {
+        let w = witnesses(n, n as u64);
+        let everyone: Vec<usize> = (0..n).collect();
+        let full = sign(&w, message, &everyone, &mut rng);
+        // Nearly full: 1% of the roster absent (at least one).
+        let absent = (n / 100).max(1);
+        let nearly: Vec<usize> = (absent..n).collect();
+        let nearly_full = sign(&w, message, &nearly, &mut rng);
+        // Only the threshold signs: the worst case for the cached aggregate key.
+        let minimum: Vec<usize> = (0..w.roster.threshold()).collect();
+        let at_threshold = sign(&w, message, &minimum, &mut rng);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("cosi_full_mask", n), &full, |b, sig| {
+            b.iter(|| {
+                w.roster
+                    .verify(black_box(message), black_box(sig))
+                    .expect("valid");
+            });
+        });
+        group.bench_with_input(
+            BenchmarkId::new("cosi_99pct_mask", n),
+            &nearly_full,
+            |b, sig| {
+                b.iter(|| {
+                    w.roster
+                        .verify(black_box(message), black_box(sig))
+                        .expect("valid");
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("cosi_threshold_mask", n),
+            &at_threshold,
+            |b, sig| {
+                b.iter(|| {
+                    w.roster
+                        .verify(black_box(message), black_box(sig))
+                        .expect("valid");
+                });
+            },
+        );
+        let keys: Vec<ed25519_dalek::SigningKey> = w
+            .secrets
+            .iter()
+            .map(|s| ed25519_dalek::SigningKey::from_bytes(&s.to_seed()))
+            .collect();
+        let verifying: Vec<ed25519_dalek::VerifyingKey> =
+            keys.iter().map(|k| k.verifying_key()).collect();
+        let signatures: Vec<ed25519_dalek::Signature> =
+            keys.iter().map(|k| k.sign(message)).collect();
+        let messages: Vec<&[u8]> = vec![&message[..]; n];
+        group.bench_function(BenchmarkId::new("ed25519_verify_batch", n), |b| {
+            b.iter(|| {
+                ed25519_dalek::verify_batch(black_box(&messages), &signatures, &verifying)
+                    .expect("valid");
+            });
+        });
+    }
+    group.finish();
+}
+
+/// The leader's CPU for one star round at N = 1024: decode and sum the commitments, derive the
+/// challenge, collect the responses, check them and output the signature.
+fn leader_round(c: &mut Criterion) {
+    let n = 1024;
+    let w = witnesses(n, 7);
+    let message = b"block to append";
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut contributions = Vec::with_capacity(n);
+    let mut nonces = Vec::with_capacity(n);
+    for (index, secret) in w.secrets.iter().enumerate() {
+        let (nonce, commitment) = commit(secret, message, &mut rng);
+        contributions.push(Contribution::single(&w.roster, index, &commitment));
+        nonces.push(nonce);
+    }
+    let challenge = {
+        let mut aggregator = Aggregator::new(&w.roster, message);
+        for c in &contributions {
+            aggregator.add_commitment(c).expect("commitment");
+        }
+        aggregator.challenge().expect("challenge")
+    };
+    let responses: Vec<ResponseShare> = nonces
+        .into_iter()
+        .zip(&w.secrets)
+        .map(|(nonce, secret)| {
+            nonce
+                .respond(secret, &w.roster, message, &challenge)
+                .expect("response")
+        })
+        .collect();
+    let mut lying = responses.clone();
+    lying[500].s[3] ^= 1;
+    let mut group = c.benchmark_group("leader_round");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    for (name, shares) in [("honest", &responses), ("one_wrong_response", &lying)] {
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                let mut aggregator = Aggregator::new(&w.roster, message);
+                for c in &contributions {
+                    aggregator.add_commitment(c).expect("commitment");
+                }
+                aggregator.challenge().expect("challenge");
+                for share in shares.iter() {
+                    aggregator.add_response(share).expect("response");
+                }
+                black_box(aggregator.finish())
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Verifying a skip proof from the genesis (and from block 1) to the last of 10^6 blocks.
+fn skip_proof(c: &mut Criterion) {
+    const BLOCKS: u64 = 1_000_000;
+    let w = witnesses(16, 9);
+    let mut rng = StdRng::seed_from_u64(10);
+    let params = ChainParams::new(2, 32).expect("params");
+    let genesis =
+        SkipBlock::genesis(params, w.roster.clone(), b"genesis".to_vec()).expect("genesis");
+    let chain_id = genesis.chain_id();
+    let from_routes: Vec<u64> = vec![0, 1];
+    let routes: Vec<Vec<(u64, u32)>> = from_routes
+        .iter()
+        .map(|&from| params.route(from, BLOCKS - 1, |_, _| true).expect("route"))
+        .collect();
+    let mut needed: Vec<u64> = routes
+        .iter()
+        .flatten()
+        .flat_map(|&(at, level)| [at, at + (1u64 << level)])
+        .collect();
+    needed.push(0);
+    needed.push(1);
+    needed.sort_unstable();
+    needed.dedup();
+    // Build every block (only hashes are kept, plus the blocks a proof needs).
+    let mut hashes: Vec<Hash> = Vec::with_capacity(BLOCKS as usize);
+    let mut kept = std::collections::HashMap::new();
+    let mut previous = genesis.clone();
+    hashes.push(genesis.hash());
+    kept.insert(0u64, genesis);
+    for index in 1..BLOCKS {
+        let block = SkipBlock::successor(
+            &previous,
+            &w.roster,
+            None,
+            index.to_le_bytes().to_vec(),
+            |i| hashes.get(i as usize).copied(),
+        )
+        .expect("block");
+        hashes.push(block.hash());
+        if needed.binary_search(&index).is_ok() {
+            kept.insert(index, block.clone());
+        }
+        previous = block;
+    }
+    let everyone: Vec<usize> = (0..16).collect();
+    let mut proofs = Vec::new();
+    for (route, &from) in routes.iter().zip(&from_routes) {
+        let steps = route
+            .iter()
+            .map(|&(at, level)| {
+                let target = at + (1u64 << level);
+                let message = ForwardLink::message_for(
+                    &chain_id,
+                    &hashes[at as usize],
+                    &hashes[target as usize],
+                    level,
+                );
+                let signature = sign(&w, message.as_bytes(), &everyone, &mut rng);
+                ProofStep {
+                    link: ForwardLink {
+                        chain_id,
+                        from: hashes[at as usize],
+                        to: hashes[target as usize],
+                        level,
+                        signature,
+                    },
+                    block: kept[&target].clone(),
+                    roster: None,
+                }
+            })
+            .collect();
+        let trusted = TrustedBlock::new(kept[&from].clone(), w.roster.clone()).expect("trusted");
+        proofs.push((from, trusted, SkipProof { steps }));
+    }
+    let mut group = c.benchmark_group("skip_proof_1e6_blocks");
+    group.sample_size(20);
+    for (from, trusted, proof) in &proofs {
+        let name = format!("from_{from}_{}_links", proof.steps.len());
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(proof.verify(black_box(trusted)).expect("valid proof")));
+        });
+    }
+    group.finish();
+}
+
+/// The timeline root over 10^5 (chain id, head) pairs, unsorted input.
+fn timeline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("timeline_root");
+    group.sample_size(20);
+    for n in [1_000u64, 100_000] {
+        let entries: Vec<TimelineEntry> = (0..n)
+            .map(|i| TimelineEntry {
+                chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
+                head: Hash::of("bench head", &[&i.to_le_bytes()]),
+            })
+            .collect();
+        group.throughput(Throughput::Elements(n));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &entries, |b, entries| {
+            b.iter(|| black_box(TimelineTree::build(entries.clone()).expect("tree").root()));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    cosi_verification,
+    leader_round,
+    skip_proof,
+    timeline
+);
+criterion_main!(benches);

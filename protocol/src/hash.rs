@@ -1,0 +1,132 @@
+//! Domain-separated BLAKE3 hashing.
+//!
+//! Every protocol object is hashed with BLAKE3 in key-derivation mode, with a context string
+//! that names the kind of object (`chainiac v1 skipblock`, ...). Two objects of different kinds
+//! can therefore never share a hash, even if their encodings happen to be equal. Artifacts are
+//! the one exception: they are hashed with plain BLAKE3 so that `b3sum FILE` gives their address.
+
+use core::fmt;
+
+/// Context strings, one per purpose. They are part of the wire format and never change.
+pub mod domain {
+    /// Hash of a skipblock (its identity; the genesis hash is the chain id).
+    pub const SKIPBLOCK: &str = "chainiac v1 skipblock";
+    /// Hash of a roster (witness keys, proofs of possession, threshold).
+    pub const ROSTER: &str = "chainiac v1 roster";
+    /// Message signed collectively for a forward link.
+    pub const FORWARD_LINK: &str = "chainiac v1 forward link";
+    /// Message signed by a key to prove possession of its secret.
+    pub const PROOF_OF_POSSESSION: &str = "chainiac v1 proof of possession";
+    /// Binding factor of a collective-signing round (two-nonce commitments).
+    pub const COSI_BINDING: &str = "chainiac v1 cosi binding";
+    /// Hedged derivation of a witness's secret nonces.
+    pub const COSI_NONCE: &str = "chainiac v1 cosi nonce";
+    /// Digest of a release policy, signed by the keys that approve it.
+    pub const POLICY: &str = "chainiac v1 policy";
+    /// Digest of a release manifest, signed by developers.
+    pub const RELEASE_MANIFEST: &str = "chainiac v1 release manifest";
+    /// Digest of a build attestation, signed by a build verifier.
+    pub const BUILD_ATTESTATION: &str = "chainiac v1 build attestation";
+    /// Leaf of the timeline Merkle tree: (chain id, head hash).
+    pub const TIMELINE_LEAF: &str = "chainiac v1 timeline leaf";
+    /// Inner node of the timeline Merkle tree.
+    pub const TIMELINE_NODE: &str = "chainiac v1 timeline node";
+    /// Root of an empty timeline Merkle tree.
+    pub const TIMELINE_EMPTY: &str = "chainiac v1 timeline empty";
+}
+
+/// A 32-byte BLAKE3 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// Hashes `parts`, concatenated, under the context string `domain`.
+    pub fn of(domain: &str, parts: &[&[u8]]) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key(domain);
+        for part in parts {
+            hasher.update(part);
+        }
+        Self(*hasher.finalize().as_bytes())
+    }
+
+    /// The content address of an artifact: plain BLAKE3 of its bytes (what `b3sum` prints).
+    pub fn of_artifact(bytes: &[u8]) -> Self {
+        Self(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(text: &str) -> crate::Result<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| crate::Error::InvalidHex {
+            what: "hash",
+            expected_bytes: 32,
+        })?;
+        Ok(Self(bytes))
+    }
+
+    /// Constant-time equality, for comparisons where one side is secret-derived.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", &self.to_hex()[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_separate_equal_inputs() {
+        let a = Hash::of(domain::SKIPBLOCK, &[b"x"]);
+        let b = Hash::of(domain::ROSTER, &[b"x"]);
+        assert_ne!(a, b);
+        assert_ne!(a, Hash::of_artifact(b"x"));
+    }
+
+    #[test]
+    fn parts_are_concatenated() {
+        assert_eq!(
+            Hash::of(domain::ROSTER, &[b"ab", b"c"]),
+            Hash::of(domain::ROSTER, &[b"abc"])
+        );
+    }
+
+    #[test]
+    fn artifact_hash_is_plain_blake3() {
+        // BLAKE3 of the empty input, from the BLAKE3 reference test vectors.
+        assert_eq!(
+            Hash::of_artifact(b"").to_hex(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let h = Hash::of(domain::POLICY, &[b"p"]);
+        assert_eq!(Hash::from_hex(&h.to_hex()).ok(), Some(h));
+        assert!(Hash::from_hex("abc").is_err());
+        assert!(Hash::from_hex(&"zz".repeat(32)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod cosi;
+pub mod encoding;
+mod error;
+pub mod hash;
+pub mod keys;
+pub mod policy;
+pub mod release;
+pub mod skipchain;
+pub mod timeline;
+
+pub use error::Error;
+pub use hash::Hash;
+
+/// Result type of every fallible operation of this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,329 @@
+//! A skipchain held in memory, with the append rules witnesses apply to a proposed block.
+//!
+//! The node keeps its chains in a database; it applies the same rules through
+//! [`SkipChain::check_successor`], which only needs the previous block, its roster and a way to
+//! look up earlier block hashes.
+
+use std::collections::BTreeMap;
+
+use crate::cosi::Roster;
+use crate::{Error, Hash, Result};
+
+use super::block::back_link_indices;
+use super::{BlockRoster, ChainParams, ForwardLink, ProofStep, SkipBlock, SkipProof, TrustedBlock};
+
+/// A forward link the roster of block `from_index` must sign for a proposed block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRequest {
+    /// Index of the source block.
+    pub from_index: u64,
+    /// Hash of the source block.
+    pub from: Hash,
+    /// Hash of the proposed block.
+    pub to: Hash,
+    /// The link level.
+    pub level: u32,
+    /// What the source roster signs.
+    pub message: Hash,
+}
+
+/// A validated skipchain: blocks, the roster each runs under, and the forward links.
+#[derive(Clone, Debug)]
+pub struct SkipChain {
+    blocks: Vec<SkipBlock>,
+    /// Distinct rosters, and for each block the position of its roster in that list.
+    rosters: Vec<Roster>,
+    roster_of_block: Vec<usize>,
+    links: BTreeMap<(u64, u32), ForwardLink>,
+}
+
+impl SkipChain {
+    /// A chain holding only `genesis`.
+    pub fn new(genesis: SkipBlock) -> Result<Self> {
+        let trusted = TrustedBlock::genesis(genesis)?;
+        Ok(Self {
+            rosters: vec![trusted.roster().clone()],
+            blocks: vec![trusted.block().clone()],
+            roster_of_block: vec![0],
+            links: BTreeMap::new(),
+        })
+    }
+
+    /// The chain id.
+    pub fn id(&self) -> Hash {
+        self.genesis().hash()
+    }
+
+    /// The genesis block.
+    pub fn genesis(&self) -> &SkipBlock {
+        &self.blocks[0]
+    }
+
+    /// The chain parameters.
+    pub fn params(&self) -> ChainParams {
+        self.genesis().params()
+    }
+
+    /// Number of blocks.
+    pub fn len(&self) -> u64 {
+        self.blocks.len() as u64
+    }
+
+    /// Always false: a chain has its genesis.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// The latest block.
+    pub fn head(&self) -> &SkipBlock {
+        &self.blocks[self.blocks.len() - 1]
+    }
+
+    /// Block `index`, if the chain has it.
+    pub fn block(&self, index: u64) -> Option<&SkipBlock> {
+        usize::try_from(index).ok().and_then(|i| self.blocks.get(i))
+    }
+
+    /// The roster block `index` runs under.
+    pub fn roster(&self, index: u64) -> Option<&Roster> {
+        let position = usize::try_from(index).ok()?;
+        self.roster_of_block
+            .get(position)
+            .map(|&r| &self.rosters[r])
+    }
+
+    /// The roster of the head: the one that signs the next block.
+    pub fn current_roster(&self) -> &Roster {
+        &self.rosters[self.roster_of_block[self.blocks.len() - 1]]
+    }
+
+    /// The forward link at `level` from block `from`, if signed.
+    pub fn forward_link(&self, from: u64, level: u32) -> Option<&ForwardLink> {
+        self.links.get(&(from, level))
+    }
+
+    /// Builds the next block, with a new roster or the current one.
+    pub fn propose(&self, roster: Option<Roster>, payload: Vec<u8>) -> Result<SkipBlock> {
+        SkipBlock::successor(self.head(), self.current_roster(), roster, payload, |i| {
+            self.block(i).map(SkipBlock::hash)
+        })
+    }
+
+    /// The append rules for `candidate` after `previous` (running under `previous_roster`):
+    /// next index, same chain and parameters, back links equal to the hashes of the blocks
+    /// `base^k` before, and a roster that is either the previous one by hash or a new one in
+    /// full (whose validity the roster type guarantees).
+    pub fn check_successor(
+        previous: &SkipBlock,
+        previous_roster: &Roster,
+        candidate: &SkipBlock,
+        back_link: impl Fn(u64) -> Option<Hash>,
+    ) -> Result<()> {
+        let index = candidate.index();
+        let invalid = |reason: String| Error::InvalidBlock { index, reason };
+        if previous.roster().hash() != previous_roster.hash() {
+            return Err(Error::RosterMismatch {
+                index: previous.index(),
+            });
+        }
+        if Some(index) != previous.index().checked_add(1) {
+            return Err(invalid(format!(
+                "index {index} does not follow the head {}",
+                previous.index()
+            )));
+        }
+        if candidate.chain_id() != previous.chain_id() {
+            return Err(Error::WrongChain);
+        }
+        if candidate.params() != previous.params() {
+            return Err(invalid("chain parameters differ from the genesis".into()));
+        }
+        for (level, (&source, link)) in back_link_indices(candidate.params(), index)
+            .iter()
+            .zip(candidate.back_links())
+            .enumerate()
+        {
+            let expected = back_link(source).ok_or(Error::MissingBlock { index: source })?;
+            if *link != expected {
+                return Err(invalid(format!(
+                    "back link at level {level} is not the hash of block {source}"
+                )));
+            }
+        }
+        match candidate.roster() {
+            BlockRoster::Unchanged(hash) if *hash == previous_roster.hash() => Ok(()),
+            BlockRoster::Unchanged(_) => {
+                Err(invalid("names a roster other than the one in force".into()))
+            }
+            BlockRoster::Full(roster) if roster.hash() == previous_roster.hash() => Err(invalid(
+                "repeats the roster in full; an unchanged roster is given by hash".into(),
+            )),
+            BlockRoster::Full(_) => Ok(()),
+        }
+    }
+
+    /// Checks `candidate` as the next block of this chain.
+    pub fn validate_proposal(&self, candidate: &SkipBlock) -> Result<()> {
+        Self::check_successor(self.head(), self.current_roster(), candidate, |i| {
+            self.block(i).map(SkipBlock::hash)
+        })
+    }
+
+    /// The forward links that must be signed for `candidate`: one per level of its height,
+    /// from the block `base^level` before it, each by that block's roster. Level 0 comes first.
+    pub fn link_requests(&self, candidate: &SkipBlock) -> Result<Vec<LinkRequest>> {
+        self.validate_proposal(candidate)?;
+        back_link_indices(self.params(), candidate.index())
+            .into_iter()
+            .zip(0u32..)
+            .map(|(from_index, level)| {
+                let from = self
+                    .block(from_index)
+                    .ok_or(Error::MissingBlock { index: from_index })?
+                    .hash();
+                Ok(LinkRequest {
+                    from_index,
+                    from,
+                    to: candidate.hash(),
+                    level,
+                    message: ForwardLink::message_for(&self.id(), &from, &candidate.hash(), level),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends `candidate` with its signed forward links. The level-0 link is required; higher
+    /// links may be missing (their source roster could not sign) and added later. Every link
+    /// is checked against its source block's roster before anything changes.
+    pub fn append(&mut self, candidate: SkipBlock, links: Vec<ForwardLink>) -> Result<()> {
+        let requests = self.link_requests(&candidate)?;
+        if !links.iter().any(|link| link.level == 0) {
+            return Err(Error::MissingForwardLink {
+                from: self.head().index(),
+                level: 0,
+            });
+        }
+        for link in &links {
+            self.check_link(link, &requests)?;
+        }
+        let roster_position = match candidate.roster() {
+            BlockRoster::Full(roster) => {
+                self.rosters.push(roster.clone());
+                self.rosters.len() - 1
+            }
+            BlockRoster::Unchanged(_) => self.roster_of_block[self.blocks.len() - 1],
+        };
+        self.blocks.push(candidate);
+        self.roster_of_block.push(roster_position);
+        for link in links {
+            let from = requests
+                .iter()
+                .find(|r| r.level == link.level)
+                .map(|r| r.from_index);
+            if let Some(from) = from {
+                self.links.insert((from, link.level), link);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_link(&self, link: &ForwardLink, requests: &[LinkRequest]) -> Result<()> {
+        let request =
+            requests
+                .iter()
+                .find(|r| r.level == link.level)
+                .ok_or(Error::LinkMismatch {
+                    reason: "no link at this level points to the block",
+                })?;
+        if link.chain_id != self.id() || link.from != request.from || link.to != request.to {
+            return Err(Error::LinkMismatch {
+                reason: "link endpoints do not match the blocks",
+            });
+        }
+        let roster = self.roster(request.from_index).ok_or(Error::MissingBlock {
+            index: request.from_index,
+        })?;
+        link.verify(roster)
+    }
+
+    /// Adds a higher-level forward link to a block already in the chain.
+    pub fn add_forward_link(&mut self, link: ForwardLink) -> Result<()> {
+        let target = self
+            .blocks
+            .iter()
+            .find(|block| block.hash() == link.to)
+            .ok_or(Error::LinkMismatch {
+                reason: "target block is not in the chain",
+            })?;
+        let requests = back_link_indices(self.params(), target.index())
+            .into_iter()
+            .zip(0u32..)
+            .filter_map(|(from_index, level)| {
+                let from = self.block(from_index)?.hash();
+                Some(LinkRequest {
+                    from_index,
+                    from,
+                    to: link.to,
+                    level,
+                    message: ForwardLink::message_for(&self.id(), &from, &link.to, level),
+                })
+            })
+            .collect::<Vec<_>>();
+        self.check_link(&link, &requests)?;
+        let from = requests
+            .iter()
+            .find(|r| r.level == link.level)
+            .map(|r| r.from_index);
+        if let Some(from) = from {
+            self.links.insert((from, link.level), link);
+        }
+        Ok(())
+    }
+
+    /// A skip proof from block `from` to block `to`, following the highest signed link that
+    /// does not overshoot at each step.
+    pub fn skip_proof(&self, from: u64, to: u64) -> Result<SkipProof> {
+        if to >= self.len() {
+            return Err(Error::MissingBlock { index: to });
+        }
+        let route = self
+            .params()
+            .route(from, to, |at, level| self.links.contains_key(&(at, level)))?;
+        let mut steps = Vec::with_capacity(route.len());
+        let mut roster_hash = self.roster(from).map(Roster::hash).unwrap_or_default();
+        for (source, level) in route {
+            let link = self
+                .links
+                .get(&(source, level))
+                .ok_or(Error::MissingForwardLink {
+                    from: source,
+                    level,
+                })?;
+            let target_index = source + self.params().span(level).unwrap_or(1);
+            let block = self.block(target_index).ok_or(Error::MissingBlock {
+                index: target_index,
+            })?;
+            let target_roster = self.roster(target_index).ok_or(Error::MissingBlock {
+                index: target_index,
+            })?;
+            let roster = match block.roster() {
+                BlockRoster::Unchanged(hash) if *hash != roster_hash => Some(target_roster.clone()),
+                _ => None,
+            };
+            roster_hash = target_roster.hash();
+            steps.push(ProofStep {
+                link: link.clone(),
+                block: block.clone(),
+                roster,
+            });
+        }
+        Ok(SkipProof { steps })
+    }
+
+    /// Block `index` with its roster, as a client would keep it.
+    pub fn trusted(&self, index: u64) -> Result<TrustedBlock> {
+        let block = self.block(index).ok_or(Error::MissingBlock { index })?;
+        let roster = self.roster(index).ok_or(Error::MissingBlock { index })?;
+        TrustedBlock::new(block.clone(), roster.clone())
+    }
+}

@@ -1,0 +1,481 @@
+//! The timeline: each epoch, a Merkle tree over the (chain id, head hash) of every chain, and
+//! the checks a client makes with it: the timeline block is fresh, and the head it is shown is
+//! the one the timeline commits to (no freeze, no rollback, no split view).
+//!
+//! Leaves are sorted by chain id, one per chain. A leaf is BLAKE3 under
+//! [`domain::TIMELINE_LEAF`] of `chain_id || head`; an inner node is BLAKE3 under
+//! [`domain::TIMELINE_NODE`] of `left || right`; a node without a right sibling is promoted to the
+//! next level unchanged; the root of no leaves is BLAKE3 under [`domain::TIMELINE_EMPTY`] of
+//! nothing.
+
+use crate::encoding::{Decode, Encode, Reader, VERSION, Writer};
+use crate::hash::domain;
+use crate::{Error, Hash, Result};
+
+/// Most chains one timeline may cover (2^32).
+pub const MAX_TIMELINE_CHAINS: u64 = 1 << 32;
+/// Most sibling hashes in an inclusion proof (the depth of a tree of 2^32 leaves).
+pub const MAX_PROOF_DEPTH: usize = 32;
+
+/// One chain's head as the timeline records it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub struct TimelineEntry {
+    /// The chain id.
+    pub chain_id: Hash,
+    /// Hash of the chain's latest block.
+    pub head: Hash,
+}
+
+impl TimelineEntry {
+    fn leaf(&self) -> Hash {
+        Hash::of(
+            domain::TIMELINE_LEAF,
+            &[self.chain_id.as_bytes(), self.head.as_bytes()],
+        )
+    }
+}
+
+fn node(left: &Hash, right: &Hash) -> Hash {
+    Hash::of(domain::TIMELINE_NODE, &[left.as_bytes(), right.as_bytes()])
+}
+
+/// The Merkle tree of one epoch, kept whole so that inclusion proofs can be served.
+#[derive(Clone, Debug)]
+pub struct TimelineTree {
+    entries: Vec<TimelineEntry>,
+    /// `levels[0]` are the leaves, the last level is the root.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl TimelineTree {
+    /// Builds the tree over `entries` (any order; one entry per chain).
+    pub fn build(mut entries: Vec<TimelineEntry>) -> Result<Self> {
+        if entries.len() as u64 > MAX_TIMELINE_CHAINS {
+            return Err(Error::TooLong {
+                what: "timeline",
+                len: entries.len(),
+                max: MAX_TIMELINE_CHAINS as usize,
+            });
+        }
+        entries.sort_unstable_by_key(|entry| entry.chain_id);
+        if let Some(pair) = entries
+            .windows(2)
+            .find(|pair| pair[0].chain_id == pair[1].chain_id)
+        {
+            return Err(Error::DuplicateTimelineChain {
+                chain_id: pair[0].chain_id,
+            });
+        }
+        let mut levels = vec![entries.iter().map(TimelineEntry::leaf).collect::<Vec<_>>()];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [left, right] => node(left, right),
+                    [single] => *single,
+                    _ => Hash::default(),
+                })
+                .collect();
+            levels.push(above);
+        }
+        Ok(Self { entries, levels })
+    }
+
+    /// The root hash.
+    pub fn root(&self) -> Hash {
+        match self.levels.last().and_then(|level| level.first()) {
+            Some(root) => *root,
+            None => Hash::of(domain::TIMELINE_EMPTY, &[]),
+        }
+    }
+
+    /// Number of chains.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the tree has no chains.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The head recorded for `chain_id`, with its inclusion proof.
+    pub fn prove(&self, chain_id: &Hash) -> Option<(TimelineEntry, InclusionProof)> {
+        let index = self
+            .entries
+            .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
+            .ok()?;
+        let mut siblings = Vec::new();
+        let mut position = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            let sibling = position ^ 1;
+            if sibling < level.len() {
+                siblings.push(level[sibling]);
+            }
+            position /= 2;
+        }
+        let proof = InclusionProof {
+            leaf_index: index as u64,
+            leaf_count: self.entries.len() as u64,
+            siblings,
+        };
+        Some((self.entries[index], proof))
+    }
+}
+
+/// The path from a leaf to the root.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct InclusionProof {
+    /// Position of the leaf among the sorted leaves.
+    pub leaf_index: u64,
+    /// Number of leaves in the tree.
+    pub leaf_count: u64,
+    /// Sibling hashes from the leaf level up, skipping levels where the node was promoted.
+    pub siblings: Vec<Hash>,
+}
+
+impl InclusionProof {
+    /// Checks that `entry` is a leaf of the tree with root `root`.
+    pub fn verify(&self, root: &Hash, entry: &TimelineEntry) -> Result<()> {
+        if self.leaf_index >= self.leaf_count || self.leaf_count > MAX_TIMELINE_CHAINS {
+            return Err(Error::InvalidInclusionProof {
+                reason: "leaf index out of range",
+            });
+        }
+        let mut hash = entry.leaf();
+        let mut index = self.leaf_index;
+        let mut count = self.leaf_count;
+        let mut siblings = self.siblings.iter();
+        while count > 1 {
+            if index % 2 == 1 {
+                let sibling = siblings.next().ok_or(Error::InvalidInclusionProof {
+                    reason: "too few siblings",
+                })?;
+                hash = node(sibling, &hash);
+            } else if index + 1 < count {
+                let sibling = siblings.next().ok_or(Error::InvalidInclusionProof {
+                    reason: "too few siblings",
+                })?;
+                hash = node(&hash, sibling);
+            }
+            index /= 2;
+            count = count.div_ceil(2);
+        }
+        if siblings.next().is_some() {
+            return Err(Error::InvalidInclusionProof {
+                reason: "too many siblings",
+            });
+        }
+        if hash != *root {
+            return Err(Error::NotInTimeline {
+                chain_id: entry.chain_id,
+                head: entry.head,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Encode for InclusionProof {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer
+            .u8(VERSION)
+            .u64(self.leaf_index)
+            .u64(self.leaf_count)
+            .list(&self.siblings);
+    }
+}
+
+impl Decode for InclusionProof {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("inclusion proof")?;
+        Ok(Self {
+            leaf_index: reader.u64("leaf index")?,
+            leaf_count: reader.u64("leaf count")?,
+            siblings: reader.list(MAX_PROOF_DEPTH, "inclusion proof siblings")?,
+        })
+    }
+}
+
+/// The payload of a timeline block: one epoch's commitment to every chain's head.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TimelineCommit {
+    /// Epoch number, +1 per timeline block.
+    pub epoch: u64,
+    /// Unix time in seconds when the epoch was closed.
+    pub timestamp: u64,
+    /// Root of the epoch's [`TimelineTree`].
+    pub root: Hash,
+    /// Number of chains in the tree.
+    pub chain_count: u64,
+}
+
+impl TimelineCommit {
+    /// The commitment for `tree`.
+    pub fn new(epoch: u64, timestamp: u64, tree: &TimelineTree) -> Self {
+        Self {
+            epoch,
+            timestamp,
+            root: tree.root(),
+            chain_count: tree.len() as u64,
+        }
+    }
+
+    /// What a client checks before accepting a head: this commitment is fresh, and `entry` is
+    /// in it (`proof` must also be over this commitment's number of chains).
+    pub fn check_head(
+        &self,
+        entry: &TimelineEntry,
+        proof: &InclusionProof,
+        now: u64,
+        freshness: Freshness,
+    ) -> Result<()> {
+        freshness.check(self.timestamp, now)?;
+        if proof.leaf_count != self.chain_count {
+            return Err(Error::InvalidInclusionProof {
+                reason: "proof is for a tree of another size",
+            });
+        }
+        proof.verify(&self.root, entry)
+    }
+}
+
+impl Encode for TimelineCommit {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer
+            .u8(VERSION)
+            .u64(self.epoch)
+            .u64(self.timestamp)
+            .value(&self.root)
+            .u64(self.chain_count);
+    }
+}
+
+impl Decode for TimelineCommit {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("timeline commit")?;
+        Ok(Self {
+            epoch: reader.u64("epoch")?,
+            timestamp: reader.u64("timestamp")?,
+            root: Hash::decode_from(reader)?,
+            chain_count: reader.u64("chain count")?,
+        })
+    }
+}
+
+/// How recent a timeline block must be for a client to accept what it says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Freshness {
+    /// Oldest acceptable age, in seconds.
+    pub max_age: u64,
+    /// How far in the future a timestamp may be (clock skew), in seconds.
+    pub max_future_skew: u64,
+}
+
+impl Default for Freshness {
+    /// One hour, with 5 minutes of clock skew.
+    fn default() -> Self {
+        Self {
+            max_age: 3600,
+            max_future_skew: 300,
+        }
+    }
+}
+
+impl Freshness {
+    /// Checks a timeline timestamp against the client's clock.
+    pub fn check(&self, timestamp: u64, now: u64) -> Result<()> {
+        if timestamp > now.saturating_add(self.max_future_skew) {
+            return Err(Error::TimelineFromFuture { timestamp, now });
+        }
+        let age = now.saturating_sub(timestamp);
+        if age > self.max_age {
+            return Err(Error::StaleTimeline {
+                age,
+                max_age: self.max_age,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(i: u64) -> TimelineEntry {
+        TimelineEntry {
+            chain_id: Hash::of(domain::SKIPBLOCK, &[&i.to_le_bytes()]),
+            head: Hash::of(domain::SKIPBLOCK, &[b"head", &i.to_le_bytes()]),
+        }
+    }
+
+    fn tree(n: u64) -> TimelineTree {
+        let Ok(tree) = TimelineTree::build((0..n).map(entry).collect()) else {
+            panic!()
+        };
+        tree
+    }
+
+    #[test]
+    fn small_trees_have_the_documented_shape() {
+        assert_eq!(tree(0).root(), Hash::of(domain::TIMELINE_EMPTY, &[]));
+        let one = tree(1);
+        assert_eq!(one.root(), entry(0).leaf());
+        let three = tree(3);
+        let mut sorted: Vec<TimelineEntry> = (0..3).map(entry).collect();
+        sorted.sort();
+        let leaves: Vec<Hash> = sorted.iter().map(TimelineEntry::leaf).collect();
+        assert_eq!(
+            three.root(),
+            node(&node(&leaves[0], &leaves[1]), &leaves[2])
+        );
+    }
+
+    #[test]
+    fn order_of_input_does_not_matter() {
+        let mut entries: Vec<TimelineEntry> = (0..50).map(entry).collect();
+        let Ok(a) = TimelineTree::build(entries.clone()) else {
+            panic!()
+        };
+        entries.reverse();
+        let Ok(b) = TimelineTree::build(entries) else {
+            panic!()
+        };
+        assert_eq!(a.root(), b.root());
+    }
+
+    #[test]
+    fn duplicate_chains_are_refused() {
+        let entries = vec![
+            entry(1),
+            entry(2),
+            TimelineEntry {
+                head: Hash::default(),
+                ..entry(1)
+            },
+        ];
+        assert!(matches!(
+            TimelineTree::build(entries),
+            Err(Error::DuplicateTimelineChain { .. })
+        ));
+    }
+
+    #[test]
+    fn every_leaf_proves_and_others_do_not() {
+        for n in [1u64, 2, 3, 5, 8, 13, 100] {
+            let t = tree(n);
+            for i in 0..n {
+                let Some((recorded, proof)) = t.prove(&entry(i).chain_id) else {
+                    panic!()
+                };
+                assert_eq!(recorded, entry(i));
+                assert_eq!(proof.verify(&t.root(), &entry(i)), Ok(()), "n {n} i {i}");
+                // another head for the same chain (rollback or split view) is refused
+                let forked = TimelineEntry {
+                    head: Hash::default(),
+                    ..entry(i)
+                };
+                assert!(matches!(
+                    proof.verify(&t.root(), &forked),
+                    Err(Error::NotInTimeline { .. })
+                ));
+            }
+            assert!(t.prove(&entry(n + 1).chain_id).is_none());
+        }
+    }
+
+    #[test]
+    fn malformed_proofs_are_refused() {
+        let t = tree(10);
+        let Some((e, proof)) = t.prove(&entry(4).chain_id) else {
+            panic!()
+        };
+        let mut short = proof.clone();
+        short.siblings.pop();
+        assert!(short.verify(&t.root(), &e).is_err());
+        let mut long = proof.clone();
+        long.siblings.push(Hash::default());
+        assert!(matches!(
+            long.verify(&t.root(), &e),
+            Err(Error::InvalidInclusionProof { .. })
+        ));
+        let mut moved = proof.clone();
+        moved.leaf_index = (moved.leaf_index + 1) % 10;
+        assert!(moved.verify(&t.root(), &e).is_err());
+        let mut out_of_range = proof.clone();
+        out_of_range.leaf_index = 10;
+        assert!(out_of_range.verify(&t.root(), &e).is_err());
+        let bytes = proof.to_bytes();
+        assert_eq!(InclusionProof::from_bytes(&bytes).as_ref(), Ok(&proof));
+        assert!(InclusionProof::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn freshness_and_head_checks() {
+        let t = tree(20);
+        let commit = TimelineCommit::new(7, 1_000_000, &t);
+        let Some((e, proof)) = t.prove(&entry(3).chain_id) else {
+            panic!()
+        };
+        let fresh = Freshness {
+            max_age: 60,
+            max_future_skew: 5,
+        };
+        assert_eq!(commit.check_head(&e, &proof, 1_000_030, fresh), Ok(()));
+        assert_eq!(
+            commit.check_head(&e, &proof, 1_000_061, fresh),
+            Err(Error::StaleTimeline {
+                age: 61,
+                max_age: 60
+            })
+        );
+        assert!(matches!(
+            commit.check_head(&e, &proof, 999_990, fresh),
+            Err(Error::TimelineFromFuture { .. })
+        ));
+        let absent = TimelineEntry {
+            head: Hash::default(),
+            ..e
+        };
+        assert!(matches!(
+            commit.check_head(&absent, &proof, 1_000_000, fresh),
+            Err(Error::NotInTimeline { .. })
+        ));
+        // a proof from a tree of another size is refused outright
+        let other = tree(21);
+        let Some((e2, p2)) = other.prove(&entry(3).chain_id) else {
+            panic!()
+        };
+        assert!(matches!(
+            commit.check_head(&e2, &p2, 1_000_000, fresh),
+            Err(Error::InvalidInclusionProof { .. })
+        ));
+        let message = Error::StaleTimeline {
+            age: 61,
+            max_age: 60,
+        }
+        .to_string();
+        assert!(message.contains("61"), "{message}");
+        assert_eq!(TimelineCommit::from_bytes(&commit.to_bytes()), Ok(commit));
+    }
+
+    proptest! {
+        #[test]
+        fn random_trees_prove_every_member(n in 1u64..300, pick in any::<u64>()) {
+            let t = tree(n);
+            let i = pick % n;
+            let (e, proof) = t.prove(&entry(i).chain_id).ok_or_else(|| TestCaseError::fail("no proof"))?;
+            prop_assert_eq!(proof.verify(&t.root(), &e), Ok(()));
+            prop_assert!(proof.siblings.len() <= 64 - (n.leading_zeros() as usize) + 1);
+        }
+
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = InclusionProof::from_bytes(&bytes);
+            let _ = TimelineCommit::from_bytes(&bytes);
+        }
+    }
+}
