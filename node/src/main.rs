@@ -1,13 +1,220 @@
-//! The `chainiac` command. Its node, project, release, client and testnet subcommands are built
-//! by the node and release issues on top of `chainiac-protocol`.
+//! The `chainiac` command.
 
-use clap::Parser;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use chainiac_node::config::{NodeConfig, init_node};
+use chainiac_node::runtime::{NodeOptions, RunningNode};
+use clap::{Args, Parser, Subcommand};
 
 /// chainiac: a decentralized, reproducible software-release log.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run and manage a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Create a node: key pair with proof of possession and a commented config.toml.
+    Init {
+        /// Directory for the node's files (created if missing).
+        #[arg(long, env = "CHAINIAC_NODE_DIR")]
+        dir: PathBuf,
+    },
+    /// Run a node until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Ask a running node for its peers, chains and heads.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// API address to ask (default: the one in the configuration).
+        #[arg(long, env = "CHAINIAC_API")]
+        api: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The node's configuration file.
+    #[arg(long, env = "CHAINIAC_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// libp2p listen address (repeat for several); replaces the file's list.
+    #[arg(long = "listen", env = "CHAINIAC_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+    /// Bootstrap peer address (repeat for several); replaces the file's list.
+    #[arg(long = "bootstrap", env = "CHAINIAC_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// HTTP API address.
+    #[arg(long, env = "CHAINIAC_API")]
+    api: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "CHAINIAC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn apply(&self, mut config: NodeConfig) -> NodeConfig {
+        if !self.listen.is_empty() {
+            config.network.listen.clone_from(&self.listen);
+        }
+        if !self.bootstrap.is_empty() {
+            config.network.bootstrap.clone_from(&self.bootstrap);
+        }
+        if let Some(api) = self.api {
+            config.api.listen = api;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        config
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node(NodeCommand::Init { dir }) => init(&dir),
+        Command::Node(NodeCommand::Run(args)) => run(&args),
+        Command::Node(NodeCommand::Status { config, api }) => status(&config.config, api),
+    }
+}
+
+fn init(dir: &std::path::Path) -> anyhow::Result<()> {
+    let node =
+        init_node(dir).with_context(|| format!("cannot create a node in {}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "created node in {}", dir.display())?;
+    writeln!(out, "  config:      {}", node.config_path.display())?;
+    writeln!(
+        out,
+        "  secret key:  {} (keep it private)",
+        node.config.key_file.display()
+    )?;
+    writeln!(out, "  public key:  {}", node.public.key)?;
+    writeln!(
+        out,
+        "  roster entry (public key and proof of possession): {}",
+        dir.join("node.pub.json").display()
+    )?;
+    writeln!(
+        out,
+        "start it with: chainiac node run --config {}",
+        node.config_path.display()
+    )?;
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHAINIAC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = args.apply(NodeConfig::load(&args.config.config)?);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let node = RunningNode::start(NodeOptions::new(config))
+            .await
+            .context("cannot start the node")?;
+        eprintln!(
+            "node {} running; API on http://{}",
+            node.peer_id, node.api_addr
+        );
+        wait_for_signal().await?;
+        eprintln!("shutting down");
+        node.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<()> {
+    let address = match api {
+        Some(address) => address,
+        None => NodeConfig::load(config)?.api.listen,
+    };
+    let body = http_get(address, "/status").with_context(|| {
+        format!("cannot reach the node's API at {address}; is the node running?")
+    })?;
+    let status: serde_json::Value =
+        serde_json::from_str(&body).context("the node answered something that is not JSON")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "node        {}",
+        status["peer_id"].as_str().unwrap_or("?")
+    )?;
+    writeln!(
+        out,
+        "public key  {}",
+        status["public_key"].as_str().unwrap_or("?")
+    )?;
+    for address in status["listen"].as_array().into_iter().flatten() {
+        writeln!(out, "listening   {}", address.as_str().unwrap_or("?"))?;
+    }
+    let peers = status["peers"].as_array().map(Vec::len).unwrap_or(0);
+    writeln!(out, "peers       {peers}")?;
+    for peer in status["peers"].as_array().into_iter().flatten() {
+        writeln!(out, "  {}", peer.as_str().unwrap_or("?"))?;
+    }
+    let chains = status["chains"].as_array().cloned().unwrap_or_default();
+    writeln!(out, "chains      {}", chains.len())?;
+    for chain in chains {
+        writeln!(
+            out,
+            "  {}  head #{} {}",
+            chain["chain_id"].as_str().unwrap_or("?"),
+            chain["index"],
+            chain["head"].as_str().unwrap_or("?")
+        )?;
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 GET against the node's own loopback API.
+fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.take(64 << 20).read_to_string(&mut response)?;
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        bail!("malformed HTTP response")
+    };
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("the node answered {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_owned())
 }

@@ -58,7 +58,11 @@ fn cosi_verification(c: &mut Criterion) {
     let single_signature = single.sign(message);
     let single_key = single.verifying_key();
     group.bench_function("ed25519_verify_strict_one", |b| {
-        b.iter(|| single_key.verify_strict(black_box(message), black_box(&single_signature)).expect("valid"));
+        b.iter(|| {
+            single_key
+                .verify_strict(black_box(message), black_box(&single_signature))
+                .expect("valid");
+        });
     });
     for n in [16usize, 128, 1024, 8192] {
         let w = witnesses(n, n as u64);

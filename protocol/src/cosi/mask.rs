@@ -151,7 +151,7 @@ impl Decode for ParticipationMask {
             });
         }
         let bits = reader.take(len.div_ceil(8), "participation mask")?.to_vec();
-        if len % 8 != 0 {
+        if !len.is_multiple_of(8) {
             let padding = bits.last().copied().unwrap_or(0) >> (len % 8);
             if padding != 0 {
                 return Err(Error::NonCanonical {

@@ -40,6 +40,30 @@ impl Fixture {
         local_round(&self.roster, &self.refs(), message, participants, &mut rng)
     }
 
+    /// A star round of `participants` up to the challenge: the leader's aggregator, each
+    /// participant's nonces, and the challenge.
+    fn open_round<'a>(
+        &'a self,
+        message: &'a [u8],
+        participants: std::ops::Range<usize>,
+        seed: u64,
+    ) -> (Aggregator<'a>, Vec<(usize, SigningNonces)>, Challenge) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut aggregator = Aggregator::new(&self.roster, message);
+        let mut pending = Vec::new();
+        for index in participants {
+            let (nonces, commitment) = commit(&self.secrets[index], message, &mut rng);
+            let added =
+                aggregator.add_commitment(&Contribution::single(&self.roster, index, &commitment));
+            assert!(added.is_ok(), "{added:?}");
+            pending.push((index, nonces));
+        }
+        let Ok(challenge) = aggregator.challenge() else {
+            panic!("challenge")
+        };
+        (aggregator, pending, challenge)
+    }
+
     fn aggregate(&self, mask: &ParticipationMask) -> [u8; 32] {
         let sum: EdwardsPoint = mask
             .present()
@@ -189,22 +213,8 @@ fn non_canonical_s_is_rejected() {
 fn wrong_response_is_named_and_round_restarts_without_it() {
     let f = fixture(7, 11);
     let message = b"block 42";
-    let mut rng = StdRng::seed_from_u64(12);
-    let mut aggregator = Aggregator::new(&f.roster, message);
-    let mut pending = Vec::new();
-    for index in 0..7 {
-        let (nonces, commitment) = commit(&f.secrets[index], message, &mut rng);
-        assert!(
-            aggregator
-                .add_commitment(&Contribution::single(&f.roster, index, &commitment))
-                .is_ok()
-        );
-        pending.push(nonces);
-    }
-    let Ok(challenge) = aggregator.challenge() else {
-        panic!()
-    };
-    for (index, nonces) in pending.into_iter().enumerate() {
+    let (mut aggregator, pending, challenge) = f.open_round(message, 0..7, 12);
+    for (index, nonces) in pending {
         let Ok(mut share) = nonces.respond(&f.secrets[index], &f.roster, message, &challenge)
         else {
             panic!()
@@ -235,23 +245,9 @@ fn wrong_response_is_named_and_round_restarts_without_it() {
 fn several_liars_among_many_are_all_named() {
     let f = fixture(50, 26);
     let message = b"bisect";
-    let mut rng = StdRng::seed_from_u64(27);
-    let mut aggregator = Aggregator::new(&f.roster, message);
-    let mut pending = Vec::new();
-    for index in 0..50 {
-        let (nonces, commitment) = commit(&f.secrets[index], message, &mut rng);
-        assert!(
-            aggregator
-                .add_commitment(&Contribution::single(&f.roster, index, &commitment))
-                .is_ok()
-        );
-        pending.push(nonces);
-    }
-    let Ok(challenge) = aggregator.challenge() else {
-        panic!()
-    };
+    let (mut aggregator, pending, challenge) = f.open_round(message, 0..50, 27);
     let liars = [3usize, 17, 18, 49];
-    for (index, nonces) in pending.into_iter().enumerate() {
+    for (index, nonces) in pending {
         let Ok(mut share) = nonces.respond(&f.secrets[index], &f.roster, message, &challenge)
         else {
             panic!()
@@ -274,22 +270,8 @@ fn several_liars_among_many_are_all_named() {
 #[test]
 fn missing_responses_are_named() {
     let f = fixture(4, 14);
-    let mut rng = StdRng::seed_from_u64(15);
-    let mut aggregator = Aggregator::new(&f.roster, b"m");
-    let mut pending = Vec::new();
-    for index in 0..4 {
-        let (nonces, commitment) = commit(&f.secrets[index], b"m", &mut rng);
-        assert!(
-            aggregator
-                .add_commitment(&Contribution::single(&f.roster, index, &commitment))
-                .is_ok()
-        );
-        pending.push(nonces);
-    }
-    let Ok(challenge) = aggregator.challenge() else {
-        panic!()
-    };
-    for (index, nonces) in pending.into_iter().enumerate().take(3) {
+    let (mut aggregator, pending, challenge) = f.open_round(b"m", 0..4, 15);
+    for (index, nonces) in pending.into_iter().take(3) {
         let Ok(share) = nonces.respond(&f.secrets[index], &f.roster, b"m", &challenge) else {
             panic!()
         };

@@ -27,6 +27,101 @@ pub struct LinkRequest {
     pub message: Hash,
 }
 
+impl LinkRequest {
+    /// The links that must be signed for `block` (already checked as a successor): one per
+    /// level of its height, from the block its back link at that level names. Level 0 first.
+    pub fn for_block(block: &SkipBlock) -> Vec<LinkRequest> {
+        back_link_indices(block.params(), block.index())
+            .into_iter()
+            .zip(block.back_links())
+            .zip(0u32..)
+            .map(|((from_index, from), level)| LinkRequest {
+                from_index,
+                from: *from,
+                to: block.hash(),
+                level,
+                message: ForwardLink::message_for(&block.chain_id(), from, &block.hash(), level),
+            })
+            .collect()
+    }
+
+    /// Checks that `link` is this request, signed by `source_roster` (the roster of the
+    /// source block).
+    pub fn check(&self, link: &ForwardLink, source_roster: &Roster) -> Result<()> {
+        if link.level != self.level
+            || link.from != self.from
+            || link.to != self.to
+            || link.message() != self.message
+        {
+            return Err(Error::LinkMismatch {
+                reason: "link endpoints do not match the blocks",
+            });
+        }
+        link.verify(source_roster)
+    }
+}
+
+/// Read access to a chain, enough to build skip proofs: the in-memory [`SkipChain`] and the
+/// node's store both provide it.
+pub trait ChainSource {
+    /// Errors of the source (the protocol's own errors must convert into it).
+    type Error: From<Error>;
+
+    /// The chain parameters.
+    fn params(&self) -> ChainParams;
+    /// Block `index`.
+    fn block_at(&self, index: u64) -> core::result::Result<Option<SkipBlock>, Self::Error>;
+    /// The roster block `index` runs under.
+    fn roster_at(&self, index: u64) -> core::result::Result<Option<Roster>, Self::Error>;
+    /// The signed forward link at `level` from block `from`.
+    fn link_at(
+        &self,
+        from: u64,
+        level: u32,
+    ) -> core::result::Result<Option<ForwardLink>, Self::Error>;
+
+    /// A skip proof from block `from` to block `to`, following at each block the highest
+    /// signed link that does not overshoot. A step carries the target's roster when the target
+    /// names it by hash and it is not the roster the verifier holds at that point.
+    fn skip_proof(&self, from: u64, to: u64) -> core::result::Result<SkipProof, Self::Error> {
+        let params = self.params();
+        let route = params.route(from, to, |at, level| {
+            matches!(self.link_at(at, level), Ok(Some(_)))
+        })?;
+        let mut steps = Vec::with_capacity(route.len());
+        let mut roster_hash = self
+            .roster_at(from)?
+            .ok_or(Error::MissingBlock { index: from })?
+            .hash();
+        for (source, level) in route {
+            let link = self
+                .link_at(source, level)?
+                .ok_or(Error::MissingForwardLink {
+                    from: source,
+                    level,
+                })?;
+            let target = source.saturating_add(params.span(level).unwrap_or(1));
+            let block = self
+                .block_at(target)?
+                .ok_or(Error::MissingBlock { index: target })?;
+            let target_roster = self
+                .roster_at(target)?
+                .ok_or(Error::MissingBlock { index: target })?;
+            let roster = match block.roster() {
+                BlockRoster::Unchanged(hash) if *hash != roster_hash => Some(target_roster.clone()),
+                _ => None,
+            };
+            roster_hash = target_roster.hash();
+            steps.push(ProofStep {
+                link,
+                block,
+                roster,
+            });
+        }
+        Ok(SkipProof { steps })
+    }
+}
+
 /// A validated skipchain: blocks, the roster each runs under, and the forward links.
 #[derive(Clone, Debug)]
 pub struct SkipChain {
@@ -173,23 +268,7 @@ impl SkipChain {
     /// from the block `base^level` before it, each by that block's roster. Level 0 comes first.
     pub fn link_requests(&self, candidate: &SkipBlock) -> Result<Vec<LinkRequest>> {
         self.validate_proposal(candidate)?;
-        back_link_indices(self.params(), candidate.index())
-            .into_iter()
-            .zip(0u32..)
-            .map(|(from_index, level)| {
-                let from = self
-                    .block(from_index)
-                    .ok_or(Error::MissingBlock { index: from_index })?
-                    .hash();
-                Ok(LinkRequest {
-                    from_index,
-                    from,
-                    to: candidate.hash(),
-                    level,
-                    message: ForwardLink::message_for(&self.id(), &from, &candidate.hash(), level),
-                })
-            })
-            .collect()
+        Ok(LinkRequest::for_block(candidate))
     }
 
     /// Appends `candidate` with its signed forward links. The level-0 link is required; higher
@@ -235,15 +314,13 @@ impl SkipChain {
                 .ok_or(Error::LinkMismatch {
                     reason: "no link at this level points to the block",
                 })?;
-        if link.chain_id != self.id() || link.from != request.from || link.to != request.to {
-            return Err(Error::LinkMismatch {
-                reason: "link endpoints do not match the blocks",
-            });
+        if link.chain_id != self.id() {
+            return Err(Error::WrongChain);
         }
         let roster = self.roster(request.from_index).ok_or(Error::MissingBlock {
             index: request.from_index,
         })?;
-        link.verify(roster)
+        request.check(link, roster)
     }
 
     /// Adds a higher-level forward link to a block already in the chain.
@@ -255,20 +332,7 @@ impl SkipChain {
             .ok_or(Error::LinkMismatch {
                 reason: "target block is not in the chain",
             })?;
-        let requests = back_link_indices(self.params(), target.index())
-            .into_iter()
-            .zip(0u32..)
-            .filter_map(|(from_index, level)| {
-                let from = self.block(from_index)?.hash();
-                Some(LinkRequest {
-                    from_index,
-                    from,
-                    to: link.to,
-                    level,
-                    message: ForwardLink::message_for(&self.id(), &from, &link.to, level),
-                })
-            })
-            .collect::<Vec<_>>();
+        let requests = LinkRequest::for_block(target);
         self.check_link(&link, &requests)?;
         let from = requests
             .iter()
@@ -280,44 +344,12 @@ impl SkipChain {
         Ok(())
     }
 
-    /// A skip proof from block `from` to block `to`, following the highest signed link that
-    /// does not overshoot at each step.
+    /// A skip proof from block `from` to block `to`.
     pub fn skip_proof(&self, from: u64, to: u64) -> Result<SkipProof> {
         if to >= self.len() {
             return Err(Error::MissingBlock { index: to });
         }
-        let route = self
-            .params()
-            .route(from, to, |at, level| self.links.contains_key(&(at, level)))?;
-        let mut steps = Vec::with_capacity(route.len());
-        let mut roster_hash = self.roster(from).map(Roster::hash).unwrap_or_default();
-        for (source, level) in route {
-            let link = self
-                .links
-                .get(&(source, level))
-                .ok_or(Error::MissingForwardLink {
-                    from: source,
-                    level,
-                })?;
-            let target_index = source + self.params().span(level).unwrap_or(1);
-            let block = self.block(target_index).ok_or(Error::MissingBlock {
-                index: target_index,
-            })?;
-            let target_roster = self.roster(target_index).ok_or(Error::MissingBlock {
-                index: target_index,
-            })?;
-            let roster = match block.roster() {
-                BlockRoster::Unchanged(hash) if *hash != roster_hash => Some(target_roster.clone()),
-                _ => None,
-            };
-            roster_hash = target_roster.hash();
-            steps.push(ProofStep {
-                link: link.clone(),
-                block: block.clone(),
-                roster,
-            });
-        }
-        Ok(SkipProof { steps })
+        ChainSource::skip_proof(self, from, to)
     }
 
     /// Block `index` with its roster, as a client would keep it.
@@ -325,5 +357,25 @@ impl SkipChain {
         let block = self.block(index).ok_or(Error::MissingBlock { index })?;
         let roster = self.roster(index).ok_or(Error::MissingBlock { index })?;
         TrustedBlock::new(block.clone(), roster.clone())
+    }
+}
+
+impl ChainSource for SkipChain {
+    type Error = Error;
+
+    fn params(&self) -> ChainParams {
+        SkipChain::params(self)
+    }
+
+    fn block_at(&self, index: u64) -> Result<Option<SkipBlock>> {
+        Ok(self.block(index).cloned())
+    }
+
+    fn roster_at(&self, index: u64) -> Result<Option<Roster>> {
+        Ok(self.roster(index).cloned())
+    }
+
+    fn link_at(&self, from: u64, level: u32) -> Result<Option<ForwardLink>> {
+        Ok(self.links.get(&(from, level)).cloned())
     }
 }

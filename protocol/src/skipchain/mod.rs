@@ -9,7 +9,7 @@ mod params;
 mod proof;
 
 pub use block::{BlockRoster, MAX_PAYLOAD_LEN, SkipBlock};
-pub use chain::{LinkRequest, SkipChain};
+pub use chain::{ChainSource, LinkRequest, SkipChain};
 pub use link::ForwardLink;
 pub use params::{ChainParams, MAX_BASE, MAX_HEIGHT};
 pub use proof::{MAX_PROOF_STEPS, ProofStep, SkipProof, TrustedBlock};

@@ -55,7 +55,7 @@ impl ChainParams {
         let mut height = 1;
         let mut rest = index;
         let base = u64::from(self.base);
-        while height < self.max_height && rest % base == 0 {
+        while height < self.max_height && rest.is_multiple_of(base) {
             rest /= base;
             height += 1;
         }

@@ -1,0 +1,249 @@
+//! The node's configuration file and its identity (key pair with proof of possession).
+
+mod identity;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use identity::{Identity, IdentityError, PublicIdentity};
+
+/// Default libp2p port (TCP and QUIC).
+pub const DEFAULT_P2P_PORT: u16 = 7400;
+/// Default HTTP API port, on loopback.
+pub const DEFAULT_API_PORT: u16 = 7480;
+
+/// Everything `chainiac node run` needs, as read from the TOML file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Directory of the database.
+    pub data_dir: PathBuf,
+    /// The secret key file.
+    pub key_file: PathBuf,
+    /// Peer-to-peer settings.
+    pub network: NetworkConfig,
+    /// HTTP API settings.
+    pub api: ApiConfig,
+}
+
+/// Peer-to-peer settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// libp2p multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// Peers to contact at start, as multiaddresses ending in `/p2p/PEER_ID`.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+/// HTTP API settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the HTTP JSON API and the metrics endpoint.
+    pub listen: SocketAddr,
+}
+
+/// Configuration errors, each saying which file and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{path} is not a valid chainiac configuration: {message}")]
+    Invalid { path: PathBuf, message: String },
+    /// `node init` would overwrite an existing node.
+    #[error(
+        "{path} already exists: this directory already holds a node; choose another directory or remove it first"
+    )]
+    AlreadyInitialised { path: PathBuf },
+    /// The key file is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl NodeConfig {
+    /// The defaults for a node living in `dir`.
+    pub fn defaults_for(dir: &Path) -> Self {
+        Self {
+            data_dir: dir.join("data"),
+            key_file: dir.join("node.key"),
+            network: NetworkConfig {
+                listen: vec![
+                    format!("/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}"),
+                    format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1"),
+                ],
+                bootstrap: Vec::new(),
+            },
+            api: ApiConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            },
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses the TOML text of a configuration.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|error| error.to_string())?;
+        if config.network.listen.is_empty() {
+            return Err("network.listen needs at least one address".into());
+        }
+        Ok(config)
+    }
+
+    /// The configuration as a commented TOML file.
+    pub fn to_commented_toml(&self) -> String {
+        let quote = |value: &str| toml::Value::String(value.to_owned()).to_string();
+        let list = |values: &[String]| {
+            values
+                .iter()
+                .map(|v| quote(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "# chainiac node configuration.\n\
+             # Flags and CHAINIAC_* environment variables override these settings.\n\
+             \n\
+             # Directory of the node's database (RocksDB).\n\
+             data_dir = {data_dir}\n\
+             \n\
+             # The node's secret key (hex seed). Keep it private and backed up: it is the\n\
+             # node's identity in witness rosters.\n\
+             key_file = {key_file}\n\
+             \n\
+             [network]\n\
+             # libp2p addresses to listen on (TCP and QUIC).\n\
+             listen = [{listen}]\n\
+             # Peers to contact at start, e.g. \"/ip4/203.0.113.7/tcp/7400/p2p/12D3KooW...\".\n\
+             bootstrap = [{bootstrap}]\n\
+             \n\
+             [api]\n\
+             # HTTP JSON API and Prometheus metrics. Keep it on 127.0.0.1 unless a reverse\n\
+             # proxy with access control sits in front of it.\n\
+             listen = {api}\n",
+            data_dir = quote(&self.data_dir.display().to_string()),
+            key_file = quote(&self.key_file.display().to_string()),
+            listen = list(&self.network.listen),
+            bootstrap = list(&self.network.bootstrap),
+            api = quote(&self.api.listen.to_string()),
+        )
+    }
+}
+
+/// What `chainiac node init` created.
+#[derive(Debug)]
+pub struct InitializedNode {
+    /// Path of the configuration file.
+    pub config_path: PathBuf,
+    /// The configuration written.
+    pub config: NodeConfig,
+    /// The node's public key and proof of possession.
+    pub public: PublicIdentity,
+}
+
+/// Creates a node in `dir`: a fresh key pair (secret key file readable only by its owner, public
+/// key and proof of possession in `node.pub.json`) and a commented `config.toml` with defaults.
+/// Refuses to touch a directory that already holds a node.
+pub fn init_node(dir: &Path) -> Result<InitializedNode, ConfigError> {
+    let config = NodeConfig::defaults_for(dir);
+    let config_path = dir.join("config.toml");
+    for existing in [&config_path, &config.key_file] {
+        if existing.exists() {
+            return Err(ConfigError::AlreadyInitialised {
+                path: existing.clone(),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    let identity = Identity::generate();
+    identity.save(&config.key_file)?;
+    let public = identity.public();
+    let public_path = dir.join("node.pub.json");
+    std::fs::write(&public_path, public.to_json()).map_err(|source| ConfigError::Io {
+        path: public_path.clone(),
+        source,
+    })?;
+    std::fs::write(&config_path, config.to_commented_toml()).map_err(|source| ConfigError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    Ok(InitializedNode {
+        config_path,
+        config,
+        public,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_a_config_that_loads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = init_node(&dir.path().join("n1")).expect("init");
+        let loaded = NodeConfig::load(&node.config_path).expect("load");
+        assert_eq!(loaded, node.config);
+        assert_eq!(loaded.api.listen.ip().to_string(), "127.0.0.1");
+        let text = std::fs::read_to_string(&node.config_path).expect("read");
+        assert!(text.contains("# Peers to contact at start"));
+        let identity = Identity::load(&loaded.key_file).expect("key loads");
+        assert_eq!(identity.public(), node.public);
+        node.public.check().expect("proof of possession verifies");
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_a_node() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        init_node(dir.path()).expect("init");
+        let error = init_node(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("already holds a node"), "{error}");
+    }
+
+    #[test]
+    fn invalid_configs_say_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = NodeConfig::defaults_for(dir.path()).to_commented_toml();
+        let typo = defaults.replace("bootstrap =", "bootstrapp =");
+        assert!(
+            NodeConfig::parse(&typo)
+                .err()
+                .unwrap_or_default()
+                .contains("bootstrapp")
+        );
+        let bad_api = defaults.replace("127.0.0.1:7480", "localhost");
+        assert!(NodeConfig::parse(&bad_api).is_err());
+        let path = dir.path().join("missing.toml");
+        let error = NodeConfig::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("missing.toml"), "{error}");
+    }
+}

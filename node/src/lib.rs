@@ -1,0 +1,13 @@
+//! The chainiac node: configuration and identity, durable storage, the libp2p network, the
+//! witness and leader sides of signing rounds, sync, and the HTTP API.
+
+pub mod api;
+pub mod config;
+pub mod leader;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod runtime;
+pub mod store;
+pub mod wire;
+pub mod witness;

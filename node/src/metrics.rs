@@ -1,0 +1,99 @@
+//! Prometheus metrics, named and documented in one place.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every metric the node exports (prefix `chainiac_`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    registry: Registry,
+    /// Blocks this node appended as leader.
+    pub blocks_led: Counter,
+    /// Blocks stored from gossip or sync.
+    pub blocks_received: Counter,
+    /// Signing rounds that produced a forward link.
+    pub rounds_completed: Counter,
+    /// Appends that failed for lack of witnesses.
+    pub appends_failed: Counter,
+    /// Witnesses excluded from a round for a wrong share.
+    pub witnesses_excluded: Counter,
+    /// Gossip messages accepted and relayed.
+    pub gossip_accepted: Counter,
+    /// Gossip messages rejected (their sender is penalised).
+    pub gossip_rejected: Counter,
+    /// Requests answered.
+    pub requests_served: Counter,
+    /// Requests refused (invalid, rate-limited, or out of bounds).
+    pub requests_refused: Counter,
+    /// Connected peers.
+    pub peers: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("chainiac"),
+            ..Self::default()
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "blocks_led",
+            "Blocks this node appended as leader",
+            metrics.blocks_led.clone(),
+        );
+        registry.register(
+            "blocks_received",
+            "Blocks stored from gossip or sync",
+            metrics.blocks_received.clone(),
+        );
+        registry.register(
+            "rounds_completed",
+            "Signing rounds that produced a forward link",
+            metrics.rounds_completed.clone(),
+        );
+        registry.register(
+            "appends_failed",
+            "Appends that failed for lack of witnesses",
+            metrics.appends_failed.clone(),
+        );
+        registry.register(
+            "witnesses_excluded",
+            "Witnesses excluded from a round for a wrong share",
+            metrics.witnesses_excluded.clone(),
+        );
+        registry.register(
+            "gossip_accepted",
+            "Gossip messages accepted and relayed",
+            metrics.gossip_accepted.clone(),
+        );
+        registry.register(
+            "gossip_rejected",
+            "Gossip messages rejected",
+            metrics.gossip_rejected.clone(),
+        );
+        registry.register(
+            "requests_served",
+            "Requests answered",
+            metrics.requests_served.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Requests refused",
+            metrics.requests_refused.clone(),
+        );
+        registry.register("peers", "Connected peers", metrics.peers.clone());
+        metrics
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,532 @@
+//! The node service: wires the store, the witness, the leader and the network together. The
+//! network task moves bytes; everything it hands over is validated here before it is stored or
+//! relayed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Roster, RosterMember};
+use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::config::Identity;
+use crate::leader::{AppendError, BoxFuture, RoundConfig, WitnessTransport, sign_link};
+use crate::metrics::Metrics;
+use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
+use crate::store::{ChainHead, Store, StoreError};
+use crate::wire::{HeadInfo, LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
+use crate::witness::{Refusal, Witness};
+
+/// Inbound requests a peer may make per second (burst: twice that).
+pub const REQUESTS_PER_SECOND: f64 = 500.0;
+
+/// A running node's shared state.
+pub struct NodeCore {
+    /// The node's identity.
+    pub identity: Arc<Identity>,
+    /// Its store.
+    pub store: Store,
+    /// Its witness.
+    pub witness: Witness,
+    /// The network task.
+    pub net: NetHandle,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Signing-round timeouts.
+    pub rounds: RoundConfig,
+    chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
+    rate: Mutex<HashMap<PeerId, (f64, Instant)>>,
+    syncing: Mutex<std::collections::HashSet<(PeerId, Hash)>>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("key", &self.identity.public().key)
+            .finish()
+    }
+}
+
+/// Errors of node operations requested through the API.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The append could not be signed or stored.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Invalid input.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl NodeCore {
+    /// A node core over its parts.
+    pub fn new(
+        identity: Arc<Identity>,
+        store: Store,
+        witness: Witness,
+        net: NetHandle,
+        rounds: RoundConfig,
+    ) -> Self {
+        Self {
+            identity,
+            store,
+            witness,
+            net,
+            metrics: Metrics::new(),
+            rounds,
+            chain_locks: Mutex::default(),
+            rate: Mutex::default(),
+            syncing: Mutex::default(),
+        }
+    }
+
+    /// The node's public key.
+    pub fn key(&self) -> PublicKey {
+        self.identity.public().key
+    }
+
+    /// Creates a chain with `members` as its roster and gossips its genesis.
+    pub async fn create_chain(
+        &self,
+        members: Vec<RosterMember>,
+        threshold: Option<u32>,
+        params: ChainParams,
+        payload: Vec<u8>,
+    ) -> Result<ChainHead, NodeError> {
+        let roster = match threshold {
+            Some(threshold) => Roster::new(members, threshold),
+            None => Roster::with_default_threshold(members),
+        }
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let genesis = SkipBlock::genesis(params, roster, payload)
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let head = self.store.create_chain(&genesis)?;
+        self.publish(LinkedBlock {
+            block: genesis,
+            links: Vec::new(),
+        })
+        .await;
+        Ok(head)
+    }
+
+    /// Appends a block with `payload` (and optionally a new roster) to `chain_id` as leader:
+    /// one signing round per forward link, the level-0 link required, higher levels best effort.
+    pub async fn append(
+        &self,
+        chain_id: Hash,
+        payload: Vec<u8>,
+        roster: Option<Roster>,
+    ) -> Result<ChainHead, NodeError> {
+        let lock = {
+            let mut locks = self
+                .chain_locks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            locks.entry(chain_id).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let head = self
+            .store
+            .head(&chain_id)?
+            .ok_or(StoreError::UnknownChain(chain_id))?;
+        let previous = self.store.block(&head.hash)?.ok_or(StoreError::Corrupt {
+            what: "chain head",
+            detail: "head block missing".into(),
+        })?;
+        let current = self.store.roster_of(&previous)?;
+        let block = SkipBlock::successor(&previous, &current, roster, payload, |index| {
+            self.store
+                .block_at(&chain_id, index)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        })
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let requests = self.store.link_requests(&block)?;
+        let transport = NodeTransport { core: self };
+        let mut links = Vec::new();
+        for request in &requests {
+            let source = self
+                .store
+                .block_at(&chain_id, request.from_index)?
+                .ok_or(chainiac_protocol::Error::MissingBlock {
+                    index: request.from_index,
+                })
+                .map_err(StoreError::from)?;
+            let roster = self.store.roster_of(&source)?;
+            match sign_link(&transport, &roster, &block, request, self.rounds).await {
+                Ok((link, report)) => {
+                    self.metrics.rounds_completed.inc();
+                    self.metrics
+                        .witnesses_excluded
+                        .inc_by(report.wrong.len() as u64);
+                    links.push(link);
+                }
+                Err(error) if request.level == 0 => {
+                    self.metrics.appends_failed.inc();
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    tracing::warn!(level = request.level, %error, "higher-level forward link not signed; it can be added later")
+                }
+            }
+        }
+        let head = self.store.append(&block, &links)?;
+        self.metrics.blocks_led.inc();
+        self.publish(LinkedBlock { block, links }).await;
+        Ok(head)
+    }
+
+    async fn publish(&self, block: LinkedBlock) {
+        if let Err(error) = self.net.publish(block.to_bytes()).await {
+            tracing::debug!(%error, "gossip not published (peers learn the block by sync)");
+        }
+    }
+
+    fn allow(&self, peer: PeerId) -> bool {
+        let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+        if rate.len() > 10_000 {
+            rate.retain(|_, (_, last)| last.elapsed().as_secs() < 60);
+        }
+        let now = Instant::now();
+        let (tokens, last) = rate.entry(peer).or_insert((2.0 * REQUESTS_PER_SECOND, now));
+        *tokens = (*tokens + last.elapsed().as_secs_f64() * REQUESTS_PER_SECOND)
+            .min(2.0 * REQUESTS_PER_SECOND);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Answers a peer's request.
+    pub fn answer(&self, peer: PeerId, request: Request) -> Response {
+        if !self.allow(peer) {
+            self.metrics.requests_refused.inc();
+            return Response::Refused("rate limit exceeded; slow down".into());
+        }
+        let response = self.answer_inner(request);
+        if matches!(response, Response::Refused(_)) {
+            self.metrics.requests_refused.inc();
+        } else {
+            self.metrics.requests_served.inc();
+        }
+        response
+    }
+
+    /// Answers a request off the event loop. A witness asked to sign a block beyond its head
+    /// first fetches the missing blocks from the leader (which has them), then answers.
+    pub async fn answer_async(self: &Arc<Self>, peer: PeerId, request: Request) -> Response {
+        let retry = match &request {
+            Request::Commit { block, .. } => Some(block.chain_id()),
+            _ => None,
+        };
+        let core = self.clone();
+        let first = request.clone();
+        let response = tokio::task::spawn_blocking(move || core.answer(peer, first))
+            .await
+            .unwrap_or_else(|_| Response::Refused("internal error".into()));
+        let Some(chain_id) = retry else {
+            return response;
+        };
+        if !matches!(&response, Response::Refused(reason) if reason.starts_with("witness is behind"))
+        {
+            return response;
+        }
+        if let Err(error) = self.sync_chain(peer, chain_id).await {
+            return Response::Refused(format!(
+                "witness is behind and could not sync from the leader: {error}"
+            ));
+        }
+        let core = self.clone();
+        tokio::task::spawn_blocking(move || core.answer_inner(request))
+            .await
+            .unwrap_or_else(|_| Response::Refused("internal error".into()))
+    }
+
+    fn answer_inner(&self, request: Request) -> Response {
+        let refuse = |error: &dyn std::fmt::Display| Response::Refused(error.to_string());
+        match request {
+            Request::Heads => match self.store.chains(crate::wire::MAX_HEADS) {
+                Ok(heads) => Response::Heads(
+                    heads
+                        .into_iter()
+                        .map(|h| HeadInfo {
+                            chain_id: h.chain_id,
+                            index: h.index,
+                            hash: h.hash,
+                        })
+                        .collect(),
+                ),
+                Err(error) => refuse(&error),
+            },
+            Request::Blocks {
+                chain_id,
+                from,
+                count,
+            } => {
+                let mut blocks = Vec::new();
+                for index in from..from.saturating_add(u64::from(count.min(MAX_BLOCKS_PER_REQUEST)))
+                {
+                    match self.linked_block(&chain_id, index) {
+                        Ok(Some(block)) => blocks.push(block),
+                        Ok(None) => break,
+                        Err(error) => return refuse(&error),
+                    }
+                }
+                Response::Blocks(blocks)
+            }
+            Request::Proof { chain_id, from, to } => {
+                match self.store.skip_proof(&chain_id, from, to) {
+                    Ok(proof) => Response::Proof(Box::new(proof)),
+                    Err(error) => refuse(&error),
+                }
+            }
+            Request::Commit {
+                round,
+                block,
+                level,
+            } => match self.witness.commit(round, &block, level) {
+                Ok(commitment) => Response::Committed(commitment),
+                Err(refusal) => refuse(&refusal),
+            },
+            Request::Respond { round, challenge } => {
+                match self.witness.respond(round, &challenge) {
+                    Ok(share) => Response::Responded(share),
+                    Err(refusal) => refuse(&refusal),
+                }
+            }
+        }
+    }
+
+    /// Block `index` of a chain with the forward links into it.
+    pub fn linked_block(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+    ) -> Result<Option<LinkedBlock>, StoreError> {
+        let Some(block) = self.store.block_at(chain_id, index)? else {
+            return Ok(None);
+        };
+        let mut links = Vec::new();
+        for (level, from) in block.back_links().iter().enumerate() {
+            if let Some(link) = self.store.forward_link(from, level as u32)? {
+                if link.to == block.hash() {
+                    links.push(link);
+                }
+            }
+        }
+        Ok(Some(LinkedBlock { block, links }))
+    }
+
+    /// Validates and stores a block received from a peer. Returns whether it was new.
+    pub fn accept_block(&self, linked: &LinkedBlock) -> Result<bool, StoreError> {
+        let block = &linked.block;
+        let chain_id = block.chain_id();
+        if self.store.block(&block.hash())?.is_some() {
+            return Ok(false);
+        }
+        let stored = if block.index() == 0 {
+            self.store.create_chain(block)
+        } else {
+            self.store.append(block, &linked.links)
+        };
+        if let Err(error) = stored {
+            // The same block may have arrived meanwhile by the other path (gossip or sync).
+            if self.store.block(&block.hash())?.is_some() {
+                return Ok(false);
+            }
+            return Err(error);
+        }
+        self.metrics.blocks_received.inc();
+        tracing::debug!(chain = %chain_id, index = block.index(), "stored block from a peer");
+        Ok(true)
+    }
+
+    /// Handles a gossiped block: accept (store and relay), ignore (known, or ahead of us: sync
+    /// instead) or reject (invalid: not stored, not relayed, sender penalised).
+    pub async fn on_gossip(self: &Arc<Self>, source: PeerId, data: &[u8]) -> Acceptance {
+        let Ok(linked) = LinkedBlock::from_bytes(data) else {
+            self.metrics.gossip_rejected.inc();
+            return Acceptance::Reject;
+        };
+        let chain_id = linked.block.chain_id();
+        let head = self.store.head(&chain_id).ok().flatten();
+        let expected = head.map_or(0, |h| h.index + 1);
+        if linked.block.index() > expected {
+            self.spawn_sync(source, chain_id);
+            return Acceptance::Ignore;
+        }
+        let core = self.clone();
+        let result = tokio::task::spawn_blocking(move || core.accept_block(&linked)).await;
+        match result {
+            Ok(Ok(true)) => {
+                self.metrics.gossip_accepted.inc();
+                Acceptance::Accept
+            }
+            Ok(Ok(false)) => Acceptance::Ignore,
+            Ok(Err(StoreError::Rejected(error))) => {
+                tracing::info!(peer = %source, %error, "rejected an invalid gossiped block");
+                self.metrics.gossip_rejected.inc();
+                Acceptance::Reject
+            }
+            _ => Acceptance::Ignore,
+        }
+    }
+
+    fn spawn_sync(self: &Arc<Self>, peer: PeerId, chain_id: Hash) {
+        let key = (peer, chain_id);
+        if !self
+            .syncing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key)
+        {
+            return;
+        }
+        let core = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = core.sync_chain(peer, chain_id).await {
+                tracing::info!(%peer, chain = %chain_id, %error, "sync stopped");
+            }
+            core.syncing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+    }
+
+    /// Fetches a chain's missing blocks from `peer`, verifying each before storing it.
+    pub async fn sync_chain(self: &Arc<Self>, peer: PeerId, chain_id: Hash) -> Result<u64, String> {
+        let mut stored = 0;
+        loop {
+            let from = self
+                .store
+                .head(&chain_id)
+                .map_err(|e| e.to_string())?
+                .map_or(0, |h| h.index + 1);
+            let request = Request::Blocks {
+                chain_id,
+                from,
+                count: MAX_BLOCKS_PER_REQUEST,
+            };
+            let blocks = match self.net.request(peer, request).await? {
+                Response::Blocks(blocks) => blocks,
+                Response::Refused(reason) => return Err(reason),
+                _ => return Err("unexpected answer to a blocks request".into()),
+            };
+            if blocks.is_empty() {
+                return Ok(stored);
+            }
+            let count = blocks.len();
+            let core = self.clone();
+            let accepted = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+                let mut accepted = 0;
+                for linked in &blocks {
+                    if linked.block.chain_id() != chain_id {
+                        return Err("peer sent a block of another chain".into());
+                    }
+                    if core.accept_block(linked).map_err(|e| e.to_string())? {
+                        accepted += 1;
+                    }
+                }
+                Ok(accepted)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            stored += accepted;
+            if count < MAX_BLOCKS_PER_REQUEST as usize {
+                return Ok(stored);
+            }
+        }
+    }
+
+    /// Asks `peer` for its heads and syncs every chain where it is ahead.
+    pub async fn sync_with(self: &Arc<Self>, peer: PeerId) {
+        let Ok(Response::Heads(heads)) = self.net.request(peer, Request::Heads).await else {
+            return;
+        };
+        for head in heads {
+            let ours = self.store.head(&head.chain_id).ok().flatten();
+            if ours.is_none_or(|ours| ours.index < head.index) {
+                self.spawn_sync(peer, head.chain_id);
+            }
+        }
+    }
+
+    /// Handles network events until the network task stops.
+    pub async fn run_events(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetEvent::Request {
+                    peer,
+                    request,
+                    reply,
+                } => {
+                    let core = self.clone();
+                    tokio::spawn(async move {
+                        let response = core.answer_async(peer, request).await;
+                        let _ = reply.send(response);
+                    });
+                }
+                NetEvent::Gossip {
+                    source,
+                    message_id,
+                    data,
+                } => {
+                    let core = self.clone();
+                    tokio::spawn(async move {
+                        let acceptance = core.on_gossip(source, &data).await;
+                        core.net.report(message_id, source, acceptance).await;
+                    });
+                }
+                NetEvent::Connected { peer, peers } => {
+                    self.metrics.peers.set(peers as i64);
+                    let core = self.clone();
+                    tokio::spawn(async move { core.sync_with(peer).await });
+                }
+                NetEvent::Disconnected { peers } => {
+                    self.metrics.peers.set(peers as i64);
+                }
+            }
+        }
+    }
+}
+
+/// Reaches witnesses over the network, and this node's own witness directly.
+struct NodeTransport<'a> {
+    core: &'a NodeCore,
+}
+
+impl WitnessTransport for NodeTransport<'_> {
+    fn call(
+        &self,
+        witness: PublicKey,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, String>> {
+        Box::pin(async move {
+            if witness == self.core.key() {
+                return Ok(self.core.answer_inner(request));
+            }
+            let peer = peer_id_of(&witness).map_err(|e| e.to_string())?;
+            self.core.net.request(peer, request).await
+        })
+    }
+}
+
+/// Converts a witness refusal for logs.
+impl From<Refusal> for NodeError {
+    fn from(refusal: Refusal) -> Self {
+        NodeError::Invalid(refusal.to_string())
+    }
+}

@@ -1,0 +1,182 @@
+//! Starting and stopping a node: store, identity, network task, event loop and HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Identity, NodeConfig};
+use crate::leader::RoundConfig;
+use crate::net::{self, NetConfig};
+use crate::node::NodeCore;
+use crate::store::Store;
+use crate::witness::{AnyPayload, Witness};
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The configuration (file plus overrides).
+    pub config: NodeConfig,
+    /// Signing-round timeouts.
+    pub rounds: RoundConfig,
+    /// Test hook: this node's witness answers challenges with wrong shares.
+    pub faulty_witness: bool,
+}
+
+impl NodeOptions {
+    /// Options with default rounds and an honest witness.
+    pub fn new(config: NodeConfig) -> Self {
+        Self {
+            config,
+            rounds: RoundConfig::default(),
+            faulty_witness: false,
+        }
+    }
+}
+
+/// A running node.
+pub struct RunningNode {
+    /// Shared state, for the API and tests.
+    pub core: Arc<NodeCore>,
+    /// The node's libp2p peer id.
+    pub peer_id: PeerId,
+    /// Where the HTTP API listens.
+    pub api_addr: SocketAddr,
+    events_task: JoinHandle<()>,
+    api_task: JoinHandle<()>,
+    api_stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("peer_id", &self.peer_id)
+            .field("api", &self.api_addr)
+            .finish()
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The key file.
+    #[error(transparent)]
+    Identity(#[from] crate::config::IdentityError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// An address in the configuration.
+    #[error("invalid address {address:?} in the configuration: {reason}")]
+    Address { address: String, reason: String },
+    /// The network.
+    #[error("cannot start the network: {0}")]
+    Network(String),
+    /// The HTTP API.
+    #[error("cannot listen for the API on {address}: {source}")]
+    Api {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn parse_addresses(addresses: &[String]) -> Result<Vec<Multiaddr>, StartError> {
+    addresses
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|e: libp2p::multiaddr::Error| StartError::Address {
+                    address: a.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+impl RunningNode {
+    /// Starts a node.
+    pub async fn start(options: NodeOptions) -> Result<Self, StartError> {
+        let config = &options.config;
+        let identity = Arc::new(Identity::load(&config.key_file)?);
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Network(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let store = Store::open(&config.data_dir)?;
+        let net_config = NetConfig {
+            listen: parse_addresses(&config.network.listen)?,
+            bootstrap: parse_addresses(&config.network.bootstrap)?,
+            request_timeout: Duration::from_secs(30),
+        };
+        let (net, events, peer_id) =
+            net::spawn(&identity, net_config).map_err(StartError::Network)?;
+        let witness = Witness::new(
+            identity.clone(),
+            store.clone(),
+            Arc::new(AnyPayload),
+            options.faulty_witness,
+        );
+        let core = Arc::new(NodeCore::new(identity, store, witness, net, options.rounds));
+        let events_task = tokio::spawn(core.clone().run_events(events));
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|source| StartError::Api {
+                address: config.api.listen,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| StartError::Api {
+            address: config.api.listen,
+            source,
+        })?;
+        let (api_stop, stopped) = oneshot::channel::<()>();
+        let router = crate::api::router(core.clone());
+        let api_task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "API server stopped");
+            }
+        });
+        tracing::info!(%peer_id, api = %api_addr, key = %core.key(), "node started");
+        Ok(Self {
+            core,
+            peer_id,
+            api_addr,
+            events_task,
+            api_task,
+            api_stop,
+        })
+    }
+
+    /// The libp2p addresses the node listens on, once the first is known.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        for _ in 0..500 {
+            let info = self.core.net.info().await;
+            if !info.listen.is_empty() {
+                return info.listen;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Vec::new()
+    }
+
+    /// Stops the API and the network, waits for the tasks, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.api_stop.send(());
+        let _ = self.api_task.await;
+        self.core.net.shutdown().await;
+        let _ = self.events_task.await;
+        // Tasks spawned for requests and sync end once the network is gone; the store closes
+        // when the last of them drops its handle.
+        let core = self.core;
+        for _ in 0..500 {
+            if Arc::strong_count(&core) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(core);
+    }
+}

@@ -1,0 +1,85 @@
+//! The key-value interface both backends implement, and the atomic write batch.
+
+use super::StoreResult;
+
+/// The column families. Their names are part of the on-disk format and never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Column {
+    /// block hash -> encoded block
+    Blocks,
+    /// chain id ‖ index (u64 big-endian) -> block hash
+    ChainIndex,
+    /// from-block hash ‖ level (u32 big-endian) -> checksum ‖ encoded forward link
+    ForwardLinks,
+    /// chain id -> checksum ‖ index (u64 little-endian) ‖ head hash
+    Heads,
+    /// roster hash -> encoded roster
+    Rosters,
+    /// name -> value (schema version, ...)
+    Meta,
+}
+
+impl Column {
+    /// Every column, in a fixed order.
+    pub const ALL: [Column; 6] = [
+        Column::Blocks,
+        Column::ChainIndex,
+        Column::ForwardLinks,
+        Column::Heads,
+        Column::Rosters,
+        Column::Meta,
+    ];
+
+    /// The column family's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Blocks => "blocks",
+            Column::ChainIndex => "chain_index",
+            Column::ForwardLinks => "forward_links",
+            Column::Heads => "heads",
+            Column::Rosters => "rosters",
+            Column::Meta => "meta",
+        }
+    }
+}
+
+/// Writes to apply together, all or nothing.
+#[must_use = "a batch does nothing until it is written"]
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub(super) puts: Vec<(Column, Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a write of `value` under `key` in `column`.
+    pub fn put(&mut self, column: Column, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.puts.push((column, key.into(), value.into()));
+    }
+
+    /// Whether the batch has no writes.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+    }
+}
+
+/// A key-value store with column families, atomic synced batches and prefix scans.
+pub trait KeyValue: Send + Sync + 'static {
+    /// The value under `key`, if any.
+    fn get(&self, column: Column, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Applies `batch` atomically; returns once it is durable.
+    fn write(&self, batch: Batch) -> StoreResult<()>;
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order.
+    fn scan_prefix(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+}

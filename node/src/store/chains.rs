@@ -1,0 +1,448 @@
+//! The typed store: chains, blocks, rosters and forward links over a [`KeyValue`] backend.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::Roster;
+use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::skipchain::{
+    BlockRoster, ChainParams, ChainSource, ForwardLink, LinkRequest, SkipBlock, SkipChain,
+    SkipProof, TrustedBlock,
+};
+
+use super::{Batch, Column, KeyValue, MemoryBackend, RocksBackend, StoreError, StoreResult};
+
+/// Context of the checksums guarding values that are not content-addressed.
+const CHECKSUM_CONTEXT: &str = "chainiac v1 store checksum";
+
+/// The latest block of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The chain id.
+    pub chain_id: Hash,
+    /// Index of the head.
+    pub index: u64,
+    /// Hash of the head.
+    pub hash: Hash,
+}
+
+/// The node's store. Cheap to clone; writes are serialized and each is one atomic batch.
+#[derive(Clone)]
+pub struct Store {
+    kv: Arc<dyn KeyValue>,
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+fn checksummed(value: &[u8]) -> Vec<u8> {
+    let mut out = Hash::of(CHECKSUM_CONTEXT, &[value]).0.to_vec();
+    out.extend_from_slice(value);
+    out
+}
+
+fn verify_checksum<'a>(what: &'static str, stored: &'a [u8]) -> StoreResult<&'a [u8]> {
+    if stored.len() < 32 || Hash::of(CHECKSUM_CONTEXT, &[&stored[32..]]).0 != stored[..32] {
+        return Err(StoreError::Corrupt {
+            what,
+            detail: "checksum mismatch".into(),
+        });
+    }
+    Ok(&stored[32..])
+}
+
+fn index_key(chain_id: &Hash, index: u64) -> Vec<u8> {
+    let mut key = chain_id.0.to_vec();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn link_key(from: &Hash, level: u32) -> Vec<u8> {
+    let mut key = from.0.to_vec();
+    key.extend_from_slice(&level.to_be_bytes());
+    key
+}
+
+fn head_value(index: u64, hash: &Hash) -> Vec<u8> {
+    let mut value = index.to_le_bytes().to_vec();
+    value.extend_from_slice(hash.as_bytes());
+    checksummed(&value)
+}
+
+fn hash_from(what: &'static str, bytes: &[u8]) -> StoreResult<Hash> {
+    <[u8; 32]>::try_from(bytes)
+        .map(Hash)
+        .map_err(|_| StoreError::Corrupt {
+            what,
+            detail: format!("{} bytes where a hash has 32", bytes.len()),
+        })
+}
+
+impl Store {
+    /// Opens (or creates) the RocksDB store at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        Ok(Self::with_backend(Arc::new(RocksBackend::open(path)?)))
+    }
+
+    /// An empty store in memory.
+    pub fn in_memory() -> Self {
+        Self::with_backend(Arc::new(MemoryBackend::new()))
+    }
+
+    /// A store over any backend.
+    pub fn with_backend(kv: Arc<dyn KeyValue>) -> Self {
+        Self {
+            kv,
+            write_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// The block with hash `hash`, checked against it.
+    pub fn block(&self, hash: &Hash) -> StoreResult<Option<SkipBlock>> {
+        let Some(bytes) = self.kv.get(Column::Blocks, hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let block = SkipBlock::from_bytes(&bytes).map_err(|error| StoreError::Corrupt {
+            what: "block",
+            detail: error.to_string(),
+        })?;
+        if block.hash() != *hash {
+            return Err(StoreError::Corrupt {
+                what: "block",
+                detail: format!("stored under {hash} but hashes to {}", block.hash()),
+            });
+        }
+        Ok(Some(block))
+    }
+
+    /// Block `index` of chain `chain_id`.
+    pub fn block_at(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<SkipBlock>> {
+        let Some(hash) = self
+            .kv
+            .get(Column::ChainIndex, &index_key(chain_id, index))?
+        else {
+            return Ok(None);
+        };
+        let hash = hash_from("chain index", &hash)?;
+        let block = self.block(&hash)?.ok_or(StoreError::Corrupt {
+            what: "chain index",
+            detail: format!("names missing block {hash}"),
+        })?;
+        if block.chain_id() != *chain_id || block.index() != index {
+            return Err(StoreError::Corrupt {
+                what: "chain index",
+                detail: format!("entry for block {index} names another block"),
+            });
+        }
+        Ok(Some(block))
+    }
+
+    /// The head of chain `chain_id`.
+    pub fn head(&self, chain_id: &Hash) -> StoreResult<Option<ChainHead>> {
+        let Some(stored) = self.kv.get(Column::Heads, chain_id.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(Some(Self::decode_head(chain_id, &stored)?))
+    }
+
+    fn decode_head(chain_id: &Hash, stored: &[u8]) -> StoreResult<ChainHead> {
+        let value = verify_checksum("chain head", stored)?;
+        if value.len() != 40 {
+            return Err(StoreError::Corrupt {
+                what: "chain head",
+                detail: "wrong length".into(),
+            });
+        }
+        let mut index = [0u8; 8];
+        index.copy_from_slice(&value[..8]);
+        Ok(ChainHead {
+            chain_id: *chain_id,
+            index: u64::from_le_bytes(index),
+            hash: hash_from("chain head", &value[8..])?,
+        })
+    }
+
+    /// The heads of up to `limit` chains, ordered by chain id.
+    pub fn chains(&self, limit: usize) -> StoreResult<Vec<ChainHead>> {
+        self.kv
+            .scan_prefix(Column::Heads, &[], limit)?
+            .into_iter()
+            .map(|(key, value)| Self::decode_head(&hash_from("chain head key", &key)?, &value))
+            .collect()
+    }
+
+    /// The roster with hash `hash`.
+    pub fn roster(&self, hash: &Hash) -> StoreResult<Option<Roster>> {
+        let Some(bytes) = self.kv.get(Column::Rosters, hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let roster = Roster::from_bytes(&bytes).map_err(|error| StoreError::Corrupt {
+            what: "roster",
+            detail: error.to_string(),
+        })?;
+        if roster.hash() != *hash {
+            return Err(StoreError::Corrupt {
+                what: "roster",
+                detail: format!("stored under {hash} but hashes to {}", roster.hash()),
+            });
+        }
+        Ok(Some(roster))
+    }
+
+    /// The roster `block` runs under.
+    pub fn roster_of(&self, block: &SkipBlock) -> StoreResult<Roster> {
+        match block.roster() {
+            BlockRoster::Full(roster) => Ok(roster.clone()),
+            BlockRoster::Unchanged(hash) => self.roster(hash)?.ok_or(StoreError::Corrupt {
+                what: "roster",
+                detail: format!("roster {hash} of block {} is missing", block.index()),
+            }),
+        }
+    }
+
+    /// The forward link at `level` from the block with hash `from`.
+    pub fn forward_link(&self, from: &Hash, level: u32) -> StoreResult<Option<ForwardLink>> {
+        let Some(stored) = self.kv.get(Column::ForwardLinks, &link_key(from, level))? else {
+            return Ok(None);
+        };
+        let link = ForwardLink::from_bytes(verify_checksum("forward link", &stored)?).map_err(
+            |error| StoreError::Corrupt {
+                what: "forward link",
+                detail: error.to_string(),
+            },
+        )?;
+        if link.from != *from || link.level != level {
+            return Err(StoreError::Corrupt {
+                what: "forward link",
+                detail: "stored under another key".into(),
+            });
+        }
+        Ok(Some(link))
+    }
+
+    /// Block `index` of a chain with its roster, as a client would trust it.
+    pub fn trusted(&self, chain_id: &Hash, index: u64) -> StoreResult<TrustedBlock> {
+        let block = self
+            .block_at(chain_id, index)?
+            .ok_or(chainiac_protocol::Error::MissingBlock { index })?;
+        let roster = self.roster_of(&block)?;
+        Ok(TrustedBlock::new(block, roster)?)
+    }
+
+    /// A skip proof between two blocks of a chain.
+    pub fn skip_proof(&self, chain_id: &Hash, from: u64, to: u64) -> StoreResult<SkipProof> {
+        let head = self
+            .head(chain_id)?
+            .ok_or(StoreError::UnknownChain(*chain_id))?;
+        if to > head.index {
+            return Err(chainiac_protocol::Error::MissingBlock { index: to }.into());
+        }
+        let view = ChainView::new(self, chain_id)?;
+        view.skip_proof(from, to)
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a chain from its genesis block.
+    pub fn create_chain(&self, genesis: &SkipBlock) -> StoreResult<ChainHead> {
+        let trusted = TrustedBlock::genesis(genesis.clone())?;
+        let _guard = self.lock();
+        let chain_id = genesis.chain_id();
+        if self.head(&chain_id)?.is_some() {
+            return Err(StoreError::ChainExists(chain_id));
+        }
+        let mut batch = Batch::new();
+        batch.put(
+            Column::Rosters,
+            trusted.roster().hash().0,
+            trusted.roster().to_bytes(),
+        );
+        self.put_block(&mut batch, genesis);
+        self.kv.write(batch)?;
+        Ok(ChainHead {
+            chain_id,
+            index: 0,
+            hash: genesis.hash(),
+        })
+    }
+
+    fn put_block(&self, batch: &mut Batch, block: &SkipBlock) {
+        let chain_id = block.chain_id();
+        batch.put(Column::Blocks, block.hash().0, block.to_bytes());
+        batch.put(
+            Column::ChainIndex,
+            index_key(&chain_id, block.index()),
+            block.hash().0,
+        );
+        batch.put(
+            Column::Heads,
+            chain_id.0,
+            head_value(block.index(), &block.hash()),
+        );
+    }
+
+    /// The forward links a proposed next block of its chain needs, after checking it as the
+    /// successor of the head.
+    pub fn link_requests(&self, candidate: &SkipBlock) -> StoreResult<Vec<LinkRequest>> {
+        let chain_id = candidate.chain_id();
+        let head = self
+            .head(&chain_id)?
+            .ok_or(StoreError::UnknownChain(chain_id))?;
+        let previous = self.block(&head.hash)?.ok_or(StoreError::Corrupt {
+            what: "chain head",
+            detail: "head block is missing".into(),
+        })?;
+        let roster = self.roster_of(&previous)?;
+        SkipChain::check_successor(&previous, &roster, candidate, |index| {
+            self.block_at(&chain_id, index)
+                .ok()
+                .flatten()
+                .map(|block| block.hash())
+        })?;
+        Ok(LinkRequest::for_block(candidate))
+    }
+
+    /// Appends `block` to its chain with its forward links, in one atomic batch, after the
+    /// append rules: a valid successor of the head, a level-0 link, and every link signed by
+    /// the roster of its source block.
+    pub fn append(&self, block: &SkipBlock, links: &[ForwardLink]) -> StoreResult<ChainHead> {
+        let _guard = self.lock();
+        let requests = self.link_requests(block)?;
+        if !links.iter().any(|link| link.level == 0) {
+            return Err(chainiac_protocol::Error::MissingForwardLink {
+                from: block.index().saturating_sub(1),
+                level: 0,
+            }
+            .into());
+        }
+        let mut batch = Batch::new();
+        for link in links {
+            let request = requests
+                .iter()
+                .find(|request| request.level == link.level)
+                .ok_or(chainiac_protocol::Error::LinkMismatch {
+                    reason: "no link at this level points to the block",
+                })?;
+            self.check_link(&block.chain_id(), request, link)?;
+            batch.put(
+                Column::ForwardLinks,
+                link_key(&link.from, link.level),
+                checksummed(&link.to_bytes()),
+            );
+        }
+        if let BlockRoster::Full(roster) = block.roster() {
+            batch.put(Column::Rosters, roster.hash().0, roster.to_bytes());
+        }
+        self.put_block(&mut batch, block);
+        self.kv.write(batch)?;
+        Ok(ChainHead {
+            chain_id: block.chain_id(),
+            index: block.index(),
+            hash: block.hash(),
+        })
+    }
+
+    fn check_link(
+        &self,
+        chain_id: &Hash,
+        request: &LinkRequest,
+        link: &ForwardLink,
+    ) -> StoreResult<()> {
+        let source = self.block_at(chain_id, request.from_index)?.ok_or(
+            chainiac_protocol::Error::MissingBlock {
+                index: request.from_index,
+            },
+        )?;
+        request.check(link, &self.roster_of(&source)?)?;
+        Ok(())
+    }
+
+    /// Adds a forward link into a block already stored (a higher-level link signed late).
+    pub fn add_forward_link(&self, link: &ForwardLink) -> StoreResult<()> {
+        let _guard = self.lock();
+        let target = self
+            .block(&link.to)?
+            .ok_or(chainiac_protocol::Error::LinkMismatch {
+                reason: "target block is not stored",
+            })?;
+        let requests = LinkRequest::for_block(&target);
+        let request = requests
+            .iter()
+            .find(|request| request.level == link.level)
+            .ok_or(chainiac_protocol::Error::LinkMismatch {
+                reason: "no link at this level points to the block",
+            })?;
+        self.check_link(&target.chain_id(), request, link)?;
+        let mut batch = Batch::new();
+        batch.put(
+            Column::ForwardLinks,
+            link_key(&link.from, link.level),
+            checksummed(&link.to_bytes()),
+        );
+        self.kv.write(batch)
+    }
+}
+
+/// One chain of the store seen through [`ChainSource`], for skip proofs.
+struct ChainView<'a> {
+    store: &'a Store,
+    chain_id: Hash,
+    params: ChainParams,
+}
+
+impl<'a> ChainView<'a> {
+    fn new(store: &'a Store, chain_id: &Hash) -> StoreResult<Self> {
+        let genesis = store
+            .block(chain_id)?
+            .ok_or(StoreError::UnknownChain(*chain_id))?;
+        Ok(Self {
+            store,
+            chain_id: *chain_id,
+            params: genesis.params(),
+        })
+    }
+}
+
+impl ChainSource for ChainView<'_> {
+    type Error = StoreError;
+
+    fn params(&self) -> ChainParams {
+        self.params
+    }
+
+    fn block_at(&self, index: u64) -> StoreResult<Option<SkipBlock>> {
+        self.store.block_at(&self.chain_id, index)
+    }
+
+    fn roster_at(&self, index: u64) -> StoreResult<Option<Roster>> {
+        match self.store.block_at(&self.chain_id, index)? {
+            Some(block) => Ok(Some(self.store.roster_of(&block)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn link_at(&self, from: u64, level: u32) -> StoreResult<Option<ForwardLink>> {
+        let Some(hash) = self
+            .store
+            .kv
+            .get(Column::ChainIndex, &index_key(&self.chain_id, from))?
+        else {
+            return Ok(None);
+        };
+        self.store
+            .forward_link(&hash_from("chain index", &hash)?, level)
+    }
+}

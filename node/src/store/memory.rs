@@ -1,0 +1,49 @@
+//! The in-memory twin of the RocksDB backend, for unit tests and simulations.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use super::{Batch, Column, KeyValue, StoreResult};
+
+/// Column families as ordered maps behind one lock, so batches are atomic.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    columns: Mutex<BTreeMap<(Column, Vec<u8>), Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl KeyValue for MemoryBackend {
+    fn get(&self, column: Column, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(columns.get(&(column, key.to_vec())).cloned())
+    }
+
+    fn write(&self, batch: Batch) -> StoreResult<()> {
+        let mut columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        for (column, key, value) in batch.puts {
+            columns.insert((column, key), value);
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(columns
+            .range((column, prefix.to_vec())..)
+            .take_while(|((c, key), _)| *c == column && key.starts_with(prefix))
+            .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,285 @@
+use std::sync::Arc;
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Roster, RosterMember, local_round};
+use chainiac_protocol::keys::SecretKey;
+use chainiac_protocol::skipchain::{ChainParams, ForwardLink, SkipBlock};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+
+struct Witnesses {
+    secrets: Vec<SecretKey>,
+    rng: StdRng,
+}
+
+impl Witnesses {
+    fn new(n: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(n as u64);
+        Self {
+            secrets: (0..n).map(|_| SecretKey::generate(&mut rng)).collect(),
+            rng,
+        }
+    }
+
+    fn roster(&self, range: std::ops::Range<usize>) -> Roster {
+        Roster::with_default_threshold(
+            self.secrets[range]
+                .iter()
+                .map(RosterMember::from_secret)
+                .collect(),
+        )
+        .expect("roster")
+    }
+
+    fn links(&mut self, store: &Store, block: &SkipBlock) -> Vec<ForwardLink> {
+        let requests = store.link_requests(block).expect("valid proposal");
+        requests
+            .into_iter()
+            .map(|request| {
+                let source = store
+                    .block_at(&block.chain_id(), request.from_index)
+                    .expect("read")
+                    .expect("source");
+                let roster = store.roster_of(&source).expect("roster");
+                let signers: Vec<&SecretKey> = roster
+                    .members()
+                    .iter()
+                    .filter_map(|m| self.secrets.iter().find(|s| s.public_key() == m.key))
+                    .collect();
+                let all: Vec<usize> = (0..roster.len()).collect();
+                let signature = local_round(
+                    &roster,
+                    &signers,
+                    request.message.as_bytes(),
+                    &all,
+                    &mut self.rng,
+                )
+                .expect("round");
+                ForwardLink {
+                    chain_id: block.chain_id(),
+                    from: request.from,
+                    to: request.to,
+                    level: request.level,
+                    signature,
+                }
+            })
+            .collect()
+    }
+
+    fn next(
+        &self,
+        store: &Store,
+        chain_id: &Hash,
+        roster: Option<Roster>,
+        payload: &[u8],
+    ) -> SkipBlock {
+        let head = store.head(chain_id).expect("read").expect("head");
+        let previous = store.block(&head.hash).expect("read").expect("block");
+        let current = store.roster_of(&previous).expect("roster");
+        SkipBlock::successor(&previous, &current, roster, payload.to_vec(), |i| {
+            store.block_at(chain_id, i).ok().flatten().map(|b| b.hash())
+        })
+        .expect("successor")
+    }
+
+    fn extend(&mut self, store: &Store, chain_id: &Hash, count: usize) {
+        for _ in 0..count {
+            let block = self.next(store, chain_id, None, b"payload");
+            let links = self.links(store, &block);
+            store.append(&block, &links).expect("append");
+        }
+    }
+}
+
+fn genesis(w: &Witnesses) -> SkipBlock {
+    SkipBlock::genesis(
+        ChainParams::new(2, 32).expect("params"),
+        w.roster(0..4),
+        b"genesis".to_vec(),
+    )
+    .expect("genesis")
+}
+
+fn exercise(store: &Store) {
+    let mut w = Witnesses::new(8);
+    let genesis = genesis(&w);
+    let chain_id = genesis.chain_id();
+    assert_eq!(store.create_chain(&genesis).expect("create").index, 0);
+    assert!(matches!(
+        store.create_chain(&genesis),
+        Err(StoreError::ChainExists(_))
+    ));
+    w.extend(store, &chain_id, 20);
+    // roster change at 21, signed by the old roster
+    let change = w.next(store, &chain_id, Some(w.roster(4..8)), b"new roster");
+    let links = w.links(store, &change);
+    store.append(&change, &links).expect("roster change");
+    w.extend(store, &chain_id, 10);
+
+    let head = store.head(&chain_id).expect("read").expect("head");
+    assert_eq!(head.index, 31);
+    assert_eq!(store.chains(10).expect("chains"), vec![head]);
+    for index in 0..=31 {
+        let block = store
+            .block_at(&chain_id, index)
+            .expect("read")
+            .expect("block");
+        assert_eq!(block.index(), index);
+    }
+    assert!(
+        store
+            .forward_link(&genesis.hash(), 4)
+            .expect("read")
+            .is_some(),
+        "0 -> 16"
+    );
+    let trusted = store.trusted(&chain_id, 0).expect("trusted");
+    let proof = store.skip_proof(&chain_id, 0, 31).expect("proof");
+    let verified = proof.verify(&trusted).expect("proof verifies");
+    assert_eq!(verified.block().index(), 31);
+    assert_eq!(verified.roster().hash(), w.roster(4..8).hash());
+    assert!(store.skip_proof(&chain_id, 0, 32).is_err());
+
+    // Refusals change nothing.
+    let good = w.next(store, &chain_id, None, b"32");
+    let good_links = w.links(store, &good);
+    let only_higher: Vec<ForwardLink> =
+        good_links.iter().filter(|l| l.level > 0).cloned().collect();
+    assert!(store.append(&good, &only_higher).is_err());
+    let mut forged = good_links.clone();
+    forged[0].signature.s[0] ^= 1;
+    assert!(store.append(&good, &forged).is_err());
+    assert!(store.append(&good, &[]).is_err(), "no links at all");
+    let stray = SkipBlock::successor(
+        &store.block_at(&chain_id, 5).expect("read").expect("block"),
+        &w.roster(0..4),
+        None,
+        vec![],
+        |i| {
+            store
+                .block_at(&chain_id, i)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        },
+    )
+    .expect("block 6 again");
+    assert!(matches!(
+        store.append(&stray, &good_links),
+        Err(StoreError::Rejected(_))
+    ));
+    assert_eq!(store.head(&chain_id).expect("read"), Some(head));
+    assert!(store.block(&good.hash()).expect("read").is_none());
+    store
+        .append(&good, &good_links)
+        .expect("the good block still goes in");
+    assert_eq!(
+        store.head(&chain_id).expect("read").map(|h| h.index),
+        Some(32)
+    );
+}
+
+#[test]
+fn memory_store_follows_the_chain_rules() {
+    exercise(&Store::in_memory());
+}
+
+#[test]
+fn rocksdb_store_follows_the_chain_rules_and_persists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let chain_id = {
+        let store = Store::open(&path).expect("open");
+        exercise(&store);
+        store.chains(1).expect("chains")[0].chain_id
+    };
+    let reopened = Store::open(&path).expect("reopen");
+    let head = reopened.head(&chain_id).expect("read").expect("head");
+    assert_eq!(head.index, 32);
+    let proof = reopened.skip_proof(&chain_id, 3, 32).expect("proof");
+    proof
+        .verify(&reopened.trusted(&chain_id, 3).expect("trusted"))
+        .expect("verifies after reopen");
+}
+
+#[test]
+fn corrupted_values_are_reported_not_served() {
+    let backend = Arc::new(MemoryBackend::new());
+    let store = Store::with_backend(backend.clone());
+    let w = Witnesses::new(4);
+    let genesis = genesis(&w);
+    store.create_chain(&genesis).expect("create");
+    // a block stored under the wrong hash
+    let mut batch = Batch::new();
+    let other = Hash::of("test", &[b"other"]);
+    batch.put(
+        Column::Blocks,
+        other.0,
+        chainiac_protocol::encoding::Encode::to_bytes(&genesis),
+    );
+    backend.write(batch).expect("write");
+    assert!(matches!(
+        store.block(&other),
+        Err(StoreError::Corrupt { what: "block", .. })
+    ));
+    // a flipped byte in a head
+    let mut stored = backend
+        .get(Column::Heads, genesis.hash().as_bytes())
+        .expect("read")
+        .expect("head");
+    stored[40] ^= 1;
+    let mut batch = Batch::new();
+    batch.put(Column::Heads, genesis.hash().0, stored);
+    backend.write(batch).expect("write");
+    assert!(matches!(
+        store.head(&genesis.hash()),
+        Err(StoreError::Corrupt {
+            what: "chain head",
+            ..
+        })
+    ));
+    // garbage instead of a block
+    let mut batch = Batch::new();
+    batch.put(Column::Blocks, genesis.hash().0, vec![1, 2, 3]);
+    backend.write(batch).expect("write");
+    let message = store
+        .block(&genesis.hash())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("corrupt block"), "{message}");
+}
+
+#[test]
+fn foreign_and_newer_databases_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A RocksDB that is not ours.
+    let foreign = dir.path().join("foreign");
+    {
+        let db = rocksdb::DB::open_default(&foreign).expect("open foreign");
+        db.put(b"k", b"v").expect("put");
+    }
+    assert!(matches!(
+        Store::open(&foreign),
+        Err(StoreError::Foreign { .. })
+    ));
+    // A store written by a newer chainiac.
+    let newer = dir.path().join("newer");
+    {
+        let backend = RocksBackend::open(&newer).expect("open");
+        let mut batch = Batch::new();
+        batch.put(
+            Column::Meta,
+            b"schema_version".to_vec(),
+            (SCHEMA_VERSION + 1).to_le_bytes(),
+        );
+        backend.write(batch).expect("write");
+    }
+    let error = Store::open(&newer)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("upgrade chainiac"), "{error}");
+}

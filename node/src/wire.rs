@@ -1,0 +1,301 @@
+//! Messages between nodes, in the protocol's canonical encoding, with bounds on everything a
+//! peer controls. One request-response protocol carries sync and signing-round requests; one
+//! gossip topic carries new blocks.
+
+use chainiac_protocol::cosi::{Challenge, Commitment, ResponseShare};
+use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
+use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
+use chainiac_protocol::{Error, Hash, Result};
+
+/// Name of the request-response protocol.
+pub const REQUEST_PROTOCOL: &str = "/chainiac/request/1";
+/// Gossip topic for new blocks with their forward links.
+pub const BLOCKS_TOPIC: &str = "chainiac/blocks/1";
+/// Largest request a node reads (1 MiB).
+pub const MAX_REQUEST_LEN: usize = 1 << 20;
+/// Largest response a node reads (32 MiB: a batch of blocks).
+pub const MAX_RESPONSE_LEN: usize = 32 << 20;
+/// Largest gossip message (8 MiB: one block with its roster and links).
+pub const MAX_GOSSIP_LEN: usize = 8 << 20;
+/// Most blocks asked or served in one request.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+/// Most chains listed in one heads response.
+pub const MAX_HEADS: usize = 100_000;
+/// Longest error text.
+pub const MAX_ERROR_LEN: usize = 1024;
+
+/// A block with the forward links that point to it: what sync and gossip move around.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedBlock {
+    /// The block.
+    pub block: SkipBlock,
+    /// Signed forward links into the block, level 0 first.
+    pub links: Vec<ForwardLink>,
+}
+
+impl Encode for LinkedBlock {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer.u8(VERSION).value(&self.block).list(&self.links);
+    }
+}
+
+impl Decode for LinkedBlock {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("linked block")?;
+        Ok(Self {
+            block: SkipBlock::decode_from(reader)?,
+            links: reader.list(MAX_HEIGHT as usize, "forward links")?,
+        })
+    }
+}
+
+/// A chain's head as a peer reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// The chain.
+    pub chain_id: Hash,
+    /// Index of its head.
+    pub index: u64,
+    /// Hash of its head.
+    pub hash: Hash,
+}
+
+impl Encode for HeadInfo {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer
+            .value(&self.chain_id)
+            .u64(self.index)
+            .value(&self.hash);
+    }
+}
+
+impl Decode for HeadInfo {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            chain_id: Hash::decode_from(reader)?,
+            index: reader.u64("head index")?,
+            hash: Hash::decode_from(reader)?,
+        })
+    }
+}
+
+/// A request from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The heads of every chain the peer holds.
+    Heads,
+    /// Up to `count` blocks of a chain from index `from`, with their forward links.
+    Blocks {
+        chain_id: Hash,
+        from: u64,
+        count: u32,
+    },
+    /// A skip proof between two blocks.
+    Proof { chain_id: Hash, from: u64, to: u64 },
+    /// Signing step 1: validate `block` and commit to signing its link at `level`.
+    Commit {
+        round: Hash,
+        block: Box<SkipBlock>,
+        level: u32,
+    },
+    /// Signing step 2: respond to the challenge of round `round`.
+    Respond { round: Hash, challenge: Challenge },
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Chain heads.
+    Heads(Vec<HeadInfo>),
+    /// Blocks with their links, in order.
+    Blocks(Vec<LinkedBlock>),
+    /// A skip proof.
+    Proof(Box<SkipProof>),
+    /// The witness's commitment.
+    Committed(Commitment),
+    /// The witness's response share.
+    Responded(ResponseShare),
+    /// The request was refused; the text says why.
+    Refused(String),
+}
+
+const HEADS: u8 = 0;
+const BLOCKS: u8 = 1;
+const PROOF: u8 = 2;
+const COMMIT: u8 = 3;
+const RESPOND: u8 = 4;
+const COMMITTED: u8 = 5;
+const RESPONDED: u8 = 6;
+const REFUSED: u8 = 7;
+
+impl Encode for Request {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer.u8(VERSION);
+        match self {
+            Request::Heads => writer.u8(HEADS),
+            Request::Blocks {
+                chain_id,
+                from,
+                count,
+            } => writer.u8(BLOCKS).value(chain_id).u64(*from).u32(*count),
+            Request::Proof { chain_id, from, to } => {
+                writer.u8(PROOF).value(chain_id).u64(*from).u64(*to)
+            }
+            Request::Commit {
+                round,
+                block,
+                level,
+            } => writer
+                .u8(COMMIT)
+                .value(round)
+                .value(block.as_ref())
+                .u32(*level),
+            Request::Respond { round, challenge } => {
+                writer.u8(RESPOND).value(round).value(challenge)
+            }
+        };
+    }
+}
+
+impl Decode for Request {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("request")?;
+        Ok(match reader.u8("request kind")? {
+            HEADS => Request::Heads,
+            BLOCKS => {
+                let chain_id = Hash::decode_from(reader)?;
+                let from = reader.u64("from")?;
+                let count = reader.u32("count")?;
+                if count > MAX_BLOCKS_PER_REQUEST {
+                    return Err(Error::TooLong {
+                        what: "blocks requested",
+                        len: count as usize,
+                        max: MAX_BLOCKS_PER_REQUEST as usize,
+                    });
+                }
+                Request::Blocks {
+                    chain_id,
+                    from,
+                    count,
+                }
+            }
+            PROOF => Request::Proof {
+                chain_id: Hash::decode_from(reader)?,
+                from: reader.u64("from")?,
+                to: reader.u64("to")?,
+            },
+            COMMIT => Request::Commit {
+                round: Hash::decode_from(reader)?,
+                block: Box::new(SkipBlock::decode_from(reader)?),
+                level: reader.u32("level")?,
+            },
+            RESPOND => Request::Respond {
+                round: Hash::decode_from(reader)?,
+                challenge: Challenge::decode_from(reader)?,
+            },
+            tag => {
+                return Err(Error::InvalidTag {
+                    what: "request kind",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for Response {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer.u8(VERSION);
+        match self {
+            Response::Heads(heads) => writer.u8(HEADS).list(heads),
+            Response::Blocks(blocks) => writer.u8(BLOCKS).list(blocks),
+            Response::Proof(proof) => writer.u8(PROOF).value(proof.as_ref()),
+            Response::Committed(commitment) => writer.u8(COMMITTED).value(commitment),
+            Response::Responded(share) => writer.u8(RESPONDED).value(share),
+            Response::Refused(reason) => {
+                let cut = reason
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .take_while(|&i| i <= MAX_ERROR_LEN)
+                    .last()
+                    .unwrap_or(0);
+                let text = if reason.len() <= MAX_ERROR_LEN {
+                    reason.as_str()
+                } else {
+                    &reason[..cut]
+                };
+                writer.u8(REFUSED).str(text)
+            }
+        };
+    }
+}
+
+impl Decode for Response {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("response")?;
+        Ok(match reader.u8("response kind")? {
+            HEADS => Response::Heads(reader.list(MAX_HEADS, "heads")?),
+            BLOCKS => Response::Blocks(reader.list(MAX_BLOCKS_PER_REQUEST as usize, "blocks")?),
+            PROOF => Response::Proof(Box::new(SkipProof::decode_from(reader)?)),
+            COMMITTED => Response::Committed(Commitment::decode_from(reader)?),
+            RESPONDED => Response::Responded(ResponseShare::decode_from(reader)?),
+            REFUSED => Response::Refused(reader.string(MAX_ERROR_LEN, "refusal")?),
+            tag => {
+                return Err(Error::InvalidTag {
+                    what: "response kind",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bounds_hold() {
+        let requests = [
+            Request::Heads,
+            Request::Blocks {
+                chain_id: Hash([1; 32]),
+                from: 5,
+                count: 10,
+            },
+            Request::Proof {
+                chain_id: Hash([2; 32]),
+                from: 0,
+                to: 99,
+            },
+        ];
+        for request in requests {
+            assert_eq!(Request::from_bytes(&request.to_bytes()).ok(), Some(request));
+        }
+        let too_many = Request::Blocks {
+            chain_id: Hash([1; 32]),
+            from: 0,
+            count: MAX_BLOCKS_PER_REQUEST + 1,
+        };
+        assert!(Request::from_bytes(&too_many.to_bytes()).is_err());
+        assert!(Request::from_bytes(&[1, 99]).is_err());
+        assert!(Request::from_bytes(&[]).is_err());
+        assert!(Request::from_bytes(&[1, 0, 0]).is_err(), "trailing byte");
+    }
+
+    #[test]
+    fn refusals_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(MAX_ERROR_LEN);
+        let bytes = Response::Refused(long).to_bytes();
+        let Ok(Response::Refused(text)) = Response::from_bytes(&bytes) else {
+            panic!("decodes")
+        };
+        assert!(text.len() <= MAX_ERROR_LEN);
+        let heads = Response::Heads(vec![HeadInfo {
+            chain_id: Hash([3; 32]),
+            index: 7,
+            hash: Hash([4; 32]),
+        }]);
+        assert_eq!(Response::from_bytes(&heads.to_bytes()).ok(), Some(heads));
+    }
+}

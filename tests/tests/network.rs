@@ -1,0 +1,431 @@
+//! Real nodes over real libp2p on 127.0.0.1, each with a real RocksDB store in a temp dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainiac_node::config::{NodeConfig, PublicIdentity, init_node};
+use chainiac_node::node::NodeCore;
+use chainiac_node::runtime::{NodeOptions, RunningNode};
+use chainiac_node::wire::{LinkedBlock, Request, Response};
+use chainiac_protocol::Hash;
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::skipchain::ChainParams;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// How long any awaited condition may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    configs: Vec<NodeConfig>,
+    publics: Vec<PublicIdentity>,
+    nodes: Vec<Option<RunningNode>>,
+    faulty: Vec<usize>,
+}
+
+fn node_config(
+    dir: &std::path::Path,
+) -> Result<(NodeConfig, PublicIdentity), Box<dyn std::error::Error>> {
+    let created = init_node(dir)?;
+    let mut config = created.config;
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+    config.api.listen = "127.0.0.1:0".parse()?;
+    Ok((config, created.public))
+}
+
+impl Cluster {
+    async fn start(n: usize, faulty: &[usize]) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Cluster {
+            configs: Vec::new(),
+            publics: Vec::new(),
+            nodes: Vec::new(),
+            faulty: faulty.to_vec(),
+            _dir: dir,
+        };
+        for i in 0..n {
+            let (config, public) = node_config(&cluster._dir.path().join(format!("node{i}")))?;
+            cluster.configs.push(config);
+            cluster.publics.push(public);
+            cluster.nodes.push(None);
+        }
+        for i in 0..n {
+            cluster.start_node(i).await?;
+        }
+        cluster.wait_connected().await?;
+        Ok(cluster)
+    }
+
+    /// Starts node `i`, bootstrapping from every running node.
+    async fn start_node(&mut self, i: usize) -> Result<(), Box<dyn std::error::Error>> {
+        let mut bootstrap = Vec::new();
+        for node in self.nodes.iter().flatten() {
+            for address in node.listen_addrs().await {
+                bootstrap.push(format!("{address}/p2p/{}", node.peer_id));
+            }
+        }
+        let mut config = self.configs[i].clone();
+        config.network.bootstrap = bootstrap;
+        let mut options = NodeOptions::new(config);
+        options.rounds.commit_timeout = Duration::from_secs(3);
+        options.rounds.respond_timeout = Duration::from_secs(3);
+        options.faulty_witness = self.faulty.contains(&i);
+        self.nodes[i] = Some(RunningNode::start(options).await?);
+        Ok(())
+    }
+
+    async fn stop_node(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.shutdown().await;
+        }
+    }
+
+    fn core(&self, i: usize) -> Arc<NodeCore> {
+        self.nodes[i]
+            .as_ref()
+            .map(|n| n.core.clone())
+            .unwrap_or_else(|| panic!("node {i} is not running"))
+    }
+
+    async fn wait_connected(&self) -> TestResult {
+        let running: Vec<&RunningNode> = self.nodes.iter().flatten().collect();
+        let want = running.len() - 1;
+        wait_for("every node connected to every other", || async {
+            for node in &running {
+                if node.core.net.info().await.peers.len() < want {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    async fn create_chain(&self, leader: usize) -> Result<Hash, Box<dyn std::error::Error>> {
+        let members = self
+            .publics
+            .iter()
+            .map(PublicIdentity::roster_member)
+            .collect();
+        let head = self
+            .core(leader)
+            .create_chain(
+                members,
+                None,
+                ChainParams::new(2, 32)?,
+                b"test chain".to_vec(),
+            )
+            .await?;
+        let chain_id = head.chain_id;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.wait_head(i, &chain_id, 0).await?;
+            }
+        }
+        Ok(chain_id)
+    }
+
+    async fn wait_head(&self, i: usize, chain_id: &Hash, index: u64) -> TestResult {
+        let core = self.core(i);
+        wait_for(&format!("node {i} reaches block {index}"), || async {
+            core.store
+                .head(chain_id)
+                .ok()
+                .flatten()
+                .is_some_and(|h| h.index >= index)
+        })
+        .await
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut condition: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("timed out waiting until {what}").into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
+    let cluster = Cluster::start(4, &[]).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    for i in 1..=100u64 {
+        let head = cluster
+            .core(0)
+            .append(chain_id, i.to_le_bytes().to_vec(), None)
+            .await?;
+        assert_eq!(head.index, i);
+    }
+    for i in 0..4 {
+        cluster.wait_head(i, &chain_id, 100).await?;
+    }
+    for index in 0..=100 {
+        let reference = cluster
+            .core(0)
+            .store
+            .block_at(&chain_id, index)?
+            .ok_or("missing block")?
+            .hash();
+        for i in 1..4 {
+            let hash = cluster
+                .core(i)
+                .store
+                .block_at(&chain_id, index)?
+                .ok_or("missing block")?
+                .hash();
+            assert_eq!(hash, reference, "node {i} block {index}");
+        }
+    }
+    for i in 0..4 {
+        let store = &cluster.core(i).store;
+        let proof = store.skip_proof(&chain_id, 0, 100)?;
+        assert!(proof.steps.len() <= 7, "{} steps", proof.steps.len());
+        let head = proof.verify(&store.trusted(&chain_id, 0)?)?;
+        assert_eq!(head.block().index(), 100);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult {
+    let mut cluster = Cluster::start(4, &[]).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    cluster
+        .core(0)
+        .append(chain_id, b"1".to_vec(), None)
+        .await?;
+
+    cluster.stop_node(3).await;
+    let head = cluster
+        .core(0)
+        .append(chain_id, b"2".to_vec(), None)
+        .await?;
+    assert_eq!(head.index, 2, "3 of 4 witnesses still sign");
+
+    cluster.stop_node(2).await;
+    let error = cluster
+        .core(0)
+        .append(chain_id, b"3".to_vec(), None)
+        .await
+        .err()
+        .ok_or("append should fail")?;
+    let message = error.to_string();
+    assert!(message.contains("not enough witnesses"), "{message}");
+    assert!(message.contains("2 of 4 can sign but 3 must"), "{message}");
+    for i in [0, 1] {
+        assert_eq!(
+            cluster.core(i).store.head(&chain_id)?.map(|h| h.index),
+            Some(2),
+            "nothing written on node {i}"
+        );
+    }
+
+    cluster.start_node(2).await?;
+    cluster.wait_head(2, &chain_id, 2).await?;
+    let head = cluster
+        .core(0)
+        .append(chain_id, b"3".to_vec(), None)
+        .await?;
+    assert_eq!(head.index, 3);
+    cluster.wait_head(2, &chain_id, 3).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_response_is_excluded_and_the_round_completes() -> TestResult {
+    let cluster = Cluster::start(4, &[2]).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    for i in 1..=4u64 {
+        cluster
+            .core(0)
+            .append(chain_id, i.to_le_bytes().to_vec(), None)
+            .await?;
+    }
+    let excluded = cluster.core(0).metrics.witnesses_excluded.get();
+    assert!(
+        excluded >= 4,
+        "the faulty witness was excluded in every round ({excluded})"
+    );
+    let block = cluster
+        .core(0)
+        .store
+        .block_at(&chain_id, 4)?
+        .ok_or("block 4")?;
+    let link = cluster
+        .core(0)
+        .store
+        .forward_link(&block.back_links()[0], 0)?
+        .ok_or("link")?;
+    assert!(
+        !link.signature.mask.contains(2),
+        "the faulty witness is not in the signature"
+    );
+    assert_eq!(link.signature.mask.count(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_node_syncs_1000_blocks() -> TestResult {
+    let mut cluster = Cluster::start(1, &[]).await?;
+    // A chain witnessed by node 0 alone, so that 1,000 appends need no network round trips.
+    let members = vec![cluster.publics[0].roster_member()];
+    let core = cluster.core(0);
+    let chain_id = core
+        .create_chain(members, None, ChainParams::new(2, 32)?, vec![])
+        .await?
+        .chain_id;
+    for i in 1..=1000u64 {
+        core.append(chain_id, i.to_le_bytes().to_vec(), None)
+            .await?;
+    }
+    let (config, public) = node_config(&cluster._dir.path().join("late"))?;
+    cluster.configs.push(config);
+    cluster.publics.push(public);
+    cluster.nodes.push(None);
+    cluster.start_node(1).await?;
+    cluster.wait_head(1, &chain_id, 1000).await?;
+    let late = cluster.core(1);
+    let proof = late.store.skip_proof(&chain_id, 0, 1000)?;
+    assert_eq!(
+        proof
+            .verify(&late.store.trusted(&chain_id, 0)?)?
+            .block()
+            .hash(),
+        core.store.head(&chain_id)?.ok_or("head")?.hash
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
+    let cluster = Cluster::start(3, &[]).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    cluster
+        .core(0)
+        .append(chain_id, b"1".to_vec(), None)
+        .await?;
+    for i in 0..3 {
+        cluster.wait_head(i, &chain_id, 1).await?;
+    }
+    // Node 2 turns bad: it gossips a block whose level-0 link signature is broken, and garbage.
+    let attacker = cluster.core(2);
+    let mut forged = attacker.linked_block(&chain_id, 1)?.ok_or("block 1")?;
+    let previous = forged.block.clone();
+    let roster = attacker.store.roster_of(&previous)?;
+    let next = chainiac_protocol::skipchain::SkipBlock::successor(
+        &previous,
+        &roster,
+        None,
+        b"forged".to_vec(),
+        |i| {
+            attacker
+                .store
+                .block_at(&chain_id, i)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        },
+    )?;
+    forged.links[0].to = next.hash();
+    forged.links[0].from = previous.hash();
+    forged.links[0].signature.s[0] ^= 1;
+    let bad = LinkedBlock {
+        block: next.clone(),
+        links: vec![forged.links[0].clone()],
+    };
+    let accepted_before: u64 = (0..2)
+        .map(|i| cluster.core(i).metrics.gossip_accepted.get())
+        .sum();
+    attacker.net.publish_raw(bad.to_bytes()).await;
+    attacker
+        .net
+        .publish_raw(b"garbage that is not a block".to_vec())
+        .await;
+    wait_for("both honest peers reject the bad gossip", || async {
+        (0..2)
+            .map(|i| cluster.core(i).metrics.gossip_rejected.get())
+            .sum::<u64>()
+            >= 4
+    })
+    .await?;
+    for i in 0..2 {
+        assert!(
+            cluster.core(i).store.block(&next.hash())?.is_none(),
+            "node {i} stored a forged block"
+        );
+        assert_eq!(
+            cluster.core(i).store.head(&chain_id)?.map(|h| h.index),
+            Some(1)
+        );
+    }
+    assert_eq!(
+        (0..2)
+            .map(|i| cluster.core(i).metrics.gossip_accepted.get())
+            .sum::<u64>(),
+        accepted_before
+    );
+    // Honest nodes still carry valid blocks to each other.
+    cluster
+        .core(0)
+        .append(chain_id, b"2".to_vec(), None)
+        .await?;
+    cluster.wait_head(1, &chain_id, 2).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() -> TestResult {
+    let cluster = Cluster::start(2, &[]).await?;
+    let peer = cluster.nodes[1].as_ref().ok_or("node 1")?.peer_id;
+    let net = &cluster.core(0).net;
+    let garbage = net.request_raw(peer, vec![0xde, 0xad, 0xbe, 0xef]).await?;
+    assert!(
+        matches!(&garbage, Response::Refused(reason) if reason.contains("malformed request")),
+        "{garbage:?}"
+    );
+    let unknown_kind = net.request_raw(peer, vec![1, 200]).await?;
+    assert!(matches!(unknown_kind, Response::Refused(_)));
+    let oversized = net
+        .request_raw(peer, vec![0u8; chainiac_node::wire::MAX_REQUEST_LEN + 1])
+        .await;
+    assert!(
+        oversized.is_err() || matches!(oversized, Ok(Response::Refused(_))),
+        "{oversized:?}"
+    );
+    let too_many = Request::Blocks {
+        chain_id: Hash::default(),
+        from: 0,
+        count: 100_000,
+    };
+    assert!(matches!(
+        net.request_raw(peer, too_many.to_bytes()).await?,
+        Response::Refused(_)
+    ));
+    let unknown_round = Request::Respond {
+        round: Hash::default(),
+        challenge: chainiac_protocol::cosi::Challenge {
+            participants: chainiac_protocol::cosi::ParticipationMask::full(1),
+            first: [0; 32],
+            second: [0; 32],
+        },
+    };
+    assert!(matches!(
+        net.request(peer, unknown_round).await?,
+        Response::Refused(_)
+    ));
+    // Still serving.
+    assert!(matches!(
+        net.request(peer, Request::Heads).await?,
+        Response::Heads(_)
+    ));
+    Ok(())
+}
