@@ -230,6 +230,7 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
     }
 
     cluster.start_node(2).await?;
+    cluster.wait_connected().await?;
     cluster.wait_head(2, &chain_id, 2).await?;
     let head = cluster
         .core(0)
