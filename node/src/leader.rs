@@ -75,6 +75,24 @@ pub struct RoundReport {
     pub attempts: u32,
 }
 
+/// Who is left out of the next attempt, and why.
+struct Exclusions {
+    excluded: BTreeSet<usize>,
+    report: RoundReport,
+}
+
+impl Exclusions {
+    fn unreachable(&mut self, index: usize, key: PublicKey, reason: String) {
+        self.excluded.insert(index);
+        self.report.unreachable.push((key, reason));
+    }
+
+    fn wrong(&mut self, index: usize, key: PublicKey) {
+        self.excluded.insert(index);
+        self.report.wrong.push(key);
+    }
+}
+
 fn describe(keys: impl Iterator<Item = String>) -> String {
     let list: Vec<String> = keys.collect();
     if list.is_empty() {
@@ -93,20 +111,22 @@ pub async fn sign_link(
     request: &LinkRequest,
     config: RoundConfig,
 ) -> Result<(ForwardLink, RoundReport), AppendError> {
-    let mut excluded: BTreeSet<usize> = BTreeSet::new();
-    let mut report = RoundReport::default();
+    let mut out = Exclusions {
+        excluded: BTreeSet::new(),
+        report: RoundReport::default(),
+    };
     loop {
-        report.attempts += 1;
+        out.report.attempts += 1;
         let round = Hash::of(
             "chainiac v1 round id",
             &[
                 request.message.as_bytes(),
-                &report.attempts.to_le_bytes(),
+                &out.report.attempts.to_le_bytes(),
                 &rand_bytes(),
             ],
         );
         let candidates: Vec<usize> = (0..roster.len())
-            .filter(|i| !excluded.contains(i))
+            .filter(|i| !out.excluded.contains(i))
             .collect();
         let not_enough = |report: &RoundReport, available: usize| AppendError::NotEnoughWitnesses {
             index: block.index(),
@@ -123,7 +143,7 @@ pub async fn sign_link(
             wrong: describe(report.wrong.iter().map(|k| k.to_hex()[..16].to_string())),
         };
         if candidates.len() < roster.threshold() {
-            return Err(not_enough(&report, candidates.len()));
+            return Err(not_enough(&out.report, candidates.len()));
         }
         // Commit.
         let commits = join_all(candidates.iter().map(|&index| {
@@ -154,22 +174,19 @@ pub async fn sign_link(
                     {
                         committed.push((index, key));
                     } else {
-                        excluded.insert(index);
-                        report.wrong.push(key);
+                        out.wrong(index, key);
                     }
                 }
                 Ok(other) => {
-                    excluded.insert(index);
-                    report.unreachable.push((key, refusal_text(&other)));
+                    out.unreachable(index, key, refusal_text(&other));
                 }
                 Err(error) => {
-                    excluded.insert(index);
-                    report.unreachable.push((key, error));
+                    out.unreachable(index, key, error);
                 }
             }
         }
         if committed.len() < roster.threshold() {
-            return Err(not_enough(&report, committed.len()));
+            return Err(not_enough(&out.report, committed.len()));
         }
         let challenge = aggregator
             .challenge()
@@ -193,24 +210,21 @@ pub async fn sign_link(
             match answer {
                 Ok(Response::Responded(share)) if share.origin as usize == index => {
                     if aggregator.add_response(&share).is_err() {
-                        excluded.insert(index);
-                        report.wrong.push(key);
+                        out.wrong(index, key);
                     }
                 }
                 Ok(other) => {
-                    excluded.insert(index);
-                    report.unreachable.push((key, refusal_text(&other)));
+                    out.unreachable(index, key, refusal_text(&other));
                 }
                 Err(error) => {
-                    excluded.insert(index);
-                    report.unreachable.push((key, error));
+                    out.unreachable(index, key, error);
                 }
             }
         }
         if aggregator
             .missing()
             .iter()
-            .any(|index| excluded.contains(index))
+            .any(|index| out.excluded.contains(index))
         {
             tracing::info!(
                 block = block.index(),
@@ -228,14 +242,13 @@ pub async fn sign_link(
                     level: request.level,
                     signature,
                 };
-                return Ok((link, report));
+                return Ok((link, out.report));
             }
             Err(chainiac_protocol::Error::InvalidResponses { culprits }) => {
                 for index in culprits {
                     let key = roster.members()[index].key;
                     tracing::warn!(witness = %key, block = block.index(), "witness answered with a wrong response share; excluded");
-                    excluded.insert(index);
-                    report.wrong.push(key);
+                    out.wrong(index, key);
                 }
             }
             Err(error) => return Err(crate::store::StoreError::from(error).into()),

@@ -212,10 +212,12 @@ impl NodeCore {
     /// Answers a peer's request.
     pub fn answer(&self, peer: PeerId, request: Request) -> Response {
         if !self.allow(peer) {
-            self.metrics.requests_refused.inc();
-            return Response::Refused("rate limit exceeded; slow down".into());
+            return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
         }
-        let response = self.answer_inner(request);
+        self.counted(self.answer_inner(request))
+    }
+
+    fn counted(&self, response: Response) -> Response {
         if matches!(response, Response::Refused(_)) {
             self.metrics.requests_refused.inc();
         } else {
@@ -227,31 +229,40 @@ impl NodeCore {
     /// Answers a request off the event loop. A witness asked to sign a block beyond its head
     /// first fetches the missing blocks from the leader (which has them), then answers.
     pub async fn answer_async(self: &Arc<Self>, peer: PeerId, request: Request) -> Response {
-        let retry = match &request {
-            Request::Commit { block, .. } => Some(block.chain_id()),
-            _ => None,
+        let internal = |_| Response::Refused("internal error".into());
+        let Request::Commit {
+            round,
+            block,
+            level,
+        } = request
+        else {
+            let core = self.clone();
+            return tokio::task::spawn_blocking(move || core.answer(peer, request))
+                .await
+                .unwrap_or_else(internal);
         };
-        let core = self.clone();
-        let first = request.clone();
-        let response = tokio::task::spawn_blocking(move || core.answer(peer, first))
-            .await
-            .unwrap_or_else(|_| Response::Refused("internal error".into()));
-        let Some(chain_id) = retry else {
-            return response;
+        if !self.allow(peer) {
+            return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
+        }
+        let block = Arc::new(*block);
+        let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
+            tokio::task::spawn_blocking(move || core.witness.commit(round, &block, level))
         };
-        if !matches!(&response, Response::Refused(reason) if reason.starts_with("witness is behind"))
-        {
-            return response;
+        let mut result = commit(self.clone(), block.clone()).await;
+        if let Ok(Err(Refusal::Behind { .. })) = result {
+            if let Err(error) = self.sync_chain(peer, block.chain_id()).await {
+                return self.counted(Response::Refused(format!(
+                    "witness is behind and could not sync from the leader: {error}"
+                )));
+            }
+            result = commit(self.clone(), block).await;
         }
-        if let Err(error) = self.sync_chain(peer, chain_id).await {
-            return Response::Refused(format!(
-                "witness is behind and could not sync from the leader: {error}"
-            ));
-        }
-        let core = self.clone();
-        tokio::task::spawn_blocking(move || core.answer_inner(request))
-            .await
-            .unwrap_or_else(|_| Response::Refused("internal error".into()))
+        let response = match result {
+            Ok(Ok(commitment)) => Response::Committed(commitment),
+            Ok(Err(refusal)) => Response::Refused(refusal.to_string()),
+            Err(error) => internal(error),
+        };
+        self.counted(response)
     }
 
     fn answer_inner(&self, request: Request) -> Response {

@@ -104,22 +104,34 @@ impl Store {
 
     // ------------------------------------------------------------------ reads
 
-    /// The block with hash `hash`, checked against it.
-    pub fn block(&self, hash: &Hash) -> StoreResult<Option<SkipBlock>> {
-        let Some(bytes) = self.kv.get(Column::Blocks, hash.as_bytes())? else {
+    /// Reads a content-addressed value and checks that it hashes to the key it is stored under.
+    fn read_addressed<T: Decode>(
+        &self,
+        column: Column,
+        what: &'static str,
+        hash: &Hash,
+        hash_of: impl Fn(&T) -> Hash,
+    ) -> StoreResult<Option<T>> {
+        let Some(bytes) = self.kv.get(column, hash.as_bytes())? else {
             return Ok(None);
         };
-        let block = SkipBlock::from_bytes(&bytes).map_err(|error| StoreError::Corrupt {
-            what: "block",
+        let value = T::from_bytes(&bytes).map_err(|error| StoreError::Corrupt {
+            what,
             detail: error.to_string(),
         })?;
-        if block.hash() != *hash {
+        let actual = hash_of(&value);
+        if actual != *hash {
             return Err(StoreError::Corrupt {
-                what: "block",
-                detail: format!("stored under {hash} but hashes to {}", block.hash()),
+                what,
+                detail: format!("stored under {hash} but hashes to {actual}"),
             });
         }
-        Ok(Some(block))
+        Ok(Some(value))
+    }
+
+    /// The block with hash `hash`, checked against it.
+    pub fn block(&self, hash: &Hash) -> StoreResult<Option<SkipBlock>> {
+        self.read_addressed(Column::Blocks, "block", hash, SkipBlock::hash)
     }
 
     /// Block `index` of chain `chain_id`.
@@ -180,20 +192,7 @@ impl Store {
 
     /// The roster with hash `hash`.
     pub fn roster(&self, hash: &Hash) -> StoreResult<Option<Roster>> {
-        let Some(bytes) = self.kv.get(Column::Rosters, hash.as_bytes())? else {
-            return Ok(None);
-        };
-        let roster = Roster::from_bytes(&bytes).map_err(|error| StoreError::Corrupt {
-            what: "roster",
-            detail: error.to_string(),
-        })?;
-        if roster.hash() != *hash {
-            return Err(StoreError::Corrupt {
-                what: "roster",
-                detail: format!("stored under {hash} but hashes to {}", roster.hash()),
-            });
-        }
-        Ok(Some(roster))
+        self.read_addressed(Column::Rosters, "roster", hash, Roster::hash)
     }
 
     /// The roster `block` runs under.
