@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,11 +17,17 @@ use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::artifacts::ArtifactError;
 use crate::leader::AppendError;
 use crate::node::{NodeCore, NodeError};
+use crate::rules::{chain_kind, policy_in_force, release_at};
 use crate::store::StoreError;
+use chainiac_protocol::project::ChainGenesis;
 
 type Core = Arc<NodeCore>;
+
+/// Largest artifact accepted by `PUT /artifacts` (256 MiB; larger ones replicate over libp2p).
+pub const MAX_UPLOAD: usize = 256 << 20;
 
 /// The API's routes.
 pub fn router(core: Core) -> Router {
@@ -31,6 +38,12 @@ pub fn router(core: Core) -> Router {
         .route("/chains/{id}/blocks", axum::routing::post(append))
         .route("/chains/{id}/blocks/{index}", get(block))
         .route("/chains/{id}/proof", get(proof))
+        .route(
+            "/artifacts",
+            axum::routing::put(put_artifact).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route("/artifacts/{hash}", get(get_artifact))
+        .route("/projects", get(projects))
         .route("/metrics", get(metrics))
         .with_state(core)
 }
@@ -248,4 +261,74 @@ async fn metrics(State(core): State<Core>) -> impl IntoResponse {
         )],
         core.metrics.render(),
     )
+}
+
+async fn put_artifact(State(core): State<Core>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let store = core.artifacts.clone();
+    let size = body.len();
+    let hash = tokio::task::spawn_blocking(move || store.put(&body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({"hash": hash.to_hex(), "size": size})))
+}
+
+async fn get_artifact(
+    State(core): State<Core>,
+    Path(hash): Path<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let hash = Hash::from_hex(&hash).map_err(|e| bad_request(format!("artifact hash: {e}")))?;
+    let store = core.artifacts.clone();
+    tokio::task::spawn_blocking(move || store.read(&hash))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| match e {
+            ArtifactError::Missing(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })
+}
+
+/// Every project chain this node holds: policy chains with their policy in force, release
+/// chains with their latest release.
+async fn projects(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
+    let heads = core.store.chains(100_000)?;
+    let mut out = Vec::new();
+    for head in heads {
+        let Some(kind) = chain_kind(&core.store, &head.chain_id)? else {
+            continue;
+        };
+        let mut entry = json!({
+            "chain_id": head.chain_id.to_hex(),
+            "project": kind.project(),
+            "index": head.index,
+            "head": head.hash.to_hex(),
+        });
+        match kind {
+            ChainGenesis::Policy(_) => {
+                entry["kind"] = json!("policy");
+                if let Ok((policy, _)) = policy_in_force(&core.store, &head.chain_id) {
+                    entry["developer_threshold"] = json!(policy.policy.developer_threshold);
+                    entry["developers"] = json!(
+                        policy
+                            .policy
+                            .developer_keys
+                            .iter()
+                            .map(PublicKey::to_hex)
+                            .collect::<Vec<_>>()
+                    );
+                    entry["attestations_required"] = json!(policy.policy.attestations_required);
+                }
+            }
+            ChainGenesis::Release { policy_chain, .. } => {
+                entry["kind"] = json!("release");
+                entry["policy_chain"] = json!(policy_chain.to_hex());
+                if let Ok(Some(manifest)) = release_at(&core.store, &head.chain_id, head.index) {
+                    entry["version"] = json!(manifest.version);
+                    entry["sequence"] = json!(manifest.sequence);
+                }
+            }
+        }
+        out.push(entry);
+    }
+    Ok(Json(json!(out)))
 }

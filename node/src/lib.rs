@@ -2,11 +2,14 @@
 //! witness and leader sides of signing rounds, sync, and the HTTP API.
 
 pub mod api;
+pub mod artifacts;
+pub mod client;
 pub mod config;
 pub mod leader;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod rules;
 pub mod runtime;
 pub mod store;
 pub mod wire;

@@ -4,10 +4,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chainiac_node::config::{NodeConfig, init_node};
 use chainiac_node::runtime::{NodeOptions, RunningNode};
 use clap::{Args, Parser, Subcommand};
+
+mod cli;
 
 /// chainiac: a decentralized, reproducible software-release log.
 #[derive(Debug, Parser)]
@@ -22,6 +24,17 @@ enum Command {
     /// Run and manage a node.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Create a project and change its release policy.
+    #[command(subcommand)]
+    Project(cli::ProjectCommand),
+    /// Prepare, sign and publish releases.
+    #[command(subcommand)]
+    Release(cli::ReleaseCommand),
+    /// Follow projects as a light client: sync, verify, fetch.
+    Client(cli::ClientArgs),
+    /// A local testnet of node processes on 127.0.0.1.
+    #[command(subcommand)]
+    Testnet(cli::TestnetCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +106,10 @@ fn main() -> anyhow::Result<()> {
         Command::Node(NodeCommand::Init { dir }) => init(&dir),
         Command::Node(NodeCommand::Run(args)) => run(&args),
         Command::Node(NodeCommand::Status { config, api }) => status(&config.config, api),
+        Command::Project(command) => cli::project(command),
+        Command::Release(command) => cli::release(command),
+        Command::Client(args) => cli::client(args),
+        Command::Testnet(command) => cli::testnet(command),
     }
 }
 
@@ -160,11 +177,8 @@ fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<(
         Some(address) => address,
         None => NodeConfig::load(config)?.api.listen,
     };
-    let body = http_get(address, "/status").with_context(|| {
-        format!("cannot reach the node's API at {address}; is the node running?")
-    })?;
-    let status: serde_json::Value =
-        serde_json::from_str(&body).context("the node answered something that is not JSON")?;
+    let status = cli::http::get_json(address, "/status")
+        .with_context(|| format!("cannot ask the node at {address}; is the node running?"))?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -196,25 +210,4 @@ fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<(
         )?;
     }
     Ok(())
-}
-
-/// A minimal HTTP/1.1 GET against the node's own loopback API.
-fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.take(64 << 20).read_to_string(&mut response)?;
-    let Some((head, body)) = response.split_once("\r\n\r\n") else {
-        bail!("malformed HTTP response")
-    };
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("the node answered {}", head.lines().next().unwrap_or(""));
-    }
-    Ok(body.to_owned())
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub requests_refused: Counter,
     /// Connected peers.
     pub peers: Gauge,
+    /// Release artifacts fetched from peers and stored.
+    pub artifacts_replicated: Counter,
 }
 
 impl Metrics {
@@ -85,6 +87,11 @@ impl Metrics {
             metrics.requests_refused.clone(),
         );
         registry.register("peers", "Connected peers", metrics.peers.clone());
+        registry.register(
+            "artifacts_replicated",
+            "Release artifacts fetched from peers and stored",
+            metrics.artifacts_replicated.clone(),
+        );
         metrics
     }
 

@@ -10,20 +10,34 @@ use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::release::{ArtifactRef, Release};
 use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use crate::artifacts::{ArtifactError, ArtifactStore, download};
 use crate::config::Identity;
 use crate::leader::{AppendError, BoxFuture, RoundConfig, WitnessTransport, sign_link};
 use crate::metrics::Metrics;
 use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
+use crate::rules::chain_kind;
 use crate::store::{ChainHead, Store, StoreError};
 use crate::wire::{HeadInfo, LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
 use crate::witness::{Refusal, Witness};
 
 /// Inbound requests a peer may make per second (burst: twice that).
 pub const REQUESTS_PER_SECOND: f64 = 500.0;
+/// How often a node tries to mirror a release's artifacts before leaving it to later syncs.
+const REPLICATION_ATTEMPTS: u32 = 4;
+
+/// The source and binaries of a release.
+pub fn release_artifacts(release: &Release) -> Vec<ArtifactRef> {
+    let manifest = &release.manifest;
+    std::iter::once(manifest.source.clone())
+        .chain(manifest.binaries.iter().map(|b| b.artifact.clone()))
+        .collect()
+}
 
 /// A running node's shared state.
 pub struct NodeCore {
@@ -39,6 +53,8 @@ pub struct NodeCore {
     pub metrics: Metrics,
     /// Signing-round timeouts.
     pub rounds: RoundConfig,
+    /// Release artifacts this node stores and serves.
+    pub artifacts: ArtifactStore,
     chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
     rate: Mutex<HashMap<PeerId, (f64, Instant)>>,
     syncing: Mutex<std::collections::HashSet<(PeerId, Hash)>>,
@@ -74,6 +90,7 @@ impl NodeCore {
         witness: Witness,
         net: NetHandle,
         rounds: RoundConfig,
+        artifacts: ArtifactStore,
     ) -> Self {
         Self {
             identity,
@@ -82,6 +99,7 @@ impl NodeCore {
             net,
             metrics: Metrics::new(),
             rounds,
+            artifacts,
             chain_locks: Mutex::default(),
             rate: Mutex::default(),
             syncing: Mutex::default(),
@@ -150,6 +168,19 @@ impl NodeCore {
                 .map(|b| b.hash())
         })
         .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        self.witness
+            .check_rules(&block)
+            .map_err(NodeError::Invalid)?;
+        if let Some(release) = self.release_in(&block)? {
+            for artifact in release_artifacts(&release) {
+                if !self.artifacts.has(&artifact.hash) {
+                    return Err(NodeError::Invalid(format!(
+                        "artifact {} ({}) is not stored on this node; upload it (PUT /artifacts) before publishing, so that the release can be served",
+                        artifact.name, artifact.hash
+                    )));
+                }
+            }
+        }
         let requests = self.store.link_requests(&block)?;
         let transport = NodeTransport { core: self };
         let mut links = Vec::new();
@@ -183,6 +214,85 @@ impl NodeCore {
         self.metrics.blocks_led.inc();
         self.publish(LinkedBlock { block, links }).await;
         Ok(head)
+    }
+
+    /// The release a block carries, if it is a block of a release chain.
+    pub fn release_in(&self, block: &SkipBlock) -> Result<Option<Release>, StoreError> {
+        if block.index() == 0 {
+            return Ok(None);
+        }
+        match chain_kind(&self.store, &block.chain_id())? {
+            Some(ChainGenesis::Release { .. }) => Ok(Release::from_bytes(block.payload()).ok()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The policy chain a witness must sync before it can check a proposed release: the
+    /// release names a policy block this node does not hold yet (a policy change it has not
+    /// received).
+    fn policy_chain_to_sync(&self, block: &SkipBlock) -> Option<Hash> {
+        let Ok(Some(ChainGenesis::Release { policy_chain, .. })) =
+            chain_kind(&self.store, &block.chain_id())
+        else {
+            return None;
+        };
+        let release = Release::from_bytes(block.payload()).ok()?;
+        match self.store.block(&release.manifest.policy) {
+            Ok(Some(_)) => None,
+            _ => Some(policy_chain),
+        }
+    }
+
+    /// Mirrors the artifacts of a newly stored release: fetches the missing ones from `hint`
+    /// (the peer the block came from) and the other connected peers, verifying every slice.
+    pub fn replicate(self: &Arc<Self>, block: &SkipBlock, hint: Option<PeerId>) {
+        let Ok(Some(release)) = self.release_in(block) else {
+            return;
+        };
+        let missing: Vec<ArtifactRef> = release_artifacts(&release)
+            .into_iter()
+            .filter(|a| !self.artifacts.has(&a.hash))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let core = self.clone();
+        tokio::spawn(async move {
+            for artifact in missing {
+                for attempt in 0..REPLICATION_ATTEMPTS {
+                    if attempt > 0 {
+                        tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+                    }
+                    let mut peers = core.net.info().await.peers;
+                    if let Some(hint) = hint {
+                        peers.retain(|p| *p != hint);
+                        peers.insert(0, hint);
+                    }
+                    match download(&core.net, &peers, &artifact, &|_, _| {}).await {
+                        Ok(fetched) => {
+                            let store = core.artifacts.clone();
+                            let stored =
+                                tokio::task::spawn_blocking(move || store.put(&fetched.bytes))
+                                    .await;
+                            match stored {
+                                Ok(Ok(_)) => {
+                                    core.metrics.artifacts_replicated.inc();
+                                    tracing::debug!(artifact = %artifact.hash, name = %artifact.name, "artifact replicated");
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::warn!(%error, "cannot store a replicated artifact")
+                                }
+                                Err(error) => tracing::warn!(%error, "artifact store task failed"),
+                            }
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, attempt, "artifact not replicated yet");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     async fn publish(&self, block: LinkedBlock) {
@@ -243,6 +353,13 @@ impl NodeCore {
         };
         if !self.allow(peer) {
             return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
+        }
+        if let Some(policy_chain) = self.policy_chain_to_sync(&block) {
+            if let Err(error) = self.sync_chain(peer, policy_chain).await {
+                return self.counted(Response::Refused(format!(
+                    "the release follows a policy this witness does not hold and it could not sync the policy chain from the leader: {error}"
+                )));
+            }
         }
         let block = Arc::new(*block);
         let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
@@ -317,6 +434,24 @@ impl NodeCore {
                     Err(refusal) => refuse(&refusal),
                 }
             }
+            Request::Head { chain_id } => match self.store.head(&chain_id) {
+                Ok(head) => Response::Head(head.map(|h| HeadInfo {
+                    chain_id: h.chain_id,
+                    index: h.index,
+                    hash: h.hash,
+                })),
+                Err(error) => refuse(&error),
+            },
+            Request::ArtifactSlice { hash, start, len } => {
+                match self.artifacts.slice(&hash, start, len) {
+                    Ok((size, data)) => Response::Slice { size, data },
+                    Err(error @ ArtifactError::Io { .. }) => {
+                        tracing::warn!(%error, "cannot serve an artifact");
+                        refuse(&"artifact unavailable on this node")
+                    }
+                    Err(error) => refuse(&error),
+                }
+            }
         }
     }
 
@@ -379,13 +514,18 @@ impl NodeCore {
             return Acceptance::Ignore;
         }
         let core = self.clone();
-        let result = tokio::task::spawn_blocking(move || core.accept_block(&linked)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            core.accept_block(&linked)
+                .map(|new| new.then_some(linked.block))
+        })
+        .await;
         match result {
-            Ok(Ok(true)) => {
+            Ok(Ok(Some(block))) => {
                 self.metrics.gossip_accepted.inc();
+                self.replicate(&block, Some(source));
                 Acceptance::Accept
             }
-            Ok(Ok(false)) => Acceptance::Ignore,
+            Ok(Ok(None)) => Acceptance::Ignore,
             Ok(Err(StoreError::Rejected(error))) => {
                 tracing::info!(peer = %source, %error, "rejected an invalid gossiped block");
                 self.metrics.gossip_rejected.inc();
@@ -441,21 +581,25 @@ impl NodeCore {
             }
             let count = blocks.len();
             let core = self.clone();
-            let accepted = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-                let mut accepted = 0;
-                for linked in &blocks {
-                    if linked.block.chain_id() != chain_id {
-                        return Err("peer sent a block of another chain".into());
+            let accepted =
+                tokio::task::spawn_blocking(move || -> Result<Vec<SkipBlock>, String> {
+                    let mut accepted = Vec::new();
+                    for linked in blocks {
+                        if linked.block.chain_id() != chain_id {
+                            return Err("peer sent a block of another chain".into());
+                        }
+                        if core.accept_block(&linked).map_err(|e| e.to_string())? {
+                            accepted.push(linked.block);
+                        }
                     }
-                    if core.accept_block(linked).map_err(|e| e.to_string())? {
-                        accepted += 1;
-                    }
-                }
-                Ok(accepted)
-            })
-            .await
-            .map_err(|e| e.to_string())??;
-            stored += accepted;
+                    Ok(accepted)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+            stored += accepted.len() as u64;
+            for block in &accepted {
+                self.replicate(block, Some(peer));
+            }
             if count < MAX_BLOCKS_PER_REQUEST as usize {
                 return Ok(stored);
             }

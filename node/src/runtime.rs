@@ -8,12 +8,14 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::artifacts::ArtifactStore;
 use crate::config::{Identity, NodeConfig};
 use crate::leader::RoundConfig;
 use crate::net::{self, NetConfig};
 use crate::node::NodeCore;
+use crate::rules::ProjectRules;
 use crate::store::Store;
-use crate::witness::{AnyPayload, Witness};
+use crate::witness::Witness;
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -103,7 +105,9 @@ impl RunningNode {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Network(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("db"))?;
+        let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))
+            .map_err(|e| StartError::Network(e.to_string()))?;
         let net_config = NetConfig {
             listen: parse_addresses(&config.network.listen)?,
             bootstrap: parse_addresses(&config.network.bootstrap)?,
@@ -114,10 +118,17 @@ impl RunningNode {
         let witness = Witness::new(
             identity.clone(),
             store.clone(),
-            Arc::new(AnyPayload),
+            Arc::new(ProjectRules::default()),
             options.faulty_witness,
         );
-        let core = Arc::new(NodeCore::new(identity, store, witness, net, options.rounds));
+        let core = Arc::new(NodeCore::new(
+            identity,
+            store,
+            witness,
+            net,
+            options.rounds,
+            artifacts,
+        ));
         let events_task = tokio::spawn(core.clone().run_events(events));
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await

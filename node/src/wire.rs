@@ -100,6 +100,10 @@ pub enum Request {
     },
     /// Signing step 2: respond to the challenge of round `round`.
     Respond { round: Hash, challenge: Challenge },
+    /// The head of one chain.
+    Head { chain_id: Hash },
+    /// Content bytes `start..start+len` of an artifact (at most one slice), with their proof.
+    ArtifactSlice { hash: Hash, start: u64, len: u64 },
 }
 
 /// The answer to a [`Request`].
@@ -117,6 +121,10 @@ pub enum Response {
     Responded(ResponseShare),
     /// The request was refused; the text says why.
     Refused(String),
+    /// A chain's head, or `None` if the peer does not hold the chain.
+    Head(Option<HeadInfo>),
+    /// An artifact slice: the artifact's size and the bao slice encoding of the bytes asked.
+    Slice { size: u64, data: Vec<u8> },
 }
 
 const HEADS: u8 = 0;
@@ -127,6 +135,12 @@ const RESPOND: u8 = 4;
 const COMMITTED: u8 = 5;
 const RESPONDED: u8 = 6;
 const REFUSED: u8 = 7;
+// Tags 8 to 15 are used by tree signing rounds.
+const HEAD: u8 = 16;
+const ARTIFACT_SLICE: u8 = 17;
+const SLICE: u8 = 18;
+/// Largest slice encoding: one slice of content plus its proof nodes.
+pub const MAX_SLICE_ENCODING: usize = (crate::artifacts::SLICE_LEN as usize) * 17 / 16 + 4096;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -152,6 +166,10 @@ impl Encode for Request {
                 .u32(*level),
             Request::Respond { round, challenge } => {
                 writer.u8(RESPOND).value(round).value(challenge)
+            }
+            Request::Head { chain_id } => writer.u8(HEAD).value(chain_id),
+            Request::ArtifactSlice { hash, start, len } => {
+                writer.u8(ARTIFACT_SLICE).value(hash).u64(*start).u64(*len)
             }
         };
     }
@@ -193,6 +211,22 @@ impl Decode for Request {
                 round: Hash::decode_from(reader)?,
                 challenge: Challenge::decode_from(reader)?,
             },
+            HEAD => Request::Head {
+                chain_id: Hash::decode_from(reader)?,
+            },
+            ARTIFACT_SLICE => {
+                let hash = Hash::decode_from(reader)?;
+                let start = reader.u64("slice start")?;
+                let len = reader.u64("slice length")?;
+                if len > crate::artifacts::SLICE_LEN {
+                    return Err(Error::TooLong {
+                        what: "artifact slice",
+                        len: len as usize,
+                        max: crate::artifacts::SLICE_LEN as usize,
+                    });
+                }
+                Request::ArtifactSlice { hash, start, len }
+            }
             tag => {
                 return Err(Error::InvalidTag {
                     what: "request kind",
@@ -226,6 +260,9 @@ impl Encode for Response {
                 };
                 writer.u8(REFUSED).str(text)
             }
+            Response::Head(None) => writer.u8(HEAD).u8(0),
+            Response::Head(Some(head)) => writer.u8(HEAD).u8(1).value(head),
+            Response::Slice { size, data } => writer.u8(SLICE).u64(*size).bytes(data),
         };
     }
 }
@@ -240,6 +277,14 @@ impl Decode for Response {
             COMMITTED => Response::Committed(Commitment::decode_from(reader)?),
             RESPONDED => Response::Responded(ResponseShare::decode_from(reader)?),
             REFUSED => Response::Refused(reader.string(MAX_ERROR_LEN, "refusal")?),
+            HEAD => Response::Head(match reader.bool("head present")? {
+                false => None,
+                true => Some(HeadInfo::decode_from(reader)?),
+            }),
+            SLICE => Response::Slice {
+                size: reader.u64("artifact size")?,
+                data: reader.bytes(MAX_SLICE_ENCODING, "slice")?.to_vec(),
+            },
             tag => {
                 return Err(Error::InvalidTag {
                     what: "response kind",
@@ -268,6 +313,14 @@ mod tests {
                 from: 0,
                 to: 99,
             },
+            Request::Head {
+                chain_id: Hash([5; 32]),
+            },
+            Request::ArtifactSlice {
+                hash: Hash([6; 32]),
+                start: 1 << 20,
+                len: 1 << 20,
+            },
         ];
         for request in requests {
             assert_eq!(Request::from_bytes(&request.to_bytes()).ok(), Some(request));
@@ -281,6 +334,33 @@ mod tests {
         assert!(Request::from_bytes(&[1, 99]).is_err());
         assert!(Request::from_bytes(&[]).is_err());
         assert!(Request::from_bytes(&[1, 0, 0]).is_err(), "trailing byte");
+        let big_slice = Request::ArtifactSlice {
+            hash: Hash([6; 32]),
+            start: 0,
+            len: crate::artifacts::SLICE_LEN + 1,
+        };
+        assert!(Request::from_bytes(&big_slice.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn heads_and_slices_round_trip() {
+        for response in [
+            Response::Head(None),
+            Response::Head(Some(HeadInfo {
+                chain_id: Hash([1; 32]),
+                index: 3,
+                hash: Hash([2; 32]),
+            })),
+            Response::Slice {
+                size: 10,
+                data: vec![7; 100],
+            },
+        ] {
+            assert_eq!(
+                Response::from_bytes(&response.to_bytes()).ok(),
+                Some(response)
+            );
+        }
     }
 
     #[test]

@@ -99,6 +99,12 @@ impl Witness {
         }
     }
 
+    /// Checks `block`'s payload with this witness's payload rules (what a leader does before
+    /// starting a round, to give the submitter the precise rule that failed).
+    pub fn check_rules(&self, block: &SkipBlock) -> Result<(), String> {
+        self.rules.check(&self.store, block)
+    }
+
     /// Step 1: checks that `block` is a valid next block of its chain (as this node's store
     /// sees it), that this node is in the roster signing the link at `level`, and commits.
     pub fn commit(

@@ -7,6 +7,7 @@ mod error;
 pub mod hash;
 pub mod keys;
 pub mod policy;
+pub mod project;
 pub mod release;
 pub mod skipchain;
 pub mod timeline;

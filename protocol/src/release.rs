@@ -485,14 +485,22 @@ impl Release {
                 reason: "too old",
             });
         }
-        let digest = manifest.digest();
+        self.check_approvals(policy.policy)
+    }
+
+    /// The approval rules alone: at least t distinct developer keys of `policy` signed the
+    /// manifest and nobody else did, and at least k listed verifiers attest they rebuilt exactly
+    /// its binaries. This is what a light client re-checks on a release it did not see
+    /// witnessed (the sequence and time rules need the previous release and the logging time).
+    pub fn check_approvals(&self, policy: &Policy) -> Result<()> {
+        let digest = self.manifest.digest();
         let signers = count_valid_signers(
             &self.signatures,
-            &policy.policy.developer_keys,
+            &policy.developer_keys,
             &digest,
             "developer",
         )?;
-        let threshold = policy.policy.developer_threshold as usize;
+        let threshold = policy.developer_threshold as usize;
         if signers < threshold {
             return Err(Error::NotEnoughSignatures {
                 role: "developer",
@@ -500,7 +508,7 @@ impl Release {
                 threshold,
             });
         }
-        self.check_attestations(policy.policy, &digest)
+        self.check_attestations(policy, &digest)
     }
 
     fn check_attestations(&self, policy: &Policy, digest: &Hash) -> Result<()> {

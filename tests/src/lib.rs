@@ -1,1 +1,443 @@
-//! Cross-crate integration tests of chainiac live in `tests/`; this crate has no library code.
+//! Support for the cross-crate integration tests in `tests/`: a cluster of real in-process nodes
+//! (real libp2p on 127.0.0.1, real RocksDB in temporary directories) and a project fixture that
+//! signs policies and releases the way developers do.
+
+// Test fixtures hold nodes, keys and temporary directories; debug output of them helps nobody.
+#![allow(missing_debug_implementations)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chainiac_node::config::{NodeConfig, PublicIdentity, init_node};
+use chainiac_node::node::{NodeCore, NodeError};
+use chainiac_node::runtime::{NodeOptions, RunningNode};
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Roster, RosterMember};
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::keys::{KeySignature, SecretKey};
+use chainiac_protocol::policy::{Policy, SignedPolicy};
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::release::{
+    ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
+};
+use chainiac_protocol::skipchain::ChainParams;
+use libp2p::Multiaddr;
+
+/// Result of a test.
+pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `condition` until it holds, failing after [`PATIENCE`].
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("timed out waiting until {what}").into())
+}
+
+/// A set of in-process nodes that can be stopped and restarted.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    configs: Vec<NodeConfig>,
+    /// The nodes' roster entries.
+    pub publics: Vec<PublicIdentity>,
+    nodes: Vec<Option<RunningNode>>,
+    faulty: Vec<usize>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (those in `faulty` answer challenges wrongly) and waits until every
+    /// node is connected to every other.
+    pub async fn start(n: usize, faulty: &[usize]) -> TestResult<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Cluster {
+            configs: Vec::new(),
+            publics: Vec::new(),
+            nodes: Vec::new(),
+            faulty: faulty.to_vec(),
+            dir,
+        };
+        for i in 0..n {
+            let created = init_node(&cluster.dir.path().join(format!("node{i}")))?;
+            let mut config = created.config;
+            config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+            config.api.listen = "127.0.0.1:0".parse()?;
+            cluster.configs.push(config);
+            cluster.publics.push(created.public);
+            cluster.nodes.push(None);
+        }
+        for i in 0..n {
+            cluster.start_node(i).await?;
+        }
+        cluster.wait_connected().await?;
+        Ok(cluster)
+    }
+
+    /// Starts node `i`, bootstrapping from every running node.
+    pub async fn start_node(&mut self, i: usize) -> TestResult {
+        let bootstrap = self.addresses().await;
+        let mut config = self.configs[i].clone();
+        config.network.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
+        let mut options = NodeOptions::new(config);
+        options.rounds.commit_timeout = Duration::from_secs(3);
+        options.rounds.respond_timeout = Duration::from_secs(3);
+        options.faulty_witness = self.faulty.contains(&i);
+        self.nodes[i] = Some(RunningNode::start(options).await?);
+        Ok(())
+    }
+
+    /// Stops node `i` cleanly.
+    pub async fn stop_node(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// Node `i`'s shared state.
+    pub fn core(&self, i: usize) -> Arc<NodeCore> {
+        self.nodes[i]
+            .as_ref()
+            .map(|n| n.core.clone())
+            .unwrap_or_else(|| panic!("node {i} is not running"))
+    }
+
+    /// How many nodes the cluster has (running or not).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The data directory of node `i`.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.configs[i].data_dir.clone()
+    }
+
+    /// A scratch directory that lives as long as the cluster.
+    pub fn scratch(&self) -> std::path::PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    /// Full libp2p addresses (with peer id) of the running nodes, in node order.
+    pub async fn addresses(&self) -> Vec<Multiaddr> {
+        let mut out = Vec::new();
+        for node in self.nodes.iter().flatten() {
+            if let Some(address) = node.listen_addrs().await.into_iter().next() {
+                out.push(address.with(libp2p::multiaddr::Protocol::P2p(node.peer_id)));
+            }
+        }
+        out
+    }
+
+    /// The libp2p address of node `i`.
+    pub async fn address(&self, i: usize) -> TestResult<Multiaddr> {
+        let node = self.nodes[i].as_ref().ok_or("node not running")?;
+        let address = node
+            .listen_addrs()
+            .await
+            .into_iter()
+            .next()
+            .ok_or("node has no listen address")?;
+        Ok(address.with(libp2p::multiaddr::Protocol::P2p(node.peer_id)))
+    }
+
+    /// Waits until every running node is connected to every other.
+    pub async fn wait_connected(&self) -> TestResult {
+        let running: Vec<&RunningNode> = self.nodes.iter().flatten().collect();
+        let want = running.len() - 1;
+        wait_for("every node connected to every other", || async {
+            for node in &running {
+                if node.core.net.info().await.peers.len() < want {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    /// The roster of the nodes `members`, with the default threshold.
+    pub fn roster(&self, members: &[usize]) -> TestResult<Roster> {
+        Ok(Roster::with_default_threshold(
+            members
+                .iter()
+                .map(|&i| self.publics[i].roster_member())
+                .collect(),
+        )?)
+    }
+
+    /// Creates an opaque chain led by `leader` with every node as witness, and waits until all
+    /// running nodes hold its genesis.
+    pub async fn create_chain(&self, leader: usize) -> TestResult<Hash> {
+        let members = self
+            .publics
+            .iter()
+            .map(PublicIdentity::roster_member)
+            .collect();
+        let head = self
+            .core(leader)
+            .create_chain(
+                members,
+                None,
+                ChainParams::new(2, 32)?,
+                b"test chain".to_vec(),
+            )
+            .await?;
+        self.wait_everywhere(&head.chain_id, 0).await?;
+        Ok(head.chain_id)
+    }
+
+    /// Waits until running node `i` holds block `index` of `chain_id`.
+    pub async fn wait_head(&self, i: usize, chain_id: &Hash, index: u64) -> TestResult {
+        let core = self.core(i);
+        wait_for(&format!("node {i} reaches block {index}"), || async {
+            core.store
+                .head(chain_id)
+                .ok()
+                .flatten()
+                .is_some_and(|h| h.index >= index)
+        })
+        .await
+    }
+
+    /// Waits until every running node holds block `index` of `chain_id`.
+    pub async fn wait_everywhere(&self, chain_id: &Hash, index: u64) -> TestResult {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.wait_head(i, chain_id, index).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A project as its developers hold it: keys, chain ids, the policy in force.
+pub struct Project {
+    /// Name.
+    pub name: String,
+    /// Root keys.
+    pub roots: Vec<SecretKey>,
+    /// Current developer keys (slot order).
+    pub developers: Vec<SecretKey>,
+    /// The policy in force.
+    pub policy: Policy,
+    /// Hash of the policy-chain block holding it.
+    pub policy_block: Hash,
+    /// Policy chain id.
+    pub policy_chain: Hash,
+    /// Release chain id.
+    pub release_chain: Hash,
+    /// Sequence of the last release logged.
+    pub sequence: u64,
+}
+
+/// A release ready to publish: the payload and the artifact bytes it names.
+pub struct PreparedRelease {
+    /// The release.
+    pub release: Release,
+    /// (reference, bytes) of each artifact.
+    pub files: Vec<(ArtifactRef, Vec<u8>)>,
+}
+
+impl PreparedRelease {
+    /// Stores the artifacts on `core` and asks it to lead the release's round.
+    pub async fn publish(
+        &self,
+        core: &NodeCore,
+        chain: Hash,
+        roster: Option<Roster>,
+    ) -> Result<u64, NodeError> {
+        for (_, bytes) in &self.files {
+            core.artifacts
+                .put(bytes)
+                .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        }
+        Ok(core
+            .append(chain, self.release.to_bytes(), roster)
+            .await?
+            .index)
+    }
+}
+
+impl Project {
+    /// Creates a project with `developers` keys (releases need `threshold`), one root key, and
+    /// its two chains witnessed by `roster`, led by `core`.
+    pub async fn create(
+        core: &NodeCore,
+        name: &str,
+        developers: usize,
+        threshold: u32,
+        roster: &Roster,
+    ) -> TestResult<Self> {
+        let mut rng = rand::rng();
+        let roots = vec![SecretKey::generate(&mut rng)];
+        let developers: Vec<SecretKey> = (0..developers)
+            .map(|_| SecretKey::generate(&mut rng))
+            .collect();
+        let policy = Policy {
+            project: name.into(),
+            sequence: 0,
+            previous: None,
+            root_keys: roots.iter().map(SecretKey::public_key).collect(),
+            root_threshold: 1,
+            developer_keys: developers.iter().map(SecretKey::public_key).collect(),
+            developer_threshold: threshold,
+            build_verifiers: Vec::new(),
+            attestations_required: 0,
+        };
+        let signatures = vec![KeySignature::sign(&roots[0], &policy.digest())];
+        let genesis = ChainGenesis::Policy(SignedPolicy {
+            policy: policy.clone(),
+            signatures,
+        });
+        let members: Vec<RosterMember> = roster.members().to_vec();
+        let threshold = Some(roster.threshold() as u32);
+        let policy_head = core
+            .create_chain(
+                members.clone(),
+                threshold,
+                ChainParams::new(2, 32)?,
+                genesis.to_bytes(),
+            )
+            .await?;
+        let release_genesis = ChainGenesis::Release {
+            project: name.into(),
+            policy_chain: policy_head.chain_id,
+        };
+        let release_head = core
+            .create_chain(
+                members,
+                threshold,
+                ChainParams::new(2, 32)?,
+                release_genesis.to_bytes(),
+            )
+            .await?;
+        Ok(Self {
+            name: name.into(),
+            roots,
+            developers,
+            policy,
+            policy_block: policy_head.hash,
+            policy_chain: policy_head.chain_id,
+            release_chain: release_head.chain_id,
+            sequence: 0,
+        })
+    }
+
+    /// A release of `version` with `sequence`, signed by the developer keys `signers`.
+    pub fn release_with(
+        &self,
+        version: &str,
+        sequence: u64,
+        signers: &[&SecretKey],
+    ) -> PreparedRelease {
+        let source_bytes = format!("{} {version} source", self.name).into_bytes();
+        let binary_bytes = format!("{} {version} binary", self.name)
+            .repeat(1000)
+            .into_bytes();
+        let source = ArtifactRef::of(&format!("{}-{version}.tar", self.name), &source_bytes);
+        let binary = ArtifactRef::of(&format!("{}-{version}", self.name), &binary_bytes);
+        let manifest = ReleaseManifest {
+            project: self.name.clone(),
+            version: version.into(),
+            sequence,
+            source: source.clone(),
+            recipe: BuildRecipe {
+                script: "make".into(),
+                outputs: vec![("linux-x86_64".into(), "out/bin".into())],
+            },
+            binaries: vec![BinaryArtifact {
+                platform: "linux-x86_64".into(),
+                artifact: binary.clone(),
+            }],
+            policy: self.policy_block,
+            timestamp: now(),
+        };
+        let digest = manifest.digest();
+        PreparedRelease {
+            release: Release {
+                manifest,
+                signatures: signers
+                    .iter()
+                    .map(|k| KeySignature::sign(k, &digest))
+                    .collect(),
+                attestations: Vec::new(),
+            },
+            files: vec![(source, source_bytes), (binary, binary_bytes)],
+        }
+    }
+
+    /// The next release, signed by the first t developers.
+    pub fn next_release(&self, version: &str) -> PreparedRelease {
+        let signers: Vec<&SecretKey> = self
+            .developers
+            .iter()
+            .take(self.policy.developer_threshold as usize)
+            .collect();
+        self.release_with(version, self.sequence + 1, &signers)
+    }
+
+    /// Publishes the next release through `core` and records it.
+    pub async fn publish_next(
+        &mut self,
+        core: &NodeCore,
+        version: &str,
+        roster: Option<Roster>,
+    ) -> TestResult<u64> {
+        let prepared = self.next_release(version);
+        let index = prepared.publish(core, self.release_chain, roster).await?;
+        self.sequence += 1;
+        Ok(index)
+    }
+
+    /// Replaces developer `slot`'s key through a policy change signed by the first t
+    /// developers, logged by `core`. Returns the retired key.
+    pub async fn rotate_developer(
+        &mut self,
+        core: &NodeCore,
+        slot: usize,
+    ) -> TestResult<SecretKey> {
+        let fresh = SecretKey::generate(&mut rand::rng());
+        let mut next = self.policy.clone();
+        next.sequence += 1;
+        next.previous = Some(self.policy.digest());
+        next.developer_keys[slot] = fresh.public_key();
+        let digest = next.digest();
+        let signatures = self
+            .developers
+            .iter()
+            .take(self.policy.developer_threshold as usize)
+            .map(|k| KeySignature::sign(k, &digest))
+            .collect();
+        let signed = SignedPolicy {
+            policy: next.clone(),
+            signatures,
+        };
+        let head = core
+            .append(self.policy_chain, signed.to_bytes(), None)
+            .await?;
+        self.policy = next;
+        self.policy_block = head.hash;
+        Ok(std::mem::replace(&mut self.developers[slot], fresh))
+    }
+}
