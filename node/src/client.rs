@@ -299,7 +299,7 @@ impl Connection {
         let identity = Identity::generate();
         let (net, mut events, _) = net::spawn(
             &identity,
-            NetConfig {
+            &NetConfig {
                 listen: Vec::new(),
                 bootstrap: peers.to_vec(),
                 request_timeout: Duration::from_secs(30),
@@ -566,19 +566,13 @@ impl Connection {
             .await?
             .ok_or("the peer does not hold the release chain")?;
         if head.index > from_index {
-            let proof = match self
-                .ask(
-                    peer,
-                    Request::Proof {
-                        chain_id: project.release_chain,
-                        from: from_index,
-                        to: head.index,
-                    },
-                )
-                .await?
-            {
-                Response::Proof(proof) => proof,
-                _ => return Err("unexpected answer to a proof request".into()),
+            let request = Request::Proof {
+                chain_id: project.release_chain,
+                from: from_index,
+                to: head.index,
+            };
+            let Response::Proof(proof) = self.ask(peer, request).await? else {
+                return Err("unexpected answer to a proof request".into());
             };
             proof_blocks = proof.steps.len();
             proof_bytes = proof.to_bytes().len();

@@ -281,7 +281,7 @@ pub struct NetConfig {
 /// Starts the swarm task. Returns its handle, the node's event stream, and this node's peer id.
 pub fn spawn(
     identity: &Identity,
-    config: NetConfig,
+    config: &NetConfig,
 ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, PeerId), String> {
     let keypair = keypair_of(identity).map_err(|e| e.to_string())?;
     let peer_id = keypair.public().to_peer_id();

@@ -206,7 +206,7 @@ impl NodeCore {
                     return Err(error.into());
                 }
                 Err(error) => {
-                    tracing::warn!(level = request.level, %error, "higher-level forward link not signed; it can be added later")
+                    tracing::warn!(level = request.level, %error, "higher-level forward link not signed; it can be added later");
                 }
             }
         }
@@ -280,7 +280,7 @@ impl NodeCore {
                                     tracing::debug!(artifact = %artifact.hash, name = %artifact.name, "artifact replicated");
                                 }
                                 Ok(Err(error)) => {
-                                    tracing::warn!(%error, "cannot store a replicated artifact")
+                                    tracing::warn!(%error, "cannot store a replicated artifact");
                                 }
                                 Err(error) => tracing::warn!(%error, "artifact store task failed"),
                             }
@@ -354,12 +354,12 @@ impl NodeCore {
         if !self.allow(peer) {
             return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
         }
-        if let Some(policy_chain) = self.policy_chain_to_sync(&block) {
-            if let Err(error) = self.sync_chain(peer, policy_chain).await {
-                return self.counted(Response::Refused(format!(
-                    "the release follows a policy this witness does not hold and it could not sync the policy chain from the leader: {error}"
-                )));
-            }
+        if let Some(policy_chain) = self.policy_chain_to_sync(&block)
+            && let Err(error) = self.sync_chain(peer, policy_chain).await
+        {
+            return self.counted(Response::Refused(format!(
+                "the release follows a policy this witness does not hold and it could not sync the policy chain from the leader: {error}"
+            )));
         }
         let block = Arc::new(*block);
         let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
@@ -466,10 +466,10 @@ impl NodeCore {
         };
         let mut links = Vec::new();
         for (level, from) in block.back_links().iter().enumerate() {
-            if let Some(link) = self.store.forward_link(from, level as u32)? {
-                if link.to == block.hash() {
-                    links.push(link);
-                }
+            if let Some(link) = self.store.forward_link(from, level as u32)?
+                && link.to == block.hash()
+            {
+                links.push(link);
             }
         }
         Ok(Some(LinkedBlock { block, links }))

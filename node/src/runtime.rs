@@ -114,7 +114,7 @@ impl RunningNode {
             request_timeout: Duration::from_secs(30),
         };
         let (net, events, peer_id) =
-            net::spawn(&identity, net_config).map_err(StartError::Network)?;
+            net::spawn(&identity, &net_config).map_err(StartError::Network)?;
         let witness = Witness::new(
             identity.clone(),
             store.clone(),

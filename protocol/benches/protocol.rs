@@ -11,6 +11,7 @@ use chainiac_protocol::cosi::{
     Aggregator, CollectiveSignature, Contribution, ResponseShare, Roster, RosterMember, commit,
     local_round,
 };
+use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::keys::SecretKey;
 use chainiac_protocol::skipchain::{
     ChainParams, ForwardLink, ProofStep, SkipBlock, SkipProof, TrustedBlock,
@@ -283,11 +284,107 @@ fn timeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a light client pays to catch up 10, 1,000 and 100,000 blocks behind the head: one skip
+/// proof, against downloading and checking every block in between (each block's level-0 link), in
+/// the same run, over a chain of 1 KiB payloads (about a release's size) and a 4-witness roster.
+fn client_catch_up(c: &mut Criterion) {
+    const HEAD: u64 = 100_000;
+    let w = witnesses(4, 11);
+    let mut rng = StdRng::seed_from_u64(12);
+    let params = ChainParams::new(2, 32).expect("params");
+    let genesis = SkipBlock::genesis(params, w.roster.clone(), vec![0; 1024]).expect("genesis");
+    let chain_id = genesis.chain_id();
+    let mut blocks = vec![genesis];
+    for index in 1..=HEAD {
+        let mut payload = vec![0u8; 1024];
+        payload[..8].copy_from_slice(&index.to_le_bytes());
+        let block =
+            SkipBlock::successor(&blocks[blocks.len() - 1], &w.roster, None, payload, |i| {
+                blocks.get(i as usize).map(SkipBlock::hash)
+            })
+            .expect("block");
+        blocks.push(block);
+    }
+    let everyone: Vec<usize> = (0..4).collect();
+    let mut link = |from: u64, level: u32, rng: &mut StdRng| {
+        let to = from + (1u64 << level);
+        let (source, target) = (blocks[from as usize].hash(), blocks[to as usize].hash());
+        let message = ForwardLink::message_for(&chain_id, &source, &target, level);
+        ProofStep {
+            link: ForwardLink {
+                chain_id,
+                from: source,
+                to: target,
+                level,
+                signature: sign(&w, message.as_bytes(), &everyone, rng),
+            },
+            block: blocks[to as usize].clone(),
+            roster: None,
+        }
+    };
+    let smallest_from = HEAD - 100_000;
+    let level0: Vec<ProofStep> = (smallest_from..HEAD)
+        .map(|at| link(at, 0, &mut rng))
+        .collect();
+    let mut group = c.benchmark_group("client_catch_up");
+    group.sample_size(10);
+    for behind in [10u64, 1_000, 100_000] {
+        let from = HEAD - behind;
+        let trusted =
+            TrustedBlock::new(blocks[from as usize].clone(), w.roster.clone()).expect("trusted");
+        let route = params.route(from, HEAD, |_, _| true).expect("route");
+        let proof = SkipProof {
+            steps: route
+                .iter()
+                .map(|&(at, level)| link(at, level, &mut rng))
+                .collect(),
+        };
+        // Blocks come in batches of 256, as a node serves them; each batch is checked from
+        // the last block of the previous one.
+        let every_block: Vec<SkipProof> = level0[(from - smallest_from) as usize..]
+            .chunks(256)
+            .map(|steps| SkipProof {
+                steps: steps.to_vec(),
+            })
+            .collect();
+        let every_bytes: usize = every_block.iter().map(|p| p.to_bytes().len()).sum();
+        println!(
+            "client_catch_up behind={behind}: skip proof {} blocks, {} bytes; every block {} blocks, {every_bytes} bytes ({:.0}x the bytes)",
+            proof.steps.len(),
+            proof.to_bytes().len(),
+            behind,
+            every_bytes as f64 / proof.to_bytes().len() as f64
+        );
+        group.bench_with_input(
+            BenchmarkId::new("skip_proof", behind),
+            &proof,
+            |b, proof| {
+                b.iter(|| black_box(proof.verify(&trusted).expect("valid proof")));
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("every_block", behind),
+            &every_block,
+            |b, batches| {
+                b.iter(|| {
+                    let mut current = trusted.clone();
+                    for batch in batches {
+                        current = batch.verify(&current).expect("valid blocks");
+                    }
+                    black_box(current)
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     cosi_verification,
     leader_round,
     skip_proof,
-    timeline
+    timeline,
+    client_catch_up
 );
 criterion_main!(benches);

@@ -169,6 +169,16 @@ mod tests {
     }
 
     #[test]
+    fn release_genesis_vector() {
+        let genesis = ChainGenesis::Release {
+            project: "hello".into(),
+            policy_chain: Hash([0x11; 32]),
+        };
+        let expected = format!("010205000000{}{}", hex::encode("hello"), "11".repeat(32));
+        assert_eq!(hex::encode(genesis.to_bytes()), expected);
+    }
+
+    #[test]
     fn opaque_payloads_are_not_project_chains() {
         for payload in [&b""[..], b"block 0", &[1], &[1, 3], &[2, 1]] {
             assert_eq!(ChainGenesis::of_payload(payload), None);

@@ -241,7 +241,7 @@ async fn a_client_1000_releases_and_3_roster_changes_behind_catches_up_in_log_n(
         proof_bound(RELEASES)
     );
     assert_eq!(followed.release.roster().hash(), rosters[3].hash());
-    println!(
+    eprintln!(
         "caught up 1000 releases with {} proof blocks ({} bytes)",
         report.proof_blocks, report.proof_bytes
     );

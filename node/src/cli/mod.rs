@@ -1,6 +1,9 @@
 //! The user-facing commands beyond `node`: projects, releases, the light client and the local
 //! testnet. Each command is a thin layer over the library (light client) or the node's API.
 
+// These commands' output is what the user asked for: standard output is the interface.
+#![allow(clippy::print_stdout)]
+
 pub(crate) mod demo;
 pub(crate) mod http;
 pub(crate) mod publisher;
@@ -610,7 +613,7 @@ async fn sync_all(
         }
         if report.to_index > report.from_index {
             println!(
-                "{name}: {} -> block {} (release {}), skip proof of {} blocks, {} bytes; {} policy blocks",
+                "{name}: {} -> block {} (release {}), skip proof of {} blocks, {} bytes; {} policy-chain block(s)",
                 report.from_index,
                 report.to_index,
                 report.version.as_deref().unwrap_or("-"),

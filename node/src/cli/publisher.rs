@@ -99,7 +99,7 @@ pub(crate) fn read_roster(path: &Path) -> anyhow::Result<Value> {
         .with_context(|| format!("cannot read the roster file {}", path.display()))?;
     let roster: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    if !roster.as_array().is_some_and(|a| !a.is_empty()) {
+    if roster.as_array().is_none_or(Vec::is_empty) {
         bail!(
             "{} must be a non-empty JSON list of {{\"public_key\", \"proof_of_possession\"}} entries (the node.pub.json of each witness)",
             path.display()
@@ -431,7 +431,7 @@ pub(crate) fn create_release(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let manifest = ReleaseManifest {
-        project: project.name.clone(),
+        project: project.name,
         version: options.version.to_owned(),
         sequence,
         source,

@@ -87,14 +87,14 @@ pub(crate) fn up(dir: &Path, count: usize) -> anyhow::Result<Testnet> {
     if count == 0 {
         bail!("a testnet needs at least one node");
     }
-    if let Ok(existing) = Testnet::load(dir) {
-        if existing.nodes.iter().any(|n| is_running(n.pid)) {
-            bail!(
-                "a testnet is already running in {}; stop it first with `chainiac testnet down --dir {}`",
-                dir.display(),
-                dir.display()
-            );
-        }
+    if let Ok(existing) = Testnet::load(dir)
+        && existing.nodes.iter().any(|n| is_running(n.pid))
+    {
+        bail!(
+            "a testnet is already running in {}; stop it first with `chainiac testnet down --dir {}`",
+            dir.display(),
+            dir.display()
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
