@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::artifacts::ArtifactError;
 use crate::leader::AppendError;
 use crate::node::{NodeCore, NodeError};
-use crate::rules::{chain_kind, policy_in_force, release_at};
+use crate::rules::{chain_kind, policy_in_force, release_at, timeline_at};
 use crate::store::StoreError;
 use chainiac_protocol::project::ChainGenesis;
 
@@ -44,6 +44,7 @@ pub fn router(core: Core) -> Router {
         )
         .route("/artifacts/{hash}", get(get_artifact))
         .route("/projects", get(projects))
+        .route("/timeline", get(timeline))
         .route("/metrics", get(metrics))
         .with_state(core)
 }
@@ -297,6 +298,9 @@ async fn projects(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
         let Some(kind) = chain_kind(&core.store, &head.chain_id)? else {
             continue;
         };
+        if matches!(kind, ChainGenesis::Timeline { .. }) {
+            continue;
+        }
         let mut entry = json!({
             "chain_id": head.chain_id.to_hex(),
             "project": kind.project(),
@@ -319,6 +323,7 @@ async fn projects(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
                     entry["attestations_required"] = json!(policy.policy.attestations_required);
                 }
             }
+            ChainGenesis::Timeline { .. } => {}
             ChainGenesis::Release { policy_chain, .. } => {
                 entry["kind"] = json!("release");
                 entry["policy_chain"] = json!(policy_chain.to_hex());
@@ -329,6 +334,31 @@ async fn projects(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
             }
         }
         out.push(entry);
+    }
+    Ok(Json(json!(out)))
+}
+
+/// Every timeline chain this node holds, with its latest epoch.
+async fn timeline(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
+    let heads = core.store.chains(100_000)?;
+    let mut out = Vec::new();
+    for head in heads {
+        let Some(ChainGenesis::Timeline { epoch_seconds }) =
+            chain_kind(&core.store, &head.chain_id)?
+        else {
+            continue;
+        };
+        let latest = timeline_at(&core.store, &head.chain_id, head.index)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        out.push(json!({
+            "chain_id": head.chain_id.to_hex(),
+            "epoch_seconds": epoch_seconds,
+            "index": head.index,
+            "head": head.hash.to_hex(),
+            "epoch": latest.as_ref().map(|t| t.commit.epoch),
+            "timestamp": latest.as_ref().map(|t| t.commit.timestamp),
+            "chains": latest.as_ref().map(|t| t.entries.iter().map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()})).collect::<Vec<_>>()),
+        }));
     }
     Ok(Json(json!(out)))
 }

@@ -19,6 +19,7 @@ use chainiac_protocol::policy::Policy;
 use chainiac_protocol::project::{ChainGenesis, policy_of_block};
 use chainiac_protocol::release::{ArtifactRef, Release, ReleaseManifest};
 use chainiac_protocol::skipchain::{ProofStep, SkipBlock, SkipProof, TrustedBlock};
+use chainiac_protocol::timeline::{Freshness, TimelineBlock};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,35 @@ impl FollowedProject {
     }
 }
 
+/// The timeline a client follows: pinned by its chain id, with the last verified block.
+#[derive(Clone, Debug)]
+pub struct PinnedTimeline {
+    /// The timeline chain id.
+    pub chain: Hash,
+    /// Last verified timeline block.
+    pub trusted: TrustedBlock,
+}
+
+/// A verified, fresh timeline block, against which heads are checked during one sync.
+#[derive(Clone, Debug)]
+pub struct TimelineView {
+    /// The timeline chain.
+    pub chain: Hash,
+    /// The block's index.
+    pub index: u64,
+    /// Its payload.
+    pub block: TimelineBlock,
+    /// Its age when checked, in seconds.
+    pub age: u64,
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What one sync did for a project.
 #[derive(Clone, Debug)]
 pub struct SyncReport {
@@ -133,12 +163,25 @@ pub struct SyncReport {
     pub peer: PeerId,
     /// Peers that failed first, and why.
     pub failures: Vec<(PeerId, String)>,
+    /// The timeline epoch the head was checked against, if a timeline is pinned.
+    pub timeline_epoch: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct StateFile {
     peers: Vec<String>,
     projects: BTreeMap<String, ProjectFile>,
+    #[serde(default)]
+    timeline: Option<TimelineFile>,
+    #[serde(default)]
+    max_age: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TimelineFile {
+    chain: String,
+    block: String,
+    roster: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,6 +202,20 @@ pub struct ClientState {
     pub peers: Vec<Multiaddr>,
     /// Followed projects by name.
     pub projects: BTreeMap<String, FollowedProject>,
+    /// The timeline heads are checked against (none: no freshness guarantee).
+    pub timeline: Option<PinnedTimeline>,
+    /// How old the timeline may be, in seconds (default 3600).
+    pub max_age: Option<u64>,
+}
+
+impl ClientState {
+    /// The freshness bound in force.
+    pub fn freshness(&self) -> Freshness {
+        Freshness {
+            max_age: self.max_age.unwrap_or(Freshness::default().max_age),
+            ..Freshness::default()
+        }
+    }
 }
 
 fn decode_hex<T: Decode>(text: &str, what: &str) -> Result<T, String> {
@@ -187,6 +244,18 @@ impl ClientState {
                     .map_err(|e| error(format!("peer {peer}: {e}")))?,
             );
         }
+        if let Some(timeline) = &file.timeline {
+            let load = || -> Result<PinnedTimeline, String> {
+                let block: SkipBlock = decode_hex(&timeline.block, "timeline block")?;
+                let roster: Roster = decode_hex(&timeline.roster, "timeline roster")?;
+                Ok(PinnedTimeline {
+                    chain: Hash::from_hex(&timeline.chain).map_err(|e| e.to_string())?,
+                    trusted: TrustedBlock::new(block, roster).map_err(|e| e.to_string())?,
+                })
+            };
+            state.timeline = Some(load().map_err(|e| error(format!("timeline: {e}")))?);
+        }
+        state.max_age = file.max_age;
         for (name, project) in file.projects {
             let load = || -> Result<FollowedProject, String> {
                 let trusted = |block: &str, roster: &str| -> Result<TrustedBlock, String> {
@@ -227,6 +296,12 @@ impl ClientState {
         };
         std::fs::create_dir_all(dir).map_err(error)?;
         let file = StateFile {
+            timeline: self.timeline.as_ref().map(|t| TimelineFile {
+                chain: t.chain.to_hex(),
+                block: hex::encode(t.trusted.block().to_bytes()),
+                roster: hex::encode(t.trusted.roster().to_bytes()),
+            }),
+            max_age: self.max_age,
             peers: self.peers.iter().map(ToString::to_string).collect(),
             projects: self
                 .projects
@@ -437,6 +512,142 @@ impl Connection {
         Ok(block)
     }
 
+    /// Pins the timeline chain `chain` (its genesis must hash to the id and declare a timeline).
+    pub async fn pin_timeline(&self, chain: Hash) -> Result<PinnedTimeline, ClientError> {
+        let mut failures = Vec::new();
+        for &peer in &self.peers {
+            match self.genesis(peer, chain).await {
+                Ok(genesis) => {
+                    if !matches!(
+                        ChainGenesis::of_payload(genesis.payload()),
+                        Some(ChainGenesis::Timeline { .. })
+                    ) {
+                        return Err(ClientError::Invalid(format!(
+                            "{chain} is not a timeline chain"
+                        )));
+                    }
+                    let trusted = TrustedBlock::genesis(genesis)
+                        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+                    return Ok(PinnedTimeline { chain, trusted });
+                }
+                Err(error) => failures.push(format!("{peer}: {error}")),
+            }
+        }
+        Err(ClientError::AllPeersFailed(failures.join("; ")))
+    }
+
+    /// Brings the pinned timeline to a peer's newest block with a skip proof and checks that it
+    /// is fresh: a peer offering an old timeline (a freeze) is refused and the next one asked.
+    pub async fn sync_timeline(
+        &self,
+        pinned: &mut PinnedTimeline,
+        freshness: Freshness,
+    ) -> Result<TimelineView, ClientError> {
+        let mut failures = Vec::new();
+        for &peer in &self.peers {
+            match self.timeline_from(peer, pinned, freshness).await {
+                Ok((trusted, view)) => {
+                    pinned.trusted = trusted;
+                    return Ok(view);
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "peer failed during timeline sync");
+                    failures.push(format!("{peer}: {error}"));
+                }
+            }
+        }
+        Err(ClientError::AllPeersFailed(failures.join("; ")))
+    }
+
+    async fn timeline_from(
+        &self,
+        peer: PeerId,
+        pinned: &PinnedTimeline,
+        freshness: Freshness,
+    ) -> Result<(TrustedBlock, TimelineView), String> {
+        let head = self
+            .head(peer, pinned.chain)
+            .await?
+            .ok_or("the peer does not hold the timeline")?;
+        let from = pinned.trusted.block().index();
+        let trusted = if head.index > from {
+            let request = Request::Proof {
+                chain_id: pinned.chain,
+                from,
+                to: head.index,
+            };
+            let Response::Proof(proof) = self.ask(peer, request).await? else {
+                return Err("unexpected answer to a proof request".into());
+            };
+            let reached = proof
+                .verify(&pinned.trusted)
+                .map_err(|e| format!("invalid timeline proof: {e}"))?;
+            if reached.block().hash() != head.hash {
+                return Err("the timeline proof does not end at the announced head".into());
+            }
+            reached
+        } else {
+            pinned.trusted.clone()
+        };
+        if trusted.block().index() == 0 {
+            return Err("the timeline has no epoch yet; wait for its first block".into());
+        }
+        let block = TimelineBlock::from_bytes(trusted.block().payload())
+            .map_err(|e| format!("invalid timeline block: {e}"))?;
+        let now = unix_now();
+        freshness
+            .check(block.commit.timestamp, now)
+            .map_err(|e| e.to_string())?;
+        let view = TimelineView {
+            chain: pinned.chain,
+            index: trusted.block().index(),
+            age: now.saturating_sub(block.commit.timestamp),
+            block,
+        };
+        Ok((trusted, view))
+    }
+
+    /// The release head the timeline commits to, with its inclusion proof checked.
+    async fn head_in_timeline(
+        &self,
+        peer: PeerId,
+        view: &TimelineView,
+        chain_id: Hash,
+    ) -> Result<HeadInfo, String> {
+        let request = Request::TimelineInclusion {
+            timeline: view.chain,
+            index: view.index,
+            chain_id,
+        };
+        let (entry, proof, head_index) = match self.ask(peer, request).await {
+            Ok(Response::Inclusion {
+                entry,
+                proof,
+                head_index,
+            }) => (entry, proof, head_index),
+            Ok(_) => return Err("unexpected answer to a timeline inclusion request".into()),
+            Err(error) => {
+                return Err(format!(
+                    "the release chain is not in timeline epoch {}: {error}",
+                    view.block.commit.epoch
+                ));
+            }
+        };
+        if entry.chain_id != chain_id
+            || proof.leaf_count != view.block.commit.chain_count
+            || proof.verify(&view.block.commit.root, &entry).is_err()
+        {
+            return Err(format!(
+                "the peer's timeline inclusion proof for {chain_id} does not verify"
+            ));
+        }
+        Ok(HeadInfo {
+            chain_id,
+            index: head_index,
+            hash: entry.head,
+        })
+    }
+
     /// Starts following the project whose release chain is `release_chain`: fetches both
     /// genesis blocks (each must hash to its chain id) and checks the genesis policy.
     pub async fn follow(&self, release_chain: Hash) -> Result<FollowedProject, ClientError> {
@@ -488,10 +699,16 @@ impl Connection {
 
     /// Brings `project` up to the heads a peer reports, verifying everything; tries the next
     /// peer when one fails. `project` is only changed when everything verified.
-    pub async fn sync(&self, project: &mut FollowedProject) -> Result<SyncReport, ClientError> {
+    /// With a `timeline`, the release chain is brought exactly to the head the timeline
+    /// commits to (a peer showing another head is refused).
+    pub async fn sync(
+        &self,
+        project: &mut FollowedProject,
+        timeline: Option<&TimelineView>,
+    ) -> Result<SyncReport, ClientError> {
         let mut failures = Vec::new();
         for &peer in &self.peers {
-            match self.sync_from(peer, project).await {
+            match self.sync_from(peer, project, timeline).await {
                 Ok((updated, mut report)) => {
                     *project = updated;
                     report.failures = failures;
@@ -516,6 +733,7 @@ impl Connection {
         &self,
         peer: PeerId,
         project: &FollowedProject,
+        timeline: Option<&TimelineView>,
     ) -> Result<(FollowedProject, SyncReport), String> {
         let mut updated = project.clone();
         // Policy chain: every block, verified through its level-0 link.
@@ -561,10 +779,25 @@ impl Connection {
         let from_index = project.release.block().index();
         let mut proof_blocks = 0;
         let mut proof_bytes = 0;
-        let head = self
-            .head(peer, project.release_chain)
-            .await?
-            .ok_or("the peer does not hold the release chain")?;
+        let head = match timeline {
+            Some(view) => {
+                self.head_in_timeline(peer, view, project.release_chain)
+                    .await?
+            }
+            None => self
+                .head(peer, project.release_chain)
+                .await?
+                .ok_or("the peer does not hold the release chain")?,
+        };
+        if head.index < from_index {
+            return Err(format!(
+                "rollback: the head offered is block {}, the client already trusts block {from_index}",
+                head.index
+            ));
+        }
+        if head.index == from_index && head.hash != project.release.block().hash() {
+            return Err("the head offered is not the block the client trusts (split view)".into());
+        }
         if head.index > from_index {
             let request = Request::Proof {
                 chain_id: project.release_chain,
@@ -603,6 +836,7 @@ impl Connection {
             version,
             peer,
             failures: Vec::new(),
+            timeline_epoch: timeline.map(|view| view.block.commit.epoch),
         };
         Ok((updated, report))
     }

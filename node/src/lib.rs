@@ -5,6 +5,7 @@ pub mod api;
 pub mod artifacts;
 pub mod client;
 pub mod config;
+pub mod epochs;
 pub mod leader;
 pub mod metrics;
 pub mod net;

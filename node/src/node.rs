@@ -21,7 +21,7 @@ use crate::config::Identity;
 use crate::leader::{AppendError, BoxFuture, RoundConfig, WitnessTransport, sign_link};
 use crate::metrics::Metrics;
 use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
-use crate::rules::chain_kind;
+use crate::rules::{chain_kind, dependencies, timeline_at};
 use crate::store::{ChainHead, Store, StoreError};
 use crate::wire::{HeadInfo, LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
 use crate::witness::{Refusal, Witness};
@@ -227,22 +227,6 @@ impl NodeCore {
         }
     }
 
-    /// The policy chain a witness must sync before it can check a proposed release: the
-    /// release names a policy block this node does not hold yet (a policy change it has not
-    /// received).
-    fn policy_chain_to_sync(&self, block: &SkipBlock) -> Option<Hash> {
-        let Ok(Some(ChainGenesis::Release { policy_chain, .. })) =
-            chain_kind(&self.store, &block.chain_id())
-        else {
-            return None;
-        };
-        let release = Release::from_bytes(block.payload()).ok()?;
-        match self.store.block(&release.manifest.policy) {
-            Ok(Some(_)) => None,
-            _ => Some(policy_chain),
-        }
-    }
-
     /// Mirrors the artifacts of a newly stored release: fetches the missing ones from `hint`
     /// (the peer the block came from) and the other connected peers, verifying every slice.
     pub fn replicate(self: &Arc<Self>, block: &SkipBlock, hint: Option<PeerId>) {
@@ -354,12 +338,19 @@ impl NodeCore {
         if !self.allow(peer) {
             return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
         }
-        if let Some(policy_chain) = self.policy_chain_to_sync(&block)
-            && let Err(error) = self.sync_chain(peer, policy_chain).await
-        {
-            return self.counted(Response::Refused(format!(
-                "the release follows a policy this witness does not hold and it could not sync the policy chain from the leader: {error}"
-            )));
+        let store = self.store.clone();
+        let needed = {
+            let block = block.clone();
+            tokio::task::spawn_blocking(move || dependencies(&store, &block))
+                .await
+                .unwrap_or_default()
+        };
+        for chain in needed {
+            if let Err(error) = self.sync_chain(peer, chain).await {
+                return self.counted(Response::Refused(format!(
+                    "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
+                )));
+            }
         }
         let block = Arc::new(*block);
         let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
@@ -442,6 +433,14 @@ impl NodeCore {
                 })),
                 Err(error) => refuse(&error),
             },
+            Request::TimelineInclusion {
+                timeline,
+                index,
+                chain_id,
+            } => match self.timeline_inclusion(&timeline, index, &chain_id) {
+                Ok(response) => response,
+                Err(reason) => refuse(&reason),
+            },
             Request::ArtifactSlice { hash, start, len } => {
                 match self.artifacts.slice(&hash, start, len) {
                     Ok((size, data)) => Response::Slice { size, data },
@@ -453,6 +452,40 @@ impl NodeCore {
                 }
             }
         }
+    }
+
+    fn timeline_inclusion(
+        &self,
+        timeline: &Hash,
+        index: u64,
+        chain_id: &Hash,
+    ) -> Result<Response, String> {
+        if !matches!(
+            chain_kind(&self.store, timeline),
+            Ok(Some(ChainGenesis::Timeline { .. }))
+        ) {
+            return Err(format!(
+                "{timeline} is not a timeline chain this node holds"
+            ));
+        }
+        let block = timeline_at(&self.store, timeline, index)?
+            .ok_or("the timeline genesis lists no chain")?;
+        let (entry, proof) = block
+            .tree()
+            .map_err(|e| e.to_string())?
+            .prove(chain_id)
+            .ok_or_else(|| format!("chain {chain_id} is not in timeline block {index}"))?;
+        let head_index = self
+            .store
+            .block(&entry.head)
+            .map_err(|e| e.to_string())?
+            .ok_or("the head the timeline names is not stored here")?
+            .index();
+        Ok(Response::Inclusion {
+            entry,
+            proof,
+            head_index,
+        })
     }
 
     /// Block `index` of a chain with the forward links into it.

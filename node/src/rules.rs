@@ -12,6 +12,7 @@ use chainiac_protocol::project::{
 };
 use chainiac_protocol::release::{PolicyInForce, Release, ReleaseManifest, TimeBounds};
 use chainiac_protocol::skipchain::SkipBlock;
+use chainiac_protocol::timeline::TimelineBlock;
 
 use crate::store::{Store, StoreError};
 use crate::witness::PayloadRules;
@@ -61,6 +62,98 @@ pub fn release_at(
     Ok(Some(release.manifest))
 }
 
+/// The timeline block in block `index` of a timeline chain (`None` for the genesis).
+pub fn timeline_at(
+    store: &Store,
+    chain_id: &Hash,
+    index: u64,
+) -> Result<Option<TimelineBlock>, String> {
+    if index == 0 {
+        return Ok(None);
+    }
+    let block = store
+        .block_at(chain_id, index)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("timeline block {index} missing from the store"))?;
+    TimelineBlock::from_bytes(block.payload())
+        .map(Some)
+        .map_err(|e| format!("timeline block {index} is invalid: {e}"))
+}
+
+/// A proposed timeline block: the protocol's successor rules, and for every entry: the head is
+/// a block of that chain this witness holds, not older than the head of the previous epoch.
+fn check_timeline(
+    store: &Store,
+    chain_id: &Hash,
+    block: &SkipBlock,
+    previous_index: u64,
+    bounds: TimeBounds,
+) -> Result<(), String> {
+    let proposed = TimelineBlock::from_bytes(block.payload())
+        .map_err(|e| format!("timeline block refused: {e}"))?;
+    let previous = timeline_at(store, chain_id, previous_index)?;
+    proposed
+        .check_successor(previous.as_ref(), now(), bounds.max_future_skew)
+        .map_err(|e| format!("timeline block refused: {e}"))?;
+    for entry in &proposed.entries {
+        if entry.chain_id == *chain_id {
+            return Err("timeline block refused: the timeline cannot list itself".into());
+        }
+        let head = store
+            .block(&entry.head)
+            .map_err(|e| e.to_string())?
+            .filter(|b| b.chain_id() == entry.chain_id)
+            .ok_or_else(|| {
+                format!(
+                    "timeline block refused: this witness does not hold head {} of chain {}",
+                    entry.head, entry.chain_id
+                )
+            })?;
+        let earlier = previous
+            .as_ref()
+            .and_then(|p| p.head_of(&entry.chain_id))
+            .map(|hash| store.block(&hash))
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .flatten();
+        if earlier.is_some_and(|earlier| earlier.index() > head.index()) {
+            return Err(format!(
+                "timeline block refused: chain {} goes back to block {} (rollback)",
+                entry.chain_id,
+                head.index()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Chains a witness must sync before it can check `block`: the policy chain a release names
+/// when the policy block is unknown here, or the chains whose heads a timeline block lists and
+/// this node does not hold (at most 32, to bound the work one proposal causes).
+pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
+    match chain_kind(store, &block.chain_id()) {
+        Ok(Some(ChainGenesis::Release { policy_chain, .. })) => {
+            let named = Release::from_bytes(block.payload()).map(|r| r.manifest.policy);
+            match named.map(|hash| store.block(&hash)) {
+                Ok(Ok(Some(_))) | Err(_) => Vec::new(),
+                Ok(_) => vec![policy_chain],
+            }
+        }
+        Ok(Some(ChainGenesis::Timeline { .. })) => TimelineBlock::from_bytes(block.payload())
+            .map(|timeline| {
+                timeline
+                    .entries
+                    .iter()
+                    .filter(|entry| !matches!(store.block(&entry.head), Ok(Some(_))))
+                    .map(|entry| entry.chain_id)
+                    .take(32)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// The release and policy rules, with the time bounds for release timestamps.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProjectRules {
@@ -96,6 +189,9 @@ impl PayloadRules for ProjectRules {
                 check_policy_change(&in_force.policy, block.payload())
                     .map(|_| ())
                     .map_err(|e| format!("policy change refused: {e}"))
+            }
+            Some(ChainGenesis::Timeline { .. }) => {
+                check_timeline(store, &chain_id, block, previous_index, self.bounds)
             }
             Some(ChainGenesis::Release {
                 project,

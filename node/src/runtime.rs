@@ -48,6 +48,7 @@ pub struct RunningNode {
     /// Where the HTTP API listens.
     pub api_addr: SocketAddr,
     events_task: JoinHandle<()>,
+    epochs_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
 }
@@ -130,6 +131,7 @@ impl RunningNode {
             artifacts,
         ));
         let events_task = tokio::spawn(core.clone().run_events(events));
+        let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .map_err(|source| StartError::Api {
@@ -156,6 +158,7 @@ impl RunningNode {
             peer_id,
             api_addr,
             events_task,
+            epochs_task,
             api_task,
             api_stop,
         })
@@ -177,6 +180,8 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.api_stop.send(());
         let _ = self.api_task.await;
+        self.epochs_task.abort();
+        let _ = self.epochs_task.await;
         self.core.net.shutdown().await;
         let _ = self.events_task.await;
         // Tasks spawned for requests and sync end once the network is gone; the store closes

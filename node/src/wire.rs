@@ -5,6 +5,7 @@
 use chainiac_protocol::cosi::{Challenge, Commitment, ResponseShare};
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
+use chainiac_protocol::timeline::{InclusionProof, TimelineEntry};
 use chainiac_protocol::{Error, Hash, Result};
 
 /// Name of the request-response protocol.
@@ -104,6 +105,13 @@ pub enum Request {
     Head { chain_id: Hash },
     /// Content bytes `start..start+len` of an artifact (at most one slice), with their proof.
     ArtifactSlice { hash: Hash, start: u64, len: u64 },
+    /// The head of `chain_id` recorded in block `index` of the timeline chain `timeline`, with
+    /// its inclusion proof.
+    TimelineInclusion {
+        timeline: Hash,
+        index: u64,
+        chain_id: Hash,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -125,6 +133,12 @@ pub enum Response {
     Head(Option<HeadInfo>),
     /// An artifact slice: the artifact's size and the bao slice encoding of the bytes asked.
     Slice { size: u64, data: Vec<u8> },
+    /// A timeline entry, its inclusion proof, and the index of the head block it names.
+    Inclusion {
+        entry: TimelineEntry,
+        proof: InclusionProof,
+        head_index: u64,
+    },
 }
 
 const HEADS: u8 = 0;
@@ -139,6 +153,8 @@ const REFUSED: u8 = 7;
 const HEAD: u8 = 16;
 const ARTIFACT_SLICE: u8 = 17;
 const SLICE: u8 = 18;
+const TIMELINE_INCLUSION: u8 = 19;
+const INCLUSION: u8 = 20;
 /// Largest slice encoding: one slice of content plus its proof nodes.
 pub const MAX_SLICE_ENCODING: usize = (crate::artifacts::SLICE_LEN as usize) * 17 / 16 + 4096;
 
@@ -171,6 +187,15 @@ impl Encode for Request {
             Request::ArtifactSlice { hash, start, len } => {
                 writer.u8(ARTIFACT_SLICE).value(hash).u64(*start).u64(*len)
             }
+            Request::TimelineInclusion {
+                timeline,
+                index,
+                chain_id,
+            } => writer
+                .u8(TIMELINE_INCLUSION)
+                .value(timeline)
+                .u64(*index)
+                .value(chain_id),
         };
     }
 }
@@ -227,6 +252,11 @@ impl Decode for Request {
                 }
                 Request::ArtifactSlice { hash, start, len }
             }
+            TIMELINE_INCLUSION => Request::TimelineInclusion {
+                timeline: Hash::decode_from(reader)?,
+                index: reader.u64("timeline index")?,
+                chain_id: Hash::decode_from(reader)?,
+            },
             tag => {
                 return Err(Error::InvalidTag {
                     what: "request kind",
@@ -263,6 +293,15 @@ impl Encode for Response {
             Response::Head(None) => writer.u8(HEAD).u8(0),
             Response::Head(Some(head)) => writer.u8(HEAD).u8(1).value(head),
             Response::Slice { size, data } => writer.u8(SLICE).u64(*size).bytes(data),
+            Response::Inclusion {
+                entry,
+                proof,
+                head_index,
+            } => writer
+                .u8(INCLUSION)
+                .value(entry)
+                .value(proof)
+                .u64(*head_index),
         };
     }
 }
@@ -284,6 +323,11 @@ impl Decode for Response {
             SLICE => Response::Slice {
                 size: reader.u64("artifact size")?,
                 data: reader.bytes(MAX_SLICE_ENCODING, "slice")?.to_vec(),
+            },
+            INCLUSION => Response::Inclusion {
+                entry: TimelineEntry::decode_from(reader)?,
+                proof: InclusionProof::decode_from(reader)?,
+                head_index: reader.u64("head index")?,
             },
             tag => {
                 return Err(Error::InvalidTag {
@@ -320,6 +364,11 @@ mod tests {
                 hash: Hash([6; 32]),
                 start: 1 << 20,
                 len: 1 << 20,
+            },
+            Request::TimelineInclusion {
+                timeline: Hash([7; 32]),
+                index: 3,
+                chain_id: Hash([8; 32]),
             },
         ];
         for request in requests {

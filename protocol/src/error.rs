@@ -240,6 +240,9 @@ pub enum Error {
         "timeline timestamp {timestamp} is ahead of the local clock ({now}); check the system clock"
     )]
     TimelineFromFuture { timestamp: u64, now: u64 },
+    /// A timeline block that does not follow its predecessor.
+    #[error("invalid timeline block: {reason}")]
+    InvalidTimeline { reason: String },
 
     /// A chain at the largest index.
     #[error("chain has reached the largest block index")]

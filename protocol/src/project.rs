@@ -14,6 +14,9 @@ use crate::{Error, Hash, Result};
 
 const POLICY_CHAIN: u8 = 1;
 const RELEASE_CHAIN: u8 = 2;
+const TIMELINE_CHAIN: u8 = 3;
+/// Longest timeline epoch (one day).
+pub const MAX_EPOCH_SECONDS: u64 = 86_400;
 
 /// The payload of a project chain's genesis block.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -26,6 +29,11 @@ pub enum ChainGenesis {
         project: String,
         /// Id of the project's policy chain.
         policy_chain: Hash,
+    },
+    /// The global timeline, extended by its witnesses every `epoch_seconds`.
+    Timeline {
+        /// Length of an epoch.
+        epoch_seconds: u64,
     },
 }
 
@@ -41,14 +49,16 @@ impl ChainGenesis {
         match self {
             Self::Policy(signed) => signed.verify_genesis(),
             Self::Release { project, .. } => check_project_name(project),
+            Self::Timeline { epoch_seconds } => check_epoch(*epoch_seconds),
         }
     }
 
-    /// The project the chain belongs to.
-    pub fn project(&self) -> &str {
+    /// The project the chain belongs to (none for the timeline).
+    pub fn project(&self) -> Option<&str> {
         match self {
-            Self::Policy(signed) => &signed.policy.project,
-            Self::Release { project, .. } => project,
+            Self::Policy(signed) => Some(&signed.policy.project),
+            Self::Release { project, .. } => Some(project),
+            Self::Timeline { .. } => None,
         }
     }
 }
@@ -62,6 +72,7 @@ impl Encode for ChainGenesis {
                 project,
                 policy_chain,
             } => writer.u8(RELEASE_CHAIN).str(project).value(policy_chain),
+            Self::Timeline { epoch_seconds } => writer.u8(TIMELINE_CHAIN).u64(*epoch_seconds),
         };
     }
 }
@@ -79,6 +90,11 @@ impl Decode for ChainGenesis {
                     policy_chain: Hash::decode_from(reader)?,
                 })
             }
+            TIMELINE_CHAIN => {
+                let epoch_seconds = reader.u64("epoch seconds")?;
+                check_epoch(epoch_seconds)?;
+                Ok(Self::Timeline { epoch_seconds })
+            }
             tag => Err(Error::InvalidTag {
                 what: "chain kind",
                 tag,
@@ -87,15 +103,24 @@ impl Decode for ChainGenesis {
     }
 }
 
+fn check_epoch(epoch_seconds: u64) -> Result<()> {
+    if epoch_seconds == 0 || epoch_seconds > MAX_EPOCH_SECONDS {
+        return Err(Error::InvalidTimeline {
+            reason: format!("an epoch lasts 1 to {MAX_EPOCH_SECONDS} seconds, not {epoch_seconds}"),
+        });
+    }
+    Ok(())
+}
+
 /// The policy a policy-chain block establishes: the genesis policy for block 0, the signed
 /// change for later blocks.
 pub fn policy_of_block(index: u64, payload: &[u8]) -> Result<SignedPolicy> {
     if index == 0 {
         match ChainGenesis::from_bytes(payload)? {
             ChainGenesis::Policy(signed) => Ok(signed),
-            ChainGenesis::Release { .. } => Err(Error::InvalidBlock {
+            _ => Err(Error::InvalidBlock {
                 index,
-                reason: "a release-chain genesis where a policy was expected".into(),
+                reason: "not a policy-chain genesis".into(),
             }),
         }
     } else {
@@ -155,7 +180,18 @@ mod tests {
         let bytes = policy.to_bytes();
         assert_eq!(ChainGenesis::of_payload(&bytes), Some(policy.clone()));
         policy.check().unwrap();
-        assert_eq!(policy.project(), "hello");
+        assert_eq!(policy.project(), Some("hello"));
+        let timeline = ChainGenesis::Timeline { epoch_seconds: 10 };
+        assert_eq!(
+            ChainGenesis::of_payload(&timeline.to_bytes()),
+            Some(timeline.clone())
+        );
+        assert_eq!(timeline.project(), None);
+        assert_eq!(hex::encode(timeline.to_bytes()), "01030a00000000000000");
+        assert!(
+            ChainGenesis::of_payload(&ChainGenesis::Timeline { epoch_seconds: 0 }.to_bytes())
+                .is_none()
+        );
         assert_eq!(policy_of_block(0, &bytes).unwrap(), signed);
 
         let release = ChainGenesis::Release {

@@ -35,6 +35,21 @@ impl TimelineEntry {
     }
 }
 
+impl Encode for TimelineEntry {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer.value(&self.chain_id).value(&self.head);
+    }
+}
+
+impl Decode for TimelineEntry {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            chain_id: Hash::decode_from(reader)?,
+            head: Hash::decode_from(reader)?,
+        })
+    }
+}
+
 fn node(left: &Hash, right: &Hash) -> Hash {
     Hash::of(domain::TIMELINE_NODE, &[left.as_bytes(), right.as_bytes()])
 }
@@ -88,6 +103,11 @@ impl TimelineTree {
             Some(root) => *root,
             None => Hash::of(domain::TIMELINE_EMPTY, &[]),
         }
+    }
+
+    /// The entries, sorted by chain id.
+    pub fn entries(&self) -> &[TimelineEntry] {
+        &self.entries
     }
 
     /// Number of chains.
@@ -264,6 +284,122 @@ impl Decode for TimelineCommit {
     }
 }
 
+/// Most chains one timeline block lists (its payload must fit in a block: 64 bytes per chain).
+pub const MAX_BLOCK_ENTRIES: usize = 60_000;
+
+/// The payload of a timeline-chain block: the epoch's commitment and the entries it commits to,
+/// so that witnesses can check them and nodes can serve inclusion proofs.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TimelineBlock {
+    /// The commitment clients check.
+    pub commit: TimelineCommit,
+    /// One entry per chain, sorted by chain id.
+    pub entries: Vec<TimelineEntry>,
+}
+
+impl TimelineBlock {
+    /// The block for epoch `epoch` closed at `timestamp` over `entries` (any order).
+    pub fn new(epoch: u64, timestamp: u64, entries: Vec<TimelineEntry>) -> Result<Self> {
+        if entries.len() > MAX_BLOCK_ENTRIES {
+            return Err(Error::TooLong {
+                what: "timeline entries",
+                len: entries.len(),
+                max: MAX_BLOCK_ENTRIES,
+            });
+        }
+        let tree = TimelineTree::build(entries)?;
+        Ok(Self {
+            commit: TimelineCommit::new(epoch, timestamp, &tree),
+            entries: tree.entries,
+        })
+    }
+
+    /// The Merkle tree of the entries (to serve inclusion proofs).
+    pub fn tree(&self) -> Result<TimelineTree> {
+        TimelineTree::build(self.entries.clone())
+    }
+
+    /// The head recorded for `chain_id`.
+    pub fn head_of(&self, chain_id: &Hash) -> Option<Hash> {
+        self.entries
+            .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
+            .ok()
+            .map(|index| self.entries[index].head)
+    }
+
+    /// The rules for a timeline block following `previous` (`None` after the genesis), at
+    /// local time `now`: a later epoch, a timestamp not before the previous one and at most
+    /// `max_future_skew` ahead of `now`, and every chain of the previous block still listed
+    /// (a chain never leaves the timeline). Whether each head is a block of its chain, not
+    /// older than the previous one, is checked by the node, which holds the blocks.
+    pub fn check_successor(
+        &self,
+        previous: Option<&TimelineBlock>,
+        now: u64,
+        max_future_skew: u64,
+    ) -> Result<()> {
+        let invalid = |reason: String| Err(Error::InvalidTimeline { reason });
+        if self.commit.timestamp > now.saturating_add(max_future_skew) {
+            return invalid(format!(
+                "timestamp {} is ahead of the local clock ({now})",
+                self.commit.timestamp
+            ));
+        }
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        if self.commit.epoch <= previous.commit.epoch {
+            return invalid(format!(
+                "epoch {} does not follow epoch {}",
+                self.commit.epoch, previous.commit.epoch
+            ));
+        }
+        if self.commit.timestamp < previous.commit.timestamp {
+            return invalid("timestamp goes back in time".into());
+        }
+        if let Some(dropped) = previous
+            .entries
+            .iter()
+            .find(|entry| self.head_of(&entry.chain_id).is_none())
+        {
+            return invalid(format!("chain {} left the timeline", dropped.chain_id));
+        }
+        Ok(())
+    }
+}
+
+impl Encode for TimelineBlock {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer.u8(VERSION).value(&self.commit).list(&self.entries);
+    }
+}
+
+impl Decode for TimelineBlock {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        reader.version("timeline block")?;
+        let commit = TimelineCommit::decode_from(reader)?;
+        let entries: Vec<TimelineEntry> = reader.list(MAX_BLOCK_ENTRIES, "timeline entries")?;
+        if entries
+            .windows(2)
+            .any(|pair| pair[0].chain_id >= pair[1].chain_id)
+        {
+            return Err(Error::NonCanonical {
+                what: "timeline entries (must be sorted by chain id, once each)",
+            });
+        }
+        let tree = TimelineTree::build(entries)?;
+        if tree.root() != commit.root || tree.len() as u64 != commit.chain_count {
+            return Err(Error::InvalidTimeline {
+                reason: "the commitment does not match the entries".into(),
+            });
+        }
+        Ok(Self {
+            commit,
+            entries: tree.entries,
+        })
+    }
+}
+
 /// How recent a timeline block must be for a client to accept what it says.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Freshness {
@@ -303,6 +439,62 @@ impl Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(chain: u8, head: u8) -> TimelineEntry {
+        TimelineEntry {
+            chain_id: Hash([chain; 32]),
+            head: Hash([head; 32]),
+        }
+    }
+
+    #[test]
+    fn timeline_blocks_round_trip_and_commit_to_their_entries() {
+        let block =
+            TimelineBlock::new(7, 1000, vec![pair(3, 1), pair(1, 2), pair(2, 9)]).expect("block");
+        assert_eq!(block.entries[0].chain_id, Hash([1; 32]));
+        let bytes = block.to_bytes();
+        assert_eq!(TimelineBlock::from_bytes(&bytes).expect("decodes"), block);
+        let (found, proof) = block
+            .tree()
+            .expect("tree")
+            .prove(&Hash([2; 32]))
+            .expect("in");
+        assert_eq!(found.head, Hash([9; 32]));
+        proof.verify(&block.commit.root, &found).expect("proof");
+        assert_eq!(block.head_of(&Hash([3; 32])), Some(Hash([1; 32])));
+        assert_eq!(block.head_of(&Hash([4; 32])), None);
+        // A commitment that does not match its entries is refused.
+        let mut forged = block.clone();
+        forged.entries[1].head = Hash([8; 32]);
+        assert!(TimelineBlock::from_bytes(&forged.to_bytes()).is_err());
+        let mut unsorted = block;
+        unsorted.entries.swap(0, 1);
+        assert!(TimelineBlock::from_bytes(&unsorted.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn timeline_successor_rules() {
+        let first = TimelineBlock::new(1, 100, vec![pair(1, 1), pair(2, 1)]).expect("block");
+        first.check_successor(None, 100, 300).expect("first");
+        let next =
+            TimelineBlock::new(2, 110, vec![pair(1, 2), pair(2, 1), pair(3, 1)]).expect("block");
+        next.check_successor(Some(&first), 110, 300).expect("next");
+        let same_epoch = TimelineBlock::new(1, 120, first.entries.clone()).expect("block");
+        assert!(same_epoch.check_successor(Some(&first), 120, 300).is_err());
+        let back_in_time = TimelineBlock::new(3, 90, first.entries.clone()).expect("block");
+        assert!(
+            back_in_time
+                .check_successor(Some(&first), 120, 300)
+                .is_err()
+        );
+        let future = TimelineBlock::new(3, 1000, first.entries.clone()).expect("block");
+        assert!(future.check_successor(Some(&first), 120, 300).is_err());
+        let dropped = TimelineBlock::new(3, 130, vec![pair(1, 2)]).expect("block");
+        assert!(matches!(
+            dropped.check_successor(Some(&first), 130, 300),
+            Err(Error::InvalidTimeline { .. })
+        ));
+    }
     use proptest::prelude::*;
 
     fn entry(i: u64) -> TimelineEntry {

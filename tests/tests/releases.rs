@@ -138,7 +138,7 @@ async fn mirrors_replicate_artifacts_and_a_client_skips_a_lying_peer() -> TestRe
     )
     .await?;
     let mut followed = connection.follow(project.release_chain).await?;
-    connection.sync(&mut followed).await?;
+    connection.sync(&mut followed, None).await?;
     let prepared = project.next_release("2.0.0");
     prepared
         .publish(&leader, project.release_chain, None)
@@ -151,7 +151,7 @@ async fn mirrors_replicate_artifacts_and_a_client_skips_a_lying_peer() -> TestRe
     .await?
     .ok_or("gossip channel closed")?;
     assert_eq!(gossiped.index, 1);
-    let report = connection.sync(&mut followed).await?;
+    let report = connection.sync(&mut followed, None).await?;
     assert_eq!(report.to_index, 1);
     let release = followed.verify_latest()?.ok_or("no release")?;
     let binary = select_artifact(&release, None)?;
@@ -213,7 +213,7 @@ async fn a_client_1000_releases_and_3_roster_changes_behind_catches_up_in_log_n(
     cluster.wait_everywhere(&project.release_chain, 0).await?;
     let connection = Connection::open(&[cluster.address(4).await?], CONNECT).await?;
     let mut followed = connection.follow(project.release_chain).await?;
-    connection.sync(&mut followed).await?;
+    connection.sync(&mut followed, None).await?;
 
     const RELEASES: u64 = 1000;
     for sequence in 1..=RELEASES {
@@ -231,7 +231,7 @@ async fn a_client_1000_releases_and_3_roster_changes_behind_catches_up_in_log_n(
         .wait_head(4, &project.release_chain, RELEASES)
         .await?;
 
-    let report = connection.sync(&mut followed).await?;
+    let report = connection.sync(&mut followed, None).await?;
     assert_eq!(report.to_index, RELEASES);
     assert_eq!(report.version.as_deref(), Some("1.0.1000"));
     assert!(

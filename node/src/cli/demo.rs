@@ -12,11 +12,42 @@ use anyhow::{Context, bail};
 use chainiac_node::client::{ClientState, Connection, select_artifact};
 use chainiac_protocol::Hash;
 
+use super::http::get_json;
 use super::publisher::{
     Bundle, CreateOptions, PolicyChange, ReleaseOptions, change_policy, create_project,
     create_release, load_key, publish_release, sign_release,
 };
 use super::testnet;
+
+/// The demo's timeline epoch: short, so that the client need not wait long for new heads to be
+/// committed.
+const DEMO_EPOCH_SECONDS: u64 = 1;
+
+/// Waits until the testnet's timeline commits to the current head of `chain`.
+fn wait_for_timeline(node: std::net::SocketAddr, chain: &str) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let head = get_json(node, &format!("/chains/{chain}"))?;
+        let head = head["head"]["hash"].as_str().unwrap_or_default().to_owned();
+        let timelines = get_json(node, "/timeline")?;
+        for timeline in timelines.as_array().into_iter().flatten() {
+            let listed = timeline["chains"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["chain_id"].as_str() == Some(chain) && c["head"].as_str() == Some(&head)
+                });
+            if listed {
+                return Ok(timeline["epoch"].as_u64().unwrap_or_default());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the timeline did not commit to the head of {chain} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 struct Story {
     started: Instant,
@@ -107,7 +138,7 @@ pub(crate) fn run(dir: &Path, keep: bool) -> anyhow::Result<()> {
         step: 0,
     };
     story.step("Bring up a local testnet of 4 nodes on 127.0.0.1");
-    let net = testnet::up(dir, 4)?;
+    let net = testnet::up(dir, 4, DEMO_EPOCH_SECONDS)?;
     let dir = dir.canonicalize()?;
     let result = story_body(&mut story, &dir, &net);
     if keep {
@@ -173,14 +204,29 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         .iter()
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
+    let timeline = Hash::from_hex(
+        net.timeline
+            .as_deref()
+            .context("the testnet has no timeline")?,
+    )?;
+    let epoch = wait_for_timeline(nodes[0], &project.release_chain)?;
+    say(format!(
+        "the timeline's epoch {epoch} commits to release 1.0.0"
+    ));
     runtime.block_on(async {
         let connection = Connection::open(&peers, Duration::from_secs(20)).await?;
-        let mut followed = connection.follow(release_chain).await?;
-        let report = connection.sync(&mut followed).await?;
         let mut state = ClientState {
             peers: peers.clone(),
+            timeline: Some(connection.pin_timeline(timeline).await?),
             ..ClientState::default()
         };
+        let freshness = state.freshness();
+        let view = match state.timeline.as_mut() {
+            Some(pinned) => Some(connection.sync_timeline(pinned, freshness).await?),
+            None => None,
+        };
+        let mut followed = connection.follow(release_chain).await?;
+        let report = connection.sync(&mut followed, view.as_ref()).await?;
         say(format!(
             "client trusts {} {} (release-chain block {})",
             followed.name,
@@ -248,6 +294,7 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
     say(format!("logged as block {index}"));
 
     story.step("The client comes back online, catches up and verifies");
+    let epoch = wait_for_timeline(nodes[0], &project.release_chain)?;
     let binary = runtime.block_on(async {
         let mut state = ClientState::load(&client_dir)?;
         let mut followed = state
@@ -255,7 +302,15 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
             .remove("hello")
             .context("the client does not follow hello")?;
         let connection = Connection::open(&state.peers, Duration::from_secs(20)).await?;
-        let report = connection.sync(&mut followed).await?;
+        let freshness = state.freshness();
+        let pinned = state.timeline.as_mut().context("no timeline pinned")?;
+        let view = connection.sync_timeline(pinned, freshness).await?;
+        say(format!(
+            "timeline epoch {} is {} s old (bound {} s) and commits to the release head",
+            view.block.commit.epoch, view.age, freshness.max_age
+        ));
+        let _ = epoch;
+        let report = connection.sync(&mut followed, Some(&view)).await?;
         say(format!(
             "caught up from release-chain block {} to {} with a skip proof of {} blocks ({} bytes); {} policy-chain block(s) checked",
             report.from_index, report.to_index, report.proof_blocks, report.proof_bytes, report.policy_blocks

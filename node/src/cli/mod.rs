@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chainiac_node::client::{ClientState, Connection, select_artifact};
+use chainiac_node::client::{ClientState, Connection, TimelineView, select_artifact};
 use chainiac_protocol::Hash;
 use clap::{Args, Subcommand};
 
@@ -158,12 +158,20 @@ pub(crate) struct ClientArgs {
     /// Peer to ask, as /ip4/ADDR/tcp/PORT/p2p/PEER_ID (repeatable; remembered).
     #[arg(long = "peer", env = "CHAINIAC_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// Oldest timeline block accepted, in seconds (remembered; default 3600).
+    #[arg(long)]
+    max_age: Option<u64>,
     #[command(subcommand)]
     command: ClientCommand,
 }
 
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
+    /// Pin the timeline that every head must be found in (freshness, no rollback, no split view).
+    Timeline {
+        /// The timeline chain id.
+        chain: String,
+    },
     /// Start following a project, pinned by its release chain id.
     Follow {
         /// The release chain id (printed by `project create`).
@@ -205,6 +213,9 @@ pub(crate) enum TestnetCommand {
         /// Directory of the testnet.
         #[arg(long, default_value = "testnet-data")]
         dir: PathBuf,
+        /// Length of a timeline epoch, in seconds.
+        #[arg(long, default_value_t = 10)]
+        epoch_seconds: u64,
     },
     /// Show each node's state.
     Status {
@@ -458,6 +469,9 @@ fn select_projects<'a>(
 /// `chainiac client ...`.
 pub(crate) fn client(args: ClientArgs) -> anyhow::Result<()> {
     let mut state = ClientState::load(&args.dir)?;
+    if let Some(max_age) = args.max_age {
+        state.max_age = Some(max_age);
+    }
     for peer in &args.peers {
         let address: libp2p::Multiaddr = peer
             .parse()
@@ -499,6 +513,14 @@ async fn client_command(
     let result = async {
         match command {
             ClientCommand::Verify { .. } => Ok(()),
+            ClientCommand::Timeline { chain } => {
+                let chain = Hash::from_hex(&chain)
+                    .context("the timeline chain id must be 64 hex characters")?;
+                state.timeline = Some(connection.pin_timeline(chain).await?);
+                state.save(dir)?;
+                println!("timeline {chain} pinned; every head will be checked against it");
+                Ok(())
+            }
             ClientCommand::Follow { release_chain } => {
                 let chain = Hash::from_hex(&release_chain)
                     .context("the release chain id must be 64 hex characters")?;
@@ -544,11 +566,12 @@ async fn client_command(
                 platform,
                 out,
             } => {
+                let view = fresh_timeline(&connection, &mut state).await?;
                 let followed = state
                     .projects
                     .get_mut(&project)
                     .with_context(|| format!("project {project:?} is not followed"))?;
-                let report = connection.sync(followed).await?;
+                let report = connection.sync(followed, view.as_ref()).await?;
                 let release = followed
                     .verify_latest()?
                     .with_context(|| format!("{project} has no release yet"))?;
@@ -597,17 +620,41 @@ async fn client_command(
     result
 }
 
+/// Syncs the pinned timeline, if any, and checks its freshness.
+async fn fresh_timeline(
+    connection: &Connection,
+    state: &mut ClientState,
+) -> anyhow::Result<Option<TimelineView>> {
+    let freshness = state.freshness();
+    let Some(pinned) = state.timeline.as_mut() else {
+        eprintln!(
+            "note: no timeline pinned, so the client cannot tell a frozen view from a quiet project; pin one with `chainiac client timeline TIMELINE_CHAIN_ID`"
+        );
+        return Ok(None);
+    };
+    let view = connection
+        .sync_timeline(pinned, freshness)
+        .await
+        .context("the timeline could not be verified as fresh")?;
+    eprintln!(
+        "timeline epoch {} ({} s old, bound {} s), {} chains",
+        view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
+    );
+    Ok(Some(view))
+}
+
 async fn sync_all(
     connection: &Connection,
     state: &mut ClientState,
     names: &[String],
     dir: &Path,
 ) -> anyhow::Result<()> {
+    let view = fresh_timeline(connection, state).await?;
     for name in names {
         let Some(followed) = state.projects.get_mut(name) else {
             continue;
         };
-        let report = connection.sync(followed).await?;
+        let report = connection.sync(followed, view.as_ref()).await?;
         for (peer, error) in &report.failures {
             eprintln!("  peer {peer} failed: {error}");
         }
@@ -636,14 +683,21 @@ async fn sync_all(
 /// `chainiac testnet ...`.
 pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
     match command {
-        TestnetCommand::Up { nodes, dir } => {
+        TestnetCommand::Up {
+            nodes,
+            dir,
+            epoch_seconds,
+        } => {
             eprintln!("starting {nodes} nodes in {}", dir.display());
-            let net = testnet::up(&dir, nodes)?;
+            let net = testnet::up(&dir, nodes, epoch_seconds)?;
             println!("testnet of {nodes} nodes is up and connected");
             for node in &net.nodes {
                 println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
             }
             println!("roster file: {}", net.roster.display());
+            if let Some(timeline) = &net.timeline {
+                println!("timeline:    {timeline}");
+            }
             println!(
                 "try: chainiac project create hello --dir my-project --roster {} --node {}",
                 net.roster.display(),

@@ -14,7 +14,10 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::get_json;
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::project::ChainGenesis;
+
+use super::http::{get_json, post_json, with_failover};
 
 /// One node of the testnet.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ pub(crate) struct Testnet {
     pub(crate) nodes: Vec<TestnetNode>,
     /// The roster file every chain of the testnet uses by default.
     pub(crate) roster: PathBuf,
+    /// The testnet's timeline chain id.
+    #[serde(default)]
+    pub(crate) timeline: Option<String>,
 }
 
 impl Testnet {
@@ -83,11 +89,12 @@ fn is_running(pid: u32) -> bool {
 
 /// Creates (if needed) and starts `count` nodes in `dir`, then waits until each is connected
 /// to all others. Prints progress to stderr.
-pub(crate) fn up(dir: &Path, count: usize) -> anyhow::Result<Testnet> {
+pub(crate) fn up(dir: &Path, count: usize, epoch_seconds: u64) -> anyhow::Result<Testnet> {
     if count == 0 {
         bail!("a testnet needs at least one node");
     }
-    if let Ok(existing) = Testnet::load(dir)
+    let previous = Testnet::load(dir).ok();
+    if let Some(existing) = &previous
         && existing.nodes.iter().any(|n| is_running(n.pid))
     {
         bail!(
@@ -163,15 +170,37 @@ pub(crate) fn up(dir: &Path, count: usize) -> anyhow::Result<Testnet> {
             log,
         });
     }
-    let testnet = Testnet {
+    let mut testnet = Testnet {
         nodes,
         roster: roster_path,
+        timeline: previous.and_then(|p| p.timeline),
     };
-    std::fs::write(
-        dir.join("testnet.json"),
-        serde_json::to_string_pretty(&testnet)?,
-    )?;
+    let save = |testnet: &Testnet| -> anyhow::Result<()> {
+        std::fs::write(
+            dir.join("testnet.json"),
+            serde_json::to_string_pretty(testnet)?,
+        )?;
+        Ok(())
+    };
+    save(&testnet)?;
     wait_connected(&testnet, Duration::from_secs(60))?;
+    if testnet.timeline.is_none() {
+        let genesis = ChainGenesis::Timeline { epoch_seconds };
+        let answer = with_failover(&testnet.apis(), |node| {
+            post_json(
+                node,
+                "/chains",
+                &serde_json::json!({"roster": roster, "payload": hex::encode(genesis.to_bytes())}),
+            )
+        })
+        .context("cannot create the testnet's timeline")?;
+        let chain = answer["chain_id"]
+            .as_str()
+            .context("the node did not return the timeline's id")?;
+        eprintln!("  timeline {chain} (one block every {epoch_seconds} s)");
+        testnet.timeline = Some(chain.to_owned());
+        save(&testnet)?;
+    }
     Ok(testnet)
 }
 

@@ -1,0 +1,197 @@
+//! Timeline epochs: every epoch, one member of a timeline chain's roster leads the block that
+//! commits to the head of every chain this node holds. Epoch `e`'s first choice is member
+//! `e mod n`; if no block for the epoch appears, the next member takes over after a slot of
+//! `epoch / n` (at least 200 ms), and so on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::timeline::{MAX_BLOCK_ENTRIES, TimelineBlock, TimelineEntry};
+
+use crate::node::NodeCore;
+use crate::rules::{chain_kind, timeline_at};
+
+/// How often the service looks at the clock.
+const TICK: Duration = Duration::from_millis(100);
+/// How often it rescans the store for timeline chains.
+const RESCAN: Duration = Duration::from_secs(2);
+/// Shortest takeover slot.
+const MIN_SLOT: Duration = Duration::from_millis(200);
+/// Wait before a failed attempt is retried.
+const RETRY: Duration = Duration::from_secs(1);
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What this node must do for a timeline chain now.
+#[derive(Debug, PartialEq, Eq)]
+enum Duty {
+    /// Nothing: the epoch is done, or it is another member's turn.
+    Wait,
+    /// Lead the block of this epoch.
+    Lead { epoch: u64 },
+}
+
+/// Whether member `me` of `members` leads epoch `current` at `millis` into the epoch, given
+/// the epoch of the last timeline block.
+fn duty(
+    last_epoch: Option<u64>,
+    current: u64,
+    millis_into_epoch: u64,
+    epoch_millis: u64,
+    me: usize,
+    members: usize,
+) -> Duty {
+    if last_epoch.is_some_and(|last| last >= current) || members == 0 {
+        return Duty::Wait;
+    }
+    let first = (current % members as u64) as usize;
+    let turn = (me + members - first) % members;
+    let slot = (epoch_millis / members as u64).max(MIN_SLOT.as_millis() as u64);
+    if millis_into_epoch >= turn as u64 * slot {
+        Duty::Lead { epoch: current }
+    } else {
+        Duty::Wait
+    }
+}
+
+/// Runs the epochs of every timeline chain this node witnesses, until the task is aborted.
+pub async fn run(core: Arc<NodeCore>) {
+    let mut timelines: Vec<(Hash, u64)> = Vec::new();
+    let mut scanned: Option<Instant> = None;
+    let mut attempted: HashMap<(Hash, u64), Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(TICK).await;
+        if scanned.is_none_or(|at| at.elapsed() >= RESCAN) {
+            let store = core.store.clone();
+            timelines = tokio::task::spawn_blocking(move || timeline_chains(&store))
+                .await
+                .unwrap_or_default();
+            scanned = Some(Instant::now());
+        }
+        attempted.retain(|_, at| at.elapsed() < 4 * RETRY);
+        for &(chain, epoch_seconds) in &timelines {
+            let epoch_millis = epoch_seconds * 1000;
+            let now = now_millis();
+            let current = now / epoch_millis;
+            let Some((last_epoch, me, members)) = position(&core, &chain) else {
+                continue;
+            };
+            let Duty::Lead { epoch } = duty(
+                last_epoch,
+                current,
+                now % epoch_millis,
+                epoch_millis,
+                me,
+                members,
+            ) else {
+                continue;
+            };
+            if attempted
+                .get(&(chain, epoch))
+                .is_some_and(|at| at.elapsed() < RETRY)
+            {
+                continue;
+            }
+            attempted.insert((chain, epoch), Instant::now());
+            match lead(&core, chain, epoch, now / 1000).await {
+                Ok(index) => {
+                    tracing::debug!(timeline = %chain, epoch, index, "timeline block logged");
+                }
+                Err(error) => {
+                    tracing::info!(timeline = %chain, epoch, %error, "timeline block not logged; retrying or leaving it to the next member");
+                }
+            }
+        }
+    }
+}
+
+fn timeline_chains(store: &crate::store::Store) -> Vec<(Hash, u64)> {
+    let Ok(heads) = store.chains(usize::MAX) else {
+        return Vec::new();
+    };
+    heads
+        .iter()
+        .filter_map(|head| match chain_kind(store, &head.chain_id) {
+            Ok(Some(ChainGenesis::Timeline { epoch_seconds })) => {
+                Some((head.chain_id, epoch_seconds))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last epoch of the timeline, this node's position in its roster, and the roster size.
+fn position(core: &NodeCore, chain: &Hash) -> Option<(Option<u64>, usize, usize)> {
+    let head = core.store.head(chain).ok()??;
+    let block = core.store.block(&head.hash).ok()??;
+    let roster = core.store.roster_of(&block).ok()?;
+    let me = roster.index_of(&core.key())?;
+    let last = timeline_at(&core.store, chain, head.index)
+        .ok()?
+        .map(|t| t.commit.epoch);
+    Some((last, me, roster.len()))
+}
+
+/// Leads the timeline block of `epoch` over the heads of every other chain in the store.
+async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<u64, String> {
+    let store = core.store.clone();
+    let payload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let heads = store
+            .chains(MAX_BLOCK_ENTRIES + 64)
+            .map_err(|e| e.to_string())?;
+        let timelines: Vec<Hash> = timeline_chains(&store).into_iter().map(|t| t.0).collect();
+        let entries: Vec<TimelineEntry> = heads
+            .iter()
+            .filter(|head| !timelines.contains(&head.chain_id))
+            .map(|head| TimelineEntry {
+                chain_id: head.chain_id,
+                head: head.hash,
+            })
+            .collect();
+        let block = TimelineBlock::new(epoch, now, entries).map_err(|e| e.to_string())?;
+        Ok(block.to_bytes())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    core.append(chain, payload, None)
+        .await
+        .map(|head| head.index)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_member_leads_then_the_others_take_over_in_turn() {
+        // Epoch 9 with 4 members: member 1 first (9 mod 4), then 2, 3, 0, one slot apart.
+        let slot = 10_000 / 4;
+        assert_eq!(duty(Some(8), 9, 0, 10_000, 1, 4), Duty::Lead { epoch: 9 });
+        assert_eq!(duty(Some(8), 9, 0, 10_000, 2, 4), Duty::Wait);
+        assert_eq!(
+            duty(Some(8), 9, slot, 10_000, 2, 4),
+            Duty::Lead { epoch: 9 }
+        );
+        assert_eq!(duty(Some(8), 9, 2 * slot, 10_000, 0, 4), Duty::Wait);
+        assert_eq!(
+            duty(Some(8), 9, 3 * slot, 10_000, 0, 4),
+            Duty::Lead { epoch: 9 }
+        );
+        // Nothing to do once the epoch has its block, or before the first one is due.
+        assert_eq!(duty(Some(9), 9, 9_999, 10_000, 1, 4), Duty::Wait);
+        assert_eq!(duty(None, 9, 0, 10_000, 1, 4), Duty::Lead { epoch: 9 });
+        assert_eq!(duty(None, 9, 0, 10_000, 1, 0), Duty::Wait);
+        // Short epochs keep a minimum slot.
+        assert_eq!(duty(Some(1), 2, 150, 1_000, 1, 10), Duty::Wait);
+        assert_eq!(duty(Some(1), 2, 200, 1_000, 3, 10), Duty::Lead { epoch: 2 });
+    }
+}

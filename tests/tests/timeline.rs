@@ -1,0 +1,121 @@
+//! The timeline over real nodes: witnesses extend it every epoch; a light client accepts a head
+//! only if a fresh timeline block commits to it, and refuses a stale timeline or a head outside it.
+
+use std::time::Duration;
+
+use chainiac_node::client::Connection;
+use chainiac_node::rules::timeline_at;
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::skipchain::ChainParams;
+use chainiac_protocol::timeline::Freshness;
+use chainiac_tests::{Cluster, Project, TestResult, wait_for};
+
+const CONNECT: Duration = Duration::from_secs(20);
+
+async fn create_timeline(
+    cluster: &Cluster,
+    epoch_seconds: u64,
+) -> TestResult<chainiac_protocol::Hash> {
+    let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
+    let head = cluster
+        .core(0)
+        .create_chain(
+            members,
+            None,
+            ChainParams::new(2, 32)?,
+            ChainGenesis::Timeline { epoch_seconds }.to_bytes(),
+        )
+        .await?;
+    Ok(head.chain_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn witnesses_extend_the_timeline_every_epoch() -> TestResult {
+    let cluster = Cluster::start(4, &[]).await?;
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    let project = Project::create(&cluster.core(0), "ticking", 2, 1, &roster).await?;
+    let timeline = create_timeline(&cluster, 1).await?;
+    // Three epochs go by: every node holds the blocks, epochs increase, and the project's
+    // chains are listed at their heads.
+    cluster.wait_everywhere(&timeline, 3).await?;
+    let store = &cluster.core(2).store;
+    let first = timeline_at(store, &timeline, 1)?.ok_or("block 1")?;
+    let third = timeline_at(store, &timeline, 3)?.ok_or("block 3")?;
+    assert!(third.commit.epoch > first.commit.epoch);
+    let release_head = store.head(&project.release_chain)?.ok_or("head")?;
+    assert_eq!(
+        third.head_of(&project.release_chain),
+        Some(release_head.hash)
+    );
+    assert_eq!(
+        third.head_of(&timeline),
+        None,
+        "the timeline does not list itself"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_refuses_a_stale_timeline_and_heads_outside_it() -> TestResult {
+    let cluster = Cluster::start(4, &[]).await?;
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    let leader = cluster.core(0);
+    let mut project = Project::create(&leader, "frozen", 2, 1, &roster).await?;
+    project.publish_next(&leader, "1.0.0", None).await?;
+    cluster.wait_everywhere(&project.release_chain, 1).await?;
+    // An hour-long epoch: one timeline block now, then none for the rest of the test.
+    let timeline = create_timeline(&cluster, 3600).await?;
+    cluster.wait_everywhere(&timeline, 1).await?;
+
+    let connection = Connection::open(&[cluster.address(1).await?], CONNECT).await?;
+    let mut pinned = connection.pin_timeline(timeline).await?;
+    let view = connection
+        .sync_timeline(&mut pinned, Freshness::default())
+        .await?;
+    let mut followed = connection.follow(project.release_chain).await?;
+
+    // A release logged after the timeline block is not accepted yet: the client stops at the
+    // head the timeline commits to.
+    project.publish_next(&leader, "1.1.0", None).await?;
+    cluster.wait_everywhere(&project.release_chain, 2).await?;
+    let report = connection.sync(&mut followed, Some(&view)).await?;
+    assert_eq!(report.to_index, 1);
+    assert_eq!(report.version.as_deref(), Some("1.0.0"));
+    assert_eq!(report.timeline_epoch, Some(view.block.commit.epoch));
+
+    // A project the timeline does not list is refused.
+    let late = Project::create(&leader, "late", 2, 1, &roster).await?;
+    cluster.wait_everywhere(&late.release_chain, 0).await?;
+    let mut late_followed = connection.follow(late.release_chain).await?;
+    let error = connection
+        .sync(&mut late_followed, Some(&view))
+        .await
+        .err()
+        .ok_or("a head outside the timeline was accepted")?
+        .to_string();
+    assert!(error.contains("not in timeline epoch"), "{error}");
+
+    // Once the timeline block is older than the client's bound, the client refuses to update.
+    let old = view.block.commit.timestamp;
+    wait_for("the timeline block to be 2 s old", || async {
+        chainiac_tests::now() >= old + 2
+    })
+    .await?;
+    let strict = Freshness {
+        max_age: 1,
+        ..Freshness::default()
+    };
+    let error = connection
+        .sync_timeline(&mut pinned, strict)
+        .await
+        .err()
+        .ok_or("a stale timeline was accepted")?
+        .to_string();
+    assert!(
+        error.contains("beyond the freshness bound of 1 s"),
+        "{error}"
+    );
+    connection.close().await;
+    Ok(())
+}
