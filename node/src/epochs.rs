@@ -12,8 +12,12 @@ use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::timeline::{MAX_BLOCK_ENTRIES, TimelineBlock, TimelineEntry};
 
-use crate::node::NodeCore;
+use chainiac_anchor::AnchorRequest;
+
+use crate::node::{Anchoring, NodeCore};
 use crate::rules::{chain_kind, timeline_at};
+use crate::store::ChainHead;
+use crate::wire::MAX_ANCHORS;
 
 /// How often the service looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
@@ -23,6 +27,12 @@ const RESCAN: Duration = Duration::from_secs(2);
 const MIN_SLOT: Duration = Duration::from_millis(200);
 /// Wait before a failed attempt is retried.
 const RETRY: Duration = Duration::from_secs(1);
+/// Attempts to anchor one timeline block.
+const ANCHOR_ATTEMPTS: u32 = 5;
+/// How often the newest anchors are re-checked for reorganisations.
+const RECHECK: Duration = Duration::from_secs(2);
+/// How many of the newest anchors are re-checked.
+const RECHECKED_ANCHORS: usize = 4;
 
 fn now_millis() -> u64 {
     SystemTime::now()
@@ -67,8 +77,19 @@ pub async fn run(core: Arc<NodeCore>) {
     let mut timelines: Vec<(Hash, u64)> = Vec::new();
     let mut scanned: Option<Instant> = None;
     let mut attempted: HashMap<(Hash, u64), Instant> = HashMap::new();
+    // One anchoring transaction at a time: the next epoch's anchor covers a skipped one.
+    let anchoring_slot = Arc::new(tokio::sync::Mutex::new(()));
+    let mut rechecked = Instant::now();
     loop {
         tokio::time::sleep(TICK).await;
+        if core.anchoring.is_some()
+            && rechecked.elapsed() >= RECHECK
+            && let Ok(guard) = anchoring_slot.clone().try_lock_owned()
+        {
+            rechecked = Instant::now();
+            let chains: Vec<Hash> = timelines.iter().map(|t| t.0).collect();
+            tokio::spawn(recheck_anchors(core.clone(), chains, guard));
+        }
         if scanned.is_none_or(|at| at.elapsed() >= RESCAN) {
             let store = core.store.clone();
             timelines = tokio::task::spawn_blocking(move || timeline_chains(&store))
@@ -102,8 +123,19 @@ pub async fn run(core: Arc<NodeCore>) {
             }
             attempted.insert((chain, epoch), Instant::now());
             match lead(&core, chain, epoch, now / 1000).await {
-                Ok(index) => {
-                    tracing::debug!(timeline = %chain, epoch, index, "timeline block logged");
+                Ok(head) => {
+                    tracing::debug!(timeline = %chain, epoch, index = head.index, "timeline block logged");
+                    if let Some(anchoring) = &core.anchoring
+                        && epoch % anchoring.every_epochs == 0
+                        && let Ok(guard) = anchoring_slot.clone().try_lock_owned()
+                    {
+                        let request = AnchorRequest {
+                            timeline: chain,
+                            index: head.index,
+                            block: head.hash,
+                        };
+                        tokio::spawn(anchor_block(core.clone(), request, guard));
+                    }
                 }
                 Err(error) => {
                     tracing::info!(timeline = %chain, epoch, %error, "timeline block not logged; retrying or leaving it to the next member");
@@ -140,8 +172,117 @@ fn position(core: &NodeCore, chain: &Hash) -> Option<(Option<u64>, usize, usize)
     Some((last, me, roster.len()))
 }
 
+/// Anchors a timeline block, retrying with backoff; the backend reuses the transaction's nonce
+/// across attempts, so a block is never anchored twice.
+async fn anchor_block(
+    core: Arc<NodeCore>,
+    request: AnchorRequest,
+    _slot: tokio::sync::OwnedMutexGuard<()>,
+) {
+    let Some(anchoring) = core.anchoring.clone() else {
+        return;
+    };
+    for attempt in 0..ANCHOR_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        if core
+            .store
+            .anchors(&request.timeline, MAX_ANCHORS)
+            .is_ok_and(|anchors| anchors.iter().any(|a| a.timeline_index >= request.index))
+        {
+            return;
+        }
+        let backend = anchoring.backend.clone();
+        let result = tokio::task::spawn_blocking(move || backend.anchor(&request)).await;
+        match result {
+            Ok(Ok(proof)) => {
+                match core
+                    .store
+                    .put_anchor(&request.timeline, request.index, &proof)
+                {
+                    Ok(()) => tracing::info!(
+                        timeline_index = request.index,
+                        transaction = %proof.transaction,
+                        block = proof.block_number,
+                        "timeline anchored in Ethereum"
+                    ),
+                    Err(error) => tracing::warn!(%error, "anchor proof not stored"),
+                }
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(attempt, timeline_index = request.index, %error, "anchoring failed; retrying");
+            }
+            Err(error) => tracing::warn!(%error, "anchoring task failed"),
+        }
+    }
+    tracing::warn!(
+        timeline_index = request.index,
+        "timeline block not anchored; a later epoch's anchor will cover it"
+    );
+}
+
+/// Re-checks the newest anchors: a transaction mined again in another block after a
+/// reorganisation gets an updated proof; one that disappeared is anchored again.
+async fn recheck_anchors(
+    core: Arc<NodeCore>,
+    timelines: Vec<Hash>,
+    slot: tokio::sync::OwnedMutexGuard<()>,
+) {
+    let Some(anchoring) = core.anchoring.clone() else {
+        return;
+    };
+    for timeline in timelines {
+        let Ok(anchors) = core.store.anchors(&timeline, RECHECKED_ANCHORS) else {
+            continue;
+        };
+        for proof in anchors {
+            let backend = anchoring.backend.clone();
+            let checked = proof.clone();
+            let refreshed = tokio::task::spawn_blocking(move || backend.refresh(&checked)).await;
+            match refreshed {
+                Ok(Ok(Some(current))) if current != proof => {
+                    tracing::info!(
+                        timeline_index = proof.timeline_index,
+                        block = current.block_number,
+                        "anchor moved to another block after a reorganisation"
+                    );
+                    let _ = core
+                        .store
+                        .put_anchor(&timeline, proof.timeline_index, &current);
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(
+                        timeline_index = proof.timeline_index,
+                        "anchor transaction reorganised away; anchoring again"
+                    );
+                    if let Ok(request) = proof.request() {
+                        anchor_again(&core, &anchoring, request).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(slot);
+}
+
+async fn anchor_again(core: &NodeCore, anchoring: &Anchoring, request: AnchorRequest) {
+    let backend = anchoring.backend.clone();
+    match tokio::task::spawn_blocking(move || backend.anchor(&request)).await {
+        Ok(Ok(proof)) => {
+            let _ = core
+                .store
+                .put_anchor(&request.timeline, request.index, &proof);
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
+        Err(error) => tracing::warn!(%error, "re-anchoring task failed"),
+    }
+}
+
 /// Leads the timeline block of `epoch` over the heads of every other chain in the store.
-async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<u64, String> {
+async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<ChainHead, String> {
     let store = core.store.clone();
     let payload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let heads = store
@@ -163,7 +304,6 @@ async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<u64,
     .map_err(|e| e.to_string())??;
     core.append(chain, payload, None)
         .await
-        .map(|head| head.index)
         .map_err(|e| e.to_string())
 }
 

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
 use crate::rules::{chain_kind, dependencies, timeline_at};
 use crate::store::{ChainHead, Store, StoreError};
-use crate::wire::{HeadInfo, LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
+use crate::wire::{HeadInfo, LinkedBlock, MAX_ANCHORS, MAX_BLOCKS_PER_REQUEST, Request, Response};
 use crate::witness::{Refusal, Witness};
 
 /// Inbound requests a peer may make per second (burst: twice that).
@@ -55,6 +55,8 @@ pub struct NodeCore {
     pub rounds: RoundConfig,
     /// Release artifacts this node stores and serves.
     pub artifacts: ArtifactStore,
+    /// Ethereum anchoring of the timelines this node leads (off when `None`).
+    pub anchoring: Option<Anchoring>,
     chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
     rate: Mutex<HashMap<PeerId, (f64, Instant)>>,
     syncing: Mutex<std::collections::HashSet<(PeerId, Hash)>>,
@@ -64,6 +66,26 @@ impl std::fmt::Debug for NodeCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeCore")
             .field("key", &self.identity.public().key)
+            .finish()
+    }
+}
+
+/// Where and how often the timeline is anchored.
+#[derive(Clone)]
+pub struct Anchoring {
+    /// The external chain.
+    pub backend: Arc<dyn chainiac_anchor::Anchor>,
+    /// Anchor every N-th epoch this node leads.
+    pub every_epochs: u64,
+    /// Depth after which an anchor is final.
+    pub confirmations: u64,
+}
+
+impl std::fmt::Debug for Anchoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchoring")
+            .field("every_epochs", &self.every_epochs)
+            .field("confirmations", &self.confirmations)
             .finish()
     }
 }
@@ -100,6 +122,7 @@ impl NodeCore {
             metrics: Metrics::new(),
             rounds,
             artifacts,
+            anchoring: None,
             chain_locks: Mutex::default(),
             rate: Mutex::default(),
             syncing: Mutex::default(),
@@ -440,6 +463,10 @@ impl NodeCore {
             } => match self.timeline_inclusion(&timeline, index, &chain_id) {
                 Ok(response) => response,
                 Err(reason) => refuse(&reason),
+            },
+            Request::Anchors { timeline } => match self.store.anchors(&timeline, MAX_ANCHORS) {
+                Ok(anchors) => Response::Anchors(anchors),
+                Err(error) => refuse(&error),
             },
             Request::ArtifactSlice { hash, start, len } => {
                 match self.artifacts.slice(&hash, start, len) {

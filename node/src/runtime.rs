@@ -12,10 +12,11 @@ use crate::artifacts::ArtifactStore;
 use crate::config::{Identity, NodeConfig};
 use crate::leader::RoundConfig;
 use crate::net::{self, NetConfig};
-use crate::node::NodeCore;
+use crate::node::{Anchoring, NodeCore};
 use crate::rules::ProjectRules;
 use crate::store::Store;
 use crate::witness::Witness;
+use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -122,14 +123,22 @@ impl RunningNode {
             Arc::new(ProjectRules::default()),
             options.faulty_witness,
         );
-        let core = Arc::new(NodeCore::new(
-            identity,
-            store,
-            witness,
-            net,
-            options.rounds,
-            artifacts,
-        ));
+        let mut core = NodeCore::new(identity, store, witness, net, options.rounds, artifacts);
+        if let Some(rpc) = &config.anchor.ethereum_rpc {
+            let mut ethereum = EthereumConfig::new(rpc);
+            ethereum.from.clone_from(&config.anchor.from);
+            let backend = EthereumAnchor::new(ethereum).map_err(|e| StartError::Address {
+                address: rpc.clone(),
+                reason: e.to_string(),
+            })?;
+            core.anchoring = Some(Anchoring {
+                backend: Arc::new(backend),
+                every_epochs: config.anchor.every_epochs.max(1),
+                confirmations: config.anchor.confirmations,
+            });
+            tracing::info!(%rpc, "anchoring the timeline in Ethereum");
+        }
+        let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));
         let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
         let listener = tokio::net::TcpListener::bind(config.api.listen)

@@ -2,6 +2,7 @@
 //! peer controls. One request-response protocol carries sync and signing-round requests; one
 //! gossip topic carries new blocks.
 
+use chainiac_anchor::AnchorProof;
 use chainiac_protocol::cosi::{Challenge, Commitment, ResponseShare};
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
@@ -105,6 +106,8 @@ pub enum Request {
     Head { chain_id: Hash },
     /// Content bytes `start..start+len` of an artifact (at most one slice), with their proof.
     ArtifactSlice { hash: Hash, start: u64, len: u64 },
+    /// The newest anchor proofs of a timeline this node recorded.
+    Anchors { timeline: Hash },
     /// The head of `chain_id` recorded in block `index` of the timeline chain `timeline`, with
     /// its inclusion proof.
     TimelineInclusion {
@@ -133,6 +136,8 @@ pub enum Response {
     Head(Option<HeadInfo>),
     /// An artifact slice: the artifact's size and the bao slice encoding of the bytes asked.
     Slice { size: u64, data: Vec<u8> },
+    /// Anchor proofs, newest first.
+    Anchors(Vec<AnchorProof>),
     /// A timeline entry, its inclusion proof, and the index of the head block it names.
     Inclusion {
         entry: TimelineEntry,
@@ -155,6 +160,9 @@ const ARTIFACT_SLICE: u8 = 17;
 const SLICE: u8 = 18;
 const TIMELINE_INCLUSION: u8 = 19;
 const INCLUSION: u8 = 20;
+const ANCHORS: u8 = 21;
+/// Most anchor proofs in one answer.
+pub const MAX_ANCHORS: usize = 64;
 /// Largest slice encoding: one slice of content plus its proof nodes.
 pub const MAX_SLICE_ENCODING: usize = (crate::artifacts::SLICE_LEN as usize) * 17 / 16 + 4096;
 
@@ -187,6 +195,7 @@ impl Encode for Request {
             Request::ArtifactSlice { hash, start, len } => {
                 writer.u8(ARTIFACT_SLICE).value(hash).u64(*start).u64(*len)
             }
+            Request::Anchors { timeline } => writer.u8(ANCHORS).value(timeline),
             Request::TimelineInclusion {
                 timeline,
                 index,
@@ -252,6 +261,9 @@ impl Decode for Request {
                 }
                 Request::ArtifactSlice { hash, start, len }
             }
+            ANCHORS => Request::Anchors {
+                timeline: Hash::decode_from(reader)?,
+            },
             TIMELINE_INCLUSION => Request::TimelineInclusion {
                 timeline: Hash::decode_from(reader)?,
                 index: reader.u64("timeline index")?,
@@ -293,6 +305,7 @@ impl Encode for Response {
             Response::Head(None) => writer.u8(HEAD).u8(0),
             Response::Head(Some(head)) => writer.u8(HEAD).u8(1).value(head),
             Response::Slice { size, data } => writer.u8(SLICE).u64(*size).bytes(data),
+            Response::Anchors(anchors) => writer.u8(ANCHORS).list(anchors),
             Response::Inclusion {
                 entry,
                 proof,
@@ -324,6 +337,7 @@ impl Decode for Response {
                 size: reader.u64("artifact size")?,
                 data: reader.bytes(MAX_SLICE_ENCODING, "slice")?.to_vec(),
             },
+            ANCHORS => Response::Anchors(reader.list(MAX_ANCHORS, "anchor proofs")?),
             INCLUSION => Response::Inclusion {
                 entry: TimelineEntry::decode_from(reader)?,
                 proof: InclusionProof::decode_from(reader)?,

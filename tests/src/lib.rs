@@ -59,6 +59,15 @@ impl Cluster {
     /// Starts `n` nodes (those in `faulty` answer challenges wrongly) and waits until every
     /// node is connected to every other.
     pub async fn start(n: usize, faulty: &[usize]) -> TestResult<Self> {
+        Self::start_with(n, faulty, |_, _| {}).await
+    }
+
+    /// Like [`Cluster::start`], with `configure(i, config)` applied to each node's configuration.
+    pub async fn start_with(
+        n: usize,
+        faulty: &[usize],
+        configure: impl Fn(usize, &mut NodeConfig),
+    ) -> TestResult<Self> {
         let dir = tempfile::tempdir()?;
         let mut cluster = Cluster {
             configs: Vec::new(),
@@ -72,6 +81,7 @@ impl Cluster {
             let mut config = created.config;
             config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
             config.api.listen = "127.0.0.1:0".parse()?;
+            configure(i, &mut config);
             cluster.configs.push(config);
             cluster.publics.push(created.public);
             cluster.nodes.push(None);
@@ -439,5 +449,101 @@ impl Project {
         self.policy = next;
         self.policy_block = head.hash;
         Ok(std::mem::replace(&mut self.developers[slot], fresh))
+    }
+}
+
+/// A local Ethereum node (anvil) for anchoring tests, stopped when dropped.
+pub struct Anvil {
+    child: Option<std::process::Child>,
+    /// Its JSON-RPC URL.
+    pub url: String,
+    port: u16,
+    state: std::path::PathBuf,
+    binary: std::path::PathBuf,
+}
+
+/// Where anvil is: `CHAINIAC_ANVIL`, `anvil` on `PATH`, or where `.ci/run` installs it.
+pub fn anvil_binary() -> TestResult<std::path::PathBuf> {
+    if let Ok(path) = std::env::var("CHAINIAC_ANVIL") {
+        return Ok(path.into());
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("anvil"))
+            .find(|candidate| candidate.is_file())
+    }) {
+        return Ok(found);
+    }
+    let installed = std::path::PathBuf::from(std::env::var("HOME")?)
+        .join(".cache/chainiac-tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    Err("anvil not found: install it with `npm install --prefix ~/.cache/chainiac-tools @foundry-rs/anvil-linux-amd64` (as .ci/run does) or set CHAINIAC_ANVIL".into())
+}
+
+impl Anvil {
+    /// Starts anvil on a free loopback port, keeping its chain in `state` across restarts, and
+    /// waits until it answers.
+    pub fn start(state: &std::path::Path) -> TestResult<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut anvil = Self {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state: state.to_path_buf(),
+            binary: anvil_binary()?,
+        };
+        anvil.restart()?;
+        Ok(anvil)
+    }
+
+    /// Starts it again (same port, same chain state).
+    pub fn restart(&mut self) -> TestResult {
+        let child = std::process::Command::new(&self.binary)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--silent",
+            ])
+            .arg("--state")
+            .arg(&self.state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err("anvil did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stops it with SIGTERM (anvil writes its state on the way out) and waits.
+    pub fn stop(&mut self) -> TestResult {
+        if let Some(mut child) = self.child.take() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(child.id())?),
+                nix::sys::signal::Signal::SIGTERM,
+            )?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

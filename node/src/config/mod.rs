@@ -26,6 +26,46 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// HTTP API settings.
     pub api: ApiConfig,
+    /// Ethereum anchoring of the timeline (off unless `ethereum_rpc` is set).
+    #[serde(default)]
+    pub anchor: AnchorConfig,
+}
+
+/// Ethereum anchoring settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorConfig {
+    /// JSON-RPC endpoint of an Ethereum node (`http://host:port`); anchoring is off without it.
+    #[serde(default)]
+    pub ethereum_rpc: Option<String>,
+    /// Sending account, unlocked on that node (default: its first account).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Anchor every N-th timeline epoch this node leads.
+    #[serde(default = "default_every_epochs")]
+    pub every_epochs: u64,
+    /// Blocks after which an anchor is final; younger ones are re-checked for reorganisations.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+}
+
+fn default_every_epochs() -> u64 {
+    1
+}
+
+fn default_confirmations() -> u64 {
+    2
+}
+
+impl Default for AnchorConfig {
+    fn default() -> Self {
+        Self {
+            ethereum_rpc: None,
+            from: None,
+            every_epochs: default_every_epochs(),
+            confirmations: default_confirmations(),
+        }
+    }
 }
 
 /// Peer-to-peer settings.
@@ -83,6 +123,7 @@ impl NodeConfig {
                 ],
                 bootstrap: Vec::new(),
             },
+            anchor: AnchorConfig::default(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
             },
@@ -140,12 +181,25 @@ impl NodeConfig {
              [api]\n\
              # HTTP JSON API and Prometheus metrics. Keep it on 127.0.0.1 unless a reverse\n\
              # proxy with access control sits in front of it.\n\
-             listen = {api}\n",
+             listen = {api}\n\
+             \n\
+             [anchor]\n\
+             # Ethereum anchoring of the timeline: off unless ethereum_rpc is set, e.g.\n\
+             # ethereum_rpc = \"http://127.0.0.1:8545\" (a node with an unlocked account).\n\
+             {rpc}\
+             every_epochs = {every}\n\
+             confirmations = {confirmations}\n",
             data_dir = quote(&self.data_dir.display().to_string()),
             key_file = quote(&self.key_file.display().to_string()),
             listen = list(&self.network.listen),
             bootstrap = list(&self.network.bootstrap),
             api = quote(&self.api.listen.to_string()),
+            rpc = match &self.anchor.ethereum_rpc {
+                Some(rpc) => format!("ethereum_rpc = {}\n", quote(rpc)),
+                None => String::new(),
+            },
+            every = self.anchor.every_epochs,
+            confirmations = self.anchor.confirmations,
         )
     }
 }

@@ -1,0 +1,179 @@
+//! Anchoring against a real local Ethereum node (anvil): a testnet anchors several timeline
+//! epochs, the proofs verify, changed proofs are refused, and anchoring survives anvil stopping
+//! and restarting without anchoring anything twice.
+
+use std::collections::BTreeSet;
+
+use chainiac_anchor::{Anchor, AnchorError, AnchorProof, EthereumAnchor, EthereumConfig};
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::skipchain::ChainParams;
+use chainiac_tests::{Anvil, Cluster, TestResult, wait_for};
+
+fn anchors(cluster: &Cluster, timeline: &chainiac_protocol::Hash) -> Vec<AnchorProof> {
+    (0..cluster.len())
+        .flat_map(|i| {
+            cluster
+                .core(i)
+                .store
+                .anchors(timeline, 64)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
+    let state = tempfile::tempdir()?;
+    let mut anvil = Anvil::start(&state.path().join("anvil.json"))?;
+    let url = anvil.url.clone();
+    let cluster = Cluster::start_with(4, &[], |_, config| {
+        config.anchor.ethereum_rpc = Some(url.clone());
+    })
+    .await?;
+    let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
+    let timeline = cluster
+        .core(0)
+        .create_chain(
+            members,
+            None,
+            ChainParams::new(2, 32)?,
+            ChainGenesis::Timeline { epoch_seconds: 1 }.to_bytes(),
+        )
+        .await?
+        .chain_id;
+    wait_for("3 timeline epochs anchored", || async {
+        anchors(&cluster, &timeline).len() >= 3
+    })
+    .await?;
+
+    let ethereum = EthereumAnchor::new(EthereumConfig::new(&anvil.url))?;
+    for proof in anchors(&cluster, &timeline) {
+        assert_eq!(proof.chain_id, 31337, "anvil's chain id");
+        let block = cluster
+            .core(1)
+            .store
+            .block_at(&timeline, proof.timeline_index)?
+            .ok_or("anchored timeline block unknown")?;
+        assert_eq!(proof.timeline_block, block.hash().to_hex());
+        ethereum.verify(&proof, 1)?;
+    }
+
+    // Any change to a proof is refused.
+    let proof = anchors(&cluster, &timeline)
+        .into_iter()
+        .next()
+        .ok_or("no anchor")?;
+    let mut changed_hash = proof.clone();
+    changed_hash.timeline_block = chainiac_protocol::Hash([9; 32]).to_hex();
+    let mut changed_block = proof.clone();
+    changed_block.block_hash = format!("0x{}", "11".repeat(32));
+    let mut changed_chain = proof.clone();
+    changed_chain.chain_id = 1;
+    for (what, bad) in [
+        ("timeline hash", changed_hash),
+        ("block hash", changed_block),
+        ("chain id", changed_chain),
+    ] {
+        match ethereum.verify(&bad, 1) {
+            Err(AnchorError::Refused(reason)) => eprintln!("changed {what}: {reason}"),
+            other => return Err(format!("a proof with a changed {what} gave {other:?}").into()),
+        }
+    }
+    // Too few confirmations is its own answer.
+    assert!(matches!(
+        ethereum.verify(&proof, 1_000_000),
+        Err(AnchorError::NotConfirmed { .. })
+    ));
+
+    // Anvil goes away for a while, then comes back with its chain: anchoring resumes.
+    anvil.stop()?;
+    let before = anchors(&cluster, &timeline).len();
+    let stopped_at = cluster
+        .core(0)
+        .store
+        .head(&timeline)?
+        .ok_or("timeline head")?
+        .index;
+    cluster.wait_everywhere(&timeline, stopped_at + 2).await?;
+    anvil.restart()?;
+    wait_for("anchoring to resume after anvil restarts", || async {
+        anchors(&cluster, &timeline)
+            .iter()
+            .any(|a| a.timeline_index > stopped_at + 1)
+    })
+    .await?;
+    assert!(anchors(&cluster, &timeline).len() > before);
+
+    // Nothing was anchored twice: one transaction per timeline block, on chain and in stores.
+    let proofs = anchors(&cluster, &timeline);
+    let indexes: BTreeSet<u64> = proofs.iter().map(|p| p.timeline_index).collect();
+    assert_eq!(
+        indexes.len(),
+        proofs.len(),
+        "a timeline block anchored twice"
+    );
+    let transactions: BTreeSet<&str> = proofs.iter().map(|p| p.transaction.as_str()).collect();
+    assert_eq!(transactions.len(), proofs.len());
+    let anchored_on_chain = anchored_timeline_indexes(&anvil.url, &timeline)?;
+    let unique: BTreeSet<u64> = anchored_on_chain.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        anchored_on_chain.len(),
+        "the chain holds two anchors of one timeline block: {anchored_on_chain:?}"
+    );
+    for proof in &proofs {
+        ethereum.verify(proof, 1)?;
+    }
+    Ok(())
+}
+
+/// The timeline indexes anchored on chain, one per anchoring transaction, read from every block.
+fn anchored_timeline_indexes(
+    url: &str,
+    timeline: &chainiac_protocol::Hash,
+) -> TestResult<Vec<u64>> {
+    let call = |method: &str, params: serde_json::Value| -> TestResult<serde_json::Value> {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let address = url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address)?;
+        use std::io::{Read, Write};
+        let text = body.to_string();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let (_, body) = answer.split_once("\r\n\r\n").ok_or("bad answer")?;
+        Ok(serde_json::from_str::<serde_json::Value>(body)?["result"].clone())
+    };
+    let head = u64::from_str_radix(
+        call("eth_blockNumber", serde_json::json!([]))?
+            .as_str()
+            .ok_or("number")?
+            .trim_start_matches("0x"),
+        16,
+    )?;
+    let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
+    let mut indexes = Vec::new();
+    for number in 0..=head {
+        let block = call(
+            "eth_getBlockByNumber",
+            serde_json::json!([format!("0x{number:x}"), true]),
+        )?;
+        for tx in block["transactions"].as_array().into_iter().flatten() {
+            let input = tx["input"].as_str().unwrap_or_default();
+            if let Some(rest) = input.strip_prefix(&marker) {
+                indexes.push(u64::from_str_radix(&rest[..16], 16)?);
+            }
+        }
+    }
+    Ok(indexes)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
