@@ -67,7 +67,7 @@ impl EthereumAnchor {
         if let Some(from) = &self.config.from {
             return Ok(from.to_ascii_lowercase());
         }
-        let accounts = self.rpc.call("eth_accounts", json!([]))?;
+        let accounts = self.rpc.call("eth_accounts", &json!([]))?;
         accounts
             .get(0)
             .and_then(Value::as_str)
@@ -81,11 +81,11 @@ impl EthereumAnchor {
 
     /// A mined transaction from `from` with `nonce`, among the last blocks.
     fn find_mined(&self, from: &str, nonce: u64) -> Result<Option<Value>, AnchorError> {
-        let head = self.rpc.quantity("eth_blockNumber", json!([]))?;
+        let head = self.rpc.quantity("eth_blockNumber", &json!([]))?;
         for number in (head.saturating_sub(LOOKBACK)..=head).rev() {
             let block = self.rpc.call(
                 "eth_getBlockByNumber",
-                json!([format!("0x{number:x}"), true]),
+                &json!([format!("0x{number:x}"), true]),
             )?;
             for tx in block["transactions"].as_array().into_iter().flatten() {
                 if text(&tx["from"]) == from && parse_quantity(&tx["nonce"]) == Some(nonce) {
@@ -104,7 +104,7 @@ impl EthereumAnchor {
     ) -> Result<Option<AnchorProof>, AnchorError> {
         let receipt = self
             .rpc
-            .call("eth_getTransactionReceipt", json!([transaction]))?;
+            .call("eth_getTransactionReceipt", &json!([transaction]))?;
         if receipt.is_null() {
             return Ok(None);
         }
@@ -149,7 +149,7 @@ impl EthereumAnchor {
 impl Anchor for EthereumAnchor {
     fn anchor(&self, request: &AnchorRequest) -> Result<AnchorProof, AnchorError> {
         let from = self.from()?;
-        let chain_id = self.rpc.quantity("eth_chainId", json!([]))?;
+        let chain_id = self.rpc.quantity("eth_chainId", &json!([]))?;
         let data = anchor_calldata(request);
         let key = (request.timeline, request.index);
         let remembered = self
@@ -164,23 +164,23 @@ impl Anchor for EthereumAnchor {
                 // ours (done) or someone else's (choose a new nonce).
                 let mined = self
                     .rpc
-                    .quantity("eth_getTransactionCount", json!([from, "latest"]))?;
+                    .quantity("eth_getTransactionCount", &json!([from, "latest"]))?;
                 if mined > nonce {
-                    if let Some(tx) = self.find_mined(&from, nonce)? {
-                        if text(&tx["input"]) == hex_data(&data) {
-                            let hash = text(&tx["hash"]);
-                            return self.wait_mined(chain_id, &hash, request);
-                        }
+                    if let Some(tx) = self.find_mined(&from, nonce)?
+                        && text(&tx["input"]) == hex_data(&data)
+                    {
+                        let hash = text(&tx["hash"]);
+                        return self.wait_mined(chain_id, &hash, request);
                     }
                     self.rpc
-                        .quantity("eth_getTransactionCount", json!([from, "pending"]))?
+                        .quantity("eth_getTransactionCount", &json!([from, "pending"]))?
                 } else {
                     nonce
                 }
             }
             None => self
                 .rpc
-                .quantity("eth_getTransactionCount", json!([from, "pending"]))?,
+                .quantity("eth_getTransactionCount", &json!([from, "pending"]))?,
         };
         self.nonces
             .lock()
@@ -188,7 +188,7 @@ impl Anchor for EthereumAnchor {
             .insert(key, nonce);
         let sent = self.rpc.call(
             "eth_sendTransaction",
-            json!([{
+            &json!([{
                 "from": from,
                 "to": from,
                 "data": hex_data(&data),
@@ -233,7 +233,7 @@ impl Anchor for EthereumAnchor {
         min_confirmations: u64,
     ) -> Result<Confirmation, AnchorError> {
         let request = proof.request().map_err(AnchorError::Refused)?;
-        let chain_id = self.rpc.quantity("eth_chainId", json!([]))?;
+        let chain_id = self.rpc.quantity("eth_chainId", &json!([]))?;
         if chain_id != proof.chain_id {
             return Err(AnchorError::Refused(format!(
                 "the proof is for Ethereum chain {}, this node serves chain {chain_id}",
@@ -242,7 +242,7 @@ impl Anchor for EthereumAnchor {
         }
         let tx = self
             .rpc
-            .call("eth_getTransactionByHash", json!([proof.transaction]))?;
+            .call("eth_getTransactionByHash", &json!([proof.transaction]))?;
         if tx.is_null() {
             return Err(AnchorError::Refused(format!(
                 "transaction {} does not exist on this chain",
@@ -257,7 +257,7 @@ impl Anchor for EthereumAnchor {
         }
         let receipt = self
             .rpc
-            .call("eth_getTransactionReceipt", json!([proof.transaction]))?;
+            .call("eth_getTransactionReceipt", &json!([proof.transaction]))?;
         let number = parse_quantity(&receipt["blockNumber"]);
         if number != Some(proof.block_number) || text(&receipt["blockHash"]) != proof.block_hash {
             return Err(AnchorError::Refused(format!(
@@ -267,7 +267,7 @@ impl Anchor for EthereumAnchor {
         }
         let canonical = self.rpc.call(
             "eth_getBlockByNumber",
-            json!([format!("0x{:x}", proof.block_number), false]),
+            &json!([format!("0x{:x}", proof.block_number), false]),
         )?;
         if text(&canonical["hash"]) != proof.block_hash {
             return Err(AnchorError::Refused(format!(
@@ -275,7 +275,7 @@ impl Anchor for EthereumAnchor {
                 proof.block_number, proof.block_hash
             )));
         }
-        let head = self.rpc.quantity("eth_blockNumber", json!([]))?;
+        let head = self.rpc.quantity("eth_blockNumber", &json!([]))?;
         let confirmations = head.saturating_sub(proof.block_number) + 1;
         if confirmations < min_confirmations {
             return Err(AnchorError::NotConfirmed {
@@ -295,7 +295,7 @@ impl Anchor for EthereumAnchor {
         };
         let canonical = self.rpc.call(
             "eth_getBlockByNumber",
-            json!([format!("0x{:x}", current.block_number), false]),
+            &json!([format!("0x{:x}", current.block_number), false]),
         )?;
         if text(&canonical["hash"]) != current.block_hash {
             return Ok(None);

@@ -56,7 +56,7 @@ impl Rpc {
     }
 
     /// Calls `method` with `params`; returns the `result`.
-    pub(crate) fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+    pub(crate) fn call(&self, method: &str, params: &Value) -> Result<Value, RpcError> {
         let unreachable = |e: std::io::Error| RpcError::Unreachable {
             url: self.url.clone(),
             message: e.to_string(),
@@ -114,7 +114,7 @@ impl Rpc {
     }
 
     /// Calls `method` and reads a `0x` quantity.
-    pub(crate) fn quantity(&self, method: &str, params: Value) -> Result<u64, RpcError> {
+    pub(crate) fn quantity(&self, method: &str, params: &Value) -> Result<u64, RpcError> {
         let value = self.call(method, params)?;
         parse_quantity(&value).ok_or_else(|| RpcError::Malformed {
             method: method.into(),

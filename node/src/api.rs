@@ -45,6 +45,7 @@ pub fn router(core: Core) -> Router {
         .route("/artifacts/{hash}", get(get_artifact))
         .route("/projects", get(projects))
         .route("/timeline", get(timeline))
+        .route("/anchors", get(anchors))
         .route("/metrics", get(metrics))
         .with_state(core)
 }
@@ -359,6 +360,25 @@ async fn timeline(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
             "timestamp": latest.as_ref().map(|t| t.commit.timestamp),
             "chains": latest.as_ref().map(|t| t.entries.iter().map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()})).collect::<Vec<_>>()),
         }));
+    }
+    Ok(Json(json!(out)))
+}
+
+/// The anchor proofs this node recorded, per timeline, newest first.
+async fn anchors(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
+    let heads = core.store.chains(100_000)?;
+    let mut out = Vec::new();
+    for head in heads {
+        if !matches!(
+            chain_kind(&core.store, &head.chain_id)?,
+            Some(ChainGenesis::Timeline { .. })
+        ) {
+            continue;
+        }
+        let proofs = core
+            .store
+            .anchors(&head.chain_id, crate::wire::MAX_ANCHORS)?;
+        out.push(json!({"timeline": head.chain_id.to_hex(), "anchors": proofs}));
     }
     Ok(Json(json!(out)))
 }

@@ -607,6 +607,22 @@ impl Connection {
         Ok((trusted, view))
     }
 
+    /// The newest anchors of a timeline any peer recorded (the client can check them with
+    /// `chainiac anchor verify` against an Ethereum node of its choice).
+    pub async fn anchors(&self, timeline: Hash) -> Vec<chainiac_anchor::AnchorProof> {
+        let mut all = Vec::new();
+        for &peer in &self.peers {
+            if let Ok(Response::Anchors(anchors)) =
+                self.ask(peer, Request::Anchors { timeline }).await
+            {
+                all.extend(anchors);
+            }
+        }
+        all.sort_by_key(|a| std::cmp::Reverse(a.timeline_index));
+        all.dedup_by(|a, b| a.timeline_index == b.timeline_index);
+        all
+    }
+
     /// The release head the timeline commits to, with its inclusion proof checked.
     async fn head_in_timeline(
         &self,

@@ -35,6 +35,9 @@ enum Command {
     /// A local testnet of node processes on 127.0.0.1.
     #[command(subcommand)]
     Testnet(cli::TestnetCommand),
+    /// Ethereum anchors of the timeline: list and verify.
+    #[command(subcommand)]
+    Anchor(cli::AnchorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::Release(command) => cli::release(command),
         Command::Client(args) => cli::client(args),
         Command::Testnet(command) => cli::testnet(command),
+        Command::Anchor(command) => cli::anchor(command),
     }
 }
 

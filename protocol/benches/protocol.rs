@@ -2,6 +2,8 @@
 //! recorded in docs/benchmarks.md.
 
 #![allow(clippy::expect_used)]
+// Sizes that criterion does not record are printed next to its figures.
+#![allow(clippy::print_stdout)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -306,7 +308,7 @@ fn client_catch_up(c: &mut Criterion) {
         blocks.push(block);
     }
     let everyone: Vec<usize> = (0..4).collect();
-    let mut link = |from: u64, level: u32, rng: &mut StdRng| {
+    let link = |from: u64, level: u32, rng: &mut StdRng| {
         let to = from + (1u64 << level);
         let (source, target) = (blocks[from as usize].hash(), blocks[to as usize].hash());
         let message = ForwardLink::message_for(&chain_id, &source, &target, level);

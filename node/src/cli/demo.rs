@@ -138,7 +138,7 @@ pub(crate) fn run(dir: &Path, keep: bool) -> anyhow::Result<()> {
         step: 0,
     };
     story.step("Bring up a local testnet of 4 nodes on 127.0.0.1");
-    let net = testnet::up(dir, 4, DEMO_EPOCH_SECONDS)?;
+    let net = testnet::up(dir, 4, DEMO_EPOCH_SECONDS, false)?;
     let dir = dir.canonicalize()?;
     let result = story_body(&mut story, &dir, &net);
     if keep {

@@ -204,6 +204,61 @@ enum ClientCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum AnchorCommand {
+    /// Check an anchor proof against an Ethereum node of your choice.
+    Verify {
+        /// The proof: a JSON file as `anchor list` prints each entry.
+        #[arg(long)]
+        proof: PathBuf,
+        /// JSON-RPC endpoint of an Ethereum node (http://host:port).
+        #[arg(long, env = "CHAINIAC_ETHEREUM_RPC")]
+        rpc: String,
+        /// Confirmations required.
+        #[arg(long, default_value_t = 2)]
+        confirmations: u64,
+    },
+    /// Print the anchor proofs a node recorded (JSON).
+    List {
+        #[command(flatten)]
+        nodes: NodesArg,
+    },
+}
+
+/// `chainiac anchor ...`.
+pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
+    use chainiac_anchor::{Anchor, EthereumAnchor, EthereumConfig};
+    match command {
+        AnchorCommand::Verify {
+            proof,
+            rpc,
+            confirmations,
+        } => {
+            let text = std::fs::read_to_string(&proof)
+                .with_context(|| format!("cannot read {}", proof.display()))?;
+            let proof: chainiac_anchor::AnchorProof = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an anchor proof", proof.display()))?;
+            let ethereum = EthereumAnchor::new(EthereumConfig::new(&rpc))?;
+            let confirmation = ethereum.verify(&proof, confirmations)?;
+            println!(
+                "valid: timeline block {} (index {}) is anchored in Ethereum chain {}, transaction {}, block {} with {} confirmations",
+                proof.timeline_block,
+                proof.timeline_index,
+                proof.chain_id,
+                proof.transaction,
+                proof.block_number,
+                confirmation.confirmations
+            );
+            Ok(())
+        }
+        AnchorCommand::List { nodes } => {
+            let all = http::with_failover(&nodes.nodes, |node| http::get_json(node, "/anchors"))?;
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum TestnetCommand {
     /// Create and start N nodes on 127.0.0.1 and wait until they are connected.
     Up {
@@ -216,6 +271,9 @@ pub(crate) enum TestnetCommand {
         /// Length of a timeline epoch, in seconds.
         #[arg(long, default_value_t = 10)]
         epoch_seconds: u64,
+        /// Start a local Ethereum node (anvil) and anchor the timeline in it.
+        #[arg(long)]
+        anvil: bool,
     },
     /// Show each node's state.
     Status {
@@ -640,6 +698,12 @@ async fn fresh_timeline(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
     );
+    if let Some(anchor) = connection.anchors(view.chain).await.first() {
+        eprintln!(
+            "timeline block {} anchored in Ethereum chain {}: transaction {} in block {} (check it with `chainiac anchor verify`)",
+            anchor.timeline_index, anchor.chain_id, anchor.transaction, anchor.block_number
+        );
+    }
     Ok(Some(view))
 }
 
@@ -687,9 +751,10 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             nodes,
             dir,
             epoch_seconds,
+            anvil,
         } => {
             eprintln!("starting {nodes} nodes in {}", dir.display());
-            let net = testnet::up(&dir, nodes, epoch_seconds)?;
+            let net = testnet::up(&dir, nodes, epoch_seconds, anvil)?;
             println!("testnet of {nodes} nodes is up and connected");
             for node in &net.nodes {
                 println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
@@ -697,6 +762,12 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             println!("roster file: {}", net.roster.display());
             if let Some(timeline) = &net.timeline {
                 println!("timeline:    {timeline}");
+            }
+            if let Some(anvil) = &net.anvil {
+                println!(
+                    "anvil:       {} (anchoring on; `chainiac anchor list --node {}`)",
+                    anvil.url, net.nodes[0].api
+                );
             }
             println!(
                 "try: chainiac project create hello --dir my-project --roster {} --node {}",

@@ -46,6 +46,72 @@ pub(crate) struct Testnet {
     /// The testnet's timeline chain id.
     #[serde(default)]
     pub(crate) timeline: Option<String>,
+    /// The local Ethereum node the timeline is anchored in, if any.
+    #[serde(default)]
+    pub(crate) anvil: Option<AnvilProcess>,
+}
+
+/// A local anvil started by the testnet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AnvilProcess {
+    /// Process id.
+    pub(crate) pid: u32,
+    /// JSON-RPC URL.
+    pub(crate) url: String,
+}
+
+/// Where anvil is: `CHAINIAC_ANVIL`, `anvil` on `PATH`, or where `.ci/run` installs it.
+fn anvil_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CHAINIAC_ANVIL") {
+        return Ok(path.into());
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("anvil"))
+            .find(|candidate| candidate.is_file())
+    }) {
+        return Ok(found);
+    }
+    let installed = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/chainiac-tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    bail!(
+        "anvil not found; install it with `npm install --prefix ~/.cache/chainiac-tools @foundry-rs/anvil-linux-amd64` or set CHAINIAC_ANVIL"
+    )
+}
+
+fn start_anvil(dir: &Path) -> anyhow::Result<AnvilProcess> {
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.join("anvil.log"))?;
+    let child = Command::new(anvil_binary()?)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--state")
+        .arg(dir.join("anvil-state.json"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start anvil")?;
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "anvil did not start; see {}",
+                dir.join("anvil.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "  started anvil (pid {}) on http://127.0.0.1:{port}",
+        child.id()
+    );
+    Ok(AnvilProcess {
+        pid: child.id(),
+        url: format!("http://127.0.0.1:{port}"),
+    })
 }
 
 impl Testnet {
@@ -89,7 +155,12 @@ fn is_running(pid: u32) -> bool {
 
 /// Creates (if needed) and starts `count` nodes in `dir`, then waits until each is connected
 /// to all others. Prints progress to stderr.
-pub(crate) fn up(dir: &Path, count: usize, epoch_seconds: u64) -> anyhow::Result<Testnet> {
+pub(crate) fn up(
+    dir: &Path,
+    count: usize,
+    epoch_seconds: u64,
+    anvil: bool,
+) -> anyhow::Result<Testnet> {
     if count == 0 {
         bail!("a testnet needs at least one node");
     }
@@ -132,6 +203,11 @@ pub(crate) fn up(dir: &Path, count: usize, epoch_seconds: u64) -> anyhow::Result
         roster.push(public);
         planned.push((name, node_dir, config_path, api, p2p_port, p2p));
     }
+    let anvil = if anvil {
+        Some(start_anvil(&dir)?)
+    } else {
+        None
+    };
     let roster_path = dir.join("roster.json");
     std::fs::write(&roster_path, serde_json::to_string_pretty(&roster)?)?;
     let all_peers: Vec<String> = planned.iter().map(|p| p.5.clone()).collect();
@@ -141,6 +217,7 @@ pub(crate) fn up(dir: &Path, count: usize, epoch_seconds: u64) -> anyhow::Result
         config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
         config.network.bootstrap = all_peers.iter().filter(|p| **p != p2p).cloned().collect();
         config.api.listen = api;
+        config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
         std::fs::write(&config_path, config.to_commented_toml())?;
         let log = node_dir.join("node.log");
         let log_file = std::fs::OpenOptions::new()
@@ -174,6 +251,7 @@ pub(crate) fn up(dir: &Path, count: usize, epoch_seconds: u64) -> anyhow::Result
         nodes,
         roster: roster_path,
         timeline: previous.and_then(|p| p.timeline),
+        anvil,
     };
     let save = |testnet: &Testnet| -> anyhow::Result<()> {
         std::fs::write(
@@ -326,6 +404,12 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
         }
         eprintln!("  stopped {}", node.name);
         stopped += 1;
+    }
+    if let Some(anvil) = &testnet.anvil
+        && is_running(anvil.pid)
+    {
+        signal(anvil.pid, Signal::SIGTERM)?;
+        eprintln!("  stopped anvil");
     }
     Ok(stopped)
 }
