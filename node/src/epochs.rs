@@ -139,6 +139,13 @@ pub async fn run(core: Arc<NodeCore>) {
                 }
                 Err(error) => {
                     tracing::info!(timeline = %chain, epoch, %error, "timeline block not logged; retrying or leaving it to the next member");
+                    // This node may have missed the last timeline block: catch up from peers.
+                    let core = core.clone();
+                    tokio::spawn(async move {
+                        for peer in core.net.info().await.peers {
+                            let _ = core.sync_chain(peer, chain).await;
+                        }
+                    });
                 }
             }
         }

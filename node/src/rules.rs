@@ -12,7 +12,7 @@ use chainiac_protocol::project::{
 };
 use chainiac_protocol::release::{PolicyInForce, Release, ReleaseManifest, TimeBounds};
 use chainiac_protocol::skipchain::SkipBlock;
-use chainiac_protocol::timeline::TimelineBlock;
+use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry};
 
 use crate::store::{Store, StoreError};
 use crate::witness::PayloadRules;
@@ -99,6 +99,13 @@ fn check_timeline(
         if entry.chain_id == *chain_id {
             return Err("timeline block refused: the timeline cannot list itself".into());
         }
+        // Fast paths, without reading blocks: the head did not move since the previous epoch
+        // (checked then), or it is this witness's own head of the chain (a block it holds, at
+        // least as new as any head it signed into an earlier timeline block).
+        let earlier_head = previous.as_ref().and_then(|p| p.head_of(&entry.chain_id));
+        if earlier_head == Some(entry.head) || holds_as_head(store, entry)? {
+            continue;
+        }
         let head = store
             .block(&entry.head)
             .map_err(|e| e.to_string())?
@@ -127,6 +134,13 @@ fn check_timeline(
     Ok(())
 }
 
+fn holds_as_head(store: &Store, entry: &TimelineEntry) -> Result<bool, String> {
+    Ok(store
+        .head(&entry.chain_id)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|head| head.hash == entry.head))
+}
+
 /// Chains a witness must sync before it can check `block`: the policy chain a release names
 /// when the policy block is unknown here, or the chains whose heads a timeline block lists and
 /// this node does not hold (at most 32, to bound the work one proposal causes).
@@ -144,7 +158,10 @@ pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
                 timeline
                     .entries
                     .iter()
-                    .filter(|entry| !matches!(store.block(&entry.head), Ok(Some(_))))
+                    .filter(|entry| {
+                        !holds_as_head(store, entry).unwrap_or(false)
+                            && !matches!(store.block(&entry.head), Ok(Some(_)))
+                    })
                     .map(|entry| entry.chain_id)
                     .take(32)
                     .collect()

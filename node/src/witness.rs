@@ -58,6 +58,9 @@ struct PendingRound {
     nonces: SigningNonces,
     message: Hash,
     roster: Hash,
+    /// (chain, index, level) and the block: recorded when the share is released.
+    position: (Hash, u64, u32),
+    block: Hash,
     created: Instant,
 }
 
@@ -67,7 +70,9 @@ pub struct Witness {
     store: Store,
     rules: Arc<dyn PayloadRules>,
     pending: Mutex<HashMap<Hash, PendingRound>>,
-    /// (chain, index, level) -> block committed to: never two blocks at one position.
+    /// (chain, index, level) -> the block this witness released a response share for: it never
+    /// signs two blocks at one position. Committing alone locks nothing, so a round that failed
+    /// before its challenge does not block the position.
     committed: Mutex<HashMap<(Hash, u64, u32), Hash>>,
     /// Test hook: answer challenges with wrong shares.
     faulty: bool,
@@ -169,10 +174,10 @@ impl Witness {
                 .committed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let slot = committed
-                .entry((chain_id, block.index(), level))
-                .or_insert(block.hash());
-            if *slot != block.hash() {
+            if committed
+                .get(&(chain_id, block.index(), level))
+                .is_some_and(|signed| *signed != block.hash())
+            {
                 return Err(Refusal::Equivocation {
                     index: block.index(),
                 });
@@ -206,6 +211,8 @@ impl Witness {
                 nonces,
                 message: request.message,
                 roster: roster.hash(),
+                position: (chain_id, block.index(), level),
+                block: block.hash(),
                 created: Instant::now(),
             },
         );
@@ -220,6 +227,18 @@ impl Witness {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&round);
         let pending = pending.ok_or(Refusal::UnknownRound)?;
+        {
+            let mut committed = self
+                .committed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let signed = committed.entry(pending.position).or_insert(pending.block);
+            if *signed != pending.block {
+                return Err(Refusal::Equivocation {
+                    index: pending.position.1,
+                });
+            }
+        }
         let roster = self
             .store
             .roster(&pending.roster)

@@ -13,12 +13,12 @@ use chainiac_protocol::cosi::{
     Aggregator, CollectiveSignature, Contribution, ResponseShare, Roster, RosterMember, commit,
     local_round,
 };
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::SecretKey;
 use chainiac_protocol::skipchain::{
     ChainParams, ForwardLink, ProofStep, SkipBlock, SkipProof, TrustedBlock,
 };
-use chainiac_protocol::timeline::{TimelineEntry, TimelineTree};
+use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry, TimelineTree};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::Signer;
 use rand::SeedableRng;
@@ -271,7 +271,7 @@ fn skip_proof(c: &mut Criterion) {
 fn timeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("timeline_root");
     group.sample_size(20);
-    for n in [1_000u64, 100_000] {
+    for n in [1_000u64, 100_000, 1_000_000] {
         let entries: Vec<TimelineEntry> = (0..n)
             .map(|i| TimelineEntry {
                 chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
@@ -283,6 +283,32 @@ fn timeline(c: &mut Criterion) {
             b.iter(|| black_box(TimelineTree::build(entries.clone()).expect("tree").root()));
         });
     }
+    group.finish();
+    // What a witness does with a proposed timeline block of the largest size a block holds:
+    // decode it (which rebuilds the tree and checks the commitment) and check it follows the
+    // previous one.
+    let n = chainiac_protocol::timeline::MAX_BLOCK_ENTRIES as u64;
+    let entries: Vec<TimelineEntry> = (0..n)
+        .map(|i| TimelineEntry {
+            chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
+            head: Hash::of("bench head", &[&i.to_le_bytes()]),
+        })
+        .collect();
+    let previous = TimelineBlock::new(1, 1_000, entries.clone()).expect("block");
+    let next = TimelineBlock::new(2, 1_010, entries).expect("block");
+    let bytes = next.to_bytes();
+    println!("timeline block of {n} chains: {} bytes", bytes.len());
+    let mut group = c.benchmark_group("timeline_block_witness_check");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        b.iter(|| {
+            let block = TimelineBlock::from_bytes(&bytes).expect("valid");
+            block
+                .check_successor(Some(&previous), 1_010, 300)
+                .expect("successor");
+            black_box(block)
+        });
+    });
     group.finish();
 }
 

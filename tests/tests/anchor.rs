@@ -50,6 +50,9 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     let ethereum = EthereumAnchor::new(EthereumConfig::new(&anvil.url))?;
     for proof in anchors(&cluster, &timeline) {
         assert_eq!(proof.chain_id, 31337, "anvil's chain id");
+        cluster
+            .wait_head(1, &timeline, proof.timeline_index)
+            .await?;
         let block = cluster
             .core(1)
             .store
@@ -125,7 +128,88 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     for proof in &proofs {
         ethereum.verify(proof, 1)?;
     }
+
+    // The cost of an epoch's anchor does not grow with the number of projects: one transaction
+    // of the same size whether the timeline lists 2 chains or 500 more.
+    let gas_of = |proof: &AnchorProof| -> TestResult<u64> {
+        let receipt = rpc(
+            &anvil.url,
+            "eth_getTransactionReceipt",
+            serde_json::json!([proof.transaction]),
+        )?;
+        quantity(&receipt["gasUsed"])
+    };
+    let small = gas_of(&proofs[0])?;
+    let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
+    for i in 0..500u32 {
+        cluster
+            .core(0)
+            .create_chain(
+                members.clone(),
+                None,
+                ChainParams::new(2, 32)?,
+                format!("project {i}").into_bytes(),
+            )
+            .await?;
+    }
+    let listed_at = cluster.core(0).store.head(&timeline)?.ok_or("head")?.index;
+    wait_for(
+        "an anchor of a timeline block listing 500 more chains",
+        || async {
+            anchors(&cluster, &timeline).iter().any(|a| {
+                a.timeline_index > listed_at
+                    && chainiac_node::rules::timeline_at(
+                        &cluster.core(0).store,
+                        &timeline,
+                        a.timeline_index,
+                    )
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| t.entries.len() >= 500)
+            })
+        },
+    )
+    .await?;
+    let large = anchors(&cluster, &timeline)
+        .into_iter()
+        .find(|a| a.timeline_index > listed_at)
+        .ok_or("no anchor")?;
+    let large_gas = gas_of(&large)?;
+    eprintln!("anchoring gas per epoch: {small} with 2 chains, {large_gas} with 502 chains");
+    // Only the count of zero bytes in the block hash and index (4 gas instead of 16) may differ.
+    assert!(
+        small.abs_diff(large_gas) <= 12 * 40,
+        "{small} vs {large_gas}"
+    );
     Ok(())
+}
+
+/// One JSON-RPC call to anvil.
+fn rpc(url: &str, method: &str, params: serde_json::Value) -> TestResult<serde_json::Value> {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address)?;
+    let text = body.to_string();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (_, body) = answer.split_once("\r\n\r\n").ok_or("bad answer")?;
+    Ok(serde_json::from_str::<serde_json::Value>(body)?["result"].clone())
+}
+
+fn quantity(value: &serde_json::Value) -> TestResult<u64> {
+    Ok(u64::from_str_radix(
+        value
+            .as_str()
+            .ok_or("not a quantity")?
+            .trim_start_matches("0x"),
+        16,
+    )?)
 }
 
 /// The timeline indexes anchored on chain, one per anchoring transaction, read from every block.
@@ -133,34 +217,12 @@ fn anchored_timeline_indexes(
     url: &str,
     timeline: &chainiac_protocol::Hash,
 ) -> TestResult<Vec<u64>> {
-    let call = |method: &str, params: serde_json::Value| -> TestResult<serde_json::Value> {
-        let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let address = url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address)?;
-        use std::io::{Read, Write};
-        let text = body.to_string();
-        write!(
-            stream,
-            "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-            text.len()
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        let (_, body) = answer.split_once("\r\n\r\n").ok_or("bad answer")?;
-        Ok(serde_json::from_str::<serde_json::Value>(body)?["result"].clone())
-    };
-    let head = u64::from_str_radix(
-        call("eth_blockNumber", serde_json::json!([]))?
-            .as_str()
-            .ok_or("number")?
-            .trim_start_matches("0x"),
-        16,
-    )?;
+    let head = quantity(&rpc(url, "eth_blockNumber", serde_json::json!([]))?)?;
     let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
     let mut indexes = Vec::new();
     for number in 0..=head {
-        let block = call(
+        let block = rpc(
+            url,
             "eth_getBlockByNumber",
             serde_json::json!([format!("0x{number:x}"), true]),
         )?;
