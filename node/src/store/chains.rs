@@ -68,6 +68,27 @@ fn link_key(from: &Hash, level: u32) -> Vec<u8> {
     key
 }
 
+/// Prefix of the equivocation guard's entries in [`Column::Meta`].
+const SIGNED_PREFIX: &[u8] = b"signed/";
+
+/// Most guard entries looked at for pruning per recorded share.
+const SIGNED_PRUNE_SCAN: usize = 64;
+
+fn signed_chain_prefix(chain_id: &Hash) -> Vec<u8> {
+    let mut key = SIGNED_PREFIX.to_vec();
+    key.extend_from_slice(chain_id.as_bytes());
+    key
+}
+
+/// `signed/ ‖ chain id ‖ index (u64 big-endian) ‖ level (u32 big-endian)`: ordered by index
+/// within a chain, so settled positions come first in a prefix scan.
+fn signed_key(chain_id: &Hash, index: u64, level: u32) -> Vec<u8> {
+    let mut key = signed_chain_prefix(chain_id);
+    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(&level.to_be_bytes());
+    key
+}
+
 fn head_value(index: u64, hash: &Hash) -> Vec<u8> {
     let mut value = index.to_le_bytes().to_vec();
     value.extend_from_slice(hash.as_bytes());
@@ -247,6 +268,26 @@ impl Store {
         view.skip_proof(from, to)
     }
 
+    /// The block this node released a response share for at position (`chain_id`, `index`,
+    /// link `level`), if it recorded one (see [`Store::record_signed`]).
+    pub fn signed_block(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        level: u32,
+    ) -> StoreResult<Option<Hash>> {
+        let Some(stored) = self
+            .kv
+            .get(Column::Meta, &signed_key(chain_id, index, level))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(hash_from(
+            "signed position",
+            verify_checksum("signed position", &stored)?,
+        )?))
+    }
+
     // ------------------------------------------------------------------ writes
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -367,6 +408,53 @@ impl Store {
         )?;
         request.check(link, &self.roster_of(&source)?)?;
         Ok(())
+    }
+
+    /// The equivocation guard: records, durably (one synced write), that this node releases a
+    /// response share for `block` at position (`chain_id`, `index`, link `level`). Must be
+    /// called, and succeed, before the share leaves the node.
+    ///
+    /// Returns the block already recorded at that position if it is another one; nothing is
+    /// written then and the share must not be released. Recording the same block again is a
+    /// no-op. Entries at or below the chain's head are settled by the chain itself and are
+    /// pruned in the same write.
+    pub fn record_signed(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        level: u32,
+        block: &Hash,
+    ) -> StoreResult<Option<Hash>> {
+        let _guard = self.lock();
+        match self.signed_block(chain_id, index, level)? {
+            Some(recorded) if recorded == *block => return Ok(None),
+            Some(recorded) => return Ok(Some(recorded)),
+            None => {}
+        }
+        let mut batch = Batch::new();
+        if let Some(head) = self.head(chain_id)? {
+            let prefix = signed_chain_prefix(chain_id);
+            for (key, _) in self
+                .kv
+                .scan_prefix(Column::Meta, &prefix, SIGNED_PRUNE_SCAN)?
+            {
+                let settled = key
+                    .get(prefix.len()..prefix.len() + 8)
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .is_some_and(|bytes| u64::from_be_bytes(bytes) <= head.index);
+                if !settled {
+                    break;
+                }
+                batch.delete(Column::Meta, key);
+            }
+        }
+        batch.put(
+            Column::Meta,
+            signed_key(chain_id, index, level),
+            checksummed(block.as_bytes()),
+        );
+        self.kv.write(batch)?;
+        Ok(None)
     }
 
     /// Adds a forward link into a block already stored (a higher-level link signed late).

@@ -26,6 +26,9 @@ impl KeyValue for MemoryBackend {
 
     fn write(&self, batch: Batch) -> StoreResult<()> {
         let mut columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        for (column, key) in batch.deletes {
+            columns.remove(&(column, key));
+        }
         for (column, key, value) in batch.puts {
             columns.insert((column, key), value);
         }

@@ -110,6 +110,9 @@ impl KeyValue for RocksBackend {
 
     fn write(&self, batch: Batch) -> StoreResult<()> {
         let mut rocks_batch = WriteBatch::default();
+        for (column, key) in &batch.deletes {
+            rocks_batch.delete_cf(self.family(*column)?, key);
+        }
         for (column, key, value) in &batch.puts {
             rocks_batch.put_cf(self.family(*column)?, key, value);
         }
