@@ -9,5 +9,6 @@ pub mod net;
 pub mod node;
 pub mod runtime;
 pub mod store;
+pub mod tree;
 pub mod wire;
 pub mod witness;
