@@ -396,6 +396,12 @@ impl NodeCore {
 
     /// Validates and stores a block received from a peer. Returns whether it was new.
     pub fn accept_block(&self, linked: &LinkedBlock) -> Result<bool, StoreError> {
+        self.accept_block_with(linked, true)
+    }
+
+    /// [`NodeCore::accept_block`]; if not `durable`, without waiting for the disk (the caller
+    /// persists the store once for a batch of blocks).
+    fn accept_block_with(&self, linked: &LinkedBlock, durable: bool) -> Result<bool, StoreError> {
         let block = &linked.block;
         let chain_id = block.chain_id();
         if self.store.block(&block.hash())?.is_some() {
@@ -403,8 +409,10 @@ impl NodeCore {
         }
         let stored = if block.index() == 0 {
             self.store.create_chain(block)
-        } else {
+        } else if durable {
             self.store.append(block, &linked.links)
+        } else {
+            self.store.append_relaxed(block, &linked.links)
         };
         if let Err(error) = stored {
             // The same block may have arrived meanwhile by the other path (gossip or sync).
@@ -496,16 +504,27 @@ impl NodeCore {
             let count = blocks.len();
             let core = self.clone();
             let accepted = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+                // One disk sync per batch: each block is written without waiting for the disk,
+                // in order, so a crash keeps a prefix of the batch, and the batch is persisted
+                // before the next is asked for.
                 let mut accepted = 0;
+                let mut result = Ok(());
                 for linked in &blocks {
                     if linked.block.chain_id() != chain_id {
-                        return Err("peer sent a block of another chain".into());
+                        result = Err("peer sent a block of another chain".to_string());
+                        break;
                     }
-                    if core.accept_block(linked).map_err(|e| e.to_string())? {
-                        accepted += 1;
+                    match core.accept_block_with(linked, false) {
+                        Ok(true) => accepted += 1,
+                        Ok(false) => {}
+                        Err(error) => {
+                            result = Err(error.to_string());
+                            break;
+                        }
                     }
                 }
-                Ok(accepted)
+                core.store.persist().map_err(|e| e.to_string())?;
+                result.map(|()| accepted)
             })
             .await
             .map_err(|e| e.to_string())??;

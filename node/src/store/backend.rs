@@ -81,6 +81,18 @@ pub trait KeyValue: Send + Sync + 'static {
     /// Applies `batch` atomically; returns once it is durable.
     fn write(&self, batch: Batch) -> StoreResult<()>;
 
+    /// Applies `batch` atomically without waiting for the disk: the write survives the process
+    /// being killed, and after an operating-system crash or power loss the store comes back
+    /// with a prefix of such writes. [`KeyValue::persist`] makes every write so far durable.
+    fn write_relaxed(&self, batch: Batch) -> StoreResult<()> {
+        self.write(batch)
+    }
+
+    /// Makes every write so far durable.
+    fn persist(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Up to `limit` entries whose key starts with `prefix`, in key order.
     fn scan_prefix(
         &self,

@@ -1,5 +1,6 @@
 //! The typed store: chains, blocks, rosters and forward links over a [`KeyValue`] backend.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,6 +13,11 @@ use chainiac_protocol::skipchain::{
 };
 
 use super::{Batch, Column, KeyValue, MemoryBackend, RocksBackend, StoreError, StoreResult};
+
+/// Most rosters kept decoded in memory. Decoding a roster checks every member's proof of
+/// possession, so rounds, which read the roster of a chain several times per block, use the
+/// cache; rosters are content-addressed and never change.
+const ROSTER_CACHE: usize = 64;
 
 /// Context of the checksums guarding values that are not content-addressed.
 const CHECKSUM_CONTEXT: &str = "chainiac v1 store checksum";
@@ -32,6 +38,7 @@ pub struct ChainHead {
 pub struct Store {
     kv: Arc<dyn KeyValue>,
     write_lock: Arc<Mutex<()>>,
+    rosters: Arc<Mutex<HashMap<Hash, Roster>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -120,6 +127,7 @@ impl Store {
         Self {
             kv,
             write_lock: Arc::new(Mutex::new(())),
+            rosters: Arc::default(),
         }
     }
 
@@ -211,9 +219,26 @@ impl Store {
             .collect()
     }
 
-    /// The roster with hash `hash`.
+    /// The roster with hash `hash` (checked against it when first read, then cached).
     pub fn roster(&self, hash: &Hash) -> StoreResult<Option<Roster>> {
-        self.read_addressed(Column::Rosters, "roster", hash, Roster::hash)
+        let cached = self
+            .rosters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let roster = self.read_addressed(Column::Rosters, "roster", hash, Roster::hash)?;
+        if let Some(roster) = &roster {
+            let mut cache = self.rosters.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= ROSTER_CACHE {
+                cache.clear();
+            }
+            cache.insert(*hash, roster.clone());
+        }
+        Ok(roster)
     }
 
     /// The roster `block` runs under.
@@ -355,10 +380,35 @@ impl Store {
         Ok(LinkRequest::for_block(candidate))
     }
 
-    /// Appends `block` to its chain with its forward links, in one atomic batch, after the
-    /// append rules: a valid successor of the head, a level-0 link, and every link signed by
-    /// the roster of its source block.
+    /// Appends `block` to its chain with its forward links, in one atomic, synced batch, after
+    /// the append rules: a valid successor of the head, a level-0 link, and every link signed
+    /// by the roster of its source block.
     pub fn append(&self, block: &SkipBlock, links: &[ForwardLink]) -> StoreResult<ChainHead> {
+        self.append_with(block, links, true)
+    }
+
+    /// [`Store::append`] without waiting for the disk (for blocks fetched by sync, which
+    /// persists once per batch with [`Store::persist`]): the block survives the process being
+    /// killed; after a power loss the chain comes back as a prefix of what was appended.
+    pub fn append_relaxed(
+        &self,
+        block: &SkipBlock,
+        links: &[ForwardLink],
+    ) -> StoreResult<ChainHead> {
+        self.append_with(block, links, false)
+    }
+
+    /// Makes every write so far durable.
+    pub fn persist(&self) -> StoreResult<()> {
+        self.kv.persist()
+    }
+
+    fn append_with(
+        &self,
+        block: &SkipBlock,
+        links: &[ForwardLink],
+        durable: bool,
+    ) -> StoreResult<ChainHead> {
         let _guard = self.lock();
         let requests = self.link_requests(block)?;
         if !links.iter().any(|link| link.level == 0) {
@@ -387,7 +437,11 @@ impl Store {
             batch.put(Column::Rosters, roster.hash().0, roster.to_bytes());
         }
         self.put_block(&mut batch, block);
-        self.kv.write(batch)?;
+        if durable {
+            self.kv.write(batch)?;
+        } else {
+            self.kv.write_relaxed(batch)?;
+        }
         Ok(ChainHead {
             chain_id: block.chain_id(),
             index: block.index(),
