@@ -1,6 +1,11 @@
 //! The leader side of an append: propose the next block, run one signing round per forward link
 //! with the roster of the link's source block, exclude witnesses that time out or answer wrongly
 //! and restart without them, then store the block.
+//!
+//! Small rosters sign in a star (the leader talks to every witness). Rosters of at least
+//! [`RoundConfig::tree_min_roster`] members sign along an aggregation tree (see
+//! [`crate::tree`]) when the leader is one of them; if the tree cannot gather enough
+//! witnesses, the leader falls back to a star round.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -8,12 +13,13 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chainiac_protocol::Hash;
-use chainiac_protocol::cosi::{Aggregator, Contribution, Roster};
+use chainiac_protocol::cosi::{Aggregator, Contribution, ParticipationMask, Roster};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::skipchain::{ForwardLink, LinkRequest, SkipBlock};
 use futures::future::join_all;
 
-use crate::wire::{Request, Response};
+use crate::tree::{RoundTree, accept_commit, accept_response};
+use crate::wire::{MAX_TREE_BRANCHING, MAX_TREE_BUDGET_MS, Request, Response};
 
 /// A boxed future, for the witness transport.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,15 +29,26 @@ pub trait WitnessTransport: Send + Sync {
     /// Sends `request` to the witness with key `witness`.
     fn call(&self, witness: PublicKey, request: Request)
     -> BoxFuture<'_, Result<Response, String>>;
+
+    /// The key of the node using the transport, if it is a witness that can lead a tree round
+    /// (requests to it are answered locally).
+    fn local_key(&self) -> Option<PublicKey> {
+        None
+    }
 }
 
-/// Timeouts and retry bounds of signing rounds.
+/// Timeouts, retry bounds and the shape of signing rounds.
 #[derive(Clone, Copy, Debug)]
 pub struct RoundConfig {
-    /// How long to wait for a commitment.
+    /// How long to wait for a commitment (in a tree round: for a whole subtree's).
     pub commit_timeout: Duration,
-    /// How long to wait for a response share.
+    /// How long to wait for a response share (in a tree round: for a whole subtree's).
     pub respond_timeout: Duration,
+    /// Children per interior node in tree rounds (at least 2, at most
+    /// [`MAX_TREE_BRANCHING`]).
+    pub tree_branching: usize,
+    /// Smallest roster signed along a tree; smaller rosters sign in a star.
+    pub tree_min_roster: usize,
 }
 
 impl Default for RoundConfig {
@@ -39,9 +56,24 @@ impl Default for RoundConfig {
         Self {
             commit_timeout: Duration::from_secs(5),
             respond_timeout: Duration::from_secs(5),
+            tree_branching: 8,
+            tree_min_roster: 32,
         }
     }
 }
+
+impl RoundConfig {
+    /// Whether a roster of `members` signs along a tree: large enough, and more than one level
+    /// deep (a one-level tree is a star).
+    pub fn uses_tree(&self, members: usize) -> bool {
+        (2..=MAX_TREE_BRANCHING as usize).contains(&self.tree_branching)
+            && members >= self.tree_min_roster
+            && members > self.tree_branching + 1
+    }
+}
+
+/// Tree rounds tried before the leader falls back to a star round.
+pub const MAX_TREE_ATTEMPTS: u32 = 3;
 
 /// Why an append failed. Nothing is stored when it does.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +105,8 @@ pub struct RoundReport {
     pub wrong: Vec<PublicKey>,
     /// Attempts made.
     pub attempts: u32,
+    /// Whether the signature was gathered along an aggregation tree.
+    pub tree: bool,
 }
 
 /// Who is left out of the next attempt, and why.
@@ -102,8 +136,20 @@ fn describe(keys: impl Iterator<Item = String>) -> String {
     }
 }
 
+fn round_id(request: &LinkRequest, attempt: u32) -> Hash {
+    Hash::of(
+        "chainiac v1 round id",
+        &[
+            request.message.as_bytes(),
+            &attempt.to_le_bytes(),
+            &rand_bytes(),
+        ],
+    )
+}
+
 /// Runs signing rounds for the link `request` into `block`, signed by `roster`, until a
-/// signature is produced or too few witnesses remain.
+/// signature is produced or too few witnesses remain: along a tree if the roster is large
+/// enough (see [`RoundConfig::uses_tree`]) and this node is in it, falling back to a star.
 pub async fn sign_link(
     transport: &dyn WitnessTransport,
     roster: &Roster,
@@ -111,23 +157,57 @@ pub async fn sign_link(
     request: &LinkRequest,
     config: RoundConfig,
 ) -> Result<(ForwardLink, RoundReport), AppendError> {
+    let mut report = RoundReport::default();
+    let leader = transport
+        .local_key()
+        .and_then(|key| roster.index_of(&key))
+        .filter(|_| config.uses_tree(roster.len()));
+    if let Some(leader) = leader {
+        let mut out = Exclusions {
+            excluded: BTreeSet::new(),
+            report: RoundReport::default(),
+        };
+        match sign_link_tree(transport, roster, block, request, config, leader, &mut out).await {
+            Some(link) => {
+                out.report.tree = true;
+                return Ok((link, out.report));
+            }
+            None => {
+                tracing::info!(
+                    block = block.index(),
+                    level = request.level,
+                    attempts = out.report.attempts,
+                    "tree round could not gather enough witnesses; falling back to a star round"
+                );
+                report.attempts = out.report.attempts;
+            }
+        }
+    }
+    sign_link_star(transport, roster, block, request, config, report).await
+}
+
+/// Star rounds: the leader talks to every witness.
+async fn sign_link_star(
+    transport: &dyn WitnessTransport,
+    roster: &Roster,
+    block: &SkipBlock,
+    request: &LinkRequest,
+    config: RoundConfig,
+    report: RoundReport,
+) -> Result<(ForwardLink, RoundReport), AppendError> {
     let mut out = Exclusions {
         excluded: BTreeSet::new(),
-        report: RoundReport::default(),
+        report,
     };
     loop {
         out.report.attempts += 1;
-        let round = Hash::of(
-            "chainiac v1 round id",
-            &[
-                request.message.as_bytes(),
-                &out.report.attempts.to_le_bytes(),
-                &rand_bytes(),
-            ],
-        );
-        let candidates: Vec<usize> = (0..roster.len())
-            .filter(|i| !out.excluded.contains(i))
+        let round = round_id(request, out.report.attempts);
+        // The leader's own witness last: it answers synchronously, the others over the network.
+        let local = transport.local_key().and_then(|key| roster.index_of(&key));
+        let mut candidates: Vec<usize> = (0..roster.len())
+            .filter(|i| !out.excluded.contains(i) && Some(*i) != local)
             .collect();
+        candidates.extend(local.filter(|i| !out.excluded.contains(i)));
         let not_enough = |report: &RoundReport, available: usize| AppendError::NotEnoughWitnesses {
             index: block.index(),
             level: request.level,
@@ -263,7 +343,176 @@ fn refusal_text(response: &Response) -> String {
     }
 }
 
-async fn call(
+/// Tree rounds, at most [`MAX_TREE_ATTEMPTS`]: the leader commits itself, sends the round to its
+/// children in the tree, and aggregates their subtrees' answers. Members that fail (as seen by
+/// the leader, or reported by their parent) are excluded and the tree is laid out again
+/// without them. `None` when the tree cannot gather a threshold: the caller falls back to a
+/// star round, in which nothing reported by other nodes counts.
+async fn sign_link_tree(
+    transport: &dyn WitnessTransport,
+    roster: &Roster,
+    block: &SkipBlock,
+    request: &LinkRequest,
+    config: RoundConfig,
+    leader: usize,
+    out: &mut Exclusions,
+) -> Option<ForwardLink> {
+    let leader_key = roster.members()[leader].key;
+    let key = |index: usize| roster.members()[index].key;
+    let budget = |timeout: Duration| {
+        u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(MAX_TREE_BUDGET_MS)
+    };
+    while out.report.attempts < MAX_TREE_ATTEMPTS {
+        out.report.attempts += 1;
+        let excluded_before = out.excluded.len();
+        let round = round_id(request, out.report.attempts);
+        let candidates = ParticipationMask::from_indices(
+            roster.len(),
+            (0..roster.len()).filter(|i| !out.excluded.contains(i)),
+        );
+        if candidates.count() < roster.threshold() || !candidates.contains(leader) {
+            return None;
+        }
+        let tree = match RoundTree::for_leader(leader, candidates, config.tree_branching) {
+            Ok(tree) => tree,
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot lay out a tree round");
+                return None;
+            }
+        };
+        // Commit: the leader itself, and each child for its subtree.
+        let own = Request::Commit {
+            round,
+            block: Box::new(block.clone()),
+            level: request.level,
+        };
+        let children = tree.children(leader);
+        // Children first: the leader's own witness answers synchronously.
+        let (answers, own) = futures::join!(
+            join_all(children.iter().map(|&child| {
+                let request = Request::TreeCommit {
+                    round,
+                    block: Box::new(block.clone()),
+                    level: request.level,
+                    layout: tree.layout().clone(),
+                    budget_ms: budget(config.commit_timeout),
+                };
+                async move {
+                    (
+                        child,
+                        call(transport, key(child), request, config.commit_timeout).await,
+                    )
+                }
+            })),
+            call(transport, leader_key, own, config.commit_timeout),
+        );
+        let Ok(Response::Committed(own)) = own else {
+            tracing::warn!("the leader's own witness did not commit");
+            return None;
+        };
+        let message = request.message;
+        let mut aggregator = Aggregator::new(roster, message.as_bytes());
+        if aggregator
+            .add_commitment(&Contribution::single(roster, leader, &own))
+            .is_err()
+        {
+            return None;
+        }
+        let mut committed = Vec::new();
+        for (child, answer) in answers {
+            match accept_commit(&tree, child, &mut aggregator, answer) {
+                Ok((contribution, failed)) => {
+                    for member in failed.present() {
+                        out.unreachable(
+                            member,
+                            key(member),
+                            format!("did not commit (reported by {child})"),
+                        );
+                    }
+                    committed.push((child, contribution.participants));
+                }
+                Err(reason) => out.unreachable(child, key(child), reason),
+            }
+        }
+        if aggregator.covered().count() < roster.threshold() {
+            if out.excluded.len() == excluded_before {
+                return None;
+            }
+            tracing::info!(
+                block = block.index(),
+                level = request.level,
+                covered = aggregator.covered().count(),
+                "tree round below the threshold; restarting without the failed witnesses"
+            );
+            continue;
+        }
+        let challenge = aggregator.challenge().ok()?;
+        // Respond: the leader itself, and each child that committed for its subtree.
+        let own = Request::Respond {
+            round,
+            challenge: challenge.clone(),
+        };
+        let (answers, own) = futures::join!(
+            join_all(committed.iter().map(|(child, _)| {
+                let request = Request::TreeRespond {
+                    round,
+                    challenge: challenge.clone(),
+                    budget_ms: budget(config.respond_timeout),
+                };
+                call(transport, key(*child), request, config.respond_timeout)
+            })),
+            call(transport, leader_key, own, config.respond_timeout),
+        );
+        let Ok(Response::Responded(own)) = own else {
+            tracing::warn!("the leader's own witness did not respond");
+            return None;
+        };
+        if aggregator.add_response(&own).is_err() {
+            return None;
+        }
+        let mut failed = false;
+        for ((child, covered), answer) in committed.iter().zip(answers) {
+            if let Err((culprits, reason)) =
+                accept_response(*child, covered, &mut aggregator, answer)
+            {
+                failed = true;
+                for member in culprits.present() {
+                    out.unreachable(
+                        member,
+                        key(member),
+                        format!("did not respond in the subtree of {child}: {reason}"),
+                    );
+                }
+            }
+        }
+        if failed {
+            continue;
+        }
+        match aggregator.finish() {
+            Ok(signature) => {
+                return Some(ForwardLink {
+                    chain_id: block.chain_id(),
+                    from: request.from,
+                    to: request.to,
+                    level: request.level,
+                    signature,
+                });
+            }
+            Err(chainiac_protocol::Error::InvalidResponses { culprits }) => {
+                for index in culprits {
+                    tracing::warn!(witness = %key(index), block = block.index(), "subtree answered with a wrong response; excluded");
+                    out.wrong(index, key(index));
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+pub(crate) async fn call(
     transport: &dyn WitnessTransport,
     key: PublicKey,
     request: Request,

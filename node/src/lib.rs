@@ -13,5 +13,6 @@ pub mod node;
 pub mod rules;
 pub mod runtime;
 pub mod store;
+pub mod tree;
 pub mod wire;
 pub mod witness;

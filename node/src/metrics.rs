@@ -15,6 +15,8 @@ pub struct Metrics {
     pub blocks_received: Counter,
     /// Signing rounds that produced a forward link.
     pub rounds_completed: Counter,
+    /// Signing rounds that produced a forward link along an aggregation tree.
+    pub rounds_tree: Counter,
     /// Appends that failed for lack of witnesses.
     pub appends_failed: Counter,
     /// Witnesses excluded from a round for a wrong share.
@@ -55,6 +57,11 @@ impl Metrics {
             "rounds_completed",
             "Signing rounds that produced a forward link",
             metrics.rounds_completed.clone(),
+        );
+        registry.register(
+            "rounds_tree",
+            "Signing rounds that produced a forward link along an aggregation tree",
+            metrics.rounds_tree.clone(),
         );
         registry.register(
             "appends_failed",

@@ -27,6 +27,14 @@ use crate::wire::{
 
 /// Capacity of the channels between the swarm task and the node.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// How often the node looks for more peers while it has fewer than [`DISCOVERY_TARGET`].
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
+/// Below this many connections the node keeps running Kademlia lookups (its automatic
+/// bootstrap runs only when the routing table is first filled, which can be before the
+/// bootstrap peer knows anyone else, and then only every 5 minutes).
+const DISCOVERY_TARGET: usize = 16;
+/// Lookups and redials back off, doubling from one discovery tick up to this many ticks.
+const MAX_BACKOFF_TICKS: u32 = 16;
 
 /// The libp2p peer id of the node whose key is `key` (nodes use their witness key as their
 /// libp2p identity, so a roster names the peers to ask).
@@ -376,6 +384,9 @@ pub fn spawn(
             events,
             pending: HashMap::new(),
             listen: Vec::new(),
+            bootstrap: config.bootstrap.clone(),
+            redial: Backoff::default(),
+            lookup: Backoff::default(),
         }
         .run(command_rx),
     );
@@ -387,6 +398,39 @@ struct SwarmTask {
     events: mpsc::Sender<NetEvent>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
     listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    /// Dialling the bootstrap peers again while the node has no connection.
+    redial: Backoff,
+    /// Kademlia lookups while the node has few connections; reset by every new peer, so a
+    /// network that is growing is explored quickly and a settled one is left quiet.
+    lookup: Backoff,
+}
+
+/// Doubling waits, counted in discovery ticks.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Ticks to wait before the next redial.
+    wait: u32,
+    /// Ticks waited so far.
+    waited: u32,
+}
+
+impl Backoff {
+    /// Counts one tick; true when it is time to act (after 1, 2, 4, ... ticks).
+    fn tick(&mut self) -> bool {
+        self.waited += 1;
+        if self.waited < self.wait.max(1) {
+            return false;
+        }
+        self.waited = 0;
+        self.wait = (self.wait.max(1) * 2).min(MAX_BACKOFF_TICKS);
+        true
+    }
+
+    /// Start again from the shortest wait.
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
 }
 
 type Answer = (
@@ -398,8 +442,11 @@ impl SwarmTask {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut answers: FuturesUnordered<futures::future::BoxFuture<'static, Answer>> =
             FuturesUnordered::new();
+        let mut discovery = tokio::time::interval(DISCOVERY_INTERVAL);
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = discovery.tick() => self.discover(),
                 command = commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
@@ -414,6 +461,28 @@ impl SwarmTask {
                     let _ = self.swarm.behaviour_mut().requests.send_response(channel, response.to_bytes());
                 }
             }
+        }
+    }
+
+    /// Looks for more peers while the node has few: a Kademlia lookup of its own neighbourhood
+    /// (which connects to the peers found), and with no connection at all, the bootstrap peers
+    /// again, with backoff.
+    fn discover(&mut self) {
+        let connected = self.swarm.connected_peers().count();
+        if connected == 0 {
+            if self.redial.tick() {
+                for address in self.bootstrap.clone() {
+                    if let Err(error) = self.swarm.dial(address.clone()) {
+                        tracing::debug!(%address, %error, "cannot dial bootstrap peer");
+                    }
+                }
+            }
+            return;
+        }
+        self.redial.reset();
+        if connected < DISCOVERY_TARGET && self.lookup.tick() {
+            // Fails only with an empty routing table, which the next connection fills.
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
 
@@ -497,6 +566,7 @@ impl SwarmTask {
                     .kad
                     .add_address(&peer_id, endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
+                    self.lookup.reset();
                     let peers = self.swarm.connected_peers().count();
                     let _ = self.events.try_send(NetEvent::Connected {
                         peer: peer_id,
@@ -612,5 +682,20 @@ impl SwarmTask {
             _ => {}
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let acted: Vec<u32> = (1..=80).filter(|_| backoff.tick()).collect();
+        // Acts after 1, 2, 4, 8, 16 ticks, then every 16.
+        assert_eq!(acted, [1, 3, 7, 15, 31, 47, 63, 79]);
+        backoff.reset();
+        assert!(backoff.tick(), "acts on the first tick after a reset");
     }
 }

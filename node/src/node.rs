@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use chainiac_protocol::Hash;
-use chainiac_protocol::cosi::{Roster, RosterMember};
+use chainiac_protocol::cosi::{Challenge, ResponseShare, Roster, RosterMember};
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
@@ -23,8 +23,9 @@ use crate::metrics::Metrics;
 use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
 use crate::rules::{chain_kind, dependencies, timeline_at};
 use crate::store::{ChainHead, Store, StoreError};
+use crate::tree::{SubtreeHost, SubtreeRounds};
 use crate::wire::{HeadInfo, LinkedBlock, MAX_ANCHORS, MAX_BLOCKS_PER_REQUEST, Request, Response};
-use crate::witness::{Refusal, Witness};
+use crate::witness::{Committed, Refusal, Witness};
 
 /// Inbound requests a peer may make per second (burst: twice that).
 pub const REQUESTS_PER_SECOND: f64 = 500.0;
@@ -51,12 +52,14 @@ pub struct NodeCore {
     pub net: NetHandle,
     /// Metrics.
     pub metrics: Metrics,
-    /// Signing-round timeouts.
+    /// Signing-round timeouts and shape.
     pub rounds: RoundConfig,
     /// Release artifacts this node stores and serves.
     pub artifacts: ArtifactStore,
     /// Ethereum anchoring of the timelines this node leads (off when `None`).
     pub anchoring: Option<Anchoring>,
+    /// Tree rounds this node takes part in as an interior node or leaf.
+    subtrees: SubtreeRounds,
     chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
     rate: Mutex<HashMap<PeerId, (f64, Instant)>>,
     syncing: Mutex<std::collections::HashSet<(PeerId, Hash)>>,
@@ -123,6 +126,7 @@ impl NodeCore {
             rounds,
             artifacts,
             anchoring: None,
+            subtrees: SubtreeRounds::new(),
             chain_locks: Mutex::default(),
             rate: Mutex::default(),
             syncing: Mutex::default(),
@@ -219,6 +223,9 @@ impl NodeCore {
             match sign_link(&transport, &roster, &block, request, self.rounds).await {
                 Ok((link, report)) => {
                     self.metrics.rounds_completed.inc();
+                    if report.tree {
+                        self.metrics.rounds_tree.inc();
+                    }
                     self.metrics
                         .witnesses_excluded
                         .inc_by(report.wrong.len() as u64);
@@ -344,23 +351,69 @@ impl NodeCore {
     }
 
     /// Answers a request off the event loop. A witness asked to sign a block beyond its head
-    /// first fetches the missing blocks from the leader (which has them), then answers.
+    /// first fetches the missing blocks from the requester (which has them), then answers.
     pub async fn answer_async(self: &Arc<Self>, peer: PeerId, request: Request) -> Response {
         let internal = |_| Response::Refused("internal error".into());
-        let Request::Commit {
-            round,
-            block,
-            level,
-        } = request
-        else {
+        let signing = matches!(
+            request,
+            Request::Commit { .. } | Request::TreeCommit { .. } | Request::TreeRespond { .. }
+        );
+        if !signing {
             let core = self.clone();
             return tokio::task::spawn_blocking(move || core.answer(peer, request))
                 .await
                 .unwrap_or_else(internal);
-        };
+        }
         if !self.allow(peer) {
             return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
         }
+        let host = TreeHost {
+            core: self.clone(),
+            peer,
+        };
+        let response = match request {
+            Request::Commit {
+                round,
+                block,
+                level,
+            } => match self.commit_own(peer, round, Arc::new(*block), level).await {
+                Ok(committed) => Response::Committed(committed.commitment),
+                Err(reason) => Response::Refused(reason),
+            },
+            Request::TreeCommit {
+                round,
+                block,
+                level,
+                layout,
+                budget_ms,
+            } => {
+                self.subtrees
+                    .commit(&host, round, *block, level, layout, budget_ms)
+                    .await
+            }
+            Request::TreeRespond {
+                round,
+                challenge,
+                budget_ms,
+            } => {
+                self.subtrees
+                    .respond(&host, round, challenge, budget_ms)
+                    .await
+            }
+            _ => Response::Refused("internal error".into()),
+        };
+        self.counted(response)
+    }
+
+    /// This node's witness commits for a round led by (or forwarded from) `peer`, syncing from
+    /// it first if the block is beyond this node's head.
+    async fn commit_own(
+        self: &Arc<Self>,
+        peer: PeerId,
+        round: Hash,
+        block: Arc<SkipBlock>,
+        level: u32,
+    ) -> Result<Committed, String> {
         let store = self.store.clone();
         let needed = {
             let block = block.clone();
@@ -370,30 +423,28 @@ impl NodeCore {
         };
         for chain in needed {
             if let Err(error) = self.sync_chain(peer, chain).await {
-                return self.counted(Response::Refused(format!(
+                return Err(format!(
                     "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
-                )));
+                ));
             }
         }
-        let block = Arc::new(*block);
         let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
-            tokio::task::spawn_blocking(move || core.witness.commit(round, &block, level))
+            tokio::task::spawn_blocking(move || core.witness.commit_round(round, &block, level))
         };
         let mut result = commit(self.clone(), block.clone()).await;
         if let Ok(Err(Refusal::Behind { .. })) = result {
             if let Err(error) = self.sync_chain(peer, block.chain_id()).await {
-                return self.counted(Response::Refused(format!(
+                return Err(format!(
                     "witness is behind and could not sync from the leader: {error}"
-                )));
+                ));
             }
             result = commit(self.clone(), block).await;
         }
-        let response = match result {
-            Ok(Ok(commitment)) => Response::Committed(commitment),
-            Ok(Err(refusal)) => Response::Refused(refusal.to_string()),
-            Err(error) => internal(error),
-        };
-        self.counted(response)
+        match result {
+            Ok(Ok(committed)) => Ok(committed),
+            Ok(Err(refusal)) => Err(refusal.to_string()),
+            Err(_) => Err("internal error".into()),
+        }
     }
 
     fn answer_inner(&self, request: Request) -> Response {
@@ -478,6 +529,9 @@ impl NodeCore {
                     Err(error) => refuse(&error),
                 }
             }
+            Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
+                Response::Refused("tree rounds are answered only for a parent in the tree".into())
+            }
         }
     }
 
@@ -537,6 +591,12 @@ impl NodeCore {
 
     /// Validates and stores a block received from a peer. Returns whether it was new.
     pub fn accept_block(&self, linked: &LinkedBlock) -> Result<bool, StoreError> {
+        self.accept_block_with(linked, true)
+    }
+
+    /// [`NodeCore::accept_block`]; if not `durable`, without waiting for the disk (the caller
+    /// persists the store once for a batch of blocks).
+    fn accept_block_with(&self, linked: &LinkedBlock, durable: bool) -> Result<bool, StoreError> {
         let block = &linked.block;
         let chain_id = block.chain_id();
         if self.store.block(&block.hash())?.is_some() {
@@ -544,8 +604,10 @@ impl NodeCore {
         }
         let stored = if block.index() == 0 {
             self.store.create_chain(block)
-        } else {
+        } else if durable {
             self.store.append(block, &linked.links)
+        } else {
+            self.store.append_relaxed(block, &linked.links)
         };
         if let Err(error) = stored {
             // The same block may have arrived meanwhile by the other path (gossip or sync).
@@ -643,16 +705,27 @@ impl NodeCore {
             let core = self.clone();
             let accepted =
                 tokio::task::spawn_blocking(move || -> Result<Vec<SkipBlock>, String> {
+                    // One disk sync per batch: each block is written without waiting for the disk,
+                    // in order, so a crash keeps a prefix of the batch, and the batch is persisted
+                    // before the next is asked for.
                     let mut accepted = Vec::new();
+                    let mut result = Ok(());
                     for linked in blocks {
                         if linked.block.chain_id() != chain_id {
-                            return Err("peer sent a block of another chain".into());
+                            result = Err("peer sent a block of another chain".to_string());
+                            break;
                         }
-                        if core.accept_block(&linked).map_err(|e| e.to_string())? {
-                            accepted.push(linked.block);
+                        match core.accept_block_with(&linked, false) {
+                            Ok(true) => accepted.push(linked.block),
+                            Ok(false) => {}
+                            Err(error) => {
+                                result = Err(error.to_string());
+                                break;
+                            }
                         }
                     }
-                    Ok(accepted)
+                    core.store.persist().map_err(|e| e.to_string())?;
+                    result.map(|()| accepted)
                 })
                 .await
                 .map_err(|e| e.to_string())??;
@@ -736,6 +809,63 @@ impl WitnessTransport for NodeTransport<'_> {
             let peer = peer_id_of(&witness).map_err(|e| e.to_string())?;
             self.core.net.request(peer, request).await
         })
+    }
+
+    fn local_key(&self) -> Option<PublicKey> {
+        Some(self.core.key())
+    }
+}
+
+/// What an interior node of a tree round uses: its own witness, and the network to reach its
+/// children, for a request from `peer`.
+struct TreeHost {
+    core: Arc<NodeCore>,
+    peer: PeerId,
+}
+
+impl WitnessTransport for TreeHost {
+    fn call(
+        &self,
+        witness: PublicKey,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, String>> {
+        Box::pin(async move {
+            let peer = peer_id_of(&witness).map_err(|e| e.to_string())?;
+            self.core.net.request(peer, request).await
+        })
+    }
+}
+
+impl SubtreeHost for TreeHost {
+    fn commit_own(
+        &self,
+        round: Hash,
+        block: Arc<SkipBlock>,
+        level: u32,
+    ) -> BoxFuture<'_, Result<Committed, String>> {
+        Box::pin(self.core.commit_own(self.peer, round, block, level))
+    }
+
+    fn respond_own(
+        &self,
+        round: Hash,
+        challenge: Challenge,
+    ) -> BoxFuture<'_, Result<ResponseShare, String>> {
+        let core = self.core.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || core.witness.respond(round, &challenge))
+                .await
+                .map_err(|_| "internal error".to_string())?
+                .map_err(|refusal| refusal.to_string())
+        })
+    }
+
+    fn abandon_own(&self, round: Hash) {
+        self.core.witness.abandon(&round);
+    }
+
+    fn sent_by(&self, key: &PublicKey) -> bool {
+        peer_id_of(key).is_ok_and(|peer| peer == self.peer)
     }
 }
 

@@ -3,7 +3,9 @@
 //! gossip topic carries new blocks.
 
 use chainiac_anchor::AnchorProof;
-use chainiac_protocol::cosi::{Challenge, Commitment, ResponseShare};
+use chainiac_protocol::cosi::{
+    Challenge, Commitment, Contribution, ParticipationMask, ResponseShare,
+};
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
 use chainiac_protocol::timeline::{InclusionProof, TimelineEntry};
@@ -25,6 +27,13 @@ pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
 pub const MAX_HEADS: usize = 100_000;
 /// Longest error text.
 pub const MAX_ERROR_LEN: usize = 1024;
+/// Largest branching factor of an aggregation tree a node takes part in (each tree request
+/// makes an interior node send at most this many requests).
+pub const MAX_TREE_BRANCHING: u32 = 256;
+/// Deepest aggregation tree a node takes part in (levels below the leader).
+pub const MAX_TREE_DEPTH: usize = 16;
+/// Longest time budget a tree request may give a subtree.
+pub const MAX_TREE_BUDGET_MS: u32 = 60_000;
 
 /// A block with the forward links that point to it: what sync and gossip move around.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +90,47 @@ impl Decode for HeadInfo {
     }
 }
 
+/// The shape of a tree round, as sent to every node of the tree: the leader's roster index, the
+/// candidates (a mask over the roster, the leader included) and the branching factor. The tree
+/// is the [`AggregationTree`](chainiac_protocol::cosi::AggregationTree) over the leader followed
+/// by the other candidates in ascending roster order, so every node derives the same tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeLayout {
+    /// Roster index of the leader (the root).
+    pub leader: u32,
+    /// Roster members asked to take part, the leader included.
+    pub candidates: ParticipationMask,
+    /// Children per interior node.
+    pub branching: u32,
+}
+
+impl Encode for TreeLayout {
+    fn encode_to(&self, writer: &mut Writer) {
+        writer
+            .u32(self.leader)
+            .value(&self.candidates)
+            .u32(self.branching);
+    }
+}
+
+impl Decode for TreeLayout {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        let leader = reader.u32("tree leader")?;
+        let candidates = ParticipationMask::decode_from(reader)?;
+        let branching = reader.u32("tree branching")?;
+        if !(2..=MAX_TREE_BRANCHING).contains(&branching) {
+            return Err(Error::InvalidTree {
+                reason: "branching factor out of range",
+            });
+        }
+        Ok(Self {
+            leader,
+            candidates,
+            branching,
+        })
+    }
+}
+
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -115,6 +165,24 @@ pub enum Request {
         index: u64,
         chain_id: Hash,
     },
+    /// Tree round, step 1, from a node's parent in the tree: validate `block`, commit, ask the
+    /// children (laid out by `layout`) to do the same, and answer with the subtree's aggregate
+    /// commitment within `budget_ms` milliseconds.
+    TreeCommit {
+        round: Hash,
+        block: Box<SkipBlock>,
+        level: u32,
+        layout: TreeLayout,
+        budget_ms: u32,
+    },
+    /// Tree round, step 2, from a node's parent: respond to the challenge, collect the
+    /// responses of the children that committed, and answer with the subtree's checked
+    /// response within `budget_ms` milliseconds.
+    TreeRespond {
+        round: Hash,
+        challenge: Challenge,
+        budget_ms: u32,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -144,6 +212,16 @@ pub enum Response {
         proof: InclusionProof,
         head_index: u64,
     },
+    /// A subtree's aggregate commitment (its mask says which members it covers), and the
+    /// members below the sender that failed to commit (timed out, refused or answered wrongly).
+    SubtreeCommitted {
+        contribution: Contribution,
+        failed: ParticipationMask,
+    },
+    /// A subtree's response: the checked sum of its members' shares.
+    SubtreeResponded(ResponseShare),
+    /// The subtree cannot respond for everyone it committed for: these members failed.
+    SubtreeIncomplete { culprits: ParticipationMask },
 }
 
 const HEADS: u8 = 0;
@@ -154,7 +232,6 @@ const RESPOND: u8 = 4;
 const COMMITTED: u8 = 5;
 const RESPONDED: u8 = 6;
 const REFUSED: u8 = 7;
-// Tags 8 to 15 are used by tree signing rounds.
 const HEAD: u8 = 16;
 const ARTIFACT_SLICE: u8 = 17;
 const SLICE: u8 = 18;
@@ -165,6 +242,11 @@ const ANCHORS: u8 = 21;
 pub const MAX_ANCHORS: usize = 64;
 /// Largest slice encoding: one slice of content plus its proof nodes.
 pub const MAX_SLICE_ENCODING: usize = (crate::artifacts::SLICE_LEN as usize) * 17 / 16 + 4096;
+const TREE_COMMIT: u8 = 8;
+const TREE_RESPOND: u8 = 9;
+const SUBTREE_COMMITTED: u8 = 10;
+const SUBTREE_RESPONDED: u8 = 11;
+const SUBTREE_INCOMPLETE: u8 = 12;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -205,6 +287,28 @@ impl Encode for Request {
                 .value(timeline)
                 .u64(*index)
                 .value(chain_id),
+            Request::TreeCommit {
+                round,
+                block,
+                level,
+                layout,
+                budget_ms,
+            } => writer
+                .u8(TREE_COMMIT)
+                .value(round)
+                .value(block.as_ref())
+                .u32(*level)
+                .value(layout)
+                .u32(*budget_ms),
+            Request::TreeRespond {
+                round,
+                challenge,
+                budget_ms,
+            } => writer
+                .u8(TREE_RESPOND)
+                .value(round)
+                .value(challenge)
+                .u32(*budget_ms),
         };
     }
 }
@@ -269,6 +373,18 @@ impl Decode for Request {
                 index: reader.u64("timeline index")?,
                 chain_id: Hash::decode_from(reader)?,
             },
+            TREE_COMMIT => Request::TreeCommit {
+                round: Hash::decode_from(reader)?,
+                block: Box::new(SkipBlock::decode_from(reader)?),
+                level: reader.u32("level")?,
+                layout: TreeLayout::decode_from(reader)?,
+                budget_ms: reader.u32("time budget")?,
+            },
+            TREE_RESPOND => Request::TreeRespond {
+                round: Hash::decode_from(reader)?,
+                challenge: Challenge::decode_from(reader)?,
+                budget_ms: reader.u32("time budget")?,
+            },
             tag => {
                 return Err(Error::InvalidTag {
                     what: "request kind",
@@ -315,6 +431,17 @@ impl Encode for Response {
                 .value(entry)
                 .value(proof)
                 .u64(*head_index),
+            Response::SubtreeCommitted {
+                contribution,
+                failed,
+            } => writer
+                .u8(SUBTREE_COMMITTED)
+                .value(contribution)
+                .value(failed),
+            Response::SubtreeResponded(share) => writer.u8(SUBTREE_RESPONDED).value(share),
+            Response::SubtreeIncomplete { culprits } => {
+                writer.u8(SUBTREE_INCOMPLETE).value(culprits)
+            }
         };
     }
 }
@@ -342,6 +469,14 @@ impl Decode for Response {
                 entry: TimelineEntry::decode_from(reader)?,
                 proof: InclusionProof::decode_from(reader)?,
                 head_index: reader.u64("head index")?,
+            },
+            SUBTREE_COMMITTED => Response::SubtreeCommitted {
+                contribution: Contribution::decode_from(reader)?,
+                failed: ParticipationMask::decode_from(reader)?,
+            },
+            SUBTREE_RESPONDED => Response::SubtreeResponded(ResponseShare::decode_from(reader)?),
+            SUBTREE_INCOMPLETE => Response::SubtreeIncomplete {
+                culprits: ParticipationMask::decode_from(reader)?,
             },
             tag => {
                 return Err(Error::InvalidTag {
@@ -423,6 +558,66 @@ mod tests {
                 Response::from_bytes(&response.to_bytes()).ok(),
                 Some(response)
             );
+        }
+    }
+
+    #[test]
+    fn tree_messages_round_trip_and_bounds_hold() {
+        let layout = TreeLayout {
+            leader: 3,
+            candidates: ParticipationMask::from_indices(9, [0, 1, 3, 5, 8]),
+            branching: 2,
+        };
+        let challenge = Challenge {
+            participants: ParticipationMask::full(9),
+            first: [5; 32],
+            second: [6; 32],
+        };
+        let respond = Request::TreeRespond {
+            round: Hash([7; 32]),
+            challenge,
+            budget_ms: 1500,
+        };
+        let bytes = respond.to_bytes();
+        assert_eq!(bytes[1], 9, "tag");
+        assert_eq!(Request::from_bytes(&bytes).ok(), Some(respond));
+        let layout_bytes = layout.to_bytes();
+        assert_eq!(
+            TreeLayout::from_bytes(&layout_bytes).ok(),
+            Some(layout.clone())
+        );
+        for branching in [0u32, 1, MAX_TREE_BRANCHING + 1] {
+            let bad = TreeLayout {
+                branching,
+                ..layout.clone()
+            };
+            assert!(
+                TreeLayout::from_bytes(&bad.to_bytes()).is_err(),
+                "{branching}"
+            );
+        }
+        let responses = [
+            Response::SubtreeCommitted {
+                contribution: Contribution {
+                    origin: 1,
+                    participants: ParticipationMask::from_indices(9, [1, 4]),
+                    first: [1; 32],
+                    second: [2; 32],
+                },
+                failed: ParticipationMask::from_indices(9, [3]),
+            },
+            Response::SubtreeResponded(ResponseShare {
+                origin: 1,
+                s: [3; 32],
+            }),
+            Response::SubtreeIncomplete {
+                culprits: ParticipationMask::from_indices(9, [4]),
+            },
+        ];
+        for (response, tag) in responses.into_iter().zip([10u8, 11, 12]) {
+            let bytes = response.to_bytes();
+            assert_eq!(bytes[1], tag);
+            assert_eq!(Response::from_bytes(&bytes).ok(), Some(response));
         }
     }
 

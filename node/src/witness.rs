@@ -1,12 +1,20 @@
 //! The witness side of signing rounds: validate a proposed block against the store, commit, and
 //! answer the challenge with nonces that are then gone.
+//!
+//! The equivocation guard: a witness never releases response shares for two different blocks
+//! at one position (chain, index, link level). The position is recorded in the store, in one
+//! synced write, before a share leaves the node, so the guard survives restarts and crashes.
+//! Committing is refused only where a share for another block was already released: a round
+//! that failed before its challenge does not lock the position.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chainiac_protocol::Hash;
-use chainiac_protocol::cosi::{Challenge, Commitment, ResponseShare, SigningNonces, commit};
+use chainiac_protocol::cosi::{
+    Challenge, Commitment, ResponseShare, Roster, SigningNonces, commit,
+};
 use chainiac_protocol::skipchain::SkipBlock;
 
 use crate::config::Identity;
@@ -29,8 +37,8 @@ pub enum Refusal {
     /// This node is not in the roster that signs the link.
     #[error("this node is not a witness of the roster that signs this link")]
     NotAWitness,
-    /// The witness already committed to another block at this position.
-    #[error("already committed to another block at index {index} of this chain")]
+    /// The witness already signed another block at this position.
+    #[error("already signed another block at index {index} of this chain")]
     Equivocation { index: u64 },
     /// A challenge for a round this witness has no nonces for.
     #[error("unknown or expired signing round")]
@@ -58,10 +66,25 @@ struct PendingRound {
     nonces: SigningNonces,
     message: Hash,
     roster: Hash,
-    /// (chain, index, level) and the block: recorded when the share is released.
-    position: (Hash, u64, u32),
+    chain_id: Hash,
+    index: u64,
+    level: u32,
     block: Hash,
     created: Instant,
+}
+
+/// What a witness committed to: its commitment, with the roster and message of the round (an
+/// interior node of an aggregation tree needs them to aggregate its subtree).
+#[derive(Debug)]
+pub struct Committed {
+    /// The witness's commitment.
+    pub commitment: Commitment,
+    /// The roster signing the link.
+    pub roster: Roster,
+    /// The message signed (the link's message).
+    pub message: Hash,
+    /// The witness's index in the roster.
+    pub index: usize,
 }
 
 /// A witness: this node's key, its store, and the rounds in progress.
@@ -70,10 +93,6 @@ pub struct Witness {
     store: Store,
     rules: Arc<dyn PayloadRules>,
     pending: Mutex<HashMap<Hash, PendingRound>>,
-    /// (chain, index, level) -> the block this witness released a response share for: it never
-    /// signs two blocks at one position. Committing alone locks nothing, so a round that failed
-    /// before its challenge does not block the position.
-    committed: Mutex<HashMap<(Hash, u64, u32), Hash>>,
     /// Test hook: answer challenges with wrong shares.
     faulty: bool,
 }
@@ -99,7 +118,6 @@ impl Witness {
             store,
             rules,
             pending: Mutex::default(),
-            committed: Mutex::default(),
             faulty,
         }
     }
@@ -118,6 +136,18 @@ impl Witness {
         block: &SkipBlock,
         level: u32,
     ) -> Result<Commitment, Refusal> {
+        self.commit_round(round, block, level)
+            .map(|committed| committed.commitment)
+    }
+
+    /// [`Witness::commit`], also returning the round's roster, message and this witness's
+    /// index in the roster.
+    pub fn commit_round(
+        &self,
+        round: Hash,
+        block: &SkipBlock,
+        level: u32,
+    ) -> Result<Committed, Refusal> {
         let chain_id = block.chain_id();
         let head = self
             .store
@@ -163,35 +193,20 @@ impl Witness {
             .roster_of(&source)
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
         let key = self.identity.public().key;
-        if roster.index_of(&key).is_none() {
+        let Some(index) = roster.index_of(&key) else {
             return Err(Refusal::NotAWitness);
-        }
+        };
         self.rules
             .check(&self.store, block)
             .map_err(Refusal::Invalid)?;
-        {
-            let mut committed = self
-                .committed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if committed
-                .get(&(chain_id, block.index(), level))
-                .is_some_and(|signed| *signed != block.hash())
-            {
-                return Err(Refusal::Equivocation {
-                    index: block.index(),
-                });
-            }
-            if committed.len() > 4 * MAX_PENDING_ROUNDS {
-                // Positions at or below the head are settled by the store itself.
-                committed.retain(|(chain, index, _), _| {
-                    self.store
-                        .head(chain)
-                        .ok()
-                        .flatten()
-                        .is_none_or(|head| *index > head.index)
-                });
-            }
+        let signed = self
+            .store
+            .signed_block(&chain_id, block.index(), level)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        if signed.is_some_and(|signed| signed != block.hash()) {
+            return Err(Refusal::Equivocation {
+                index: block.index(),
+            });
         }
         let (nonces, commitment) = commit(
             self.identity.secret(),
@@ -211,15 +226,32 @@ impl Witness {
                 nonces,
                 message: request.message,
                 roster: roster.hash(),
-                position: (chain_id, block.index(), level),
+                chain_id,
+                index: block.index(),
+                level,
                 block: block.hash(),
                 created: Instant::now(),
             },
         );
-        Ok(commitment)
+        Ok(Committed {
+            commitment,
+            message: request.message,
+            roster,
+            index,
+        })
     }
 
-    /// Step 2: answers the challenge of `round`, consuming its nonces.
+    /// Forgets the nonces of `round` (a round this witness will not answer).
+    pub fn abandon(&self, round: &Hash) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(round);
+    }
+
+    /// Step 2: answers the challenge of `round`, consuming its nonces. The position is recorded
+    /// durably before the share is returned; a position already signed for another block is
+    /// refused.
     pub fn respond(&self, round: Hash, challenge: &Challenge) -> Result<ResponseShare, Refusal> {
         let pending = self
             .pending
@@ -227,18 +259,6 @@ impl Witness {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&round);
         let pending = pending.ok_or(Refusal::UnknownRound)?;
-        {
-            let mut committed = self
-                .committed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let signed = committed.entry(pending.position).or_insert(pending.block);
-            if *signed != pending.block {
-                return Err(Refusal::Equivocation {
-                    index: pending.position.1,
-                });
-            }
-        }
         let roster = self
             .store
             .roster(&pending.roster)
@@ -253,9 +273,201 @@ impl Witness {
                 challenge,
             )
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        // The guard: durable before the share is released.
+        match self.store.record_signed(
+            &pending.chain_id,
+            pending.index,
+            pending.level,
+            &pending.block,
+        ) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(Refusal::Equivocation {
+                    index: pending.index,
+                });
+            }
+            Err(error) => {
+                return Err(Refusal::Invalid(format!(
+                    "cannot record the signed position: {error}"
+                )));
+            }
+        }
         if self.faulty {
             share.s[0] ^= 1;
         }
         Ok(share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chainiac_protocol::cosi::{Aggregator, Contribution, RosterMember};
+    use chainiac_protocol::skipchain::ChainParams;
+
+    use super::*;
+
+    /// A chain whose roster is `identity` alone, and two different candidates for block 1.
+    fn chain(identity: &Identity, store: &Store) -> (SkipBlock, SkipBlock) {
+        let roster =
+            Roster::with_default_threshold(vec![RosterMember::from_secret(identity.secret())])
+                .expect("roster");
+        let genesis = SkipBlock::genesis(
+            ChainParams::new(2, 8).expect("params"),
+            roster.clone(),
+            b"guard".to_vec(),
+        )
+        .expect("genesis");
+        store.create_chain(&genesis).expect("create");
+        let candidate = |payload: &[u8]| {
+            SkipBlock::successor(&genesis, &roster, None, payload.to_vec(), |_| {
+                Some(genesis.hash())
+            })
+            .expect("successor")
+        };
+        (candidate(b"a"), candidate(b"b"))
+    }
+
+    fn witness(identity: &Arc<Identity>, store: &Store) -> Witness {
+        Witness::new(identity.clone(), store.clone(), Arc::new(AnyPayload), false)
+    }
+
+    fn round(name: &str) -> Hash {
+        Hash::of("test round", &[name.as_bytes()])
+    }
+
+    /// Commits to `block` at level 0 and answers the challenge of a round where this witness
+    /// is the only participant.
+    fn sign(witness: &Witness, name: &str, block: &SkipBlock) -> Result<ResponseShare, Refusal> {
+        let committed = witness.commit_round(round(name), block, 0)?;
+        let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
+        aggregator
+            .add_commitment(&Contribution::single(
+                &committed.roster,
+                committed.index,
+                &committed.commitment,
+            ))
+            .expect("commitment");
+        let challenge = aggregator.challenge().expect("challenge");
+        witness.respond(round(name), &challenge)
+    }
+
+    #[test]
+    fn a_failed_commit_phase_does_not_lock_the_position() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Commit to a, never challenged: committing to b at the same position is still fine.
+        witness.commit(round("a"), &a, 0).expect("commit a");
+        witness.abandon(&round("a"));
+        sign(&witness, "b", &b).expect("b is signed");
+        assert_eq!(
+            store.signed_block(&a.chain_id(), 1, 0).expect("read"),
+            Some(b.hash())
+        );
+        // Now a is refused at commit and at respond.
+        assert_eq!(
+            witness.commit(round("a2"), &a, 0).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
+        // The same block again (a restarted round) is fine.
+        sign(&witness, "b2", &b).expect("b again");
+    }
+
+    #[test]
+    fn respond_is_refused_for_another_block_after_a_share_was_released() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Commit to both (nothing released yet), then answer a: b's answer is refused.
+        let committed_b = witness.commit_round(round("b"), &b, 0).expect("commit b");
+        sign(&witness, "a", &a).expect("a is signed");
+        let mut aggregator = Aggregator::new(&committed_b.roster, committed_b.message.as_bytes());
+        aggregator
+            .add_commitment(&Contribution::single(
+                &committed_b.roster,
+                committed_b.index,
+                &committed_b.commitment,
+            ))
+            .expect("commitment");
+        let challenge = aggregator.challenge().expect("challenge");
+        assert_eq!(
+            witness.respond(round("b"), &challenge).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
+        assert_eq!(
+            store.signed_block(&a.chain_id(), 1, 0).expect("read"),
+            Some(a.hash())
+        );
+    }
+
+    #[test]
+    fn settled_positions_are_pruned() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, _) = chain(&identity, &store);
+        let chain_id = a.chain_id();
+        let witness = witness(&identity, &store);
+        // Block 1 is signed (recorded), stored with its link, then block 2 is signed.
+        let signature = {
+            let committed = witness.commit_round(round("link"), &a, 0).expect("commit");
+            let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
+            aggregator
+                .add_commitment(&Contribution::single(
+                    &committed.roster,
+                    committed.index,
+                    &committed.commitment,
+                ))
+                .expect("commitment");
+            let challenge = aggregator.challenge().expect("challenge");
+            let share = witness.respond(round("link"), &challenge).expect("share");
+            aggregator.add_response(&share).expect("share");
+            aggregator.finish().expect("signature")
+        };
+        let request = store.link_requests(&a).expect("requests")[0].clone();
+        let link = chainiac_protocol::skipchain::ForwardLink {
+            chain_id,
+            from: request.from,
+            to: request.to,
+            level: 0,
+            signature,
+        };
+        store.append(&a, &[link]).expect("append");
+        let roster = store.roster_of(&a).expect("roster");
+        let next = SkipBlock::successor(&a, &roster, None, b"2".to_vec(), |index| {
+            store
+                .block_at(&chain_id, index)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        })
+        .expect("block 2");
+        sign(&witness, "next", &next).expect("block 2 signed");
+        assert_eq!(store.signed_block(&chain_id, 1, 0).expect("read"), None);
+        assert_eq!(
+            store.signed_block(&chain_id, 2, 0).expect("read"),
+            Some(next.hash())
+        );
+    }
+
+    #[test]
+    fn the_guard_survives_reopening_the_rocksdb_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let identity = Arc::new(Identity::generate());
+        let (a, b) = {
+            let store = Store::open(&path).expect("open");
+            let (a, b) = chain(&identity, &store);
+            sign(&witness(&identity, &store), "a", &a).expect("a is signed");
+            (a, b)
+        };
+        let store = Store::open(&path).expect("reopen");
+        let witness = witness(&identity, &store);
+        assert_eq!(
+            witness.commit(round("b"), &b, 0).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
+        sign(&witness, "a again", &a).expect("the same block is still fine");
     }
 }

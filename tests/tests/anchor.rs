@@ -135,7 +135,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         let receipt = rpc(
             &anvil.url,
             "eth_getTransactionReceipt",
-            serde_json::json!([proof.transaction]),
+            &serde_json::json!([proof.transaction]),
         )?;
         quantity(&receipt["gasUsed"])
     };
@@ -185,7 +185,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
 }
 
 /// One JSON-RPC call to anvil.
-fn rpc(url: &str, method: &str, params: serde_json::Value) -> TestResult<serde_json::Value> {
+fn rpc(url: &str, method: &str, params: &serde_json::Value) -> TestResult<serde_json::Value> {
     use std::io::{Read, Write};
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let address = url.trim_start_matches("http://");
@@ -217,14 +217,14 @@ fn anchored_timeline_indexes(
     url: &str,
     timeline: &chainiac_protocol::Hash,
 ) -> TestResult<Vec<u64>> {
-    let head = quantity(&rpc(url, "eth_blockNumber", serde_json::json!([]))?)?;
+    let head = quantity(&rpc(url, "eth_blockNumber", &serde_json::json!([]))?)?;
     let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
     let mut indexes = Vec::new();
     for number in 0..=head {
         let block = rpc(
             url,
             "eth_getBlockByNumber",
-            serde_json::json!([format!("0x{number:x}"), true]),
+            &serde_json::json!([format!("0x{number:x}"), true]),
         )?;
         for tx in block["transactions"].as_array().into_iter().flatten() {
             let input = tx["input"].as_str().unwrap_or_default();

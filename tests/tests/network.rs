@@ -22,6 +22,8 @@ struct Cluster {
     publics: Vec<PublicIdentity>,
     nodes: Vec<Option<RunningNode>>,
     faulty: Vec<usize>,
+    /// Tree rounds: (branching, smallest roster signed along a tree).
+    tree: Option<(usize, usize)>,
 }
 
 fn node_config(
@@ -36,12 +38,21 @@ fn node_config(
 
 impl Cluster {
     async fn start(n: usize, faulty: &[usize]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(n, faulty, None).await
+    }
+
+    async fn start_with(
+        n: usize,
+        faulty: &[usize],
+        tree: Option<(usize, usize)>,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let mut cluster = Cluster {
             configs: Vec::new(),
             publics: Vec::new(),
             nodes: Vec::new(),
             faulty: faulty.to_vec(),
+            tree,
             _dir: dir,
         };
         for i in 0..n {
@@ -71,6 +82,10 @@ impl Cluster {
         options.rounds.commit_timeout = Duration::from_secs(3);
         options.rounds.respond_timeout = Duration::from_secs(3);
         options.faulty_witness = self.faulty.contains(&i);
+        if let Some((branching, min_roster)) = self.tree {
+            options.rounds.tree_branching = branching;
+            options.rounds.tree_min_roster = min_roster;
+        }
         self.nodes[i] = Some(RunningNode::start(options).await?);
         Ok(())
     }
@@ -192,6 +207,106 @@ async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
         let head = proof.verify(&store.trusted(&chain_id, 0)?)?;
         assert_eq!(head.block().index(), 100);
     }
+    Ok(())
+}
+
+/// Every node holds the same blocks with the same forward links as node 0, up to `last`.
+fn assert_same_chain(cluster: &Cluster, chain_id: &Hash, last: u64, nodes: &[usize]) -> TestResult {
+    let reference = cluster.core(0);
+    for index in 0..=last {
+        let expected = reference
+            .linked_block(chain_id, index)?
+            .ok_or("missing block")?;
+        for &i in nodes {
+            let linked = cluster
+                .core(i)
+                .linked_block(chain_id, index)?
+                .ok_or("missing block")?;
+            assert_eq!(linked, expected, "node {i} block {index}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
+    let cluster = Cluster::start_with(9, &[], Some((2, 4))).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    for i in 1..=10u64 {
+        let head = cluster
+            .core(0)
+            .append(chain_id, i.to_le_bytes().to_vec(), None)
+            .await?;
+        assert_eq!(head.index, i);
+    }
+    let leader = cluster.core(0);
+    assert_eq!(
+        leader.metrics.rounds_tree.get(),
+        leader.metrics.rounds_completed.get(),
+        "every round went along the tree"
+    );
+    assert!(leader.metrics.rounds_tree.get() >= 10);
+    for i in 0..9 {
+        cluster.wait_head(i, &chain_id, 10).await?;
+    }
+    assert_same_chain(&cluster, &chain_id, 10, &(1..9).collect::<Vec<_>>())?;
+    let block = leader.store.block_at(&chain_id, 10)?.ok_or("block 10")?;
+    let link = leader
+        .store
+        .forward_link(&block.back_links()[0], 0)?
+        .ok_or("link")?;
+    assert_eq!(link.signature.mask.count(), 9, "every witness signed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult {
+    let mut cluster = Cluster::start_with(9, &[], Some((2, 4))).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    cluster
+        .core(0)
+        .append(chain_id, b"1".to_vec(), None)
+        .await?;
+    // With leader 0 and branching 2, the roster's member 1 is the leader's first child and
+    // the root of the subtree {1, 3, 4, 7, 8}. Find the node holding that roster slot.
+    let roster = {
+        let store = &cluster.core(0).store;
+        store.roster_of(&store.block_at(&chain_id, 1)?.ok_or("block 1")?)?
+    };
+    let leader_slot = roster
+        .index_of(&cluster.publics[0].key)
+        .ok_or("leader in roster")?;
+    let mut order: Vec<usize> = vec![leader_slot];
+    order.extend((0..9).filter(|&slot| slot != leader_slot));
+    let interior_slot = order[1];
+    let interior = (0..9)
+        .find(|&i| cluster.publics[i].key == roster.members()[interior_slot].key)
+        .ok_or("interior node")?;
+    cluster.stop_node(interior).await;
+    for i in 2..=4u64 {
+        let head = cluster
+            .core(0)
+            .append(chain_id, i.to_le_bytes().to_vec(), None)
+            .await?;
+        assert_eq!(head.index, i);
+    }
+    let leader = cluster.core(0);
+    assert!(
+        leader.metrics.rounds_tree.get() >= 4,
+        "rounds went along a tree"
+    );
+    let block = leader.store.block_at(&chain_id, 4)?.ok_or("block 4")?;
+    let link = leader
+        .store
+        .forward_link(&block.back_links()[0], 0)?
+        .ok_or("link")?;
+    assert_eq!(link.signature.mask.count(), 8);
+    assert!(!link.signature.mask.contains(interior_slot));
+    let running: Vec<usize> = (0..9).filter(|&i| i != interior).collect();
+    for &i in &running {
+        cluster.wait_head(i, &chain_id, 4).await?;
+    }
+    assert_same_chain(&cluster, &chain_id, 4, &running)?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub enum Column {
     Heads,
     /// roster hash -> encoded roster
     Rosters,
-    /// name -> value (schema version, ...)
+    /// name -> value (schema version, signed positions of the equivocation guard, ...)
     Meta,
 }
 
@@ -43,11 +43,12 @@ impl Column {
     }
 }
 
-/// Writes to apply together, all or nothing.
+/// Writes to apply together, all or nothing: the deletes first, then the puts.
 #[must_use = "a batch does nothing until it is written"]
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub(super) puts: Vec<(Column, Vec<u8>, Vec<u8>)>,
+    pub(super) deletes: Vec<(Column, Vec<u8>)>,
 }
 
 impl Batch {
@@ -61,9 +62,14 @@ impl Batch {
         self.puts.push((column, key.into(), value.into()));
     }
 
+    /// Adds a deletion of `key` in `column` (applied before the batch's puts).
+    pub fn delete(&mut self, column: Column, key: impl Into<Vec<u8>>) {
+        self.deletes.push((column, key.into()));
+    }
+
     /// Whether the batch has no writes.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty()
+        self.puts.is_empty() && self.deletes.is_empty()
     }
 }
 
@@ -74,6 +80,18 @@ pub trait KeyValue: Send + Sync + 'static {
 
     /// Applies `batch` atomically; returns once it is durable.
     fn write(&self, batch: Batch) -> StoreResult<()>;
+
+    /// Applies `batch` atomically without waiting for the disk: the write survives the process
+    /// being killed, and after an operating-system crash or power loss the store comes back
+    /// with a prefix of such writes. [`KeyValue::persist`] makes every write so far durable.
+    fn write_relaxed(&self, batch: Batch) -> StoreResult<()> {
+        self.write(batch)
+    }
+
+    /// Makes every write so far durable.
+    fn persist(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Up to `limit` entries whose key starts with `prefix`, in key order.
     fn scan_prefix(

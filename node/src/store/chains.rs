@@ -1,5 +1,6 @@
 //! The typed store: chains, blocks, rosters and forward links over a [`KeyValue`] backend.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,6 +13,11 @@ use chainiac_protocol::skipchain::{
 };
 
 use super::{Batch, Column, KeyValue, MemoryBackend, RocksBackend, StoreError, StoreResult};
+
+/// Most rosters kept decoded in memory. Decoding a roster checks every member's proof of
+/// possession, so rounds, which read the roster of a chain several times per block, use the
+/// cache; rosters are content-addressed and never change.
+const ROSTER_CACHE: usize = 64;
 
 /// Context of the checksums guarding values that are not content-addressed.
 const CHECKSUM_CONTEXT: &str = "chainiac v1 store checksum";
@@ -32,6 +38,7 @@ pub struct ChainHead {
 pub struct Store {
     kv: Arc<dyn KeyValue>,
     write_lock: Arc<Mutex<()>>,
+    rosters: Arc<Mutex<HashMap<Hash, Roster>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -68,6 +75,27 @@ fn link_key(from: &Hash, level: u32) -> Vec<u8> {
     key
 }
 
+/// Prefix of the equivocation guard's entries in [`Column::Meta`].
+const SIGNED_PREFIX: &[u8] = b"signed/";
+
+/// Most guard entries looked at for pruning per recorded share.
+const SIGNED_PRUNE_SCAN: usize = 64;
+
+fn signed_chain_prefix(chain_id: &Hash) -> Vec<u8> {
+    let mut key = SIGNED_PREFIX.to_vec();
+    key.extend_from_slice(chain_id.as_bytes());
+    key
+}
+
+/// `signed/ ‖ chain id ‖ index (u64 big-endian) ‖ level (u32 big-endian)`: ordered by index
+/// within a chain, so settled positions come first in a prefix scan.
+fn signed_key(chain_id: &Hash, index: u64, level: u32) -> Vec<u8> {
+    let mut key = signed_chain_prefix(chain_id);
+    key.extend_from_slice(&index.to_be_bytes());
+    key.extend_from_slice(&level.to_be_bytes());
+    key
+}
+
 fn head_value(index: u64, hash: &Hash) -> Vec<u8> {
     let mut value = index.to_le_bytes().to_vec();
     value.extend_from_slice(hash.as_bytes());
@@ -99,6 +127,7 @@ impl Store {
         Self {
             kv,
             write_lock: Arc::new(Mutex::new(())),
+            rosters: Arc::default(),
         }
     }
 
@@ -190,9 +219,26 @@ impl Store {
             .collect()
     }
 
-    /// The roster with hash `hash`.
+    /// The roster with hash `hash` (checked against it when first read, then cached).
     pub fn roster(&self, hash: &Hash) -> StoreResult<Option<Roster>> {
-        self.read_addressed(Column::Rosters, "roster", hash, Roster::hash)
+        let cached = self
+            .rosters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let roster = self.read_addressed(Column::Rosters, "roster", hash, Roster::hash)?;
+        if let Some(roster) = &roster {
+            let mut cache = self.rosters.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= ROSTER_CACHE {
+                cache.clear();
+            }
+            cache.insert(*hash, roster.clone());
+        }
+        Ok(roster)
     }
 
     /// The roster `block` runs under.
@@ -245,6 +291,26 @@ impl Store {
         }
         let view = ChainView::new(self, chain_id)?;
         view.skip_proof(from, to)
+    }
+
+    /// The block this node released a response share for at position (`chain_id`, `index`,
+    /// link `level`), if it recorded one (see [`Store::record_signed`]).
+    pub fn signed_block(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        level: u32,
+    ) -> StoreResult<Option<Hash>> {
+        let Some(stored) = self
+            .kv
+            .get(Column::Meta, &signed_key(chain_id, index, level))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(hash_from(
+            "signed position",
+            verify_checksum("signed position", &stored)?,
+        )?))
     }
 
     // ------------------------------------------------------------------ writes
@@ -314,10 +380,35 @@ impl Store {
         Ok(LinkRequest::for_block(candidate))
     }
 
-    /// Appends `block` to its chain with its forward links, in one atomic batch, after the
-    /// append rules: a valid successor of the head, a level-0 link, and every link signed by
-    /// the roster of its source block.
+    /// Appends `block` to its chain with its forward links, in one atomic, synced batch, after
+    /// the append rules: a valid successor of the head, a level-0 link, and every link signed
+    /// by the roster of its source block.
     pub fn append(&self, block: &SkipBlock, links: &[ForwardLink]) -> StoreResult<ChainHead> {
+        self.append_with(block, links, true)
+    }
+
+    /// [`Store::append`] without waiting for the disk (for blocks fetched by sync, which
+    /// persists once per batch with [`Store::persist`]): the block survives the process being
+    /// killed; after a power loss the chain comes back as a prefix of what was appended.
+    pub fn append_relaxed(
+        &self,
+        block: &SkipBlock,
+        links: &[ForwardLink],
+    ) -> StoreResult<ChainHead> {
+        self.append_with(block, links, false)
+    }
+
+    /// Makes every write so far durable.
+    pub fn persist(&self) -> StoreResult<()> {
+        self.kv.persist()
+    }
+
+    fn append_with(
+        &self,
+        block: &SkipBlock,
+        links: &[ForwardLink],
+        durable: bool,
+    ) -> StoreResult<ChainHead> {
         let _guard = self.lock();
         let requests = self.link_requests(block)?;
         if !links.iter().any(|link| link.level == 0) {
@@ -346,7 +437,11 @@ impl Store {
             batch.put(Column::Rosters, roster.hash().0, roster.to_bytes());
         }
         self.put_block(&mut batch, block);
-        self.kv.write(batch)?;
+        if durable {
+            self.kv.write(batch)?;
+        } else {
+            self.kv.write_relaxed(batch)?;
+        }
         Ok(ChainHead {
             chain_id: block.chain_id(),
             index: block.index(),
@@ -367,6 +462,53 @@ impl Store {
         )?;
         request.check(link, &self.roster_of(&source)?)?;
         Ok(())
+    }
+
+    /// The equivocation guard: records, durably (one synced write), that this node releases a
+    /// response share for `block` at position (`chain_id`, `index`, link `level`). Must be
+    /// called, and succeed, before the share leaves the node.
+    ///
+    /// Returns the block already recorded at that position if it is another one; nothing is
+    /// written then and the share must not be released. Recording the same block again is a
+    /// no-op. Entries at or below the chain's head are settled by the chain itself and are
+    /// pruned in the same write.
+    pub fn record_signed(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        level: u32,
+        block: &Hash,
+    ) -> StoreResult<Option<Hash>> {
+        let _guard = self.lock();
+        match self.signed_block(chain_id, index, level)? {
+            Some(recorded) if recorded == *block => return Ok(None),
+            Some(recorded) => return Ok(Some(recorded)),
+            None => {}
+        }
+        let mut batch = Batch::new();
+        if let Some(head) = self.head(chain_id)? {
+            let prefix = signed_chain_prefix(chain_id);
+            for (key, _) in self
+                .kv
+                .scan_prefix(Column::Meta, &prefix, SIGNED_PRUNE_SCAN)?
+            {
+                let settled = key
+                    .get(prefix.len()..prefix.len() + 8)
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .is_some_and(|bytes| u64::from_be_bytes(bytes) <= head.index);
+                if !settled {
+                    break;
+                }
+                batch.delete(Column::Meta, key);
+            }
+        }
+        batch.put(
+            Column::Meta,
+            signed_key(chain_id, index, level),
+            checksummed(block.as_bytes()),
+        );
+        self.kv.write(batch)?;
+        Ok(None)
     }
 
     /// Adds a forward link into a block already stored (a higher-level link signed late).

@@ -5,10 +5,13 @@ use std::sync::{Mutex, PoisonError};
 
 use super::{Batch, Column, KeyValue, StoreResult};
 
+/// Every column's entries in one ordered map, keyed by (column, key).
+type Entries = BTreeMap<(Column, Vec<u8>), Vec<u8>>;
+
 /// Column families as ordered maps behind one lock, so batches are atomic.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    columns: Mutex<BTreeMap<(Column, Vec<u8>), Vec<u8>>>,
+    columns: Mutex<Entries>,
 }
 
 impl MemoryBackend {
@@ -26,6 +29,9 @@ impl KeyValue for MemoryBackend {
 
     fn write(&self, batch: Batch) -> StoreResult<()> {
         let mut columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        for (column, key) in batch.deletes {
+            columns.remove(&(column, key));
+        }
         for (column, key, value) in batch.puts {
             columns.insert((column, key), value);
         }

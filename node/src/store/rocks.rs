@@ -93,7 +93,22 @@ impl RocksBackend {
             })
     }
 
-    fn error(&self, error: rocksdb::Error) -> StoreError {
+    fn write_with(&self, batch: &Batch, sync: bool) -> StoreResult<()> {
+        let mut rocks_batch = WriteBatch::default();
+        for (column, key) in &batch.deletes {
+            rocks_batch.delete_cf(self.family(*column)?, key);
+        }
+        for (column, key, value) in &batch.puts {
+            rocks_batch.put_cf(self.family(*column)?, key, value);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db
+            .write_opt(rocks_batch, &options)
+            .map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, error: &rocksdb::Error) -> StoreError {
         StoreError::Backend {
             path: self.path.display().to_string(),
             message: error.to_string(),
@@ -105,19 +120,19 @@ impl KeyValue for RocksBackend {
     fn get(&self, column: Column, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         self.db
             .get_cf(self.family(column)?, key)
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(&e))
     }
 
     fn write(&self, batch: Batch) -> StoreResult<()> {
-        let mut rocks_batch = WriteBatch::default();
-        for (column, key, value) in &batch.puts {
-            rocks_batch.put_cf(self.family(*column)?, key, value);
-        }
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db
-            .write_opt(rocks_batch, &options)
-            .map_err(|e| self.error(e))
+        self.write_with(&batch, true)
+    }
+
+    fn write_relaxed(&self, batch: Batch) -> StoreResult<()> {
+        self.write_with(&batch, false)
+    }
+
+    fn persist(&self) -> StoreResult<()> {
+        self.db.flush_wal(true).map_err(|e| self.error(&e))
     }
 
     fn scan_prefix(
@@ -132,7 +147,7 @@ impl KeyValue for RocksBackend {
         );
         let mut out = Vec::new();
         for item in iterator {
-            let (key, value) = item.map_err(|e| self.error(e))?;
+            let (key, value) = item.map_err(|e| self.error(&e))?;
             if !key.starts_with(prefix) || out.len() >= limit {
                 break;
             }

@@ -283,3 +283,39 @@ fn foreign_and_newer_databases_are_refused() {
         .unwrap_or_default();
     assert!(error.contains("upgrade chainiac"), "{error}");
 }
+
+#[test]
+fn relaxed_appends_are_kept_once_persisted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let mut w = Witnesses::new(4);
+    let genesis = genesis(&w);
+    let chain_id = genesis.chain_id();
+    {
+        let store = Store::open(&path).expect("open");
+        store.create_chain(&genesis).expect("create");
+        for _ in 0..5 {
+            let block = w.next(&store, &chain_id, None, b"relaxed");
+            let links = w.links(&store, &block);
+            store.append_relaxed(&block, &links).expect("append");
+        }
+        // The rules still hold for relaxed appends.
+        let block = w.next(&store, &chain_id, None, b"unsigned");
+        assert!(store.append_relaxed(&block, &[]).is_err());
+        store.persist().expect("persist");
+    }
+    let reopened = Store::open(&path).expect("reopen");
+    assert_eq!(
+        reopened.head(&chain_id).expect("read").map(|h| h.index),
+        Some(5)
+    );
+    // Rosters come back from the cache and from disk alike.
+    let head = reopened
+        .block_at(&chain_id, 5)
+        .expect("read")
+        .expect("block");
+    assert_eq!(
+        reopened.roster_of(&head).expect("roster").hash(),
+        reopened.roster_of(&head).expect("cached").hash()
+    );
+}
