@@ -45,6 +45,7 @@ pub fn router(core: Core) -> Router {
         .route("/artifacts/{hash}", get(get_artifact))
         .route("/projects", get(projects))
         .route("/timeline", get(timeline))
+        .route("/timeline/{id}/chains/{chain}", get(timeline_entry))
         .route("/anchors", get(anchors))
         .route("/metrics", get(metrics))
         .with_state(core)
@@ -358,10 +359,56 @@ async fn timeline(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
             "head": head.hash.to_hex(),
             "epoch": latest.as_ref().map(|t| t.commit.epoch),
             "timestamp": latest.as_ref().map(|t| t.commit.timestamp),
-            "chains": latest.as_ref().map(|t| t.entries.iter().map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()})).collect::<Vec<_>>()),
+            "chain_count": latest.as_ref().map(|t| t.commit.chain_count),
+            "root": latest.as_ref().map(|t| t.commit.root.to_hex()),
+            "changes": latest.as_ref().map(|t| t.changes.iter().map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()})).collect::<Vec<_>>()),
         }));
     }
     Ok(Json(json!(out)))
+}
+
+/// The head the newest block of timeline `id` records for `chain`, with its inclusion proof.
+async fn timeline_entry(
+    State(core): State<Core>,
+    Path((id, chain)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let timeline = parse_hash(&id)?;
+    let chain = parse_hash(&chain)?;
+    let head = core.store.head(&timeline)?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no timeline chain {timeline}"),
+        )
+    })?;
+    let latest = timeline_at(&core.store, &timeline, head.index)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "the timeline has no epoch yet; wait for its first block".into(),
+            )
+        })?;
+    let tree = core
+        .store
+        .timeline_tree(&timeline, head.index)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (entry, proof) = tree.prove(&chain).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("chain {chain} is not in timeline block {}", head.index),
+        )
+    })?;
+    Ok(Json(json!({
+        "timeline": timeline.to_hex(),
+        "index": head.index,
+        "epoch": latest.commit.epoch,
+        "timestamp": latest.commit.timestamp,
+        "root": latest.commit.root.to_hex(),
+        "chain_count": latest.commit.chain_count,
+        "chain_id": entry.chain_id.to_hex(),
+        "head": entry.head.to_hex(),
+        "proof": hex::encode(proof.to_bytes()),
+    })))
 }
 
 /// The anchor proofs this node recorded, per timeline, newest first.

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
-use chainiac_protocol::timeline::{MAX_BLOCK_ENTRIES, TimelineBlock, TimelineEntry};
+use chainiac_protocol::timeline::{MAX_BLOCK_CHANGES, TimelineBlock, TimelineEntry, TimelineTree};
 
 use chainiac_anchor::AnchorRequest;
 
 use crate::node::{Anchoring, NodeCore};
 use crate::rules::{chain_kind, timeline_at};
-use crate::store::ChainHead;
+use crate::store::{ChainHead, Store};
 use crate::wire::MAX_ANCHORS;
 
 /// How often the service looks at the clock.
@@ -152,7 +152,7 @@ pub async fn run(core: Arc<NodeCore>) {
     }
 }
 
-fn timeline_chains(store: &crate::store::Store) -> Vec<(Hash, u64)> {
+fn timeline_chains(store: &Store) -> Vec<(Hash, u64)> {
     let Ok(heads) = store.chains(usize::MAX) else {
         return Vec::new();
     };
@@ -288,23 +288,21 @@ async fn anchor_again(core: &NodeCore, anchoring: &Anchoring, request: AnchorReq
     }
 }
 
-/// Leads the timeline block of `epoch` over the heads of every other chain in the store.
+/// Leads the timeline block of `epoch`: the heads of the other chains in the store that moved
+/// forward since the previous timeline block (at most [`MAX_BLOCK_CHANGES`], the rest wait for
+/// the next epoch).
 async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<ChainHead, String> {
     let store = core.store.clone();
     let payload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let heads = store
-            .chains(MAX_BLOCK_ENTRIES + 64)
-            .map_err(|e| e.to_string())?;
-        let timelines: Vec<Hash> = timeline_chains(&store).into_iter().map(|t| t.0).collect();
-        let entries: Vec<TimelineEntry> = heads
-            .iter()
-            .filter(|head| !timelines.contains(&head.chain_id))
-            .map(|head| TimelineEntry {
-                chain_id: head.chain_id,
-                head: head.hash,
-            })
-            .collect();
-        let block = TimelineBlock::new(epoch, now, entries).map_err(|e| e.to_string())?;
+        let previous_index = store
+            .head(&chain)
+            .map_err(|e| e.to_string())?
+            .ok_or("the timeline chain is not stored here")?
+            .index;
+        let previous = store.timeline_tree(&chain, previous_index)?;
+        let changes = timeline_changes(&store, &previous)?;
+        let (block, _) =
+            TimelineBlock::new(Some(&previous), epoch, now, changes).map_err(|e| e.to_string())?;
         Ok(block.to_bytes())
     })
     .await
@@ -312,6 +310,41 @@ async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<Chai
     core.append(chain, payload, None)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The heads this node holds that `previous` does not record yet: new chains, and chains
+/// whose head here is newer than the recorded one (a node behind on a chain proposes nothing
+/// for it rather than a rollback). Timeline chains are left out.
+fn timeline_changes(store: &Store, previous: &TimelineTree) -> Result<Vec<TimelineEntry>, String> {
+    let heads = store.chains(usize::MAX).map_err(|e| e.to_string())?;
+    let timelines: Vec<Hash> = timeline_chains(store).into_iter().map(|t| t.0).collect();
+    let mut changes = Vec::new();
+    for head in heads {
+        if changes.len() == MAX_BLOCK_CHANGES {
+            break;
+        }
+        if timelines.contains(&head.chain_id) {
+            continue;
+        }
+        match previous.head_of(&head.chain_id) {
+            Some(recorded) if recorded == head.hash => continue,
+            Some(recorded) => {
+                let recorded_index = store
+                    .block(&recorded)
+                    .map_err(|e| e.to_string())?
+                    .map(|block| block.index());
+                if recorded_index.is_some_and(|index| index >= head.index) {
+                    continue;
+                }
+            }
+            None => {}
+        }
+        changes.push(TimelineEntry {
+            chain_id: head.chain_id,
+            head: head.hash,
+        });
+    }
+    Ok(changes)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::config::Identity;
 use crate::leader::{AppendError, BoxFuture, RoundConfig, WitnessTransport, sign_link};
 use crate::metrics::Metrics;
 use crate::net::{Acceptance, NetEvent, NetHandle, peer_id_of};
-use crate::rules::{chain_kind, dependencies, timeline_at};
+use crate::rules::{chain_kind, dependencies};
 use crate::store::{ChainHead, Store, StoreError};
 use crate::tree::{SubtreeHost, SubtreeRounds};
 use crate::wire::{HeadInfo, LinkedBlock, MAX_ANCHORS, MAX_BLOCKS_PER_REQUEST, Request, Response};
@@ -549,11 +549,12 @@ impl NodeCore {
                 "{timeline} is not a timeline chain this node holds"
             ));
         }
-        let block = timeline_at(&self.store, timeline, index)?
-            .ok_or("the timeline genesis lists no chain")?;
-        let (entry, proof) = block
-            .tree()
-            .map_err(|e| e.to_string())?
+        if index == 0 {
+            return Err("the timeline genesis lists no chain".into());
+        }
+        let (entry, proof) = self
+            .store
+            .timeline_tree(timeline, index)?
             .prove(chain_id)
             .ok_or_else(|| format!("chain {chain_id} is not in timeline block {index}"))?;
         let head_index = self

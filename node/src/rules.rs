@@ -80,8 +80,9 @@ pub fn timeline_at(
         .map_err(|e| format!("timeline block {index} is invalid: {e}"))
 }
 
-/// A proposed timeline block: the protocol's successor rules, and for every entry: the head is
-/// a block of that chain this witness holds, not older than the head of the previous epoch.
+/// A proposed timeline block: the protocol's successor rules; for every change, the head is a
+/// block of that chain this witness holds, not older than the head recorded before; and the
+/// commitment matches this witness's own previous timeline with the changes applied.
 fn check_timeline(
     store: &Store,
     chain_id: &Hash,
@@ -89,21 +90,26 @@ fn check_timeline(
     previous_index: u64,
     bounds: TimeBounds,
 ) -> Result<(), String> {
-    let proposed = TimelineBlock::from_bytes(block.payload())
-        .map_err(|e| format!("timeline block refused: {e}"))?;
+    let refused = |reason: String| format!("timeline block refused: {reason}");
+    let proposed =
+        TimelineBlock::from_bytes(block.payload()).map_err(|e| refused(e.to_string()))?;
     let previous = timeline_at(store, chain_id, previous_index)?;
     proposed
-        .check_successor(previous.as_ref(), now(), bounds.max_future_skew)
-        .map_err(|e| format!("timeline block refused: {e}"))?;
-    for entry in &proposed.entries {
+        .check_successor(
+            previous.as_ref().map(|p| &p.commit),
+            now(),
+            bounds.max_future_skew,
+        )
+        .map_err(|e| refused(e.to_string()))?;
+    let previous_tree = store.timeline_tree(chain_id, previous_index)?;
+    for entry in &proposed.changes {
         if entry.chain_id == *chain_id {
-            return Err("timeline block refused: the timeline cannot list itself".into());
+            return Err(refused("the timeline cannot list itself".into()));
         }
-        // Fast paths, without reading blocks: the head did not move since the previous epoch
-        // (checked then), or it is this witness's own head of the chain (a block it holds, at
-        // least as new as any head it signed into an earlier timeline block).
-        let earlier_head = previous.as_ref().and_then(|p| p.head_of(&entry.chain_id));
-        if earlier_head == Some(entry.head) || holds_as_head(store, entry)? {
+        let earlier_head = previous_tree.head_of(&entry.chain_id);
+        // Fast path, without reading blocks: this witness's own head of the chain (a block it
+        // holds, at least as new as any head it signed into an earlier timeline block).
+        if holds_as_head(store, entry)? {
             continue;
         }
         let head = store
@@ -111,26 +117,28 @@ fn check_timeline(
             .map_err(|e| e.to_string())?
             .filter(|b| b.chain_id() == entry.chain_id)
             .ok_or_else(|| {
-                format!(
-                    "timeline block refused: this witness does not hold head {} of chain {}",
+                refused(format!(
+                    "this witness does not hold head {} of chain {}",
                     entry.head, entry.chain_id
-                )
+                ))
             })?;
-        let earlier = previous
-            .as_ref()
-            .and_then(|p| p.head_of(&entry.chain_id))
+        let earlier = earlier_head
             .map(|hash| store.block(&hash))
             .transpose()
             .map_err(|e| e.to_string())?
             .flatten();
         if earlier.is_some_and(|earlier| earlier.index() > head.index()) {
-            return Err(format!(
-                "timeline block refused: chain {} goes back to block {} (rollback)",
+            return Err(refused(format!(
+                "chain {} goes back to block {} (rollback)",
                 entry.chain_id,
                 head.index()
-            ));
+            )));
         }
     }
+    let tree = proposed
+        .apply(Some(&previous_tree))
+        .map_err(|e| refused(e.to_string()))?;
+    store.remember_timeline_tree(block.hash(), std::sync::Arc::new(tree));
     Ok(())
 }
 
@@ -156,7 +164,7 @@ pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
         Ok(Some(ChainGenesis::Timeline { .. })) => TimelineBlock::from_bytes(block.payload())
             .map(|timeline| {
                 timeline
-                    .entries
+                    .changes
                     .iter()
                     .filter(|entry| {
                         !holds_as_head(store, entry).unwrap_or(false)

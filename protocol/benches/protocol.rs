@@ -284,32 +284,59 @@ fn timeline(c: &mut Criterion) {
         });
     }
     group.finish();
-    // What a witness does with a proposed timeline block of the largest size a block holds:
-    // decode it (which rebuilds the tree and checks the commitment) and check it follows the
-    // previous one.
-    let n = chainiac_protocol::timeline::MAX_BLOCK_ENTRIES as u64;
-    let entries: Vec<TimelineEntry> = (0..n)
-        .map(|i| TimelineEntry {
-            chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
-            head: Hash::of("bench head", &[&i.to_le_bytes()]),
-        })
-        .collect();
-    let previous = TimelineBlock::new(1, 1_000, entries.clone()).expect("block");
-    let next = TimelineBlock::new(2, 1_010, entries).expect("block");
-    let bytes = next.to_bytes();
-    println!("timeline block of {n} chains: {} bytes", bytes.len());
-    let mut group = c.benchmark_group("timeline_block_witness_check");
-    group.sample_size(10);
-    group.bench_function(BenchmarkId::from_parameter(n), |b| {
-        b.iter(|| {
-            let block = TimelineBlock::from_bytes(&bytes).expect("valid");
-            block
-                .check_successor(Some(&previous), 1_010, 300)
-                .expect("successor");
-            black_box(block)
-        });
-    });
-    group.finish();
+    // One epoch with 1,000 heads moved (and, separately, 1,000 chains added), over timelines of
+    // 10^3, 10^5 and 10^6 chains: the leader builds the block from the previous tree; a
+    // witness decodes it and applies it to its own previous tree, which checks the commitment.
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let entries: Vec<TimelineEntry> = (0..n)
+            .map(|i| TimelineEntry {
+                chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
+                head: Hash::of("bench head", &[&i.to_le_bytes()]),
+            })
+            .collect();
+        let previous = TimelineTree::build(entries).expect("tree");
+        let step = (n / 1_000).max(1);
+        let moved: Vec<TimelineEntry> = (0..n)
+            .step_by(step as usize)
+            .take(1_000)
+            .map(|i| TimelineEntry {
+                chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
+                head: Hash::of("bench moved head", &[&i.to_le_bytes()]),
+            })
+            .collect();
+        let added: Vec<TimelineEntry> = (n..n + 1_000)
+            .map(|i| TimelineEntry {
+                chain_id: Hash::of("bench chain", &[&i.to_le_bytes()]),
+                head: Hash::of("bench head", &[&i.to_le_bytes()]),
+            })
+            .collect();
+        let mut group = c.benchmark_group("timeline_epoch");
+        group.sample_size(10);
+        for (kind, changes) in [("moved_1000", &moved), ("added_1000", &added)] {
+            let (block, _) =
+                TimelineBlock::new(Some(&previous), 2, 1_010, changes.clone()).expect("block");
+            let bytes = block.to_bytes();
+            println!(
+                "timeline epoch over {n} chains, {kind}: block payload {} bytes",
+                bytes.len()
+            );
+            group.bench_function(BenchmarkId::new(format!("leader_{kind}"), n), |b| {
+                b.iter(|| {
+                    black_box(
+                        TimelineBlock::new(Some(&previous), 2, 1_010, changes.clone())
+                            .expect("block"),
+                    )
+                });
+            });
+            group.bench_function(BenchmarkId::new(format!("witness_{kind}"), n), |b| {
+                b.iter(|| {
+                    let block = TimelineBlock::from_bytes(&bytes).expect("valid");
+                    black_box(block.apply(Some(&previous)).expect("applies"))
+                });
+            });
+        }
+        group.finish();
+    }
 }
 
 /// What a light client pays to catch up 10, 1,000 and 100,000 blocks behind the head: one skip

@@ -97,6 +97,79 @@ impl TimelineTree {
         Ok(Self { entries, levels })
     }
 
+    /// The tree of no chains.
+    pub fn empty() -> Self {
+        Self {
+            entries: Vec::new(),
+            levels: vec![Vec::new()],
+        }
+    }
+
+    /// This tree with `changes` (sorted by chain id, once each) applied: each change either
+    /// adds a chain or gives a recorded chain another head. When no chain is added, only the
+    /// paths from the changed leaves to the root are hashed again.
+    pub fn with_changes(&self, changes: &[TimelineEntry]) -> Result<Self> {
+        let mut positions = Vec::with_capacity(changes.len());
+        let mut added = Vec::new();
+        for change in changes {
+            match self
+                .entries
+                .binary_search_by(|entry| entry.chain_id.cmp(&change.chain_id))
+            {
+                Ok(position) if self.entries[position].head == change.head => {
+                    return Err(Error::InvalidTimeline {
+                        reason: format!(
+                            "the change of chain {} repeats the head already recorded",
+                            change.chain_id
+                        ),
+                    });
+                }
+                Ok(position) => positions.push(position),
+                Err(_) => added.push(*change),
+            }
+        }
+        if !added.is_empty() {
+            let mut entries = self.entries.clone();
+            for change in changes {
+                if let Ok(position) =
+                    entries.binary_search_by(|entry| entry.chain_id.cmp(&change.chain_id))
+                {
+                    entries[position].head = change.head;
+                }
+            }
+            entries.extend(added);
+            return Self::build(entries);
+        }
+        let mut tree = self.clone();
+        for (&position, change) in positions.iter().zip(changes) {
+            tree.entries[position].head = change.head;
+            tree.levels[0][position] = change.leaf();
+        }
+        // Positions are ascending: each level's parents come out ascending, deduplicated.
+        for level in 1..tree.levels.len() {
+            positions.dedup_by_key(|position| *position / 2);
+            for position in &mut positions {
+                *position /= 2;
+                let below = &tree.levels[level - 1];
+                let left = 2 * *position;
+                let hash = match below.get(left + 1) {
+                    Some(right) => node(&below[left], right),
+                    None => below[left],
+                };
+                tree.levels[level][*position] = hash;
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The head recorded for `chain_id`.
+    pub fn head_of(&self, chain_id: &Hash) -> Option<Hash> {
+        self.entries
+            .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
+            .ok()
+            .map(|index| self.entries[index].head)
+    }
+
     /// The root hash.
     pub fn root(&self) -> Hash {
         match self.levels.last().and_then(|level| level.first()) {
@@ -284,57 +357,77 @@ impl Decode for TimelineCommit {
     }
 }
 
-/// Most chains one timeline block lists (its payload must fit in a block: 64 bytes per chain).
-pub const MAX_BLOCK_ENTRIES: usize = 60_000;
+/// Most head changes one timeline block carries (64 bytes each, so the payload fits in a
+/// block). When more chains moved in one epoch, the rest are recorded in the next epochs.
+pub const MAX_BLOCK_CHANGES: usize = 60_000;
 
-/// The payload of a timeline-chain block: the epoch's commitment and the entries it commits to,
-/// so that witnesses can check them and nodes can serve inclusion proofs.
+/// The payload of a timeline-chain block: the epoch's commitment and the changes since the
+/// previous timeline block (chains whose head moved, and chains new to the timeline), sorted by
+/// chain id. The entries the commitment covers are those of the previous block with these
+/// changes applied ([`TimelineBlock::apply`]); a chain never leaves the timeline. Carrying
+/// changes only keeps a block small whatever the number of chains.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TimelineBlock {
     /// The commitment clients check.
     pub commit: TimelineCommit,
-    /// One entry per chain, sorted by chain id.
-    pub entries: Vec<TimelineEntry>,
+    /// The heads that changed since the previous timeline block, sorted by chain id.
+    pub changes: Vec<TimelineEntry>,
 }
 
 impl TimelineBlock {
-    /// The block for epoch `epoch` closed at `timestamp` over `entries` (any order).
-    pub fn new(epoch: u64, timestamp: u64, entries: Vec<TimelineEntry>) -> Result<Self> {
-        if entries.len() > MAX_BLOCK_ENTRIES {
-            return Err(Error::TooLong {
-                what: "timeline entries",
-                len: entries.len(),
-                max: MAX_BLOCK_ENTRIES,
+    /// The block for epoch `epoch` closed at `timestamp` that moves the timeline from
+    /// `previous` (`None`: the empty timeline before the first block) by `changes` (any
+    /// order). Returns the block and the tree it commits to.
+    pub fn new(
+        previous: Option<&TimelineTree>,
+        epoch: u64,
+        timestamp: u64,
+        mut changes: Vec<TimelineEntry>,
+    ) -> Result<(Self, TimelineTree)> {
+        changes.sort_unstable_by_key(|entry| entry.chain_id);
+        let tree = apply_changes(previous, &changes)?;
+        let block = Self {
+            commit: TimelineCommit::new(epoch, timestamp, &tree),
+            changes,
+        };
+        Ok((block, tree))
+    }
+
+    /// The tree this block commits to: `previous` (the tree of the previous timeline block,
+    /// `None` for the first) with this block's changes applied. Refused if a change names a
+    /// chain twice or repeats the head already recorded, or if the commitment does not match.
+    pub fn apply(&self, previous: Option<&TimelineTree>) -> Result<TimelineTree> {
+        let tree = apply_changes(previous, &self.changes)?;
+        if tree.root() != self.commit.root || tree.len() as u64 != self.commit.chain_count {
+            return Err(Error::InvalidTimeline {
+                reason: format!(
+                    "the commitment (root {}, {} chains) does not match the previous timeline with these changes (root {}, {} chains)",
+                    self.commit.root,
+                    self.commit.chain_count,
+                    tree.root(),
+                    tree.len()
+                ),
             });
         }
-        let tree = TimelineTree::build(entries)?;
-        Ok(Self {
-            commit: TimelineCommit::new(epoch, timestamp, &tree),
-            entries: tree.entries,
-        })
+        Ok(tree)
     }
 
-    /// The Merkle tree of the entries (to serve inclusion proofs).
-    pub fn tree(&self) -> Result<TimelineTree> {
-        TimelineTree::build(self.entries.clone())
-    }
-
-    /// The head recorded for `chain_id`.
-    pub fn head_of(&self, chain_id: &Hash) -> Option<Hash> {
-        self.entries
+    /// The head this block changes for `chain_id`, if it changes it.
+    pub fn change_of(&self, chain_id: &Hash) -> Option<Hash> {
+        self.changes
             .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
             .ok()
-            .map(|index| self.entries[index].head)
+            .map(|index| self.changes[index].head)
     }
 
-    /// The rules for a timeline block following `previous` (`None` after the genesis), at
-    /// local time `now`: a later epoch, a timestamp not before the previous one and at most
-    /// `max_future_skew` ahead of `now`, and every chain of the previous block still listed
-    /// (a chain never leaves the timeline). Whether each head is a block of its chain, not
-    /// older than the previous one, is checked by the node, which holds the blocks.
+    /// The rules for a timeline block following the one committing to `previous` (`None`
+    /// after the genesis), at local time `now`: a later epoch, and a timestamp not before the
+    /// previous one and at most `max_future_skew` ahead of `now`. The changes are checked by
+    /// [`TimelineBlock::apply`]; whether each head is a block of its chain, not older than the
+    /// one recorded before, is checked by the node, which holds the blocks.
     pub fn check_successor(
         &self,
-        previous: Option<&TimelineBlock>,
+        previous: Option<&TimelineCommit>,
         now: u64,
         max_future_skew: u64,
     ) -> Result<()> {
@@ -348,29 +441,47 @@ impl TimelineBlock {
         let Some(previous) = previous else {
             return Ok(());
         };
-        if self.commit.epoch <= previous.commit.epoch {
+        if self.commit.epoch <= previous.epoch {
             return invalid(format!(
                 "epoch {} does not follow epoch {}",
-                self.commit.epoch, previous.commit.epoch
+                self.commit.epoch, previous.epoch
             ));
         }
-        if self.commit.timestamp < previous.commit.timestamp {
+        if self.commit.timestamp < previous.timestamp {
             return invalid("timestamp goes back in time".into());
-        }
-        if let Some(dropped) = previous
-            .entries
-            .iter()
-            .find(|entry| self.head_of(&entry.chain_id).is_none())
-        {
-            return invalid(format!("chain {} left the timeline", dropped.chain_id));
         }
         Ok(())
     }
 }
 
+/// `previous` with `changes` (sorted by chain id) applied: each change either adds a chain or
+/// gives a recorded chain another head.
+fn apply_changes(
+    previous: Option<&TimelineTree>,
+    changes: &[TimelineEntry],
+) -> Result<TimelineTree> {
+    if changes.len() > MAX_BLOCK_CHANGES {
+        return Err(Error::TooLong {
+            what: "timeline changes",
+            len: changes.len(),
+            max: MAX_BLOCK_CHANGES,
+        });
+    }
+    if let Some(pair) = changes
+        .windows(2)
+        .find(|pair| pair[0].chain_id >= pair[1].chain_id)
+    {
+        return Err(Error::DuplicateTimelineChain {
+            chain_id: pair[1].chain_id,
+        });
+    }
+    let empty = TimelineTree::empty();
+    previous.unwrap_or(&empty).with_changes(changes)
+}
+
 impl Encode for TimelineBlock {
     fn encode_to(&self, writer: &mut Writer) {
-        writer.u8(VERSION).value(&self.commit).list(&self.entries);
+        writer.u8(VERSION).value(&self.commit).list(&self.changes);
     }
 }
 
@@ -378,25 +489,16 @@ impl Decode for TimelineBlock {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
         reader.version("timeline block")?;
         let commit = TimelineCommit::decode_from(reader)?;
-        let entries: Vec<TimelineEntry> = reader.list(MAX_BLOCK_ENTRIES, "timeline entries")?;
-        if entries
+        let changes: Vec<TimelineEntry> = reader.list(MAX_BLOCK_CHANGES, "timeline changes")?;
+        if changes
             .windows(2)
             .any(|pair| pair[0].chain_id >= pair[1].chain_id)
         {
             return Err(Error::NonCanonical {
-                what: "timeline entries (must be sorted by chain id, once each)",
+                what: "timeline changes (must be sorted by chain id, once each)",
             });
         }
-        let tree = TimelineTree::build(entries)?;
-        if tree.root() != commit.root || tree.len() as u64 != commit.chain_count {
-            return Err(Error::InvalidTimeline {
-                reason: "the commitment does not match the entries".into(),
-            });
-        }
-        Ok(Self {
-            commit,
-            entries: tree.entries,
-        })
+        Ok(Self { commit, changes })
     }
 }
 
@@ -448,53 +550,75 @@ mod tests {
     }
 
     #[test]
-    fn timeline_blocks_round_trip_and_commit_to_their_entries() {
-        let block =
-            TimelineBlock::new(7, 1000, vec![pair(3, 1), pair(1, 2), pair(2, 9)]).expect("block");
-        assert_eq!(block.entries[0].chain_id, Hash([1; 32]));
-        let bytes = block.to_bytes();
-        assert_eq!(TimelineBlock::from_bytes(&bytes).expect("decodes"), block);
-        let (found, proof) = block
-            .tree()
-            .expect("tree")
-            .prove(&Hash([2; 32]))
-            .expect("in");
+    fn timeline_blocks_round_trip_and_commit_to_their_changes() {
+        let (first, tree) =
+            TimelineBlock::new(None, 7, 1000, vec![pair(3, 1), pair(1, 2), pair(2, 9)])
+                .expect("block");
+        assert_eq!(first.changes[0].chain_id, Hash([1; 32]));
+        let bytes = first.to_bytes();
+        let decoded = TimelineBlock::from_bytes(&bytes).expect("decodes");
+        assert_eq!(decoded, first);
+        assert_eq!(decoded.apply(None).expect("applies").root(), tree.root());
+        let (found, proof) = tree.prove(&Hash([2; 32])).expect("in");
         assert_eq!(found.head, Hash([9; 32]));
-        proof.verify(&block.commit.root, &found).expect("proof");
-        assert_eq!(block.head_of(&Hash([3; 32])), Some(Hash([1; 32])));
-        assert_eq!(block.head_of(&Hash([4; 32])), None);
-        // A commitment that does not match its entries is refused.
-        let mut forged = block.clone();
-        forged.entries[1].head = Hash([8; 32]);
-        assert!(TimelineBlock::from_bytes(&forged.to_bytes()).is_err());
-        let mut unsorted = block;
-        unsorted.entries.swap(0, 1);
+        proof.verify(&first.commit.root, &found).expect("proof");
+        assert_eq!(tree.head_of(&Hash([3; 32])), Some(Hash([1; 32])));
+        assert_eq!(first.change_of(&Hash([4; 32])), None);
+
+        // The next block carries only what moved; the others keep their heads.
+        let (second, next_tree) =
+            TimelineBlock::new(Some(&tree), 8, 1010, vec![pair(2, 10), pair(4, 1)]).expect("block");
+        assert_eq!(second.changes.len(), 2);
+        assert_eq!(next_tree.len(), 4);
+        assert_eq!(next_tree.head_of(&Hash([1; 32])), Some(Hash([2; 32])));
+        assert_eq!(next_tree.head_of(&Hash([2; 32])), Some(Hash([10; 32])));
+        assert_eq!(
+            second.apply(Some(&tree)).expect("applies").root(),
+            next_tree.root()
+        );
+        // Applied to another previous timeline (a split view), the commitment does not match.
+        assert!(matches!(
+            second.apply(None),
+            Err(Error::InvalidTimeline { .. })
+        ));
+
+        // A forged change, a no-op change, unsorted changes: refused.
+        let mut forged = second.clone();
+        forged.changes[0].head = Hash([8; 32]);
+        assert!(forged.apply(Some(&tree)).is_err());
+        let (noop, _) = TimelineBlock::new(Some(&tree), 8, 1010, vec![pair(4, 1)]).expect("block");
+        let mut repeated = noop;
+        repeated.changes.insert(0, pair(1, 2));
+        assert!(matches!(
+            repeated.apply(Some(&tree)),
+            Err(Error::InvalidTimeline { .. })
+        ));
+        let mut unsorted = second;
+        unsorted.changes.swap(0, 1);
         assert!(TimelineBlock::from_bytes(&unsorted.to_bytes()).is_err());
+        assert!(unsorted.apply(Some(&tree)).is_err());
     }
 
     #[test]
     fn timeline_successor_rules() {
-        let first = TimelineBlock::new(1, 100, vec![pair(1, 1), pair(2, 1)]).expect("block");
+        let (first, _) = TimelineBlock::new(None, 1, 100, vec![pair(1, 1)]).expect("block");
         first.check_successor(None, 100, 300).expect("first");
-        let next =
-            TimelineBlock::new(2, 110, vec![pair(1, 2), pair(2, 1), pair(3, 1)]).expect("block");
-        next.check_successor(Some(&first), 110, 300).expect("next");
-        let same_epoch = TimelineBlock::new(1, 120, first.entries.clone()).expect("block");
-        assert!(same_epoch.check_successor(Some(&first), 120, 300).is_err());
-        let back_in_time = TimelineBlock::new(3, 90, first.entries.clone()).expect("block");
-        assert!(
-            back_in_time
-                .check_successor(Some(&first), 120, 300)
-                .is_err()
-        );
-        let future = TimelineBlock::new(3, 1000, first.entries.clone()).expect("block");
-        assert!(future.check_successor(Some(&first), 120, 300).is_err());
-        let dropped = TimelineBlock::new(3, 130, vec![pair(1, 2)]).expect("block");
-        assert!(matches!(
-            dropped.check_successor(Some(&first), 130, 300),
-            Err(Error::InvalidTimeline { .. })
-        ));
+        let block = |epoch, timestamp| {
+            TimelineBlock::new(None, epoch, timestamp, Vec::new())
+                .expect("block")
+                .0
+        };
+        block(2, 110)
+            .check_successor(Some(&first.commit), 110, 300)
+            .expect("next");
+        for (epoch, timestamp) in [(1, 120), (3, 90), (3, 1000)] {
+            assert!(matches!(
+                block(epoch, timestamp).check_successor(Some(&first.commit), 120, 300),
+                Err(Error::InvalidTimeline { .. })
+            ));
+        }
     }
+
     use proptest::prelude::*;
 
     fn entry(i: u64) -> TimelineEntry {
@@ -665,9 +789,42 @@ mod tests {
         }
 
         #[test]
+        fn changes_applied_in_place_give_the_tree_built_from_scratch(
+            n in 0u64..200,
+            epochs in proptest::collection::vec(proptest::collection::vec((0u64..260, any::<u8>()), 0..40), 1..6),
+        ) {
+            let mut tree = tree(n);
+            let mut heads: std::collections::BTreeMap<Hash, Hash> =
+                tree.entries().iter().map(|e| (e.chain_id, e.head)).collect();
+            for changes in epochs {
+                let mut batch = std::collections::BTreeMap::new();
+                for (chain, head) in changes {
+                    let chain_id = entry(chain).chain_id;
+                    let head = Hash::of(domain::SKIPBLOCK, &[&[head], &chain.to_le_bytes()]);
+                    if heads.get(&chain_id) != Some(&head) {
+                        batch.insert(chain_id, head);
+                    }
+                }
+                let changes: Vec<TimelineEntry> = batch
+                    .iter()
+                    .map(|(chain_id, head)| TimelineEntry { chain_id: *chain_id, head: *head })
+                    .collect();
+                heads.extend(batch);
+                tree = tree.with_changes(&changes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let scratch = TimelineTree::build(
+                    heads.iter().map(|(c, h)| TimelineEntry { chain_id: *c, head: *h }).collect(),
+                )
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(tree.root(), scratch.root());
+                prop_assert_eq!(tree.entries(), scratch.entries());
+            }
+        }
+
+        #[test]
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = InclusionProof::from_bytes(&bytes);
             let _ = TimelineCommit::from_bytes(&bytes);
+            let _ = TimelineBlock::from_bytes(&bytes);
         }
     }
 }

@@ -158,14 +158,11 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         || async {
             anchors(&cluster, &timeline).iter().any(|a| {
                 a.timeline_index > listed_at
-                    && chainiac_node::rules::timeline_at(
-                        &cluster.core(0).store,
-                        &timeline,
-                        a.timeline_index,
-                    )
-                    .ok()
-                    .flatten()
-                    .is_some_and(|t| t.entries.len() >= 500)
+                    && cluster
+                        .core(0)
+                        .store
+                        .timeline_tree(&timeline, a.timeline_index)
+                        .is_ok_and(|t| t.len() >= 500)
             })
         },
     )

@@ -31,15 +31,12 @@ fn wait_for_timeline(node: std::net::SocketAddr, chain: &str) -> anyhow::Result<
         let head = head["head"]["hash"].as_str().unwrap_or_default().to_owned();
         let timelines = get_json(node, "/timeline")?;
         for timeline in timelines.as_array().into_iter().flatten() {
-            let listed = timeline["chains"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c["chain_id"].as_str() == Some(chain) && c["head"].as_str() == Some(&head)
-                });
-            if listed {
-                return Ok(timeline["epoch"].as_u64().unwrap_or_default());
+            let id = timeline["chain_id"].as_str().unwrap_or_default();
+            // Not listed yet is an error answer; keep waiting.
+            if let Ok(entry) = get_json(node, &format!("/timeline/{id}/chains/{chain}"))
+                && entry["head"].as_str() == Some(&head)
+            {
+                return Ok(entry["epoch"].as_u64().unwrap_or_default());
             }
         }
         if Instant::now() > deadline {

@@ -39,6 +39,7 @@ pub struct Store {
     kv: Arc<dyn KeyValue>,
     write_lock: Arc<Mutex<()>>,
     rosters: Arc<Mutex<HashMap<Hash, Roster>>>,
+    pub(super) timelines: Arc<super::timelines::TimelineTrees>,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,6 +129,7 @@ impl Store {
             kv,
             write_lock: Arc::new(Mutex::new(())),
             rosters: Arc::default(),
+            timelines: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod backend;
 mod chains;
 mod memory;
 mod rocks;
+mod timelines;
 
 pub use backend::{Batch, Column, KeyValue};
 pub use chains::{ChainHead, Store};

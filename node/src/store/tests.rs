@@ -319,3 +319,58 @@ fn relaxed_appends_are_kept_once_persisted() {
         reopened.roster_of(&head).expect("cached").hash()
     );
 }
+
+#[test]
+fn timeline_trees_fold_from_the_stored_blocks_and_match_their_commitments() {
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry, TimelineTree};
+
+    let entry = |chain: u8, head: u8| TimelineEntry {
+        chain_id: Hash([chain; 32]),
+        head: Hash([head; 32]),
+    };
+    let mut w = Witnesses::new(4);
+    let store = Store::in_memory();
+    let genesis = genesis(&w);
+    let timeline = genesis.chain_id();
+    store.create_chain(&genesis).expect("create");
+    let epochs = [
+        vec![entry(1, 1), entry(2, 1)],
+        vec![entry(2, 2)],
+        vec![],
+        vec![entry(3, 1), entry(1, 5)],
+    ];
+    let mut previous: Option<TimelineTree> = None;
+    let mut roots = Vec::new();
+    for (epoch, changes) in epochs.into_iter().enumerate() {
+        let (payload, tree) = TimelineBlock::new(previous.as_ref(), epoch as u64 + 1, 100, changes)
+            .expect("timeline block");
+        let block = w.next(&store, &timeline, None, &payload.to_bytes());
+        let links = w.links(&store, &block);
+        store.append(&block, &links).expect("append");
+        roots.push(tree.root());
+        previous = Some(tree);
+    }
+    // Cold: folds every block from the genesis.
+    let tree = store.timeline_tree(&timeline, 4).expect("tree");
+    assert_eq!(tree.root(), roots[3]);
+    assert_eq!(tree.len(), 3);
+    assert_eq!(tree.head_of(&Hash([1; 32])), Some(Hash([5; 32])));
+    assert_eq!(tree.head_of(&Hash([2; 32])), Some(Hash([2; 32])));
+    // Earlier blocks fold from the genesis again; later ones from the nearest tree in memory.
+    assert_eq!(
+        store.timeline_tree(&timeline, 2).expect("tree").root(),
+        roots[1]
+    );
+    assert_eq!(
+        store.timeline_tree(&timeline, 3).expect("tree").root(),
+        roots[2]
+    );
+    assert!(store.timeline_tree(&timeline, 5).is_err(), "not stored");
+    assert!(
+        store
+            .timeline_tree(&timeline, 0)
+            .expect("genesis")
+            .is_empty()
+    );
+}
