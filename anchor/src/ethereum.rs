@@ -1,5 +1,6 @@
 //! The Ethereum backend: one self-addressed transaction per anchored timeline block, carrying
-//! [`anchor_calldata`] (88 bytes: about 22,400 gas, whatever the number of projects).
+//! [`anchor_calldata`] (88 bytes: 24,310 gas measured on anvil under the Prague calldata
+//! floor, whatever the number of projects).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

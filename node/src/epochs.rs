@@ -12,7 +12,7 @@ use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::timeline::{MAX_BLOCK_CHANGES, TimelineBlock, TimelineEntry, TimelineTree};
 
-use chainiac_anchor::AnchorRequest;
+use chainiac_anchor::{AnchorError, AnchorRequest};
 
 use crate::node::{Anchoring, NodeCore};
 use crate::rules::{chain_kind, timeline_at};
@@ -29,10 +29,10 @@ const MIN_SLOT: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(1);
 /// Attempts to anchor one timeline block.
 const ANCHOR_ATTEMPTS: u32 = 5;
-/// How often the newest anchors are re-checked for reorganisations.
+/// How often the anchors that are not final yet are re-checked for reorganisations.
 const RECHECK: Duration = Duration::from_secs(2);
-/// How many of the newest anchors are re-checked.
-const RECHECKED_ANCHORS: usize = 4;
+/// Most anchors re-checked per timeline: the newest ones not known to be final.
+const RECHECKED_ANCHORS: usize = 64;
 
 fn now_millis() -> u64 {
     SystemTime::now()
@@ -80,6 +80,8 @@ pub async fn run(core: Arc<NodeCore>) {
     // One anchoring transaction at a time: the next epoch's anchor covers a skipped one.
     let anchoring_slot = Arc::new(tokio::sync::Mutex::new(()));
     let mut rechecked = Instant::now();
+    // Per timeline, the index up to which every anchor is final (canonical and confirmed).
+    let finalized: Finalized = Arc::default();
     loop {
         tokio::time::sleep(TICK).await;
         if core.anchoring.is_some()
@@ -88,7 +90,12 @@ pub async fn run(core: Arc<NodeCore>) {
         {
             rechecked = Instant::now();
             let chains: Vec<Hash> = timelines.iter().map(|t| t.0).collect();
-            tokio::spawn(recheck_anchors(core.clone(), chains, guard));
+            tokio::spawn(recheck_anchors(
+                core.clone(),
+                chains,
+                finalized.clone(),
+                guard,
+            ));
         }
         if scanned.is_none_or(|at| at.elapsed() >= RESCAN) {
             let store = core.store.clone();
@@ -230,21 +237,59 @@ async fn anchor_block(
     );
 }
 
-/// Re-checks the newest anchors: a transaction mined again in another block after a
-/// reorganisation gets an updated proof; one that disappeared is anchored again.
+/// Per timeline, the index up to which every anchor is final.
+type Finalized = Arc<std::sync::Mutex<HashMap<Hash, u64>>>;
+
+/// Re-checks the anchors that are not final yet, oldest first: one whose transaction was mined
+/// again in another block after a reorganisation gets an updated proof; one whose transaction
+/// disappeared is anchored again. An anchor is final once it is canonical with the configured
+/// number of confirmations; final anchors are not asked about again.
 async fn recheck_anchors(
     core: Arc<NodeCore>,
     timelines: Vec<Hash>,
+    finalized: Finalized,
     slot: tokio::sync::OwnedMutexGuard<()>,
 ) {
     let Some(anchoring) = core.anchoring.clone() else {
         return;
     };
     for timeline in timelines {
-        let Ok(anchors) = core.store.anchors(&timeline, RECHECKED_ANCHORS) else {
+        let final_up_to = finalized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&timeline)
+            .copied();
+        let Ok(mut anchors) = core.store.anchors(&timeline, RECHECKED_ANCHORS) else {
             continue;
         };
+        anchors.retain(|proof| final_up_to.is_none_or(|up_to| proof.timeline_index > up_to));
+        anchors.reverse();
+        let mut all_final_so_far = true;
         for proof in anchors {
+            let backend = anchoring.backend.clone();
+            let checked = proof.clone();
+            let confirmations = anchoring.confirmations;
+            let verified =
+                tokio::task::spawn_blocking(move || backend.verify(&checked, confirmations)).await;
+            match verified {
+                Ok(Ok(_)) => {
+                    if all_final_so_far {
+                        finalized
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(timeline, proof.timeline_index);
+                    }
+                    continue;
+                }
+                Ok(Err(AnchorError::NotConfirmed { .. })) => {
+                    all_final_so_far = false;
+                    continue;
+                }
+                Ok(Err(AnchorError::Refused(_))) => {}
+                // The Ethereum node is unreachable or failing: try again at the next check.
+                _ => break,
+            }
+            all_final_so_far = false;
             let backend = anchoring.backend.clone();
             let checked = proof.clone();
             let refreshed = tokio::task::spawn_blocking(move || backend.refresh(&checked)).await;

@@ -1,6 +1,7 @@
 //! Anchoring against a real local Ethereum node (anvil): a testnet anchors several timeline
-//! epochs, the proofs verify, changed proofs are refused, and anchoring survives anvil stopping
-//! and restarting without anchoring anything twice.
+//! epochs, the proofs verify, changed proofs are refused, anchoring survives anvil stopping
+//! and restarting without anchoring anything twice, its cost does not grow with the number of
+//! chains, and an anchor removed by a reorganisation is anchored again.
 
 use std::collections::BTreeSet;
 
@@ -177,6 +178,44 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     assert!(
         small.abs_diff(large_gas) <= 12 * 40,
         "{small} vs {large_gas}"
+    );
+
+    // A reorganisation replaces the newest Ethereum block, which holds an anchor: the node
+    // notices, and the timeline block ends up anchored in the canonical chain again, once.
+    let head = quantity(&rpc(&anvil.url, "eth_blockNumber", &serde_json::json!([]))?)?;
+    let replaced = rpc(
+        &anvil.url,
+        "eth_getBlockByNumber",
+        &serde_json::json!([format!("0x{head:x}"), true]),
+    )?;
+    let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
+    let reorganised = replaced["transactions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|tx| {
+            let rest = tx["input"].as_str()?.strip_prefix(&marker)?;
+            u64::from_str_radix(rest.get(..16)?, 16).ok()
+        })
+        .ok_or("the newest block holds no anchor")?;
+    let replaced_hash = replaced["hash"].as_str().ok_or("block hash")?.to_owned();
+    rpc(&anvil.url, "anvil_reorg", &serde_json::json!([1, []]))?;
+    wait_for("the reorganised anchor to be anchored again", || async {
+        anchors(&cluster, &timeline).iter().any(|proof| {
+            proof.timeline_index == reorganised
+                && proof.block_hash != replaced_hash
+                && ethereum.verify(proof, 1).is_ok()
+        })
+    })
+    .await?;
+    let on_chain = anchored_timeline_indexes(&anvil.url, &timeline)?;
+    assert_eq!(
+        on_chain
+            .iter()
+            .filter(|&&index| index == reorganised)
+            .count(),
+        1,
+        "after the reorganisation: {on_chain:?}"
     );
     Ok(())
 }
