@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod builder;
 pub mod client;
 pub mod config;
 pub mod epochs;

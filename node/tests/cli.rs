@@ -174,6 +174,29 @@ fn story(dir: &Path, net: &Path) -> TestResult {
         path(&project),
     ])?;
 
+    // A build verifier rebuilds a copy of the bundle in the sandbox: the recipe (`make`, the
+    // default) has nothing to build here, so it attests a failed build, and says so.
+    let attested = dir.join("tool-0.1.0-attested.json");
+    std::fs::copy(&bundle, &attested)?;
+    let verifier_key = net.join("node-1").join("node.key");
+    let failed = fails(&[
+        "release",
+        "attest",
+        "--bundle",
+        path(&attested),
+        "--key",
+        path(&verifier_key),
+        "--timeout",
+        "60",
+    ])?;
+    assert!(failed.contains("the build failed"), "{failed}");
+    let attested: Value = serde_json::from_str(&std::fs::read_to_string(&attested)?)?;
+    assert_eq!(
+        attested["attestations"].as_array().map(Vec::len),
+        Some(1),
+        "{attested}"
+    );
+
     // The first node (the default leader) dies; the next one takes over.
     let pid = testnet["nodes"][0]["pid"].as_u64().ok_or("pid")?;
     nix::sys::signal::kill(

@@ -14,7 +14,7 @@ use chainiac_node::runtime::{NodeOptions, RunningNode};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::keys::{KeySignature, SecretKey};
+use chainiac_protocol::keys::{KeySignature, PublicKey, SecretKey};
 use chainiac_protocol::policy::{Policy, SignedPolicy};
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::{
@@ -299,6 +299,20 @@ impl Project {
         threshold: u32,
         roster: &Roster,
     ) -> TestResult<Self> {
+        Self::create_with_verifiers(core, name, developers, threshold, roster, &[], 0).await
+    }
+
+    /// [`Project::create`] with build verifiers, `attestations` of which must reproduce each
+    /// release.
+    pub async fn create_with_verifiers(
+        core: &NodeCore,
+        name: &str,
+        developers: usize,
+        threshold: u32,
+        roster: &Roster,
+        verifiers: &[PublicKey],
+        attestations: u32,
+    ) -> TestResult<Self> {
         let mut rng = rand::rng();
         let roots = vec![SecretKey::generate(&mut rng)];
         let developers: Vec<SecretKey> = (0..developers)
@@ -312,8 +326,8 @@ impl Project {
             root_threshold: 1,
             developer_keys: developers.iter().map(SecretKey::public_key).collect(),
             developer_threshold: threshold,
-            build_verifiers: Vec::new(),
-            attestations_required: 0,
+            build_verifiers: verifiers.to_vec(),
+            attestations_required: attestations,
         };
         let signatures = vec![KeySignature::sign(&roots[0], &policy.digest())];
         let genesis = ChainGenesis::Policy(SignedPolicy {

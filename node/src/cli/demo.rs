@@ -176,6 +176,8 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         root_threshold: 1,
         roster: &net.roster,
         nodes: &nodes,
+        verifiers: &[],
+        attestations: 0,
     })?;
     say(format!("policy chain  {}", project.policy_chain));
     say(format!(

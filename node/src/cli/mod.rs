@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chainiac_node::client::{ClientState, Connection, TimelineView, select_artifact};
+use chainiac_node::config::Identity;
 use chainiac_protocol::Hash;
+use chainiac_protocol::keys::PublicKey;
 use clap::{Args, Subcommand};
 
 use publisher::{
@@ -58,6 +60,13 @@ pub(crate) enum ProjectCommand {
         /// Witness roster: a JSON list of the witnesses' node.pub.json entries.
         #[arg(long, env = "CHAINIAC_ROSTER")]
         roster: PathBuf,
+        /// A build verifier whose attestations count: its public key (hex) or its
+        /// node.pub.json (repeatable).
+        #[arg(long = "verifier")]
+        verifiers: Vec<String>,
+        /// Matching build attestations, from distinct verifiers, each release needs (k).
+        #[arg(long, default_value_t = 0)]
+        attestations: u32,
         #[command(flatten)]
         nodes: NodesArg,
     },
@@ -147,6 +156,25 @@ pub(crate) enum ReleaseCommand {
         roster: Option<PathBuf>,
         #[command(flatten)]
         nodes: NodesArg,
+    },
+    /// Rebuild a bundle's release from its source in a sandbox, as a build verifier, and add
+    /// the signed attestation (reproduced or not) to the bundle.
+    Attest {
+        /// The bundle (its source file must be readable here).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The verifier's key file (a node.key, for instance).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the fresh build directory is made (removed afterwards).
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        work_dir: PathBuf,
+        /// Time limit of the build, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Do not make the host's Rust toolchain visible in the sandbox.
+        #[arg(long)]
+        no_rust: bool,
     },
 }
 
@@ -328,8 +356,14 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
             roots,
             root_threshold,
             roster,
+            verifiers,
+            attestations,
             nodes,
         } => {
+            let verifiers = verifiers
+                .iter()
+                .map(|v| parse_verifier(v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let project = create_project(&CreateOptions {
                 name: &name,
                 dir: &dir,
@@ -339,6 +373,8 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 root_threshold,
                 roster: &roster,
                 nodes: &nodes.nodes,
+                verifiers: &verifiers,
+                attestations,
             })?;
             println!("created project {name} in {}", dir.display());
             println!("  policy chain   {}", project.policy_chain);
@@ -490,6 +526,13 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        ReleaseCommand::Attest {
+            bundle,
+            key,
+            work_dir,
+            timeout,
+            no_rust,
+        } => attest(&bundle, &key, &work_dir, timeout, no_rust),
         ReleaseCommand::Publish {
             bundle,
             project_dir,
@@ -506,6 +549,106 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A build verifier's public key: hex, or a node.pub.json file.
+fn parse_verifier(text: &str) -> anyhow::Result<PublicKey> {
+    let path = Path::new(text);
+    let hex = if path.is_file() {
+        let file: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+        file["public_key"]
+            .as_str()
+            .with_context(|| format!("{} has no public_key", path.display()))?
+            .to_owned()
+    } else {
+        text.to_owned()
+    };
+    PublicKey::from_hex(&hex)
+        .with_context(|| format!("--verifier {text}: not a public key (hex) nor a node.pub.json"))
+}
+
+/// `chainiac release attest`: rebuild in the sandbox, sign, record in the bundle.
+fn attest(
+    path: &Path,
+    key: &Path,
+    work_dir: &Path,
+    timeout: u64,
+    no_rust: bool,
+) -> anyhow::Result<()> {
+    use chainiac_node::builder::{BuildLimits, Sandbox, rebuild};
+
+    let mut bundle = Bundle::load(path)?;
+    let manifest = bundle.manifest()?;
+    let identity = Identity::load(key)
+        .with_context(|| format!("cannot load the verifier key {}", key.display()))?;
+    let source_path = bundle
+        .files
+        .get(&manifest.source.hash.to_hex())
+        .with_context(|| "the bundle does not say where the source file is")?;
+    let source = std::fs::read(source_path)
+        .with_context(|| format!("cannot read the source {}", source_path.display()))?;
+    let mut sandbox = Sandbox::system()?;
+    if !no_rust {
+        sandbox = sandbox.with_host_rust();
+    }
+    let limits = BuildLimits {
+        time: std::time::Duration::from_secs(timeout),
+        ..BuildLimits::default()
+    };
+    println!(
+        "rebuilding {} {} from {} in a sandbox (time limit {timeout} s)...",
+        manifest.project, manifest.version, manifest.source.name
+    );
+    let result = rebuild(&sandbox, &limits, &manifest, &source, work_dir)?;
+    let attestation = result.attest(identity.secret(), &manifest);
+    bundle.add_attestation(&attestation)?;
+    bundle.save(path)?;
+    println!(
+        "  build {} in {:.1} s; log digest {}",
+        if result.failure.is_none() {
+            "ran"
+        } else {
+            "failed"
+        },
+        result.elapsed.as_secs_f64(),
+        result.log_digest
+    );
+    let declared = manifest.binary_hashes();
+    for (platform, hash) in &result.outputs {
+        let expected = declared.iter().find(|(p, _)| p == platform).map(|(_, h)| h);
+        println!(
+            "  {platform}: {hash} {}",
+            if expected == Some(hash) {
+                "(matches the release)".to_owned()
+            } else {
+                format!(
+                    "(the release declares {})",
+                    expected.map_or("nothing".into(), ToString::to_string)
+                )
+            }
+        );
+    }
+    println!(
+        "  attestation by {} added to {} ({} in the bundle)",
+        &identity.public().key.to_hex()[..16],
+        path.display(),
+        bundle.attestations.len()
+    );
+    if let Some(failure) = &result.failure {
+        bail!(
+            "the build failed: {failure}\n--- end of the build log ---\n{}",
+            result.log_tail
+        );
+    }
+    if !result.reproduces(&manifest) {
+        bail!("the rebuild does NOT reproduce the release's binaries (attested as such)");
+    }
+    println!("  reproduced: the release's binaries are exactly what the source builds to");
+    Ok(())
 }
 
 fn select_projects<'a>(

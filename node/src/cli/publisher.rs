@@ -18,7 +18,7 @@ use chainiac_protocol::keys::{KeySignature, PublicKey};
 use chainiac_protocol::policy::{Policy, SignedPolicy};
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::{
-    ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
+    ArtifactRef, BinaryArtifact, BuildAttestation, BuildRecipe, Release, ReleaseManifest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -127,6 +127,10 @@ pub(crate) struct CreateOptions<'a> {
     pub(crate) roster: &'a Path,
     /// Node APIs.
     pub(crate) nodes: &'a [SocketAddr],
+    /// Build verifiers whose attestations count.
+    pub(crate) verifiers: &'a [PublicKey],
+    /// Matching attestations each release needs (k).
+    pub(crate) attestations: u32,
 }
 
 fn chain_head(node: SocketAddr, chain: &Hash) -> Result<Value, super::http::CallError> {
@@ -167,8 +171,8 @@ pub(crate) fn create_project(options: &CreateOptions<'_>) -> anyhow::Result<Proj
         root_threshold: options.root_threshold,
         developer_keys,
         developer_threshold: options.threshold,
-        build_verifiers: Vec::new(),
-        attestations_required: 0,
+        build_verifiers: options.verifiers.to_vec(),
+        attestations_required: options.attestations,
     };
     policy.check().context("invalid project settings")?;
     let digest = policy.digest();
@@ -333,6 +337,9 @@ pub(crate) struct Bundle {
     pub(crate) signatures: Vec<String>,
     /// Artifact hash (hex) -> file path.
     pub(crate) files: BTreeMap<String, PathBuf>,
+    /// Build verifiers' attestations, hex of their canonical encoding.
+    #[serde(default)]
+    pub(crate) attestations: Vec<String>,
 }
 
 impl Bundle {
@@ -354,6 +361,29 @@ impl Bundle {
     pub(crate) fn manifest(&self) -> anyhow::Result<ReleaseManifest> {
         ReleaseManifest::from_bytes(&hex::decode(&self.manifest).context("manifest: hex")?)
             .context("the bundle's manifest is invalid")
+    }
+
+    /// The build attestations.
+    pub(crate) fn attestations(&self) -> anyhow::Result<Vec<BuildAttestation>> {
+        self.attestations
+            .iter()
+            .map(|a| {
+                BuildAttestation::from_bytes(&hex::decode(a).context("attestation: hex")?)
+                    .context("invalid build attestation in the bundle")
+            })
+            .collect()
+    }
+
+    /// Adds (or replaces) the attestation of its verifier.
+    pub(crate) fn add_attestation(&mut self, attestation: &BuildAttestation) -> anyhow::Result<()> {
+        let mut attestations = self.attestations()?;
+        attestations.retain(|a| a.verifier != attestation.verifier);
+        attestations.push(attestation.clone());
+        self.attestations = attestations
+            .iter()
+            .map(|a| hex::encode(a.to_bytes()))
+            .collect();
+        Ok(())
     }
 
     /// The signatures.
@@ -450,6 +480,7 @@ pub(crate) fn create_release(
         manifest: hex::encode(manifest.to_bytes()),
         signatures: Vec::new(),
         files,
+        attestations: Vec::new(),
     })
 }
 
@@ -482,7 +513,7 @@ pub(crate) fn publish_release(
     let release = Release {
         manifest: bundle.manifest()?,
         signatures: bundle.signatures()?,
-        attestations: Vec::new(),
+        attestations: bundle.attestations()?,
     };
     let mut body = json!({"payload": hex::encode(release.to_bytes())});
     if let Some(roster) = roster {

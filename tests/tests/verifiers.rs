@@ -1,0 +1,218 @@
+//! Build verifiers on a real third-party project: the `itoa` crate, as published on crates.io
+//! (tests/fixtures), is released through a 4-node network whose policy requires two matching
+//! build attestations. The publisher builds the binary with the recipe in the sandbox; two
+//! verifiers rebuild it from the source in different directories and agree; the release is
+//! logged and a client fetches the binary. The same release with a binary one byte off is
+//! refused, naming which verifier got which hash, and nothing is logged.
+
+use std::time::Duration;
+
+use chainiac_node::builder::{BuildLimits, Rebuild, Sandbox, rebuild, rebuild_keeping};
+use chainiac_node::client::{Connection, select_artifact};
+use chainiac_protocol::keys::{KeySignature, SecretKey};
+use chainiac_protocol::release::{
+    ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
+};
+use chainiac_tests::{Cluster, PreparedRelease, Project, TestResult};
+
+const CRATE: &[u8] = include_bytes!("../fixtures/itoa-1.0.19.crate");
+const PLATFORM: &str = "rlib-x86_64-linux";
+/// The recipe: unpack the published crate and compile it with the toolchain of the verifier's
+/// host (the crate has no dependencies, so no network and no registry are needed).
+const RECIPE: &str = "tar xzf \"$SOURCE\"\n\
+    mkdir -p out\n\
+    rustc --crate-name itoa --crate-type rlib --edition 2021 -C opt-level=3 \
+    -C codegen-units=1 -o out/libitoa.rlib itoa-1.0.19/src/lib.rs\n";
+
+fn manifest(project: &Project, version: &str, sequence: u64, binary: &[u8]) -> ReleaseManifest {
+    ReleaseManifest {
+        project: project.name.clone(),
+        version: version.into(),
+        sequence,
+        source: ArtifactRef::of("itoa-1.0.19.crate", CRATE),
+        recipe: BuildRecipe {
+            script: RECIPE.into(),
+            outputs: vec![(PLATFORM.into(), "out/libitoa.rlib".into())],
+        },
+        binaries: vec![BinaryArtifact {
+            platform: PLATFORM.into(),
+            artifact: ArtifactRef::of("libitoa.rlib", binary),
+        }],
+        policy: project.policy_block,
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
+fn verify(sandbox: &Sandbox, manifest: &ReleaseManifest) -> TestResult<Rebuild> {
+    let work = tempfile::tempdir()?;
+    Ok(rebuild(
+        sandbox,
+        &BuildLimits {
+            time: Duration::from_secs(300),
+            ..BuildLimits::default()
+        },
+        manifest,
+        CRATE,
+        work.path(),
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refused() -> TestResult {
+    let sandbox = Sandbox::system()?.with_host_rust();
+    let cluster = Cluster::start(4, &[]).await?;
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    let verifiers: Vec<SecretKey> = (0..2)
+        .map(|_| SecretKey::generate(&mut rand::rng()))
+        .collect();
+    let leader = cluster.core(0);
+    let mut project = Project::create_with_verifiers(
+        &leader,
+        "itoa",
+        2,
+        2,
+        &roster,
+        &verifiers
+            .iter()
+            .map(SecretKey::public_key)
+            .collect::<Vec<_>>(),
+        2,
+    )
+    .await?;
+    cluster.wait_everywhere(&project.release_chain, 0).await?;
+
+    // The publisher builds the binary with the recipe, in the sandbox, as verifiers will.
+    let kept = tempfile::tempdir()?;
+    let draft = manifest(&project, "1.0.19", 1, b"not built yet");
+    let built = rebuild_keeping(
+        &sandbox,
+        &BuildLimits::default(),
+        &draft,
+        CRATE,
+        tempfile::tempdir()?.path(),
+        Some(kept.path()),
+    )?;
+    assert!(
+        built.failure.is_none(),
+        "{:?}\n{}",
+        built.failure,
+        built.log_tail
+    );
+    let binary = std::fs::read(kept.path().join(PLATFORM))?;
+    let manifest = manifest(&project, "1.0.19", 1, &binary);
+
+    // Two verifiers rebuild it, each in its own fresh directory, and agree.
+    let rebuilds = [verify(&sandbox, &manifest)?, verify(&sandbox, &manifest)?];
+    for rebuilt in &rebuilds {
+        assert!(
+            rebuilt.reproduces(&manifest),
+            "{:?}\n{}",
+            rebuilt.failure,
+            rebuilt.log_tail
+        );
+    }
+    eprintln!(
+        "verifier rebuilds took {:.1} s and {:.1} s",
+        rebuilds[0].elapsed.as_secs_f64(),
+        rebuilds[1].elapsed.as_secs_f64()
+    );
+    let release = release_of(&project, manifest, &verifiers, &rebuilds);
+    let prepared = PreparedRelease {
+        files: vec![
+            (release.manifest.source.clone(), CRATE.to_vec()),
+            (
+                release.manifest.binaries[0].artifact.clone(),
+                binary.clone(),
+            ),
+        ],
+        release,
+    };
+    prepared
+        .publish(&leader, project.release_chain, None)
+        .await?;
+    project.sequence = 1;
+    cluster.wait_everywhere(&project.release_chain, 1).await?;
+
+    // A client follows the project and fetches the verified binary.
+    let connection =
+        Connection::open(&[cluster.address(2).await?], Duration::from_secs(20)).await?;
+    let mut followed = connection.follow(project.release_chain).await?;
+    connection.sync(&mut followed, None).await?;
+    let latest = followed.verify_latest()?.ok_or("no release")?;
+    assert_eq!(latest.attestations.len(), 2);
+    let artifact = select_artifact(&latest, Some(PLATFORM))?;
+    let download = connection.fetch(&artifact, &|_, _| {}).await?;
+    assert_eq!(download.bytes, binary);
+    connection.close().await;
+
+    // The same release with a binary one byte off: the verifiers attest what they built, which
+    // is not what the release declares; the witnesses refuse it, and nothing is logged.
+    let mut tampered = binary.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    let manifest = self::manifest(&project, "1.0.20-tampered", 2, &tampered);
+    let rebuilds = [verify(&sandbox, &manifest)?, verify(&sandbox, &manifest)?];
+    assert!(rebuilds.iter().all(|r| !r.reproduces(&manifest)));
+    let release = release_of(&project, manifest, &verifiers, &rebuilds);
+    let refused = PreparedRelease {
+        files: vec![
+            (release.manifest.source.clone(), CRATE.to_vec()),
+            (release.manifest.binaries[0].artifact.clone(), tampered),
+        ],
+        release,
+    }
+    .publish(&leader, project.release_chain, None)
+    .await
+    .err()
+    .ok_or("a release whose binary no verifier reproduced was logged")?
+    .to_string();
+    eprintln!("refused: {refused}");
+    assert!(refused.contains("reproduced the binaries"), "{refused}");
+    for verifier in &verifiers {
+        assert!(
+            refused.contains(&verifier.public_key().to_hex()[..16]),
+            "the refusal names every verifier: {refused}"
+        );
+    }
+    assert!(
+        refused.contains(&rebuilds[0].outputs[0].1.to_hex()[..16]),
+        "the refusal says which hash they got: {refused}"
+    );
+    for node in 0..4 {
+        assert_eq!(
+            cluster
+                .core(node)
+                .store
+                .head(&project.release_chain)?
+                .map(|h| h.index),
+            Some(1)
+        );
+    }
+    Ok(())
+}
+
+fn release_of(
+    project: &Project,
+    manifest: ReleaseManifest,
+    verifiers: &[SecretKey],
+    rebuilds: &[Rebuild],
+) -> Release {
+    let digest = manifest.digest();
+    let attestations = verifiers
+        .iter()
+        .zip(rebuilds)
+        .map(|(key, rebuilt)| rebuilt.attest(key, &manifest))
+        .collect();
+    Release {
+        signatures: project
+            .developers
+            .iter()
+            .take(2)
+            .map(|k| KeySignature::sign(k, &digest))
+            .collect(),
+        manifest,
+        attestations,
+    }
+}
