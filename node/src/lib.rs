@@ -15,5 +15,6 @@ pub mod rules;
 pub mod runtime;
 pub mod store;
 pub mod tree;
+pub mod verifier;
 pub mod wire;
 pub mod witness;

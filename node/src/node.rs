@@ -58,6 +58,8 @@ pub struct NodeCore {
     pub artifacts: ArtifactStore,
     /// Ethereum anchoring of the timelines this node leads (off when `None`).
     pub anchoring: Option<Anchoring>,
+    /// Build verification (off when `None`).
+    pub verifier: Option<Arc<crate::verifier::Verifier>>,
     /// Tree rounds this node takes part in as an interior node or leaf.
     subtrees: SubtreeRounds,
     chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
@@ -126,6 +128,7 @@ impl NodeCore {
             rounds,
             artifacts,
             anchoring: None,
+            verifier: None,
             subtrees: SubtreeRounds::new(),
             chain_locks: Mutex::default(),
             rate: Mutex::default(),
@@ -170,6 +173,10 @@ impl NodeCore {
         payload: Vec<u8>,
         roster: Option<Roster>,
     ) -> Result<ChainHead, NodeError> {
+        // Build attestations are gathered before the chain is locked: rebuilds take minutes.
+        let payload = crate::verifier::with_attestations(self, &chain_id, payload)
+            .await
+            .map_err(NodeError::Invalid)?;
         let lock = {
             let mut locks = self
                 .chain_locks
@@ -514,6 +521,13 @@ impl NodeCore {
             } => match self.timeline_inclusion(&timeline, index, &chain_id) {
                 Ok(response) => response,
                 Err(reason) => refuse(&reason),
+            },
+            Request::Attest { manifest } => match &self.verifier {
+                None => refuse(&"this node is not a build verifier"),
+                Some(verifier) => match verifier.request(self, *manifest) {
+                    Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
+                    Err(reason) => refuse(&reason),
+                },
             },
             Request::Anchors { timeline } => match self.store.anchors(&timeline, MAX_ANCHORS) {
                 Ok(anchors) => Response::Anchors(anchors),

@@ -50,6 +50,7 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     events_task: JoinHandle<()>,
     epochs_task: JoinHandle<()>,
+    verifier_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
 }
@@ -78,6 +79,9 @@ pub enum StartError {
     /// The network.
     #[error("cannot start the network: {0}")]
     Network(String),
+    /// Build verification is on but cannot run here.
+    #[error("cannot run as a build verifier: {0}")]
+    Verifier(#[from] crate::builder::BuildError),
     /// The HTTP API.
     #[error("cannot listen for the API on {address}: {source}")]
     Api {
@@ -138,9 +142,31 @@ impl RunningNode {
             });
             tracing::info!(%rpc, "anchoring the timeline in Ethereum");
         }
+        if config.verifier.enabled {
+            let mut sandbox = crate::builder::Sandbox::system()?;
+            if config.verifier.rust_toolchain {
+                sandbox = sandbox.with_host_rust();
+            }
+            core.verifier = Some(Arc::new(crate::verifier::Verifier::new(
+                crate::verifier::VerifierSettings {
+                    sandbox,
+                    limits: crate::builder::BuildLimits {
+                        time: Duration::from_secs(config.verifier.timeout_seconds),
+                        ..crate::builder::BuildLimits::default()
+                    },
+                    concurrency: config.verifier.concurrency,
+                    work_dir: config.data_dir.join("builds"),
+                },
+            )));
+            tracing::info!(
+                concurrency = config.verifier.concurrency,
+                "rebuilding releases as a build verifier"
+            );
+        }
         let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));
         let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
+        let verifier_task = tokio::spawn(crate::verifier::run(core.clone()));
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .map_err(|source| StartError::Api {
@@ -168,6 +194,7 @@ impl RunningNode {
             api_addr,
             events_task,
             epochs_task,
+            verifier_task,
             api_task,
             api_stop,
         })
@@ -191,6 +218,8 @@ impl RunningNode {
         let _ = self.api_task.await;
         self.epochs_task.abort();
         let _ = self.epochs_task.await;
+        self.verifier_task.abort();
+        let _ = self.verifier_task.await;
         self.core.net.shutdown().await;
         let _ = self.events_task.await;
         // Tasks spawned for requests and sync end once the network is gone; the store closes

@@ -7,6 +7,7 @@ use chainiac_protocol::cosi::{
     Challenge, Commitment, Contribution, ParticipationMask, ResponseShare,
 };
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
+use chainiac_protocol::release::{BuildAttestation, ReleaseManifest};
 use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
 use chainiac_protocol::timeline::{InclusionProof, TimelineEntry};
 use chainiac_protocol::{Error, Hash, Result};
@@ -165,6 +166,9 @@ pub enum Request {
         index: u64,
         chain_id: Hash,
     },
+    /// Ask a build verifier for its attestation of `manifest`: it answers with it once it has
+    /// rebuilt the release, and queues the rebuild otherwise.
+    Attest { manifest: Box<ReleaseManifest> },
     /// Tree round, step 1, from a node's parent in the tree: validate `block`, commit, ask the
     /// children (laid out by `layout`) to do the same, and answer with the subtree's aggregate
     /// commitment within `budget_ms` milliseconds.
@@ -212,6 +216,8 @@ pub enum Response {
         proof: InclusionProof,
         head_index: u64,
     },
+    /// A build verifier's attestation, or `None` while the rebuild is queued or running.
+    Attestation(Option<Box<BuildAttestation>>),
     /// A subtree's aggregate commitment (its mask says which members it covers), and the
     /// members below the sender that failed to commit (timed out, refused or answered wrongly).
     SubtreeCommitted {
@@ -238,6 +244,8 @@ const SLICE: u8 = 18;
 const TIMELINE_INCLUSION: u8 = 19;
 const INCLUSION: u8 = 20;
 const ANCHORS: u8 = 21;
+const ATTEST: u8 = 22;
+const ATTESTATION: u8 = 23;
 /// Most anchor proofs in one answer.
 pub const MAX_ANCHORS: usize = 64;
 /// Largest slice encoding: one slice of content plus its proof nodes.
@@ -278,6 +286,7 @@ impl Encode for Request {
                 writer.u8(ARTIFACT_SLICE).value(hash).u64(*start).u64(*len)
             }
             Request::Anchors { timeline } => writer.u8(ANCHORS).value(timeline),
+            Request::Attest { manifest } => writer.u8(ATTEST).value(manifest.as_ref()),
             Request::TimelineInclusion {
                 timeline,
                 index,
@@ -368,6 +377,9 @@ impl Decode for Request {
             ANCHORS => Request::Anchors {
                 timeline: Hash::decode_from(reader)?,
             },
+            ATTEST => Request::Attest {
+                manifest: Box::new(ReleaseManifest::decode_from(reader)?),
+            },
             TIMELINE_INCLUSION => Request::TimelineInclusion {
                 timeline: Hash::decode_from(reader)?,
                 index: reader.u64("timeline index")?,
@@ -422,6 +434,10 @@ impl Encode for Response {
             Response::Head(Some(head)) => writer.u8(HEAD).u8(1).value(head),
             Response::Slice { size, data } => writer.u8(SLICE).u64(*size).bytes(data),
             Response::Anchors(anchors) => writer.u8(ANCHORS).list(anchors),
+            Response::Attestation(None) => writer.u8(ATTESTATION).u8(0),
+            Response::Attestation(Some(attestation)) => {
+                writer.u8(ATTESTATION).u8(1).value(attestation.as_ref())
+            }
             Response::Inclusion {
                 entry,
                 proof,
@@ -465,6 +481,10 @@ impl Decode for Response {
                 data: reader.bytes(MAX_SLICE_ENCODING, "slice")?.to_vec(),
             },
             ANCHORS => Response::Anchors(reader.list(MAX_ANCHORS, "anchor proofs")?),
+            ATTESTATION => Response::Attestation(match reader.bool("attestation present")? {
+                false => None,
+                true => Some(Box::new(BuildAttestation::decode_from(reader)?)),
+            }),
             INCLUSION => Response::Inclusion {
                 entry: TimelineEntry::decode_from(reader)?,
                 proof: InclusionProof::decode_from(reader)?,
@@ -543,6 +563,7 @@ mod tests {
     #[test]
     fn heads_and_slices_round_trip() {
         for response in [
+            Response::Attestation(None),
             Response::Head(None),
             Response::Head(Some(HeadInfo {
                 chain_id: Hash([1; 32]),

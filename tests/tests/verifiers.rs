@@ -143,6 +143,11 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     let latest = followed.verify_latest()?.ok_or("no release")?;
     assert_eq!(latest.attestations.len(), 2);
     let artifact = select_artifact(&latest, Some(PLATFORM))?;
+    let mirror = cluster.core(2);
+    chainiac_tests::wait_for("node 2 to mirror the binary", || async {
+        mirror.artifacts.has(&artifact.hash)
+    })
+    .await?;
     let download = connection.fetch(&artifact, &|_, _| {}).await?;
     assert_eq!(download.bytes, binary);
     connection.close().await;
@@ -215,4 +220,110 @@ fn release_of(
         manifest,
         attestations,
     }
+}
+
+/// Verifier nodes (`[verifier] enabled`): the leader of a release that lacks attestations asks
+/// the policy's verifiers over libp2p; they fetch the source from the network, rebuild it in
+/// their queue and answer; the release is logged with their attestations. A verifier's queue
+/// survives a restart: a rebuild queued while the node was down is done when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restart() -> TestResult {
+    let sandbox = Sandbox::system()?.with_host_rust();
+    let mut cluster = Cluster::start_with(4, &[], |i, config| {
+        config.verifier.enabled = i >= 2;
+    })
+    .await?;
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    let verifier_keys = vec![cluster.core(2).key(), cluster.core(3).key()];
+    let leader = cluster.core(0);
+    let mut project =
+        Project::create_with_verifiers(&leader, "itoa", 2, 2, &roster, &verifier_keys, 2).await?;
+    cluster.wait_everywhere(&project.release_chain, 0).await?;
+
+    let kept = tempfile::tempdir()?;
+    let draft = manifest(&project, "1.0.19", 1, b"not built yet");
+    rebuild_keeping(
+        &sandbox,
+        &BuildLimits::default(),
+        &draft,
+        CRATE,
+        tempfile::tempdir()?.path(),
+        Some(kept.path()),
+    )?;
+    let binary = std::fs::read(kept.path().join(PLATFORM))?;
+    let manifest = manifest(&project, "1.0.19", 1, &binary);
+    // Published with developer signatures only: the leader gathers the attestations.
+    let publishing = std::time::Instant::now();
+    let release = release_of(&project, manifest, &[], &[]);
+    let prepared = PreparedRelease {
+        files: vec![
+            (release.manifest.source.clone(), CRATE.to_vec()),
+            (
+                release.manifest.binaries[0].artifact.clone(),
+                binary.clone(),
+            ),
+        ],
+        release,
+    };
+    prepared
+        .publish(&leader, project.release_chain, None)
+        .await?;
+    project.sequence = 1;
+    eprintln!(
+        "release latency with k = 2 verifier nodes (attestations gathered, source fetched, two rebuilds, signing round): {:.2} s",
+        publishing.elapsed().as_secs_f64()
+    );
+    cluster.wait_everywhere(&project.release_chain, 1).await?;
+    let logged = cluster
+        .core(1)
+        .store
+        .block_at(&project.release_chain, 1)?
+        .ok_or("release block")?;
+    let logged = <Release as chainiac_protocol::encoding::Decode>::from_bytes(logged.payload())?;
+    let attesters: Vec<_> = logged.attestations.iter().map(|a| a.verifier).collect();
+    assert_eq!(logged.attestations.len(), 2, "{attesters:?}");
+    assert!(
+        logged
+            .attestations
+            .iter()
+            .all(|a| a.reproduces(&logged.manifest))
+    );
+    assert!(verifier_keys.iter().all(|k| attesters.contains(k)));
+
+    // Node 3 is down when the next release is queued in its store; back up, it rebuilds it
+    // without being asked again.
+    cluster.stop_node(3).await;
+    let next = self::manifest(&project, "1.0.20", 2, &binary);
+    let db = cluster.data_dir(3).join("db");
+    let started = std::time::Instant::now();
+    chainiac_tests::wait_for("node 3's store to close", || async {
+        chainiac_node::store::Store::open(&db).is_ok()
+    })
+    .await?;
+    eprintln!("store closed after {:?}", started.elapsed());
+    {
+        let store = chainiac_node::store::Store::open(&db)?;
+        store.queue_build(&next)?;
+    }
+    cluster.start_node(3).await?;
+    let restarted = cluster.core(3);
+    chainiac_tests::wait_for(
+        "the queued rebuild to be attested after the restart",
+        || async {
+            restarted
+                .store
+                .build_attestation(&next.digest())
+                .ok()
+                .flatten()
+                .is_some()
+        },
+    )
+    .await?;
+    let attestation = restarted
+        .store
+        .build_attestation(&next.digest())?
+        .ok_or("attestation")?;
+    assert!(attestation.reproduces(&next));
+    assert!(!restarted.store.build_queued(&next.digest())?);
+    Ok(())
 }

@@ -29,6 +29,51 @@ pub struct NodeConfig {
     /// Ethereum anchoring of the timeline (off unless `ethereum_rpc` is set).
     #[serde(default)]
     pub anchor: AnchorConfig,
+    /// Build verification (off unless `enabled`).
+    #[serde(default)]
+    pub verifier: VerifierConfig,
+}
+
+/// Build-verifier settings: the node rebuilds releases it is asked about, in a sandbox, and
+/// signs attestations with its node key (docs/verifiers.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierConfig {
+    /// Whether this node rebuilds releases.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Builds run at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Time limit of one build, in seconds.
+    #[serde(default = "default_build_seconds")]
+    pub timeout_seconds: u64,
+    /// Make the host's Rust toolchain visible (read-only) in the sandbox.
+    #[serde(default = "default_true")]
+    pub rust_toolchain: bool,
+}
+
+fn default_concurrency() -> usize {
+    1
+}
+
+fn default_build_seconds() -> u64 {
+    900
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            concurrency: default_concurrency(),
+            timeout_seconds: default_build_seconds(),
+            rust_toolchain: true,
+        }
+    }
 }
 
 /// Ethereum anchoring settings.
@@ -124,6 +169,7 @@ impl NodeConfig {
                 bootstrap: Vec::new(),
             },
             anchor: AnchorConfig::default(),
+            verifier: VerifierConfig::default(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
             },
@@ -188,7 +234,15 @@ impl NodeConfig {
              # ethereum_rpc = \"http://127.0.0.1:8545\" (a node with an unlocked account).\n\
              {rpc}\
              every_epochs = {every}\n\
-             confirmations = {confirmations}\n",
+             confirmations = {confirmations}\n\
+             \n\
+             [verifier]\n\
+             # Rebuild releases in a bubblewrap sandbox and attest them with this node's key\n\
+             # (docs/verifiers.md). Needs bubblewrap (Debian: apt-get install bubblewrap).\n\
+             enabled = {verifier}\n\
+             concurrency = {concurrency}\n\
+             timeout_seconds = {build_seconds}\n\
+             rust_toolchain = {rust}\n",
             data_dir = quote(&self.data_dir.display().to_string()),
             key_file = quote(&self.key_file.display().to_string()),
             listen = list(&self.network.listen),
@@ -200,6 +254,10 @@ impl NodeConfig {
             },
             every = self.anchor.every_epochs,
             confirmations = self.anchor.confirmations,
+            verifier = self.verifier.enabled,
+            concurrency = self.verifier.concurrency,
+            build_seconds = self.verifier.timeout_seconds,
+            rust = self.verifier.rust_toolchain,
         )
     }
 }

@@ -36,7 +36,7 @@ pub struct ChainHead {
 /// The node's store. Cheap to clone; writes are serialized and each is one atomic batch.
 #[derive(Clone)]
 pub struct Store {
-    kv: Arc<dyn KeyValue>,
+    pub(super) kv: Arc<dyn KeyValue>,
     write_lock: Arc<Mutex<()>>,
     rosters: Arc<Mutex<HashMap<Hash, Roster>>>,
     pub(super) timelines: Arc<super::timelines::TimelineTrees>,

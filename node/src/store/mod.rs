@@ -8,6 +8,7 @@
 //! checked against its hash or checksum, so a corrupted disk is reported, never served.
 
 mod backend;
+mod builds;
 mod chains;
 mod memory;
 mod rocks;
