@@ -25,6 +25,8 @@ const TICK: Duration = Duration::from_millis(100);
 const RESCAN: Duration = Duration::from_secs(2);
 /// Shortest takeover slot.
 const MIN_SLOT: Duration = Duration::from_millis(200);
+/// How long a round another member started for the next position is assumed to be running.
+const ROUND_IN_FLIGHT: Duration = Duration::from_secs(10);
 /// Wait before a failed attempt is retried.
 const RETRY: Duration = Duration::from_secs(1);
 /// Attempts to anchor one timeline block.
@@ -126,6 +128,19 @@ pub async fn run(core: Arc<NodeCore>) {
                 .get(&(chain, epoch))
                 .is_some_and(|at| at.elapsed() < RETRY)
             {
+                continue;
+            }
+            // Another member's round for the same position may still be running (a slow
+            // round of the previous epoch, or the leader this turn takes over from): a
+            // competing block now could split the witnesses' equivocation guards and stall
+            // the timeline, so wait for it to end or time out.
+            let next_index = core
+                .store
+                .head(&chain)
+                .ok()
+                .flatten()
+                .map_or(0, |head| head.index + 1);
+            if core.proposal_in_flight(&chain, next_index, ROUND_IN_FLIGHT) {
                 continue;
             }
             attempted.insert((chain, epoch), Instant::now());

@@ -65,6 +65,10 @@ pub struct NodeCore {
     chain_locks: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
     rate: Mutex<HashMap<PeerId, (f64, Instant)>>,
     syncing: Mutex<std::collections::HashSet<(PeerId, Hash)>>,
+    /// Per chain, the position of the latest block another leader asked this node to sign,
+    /// and when: a node does not propose a competing block there while that round may still
+    /// be running (two leaders' rounds at one position can split the witnesses' guards).
+    proposals_seen: Mutex<HashMap<Hash, (u64, Instant)>>,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -133,7 +137,27 @@ impl NodeCore {
             chain_locks: Mutex::default(),
             rate: Mutex::default(),
             syncing: Mutex::default(),
+            proposals_seen: Mutex::default(),
         }
+    }
+
+    /// Whether another leader asked this node, less than `within` ago, to sign a block at
+    /// `index` of `chain_id` (its round may still be running).
+    pub fn proposal_in_flight(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        within: std::time::Duration,
+    ) -> bool {
+        self.proposals_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(chain_id)
+            .is_some_and(|(seen, at)| *seen == index && at.elapsed() < within)
+    }
+
+    fn net_peer_id(&self) -> PeerId {
+        peer_id_of(&self.key()).unwrap_or_else(|_| PeerId::random())
     }
 
     /// The node's public key.
@@ -421,6 +445,12 @@ impl NodeCore {
         block: Arc<SkipBlock>,
         level: u32,
     ) -> Result<Committed, String> {
+        if peer != self.net_peer_id() {
+            self.proposals_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(block.chain_id(), (block.index(), Instant::now()));
+        }
         let store = self.store.clone();
         let needed = {
             let block = block.clone();

@@ -64,6 +64,29 @@ impl Verifier {
         manifest
             .check()
             .map_err(|e| format!("not a valid release manifest: {e}"))?;
+        // Only releases of projects whose policy lists this node as a verifier are built, so a
+        // peer cannot make it run arbitrary recipes.
+        let policy_block = core
+            .store
+            .block(&manifest.policy)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "this verifier does not hold policy block {} of the release (not synced yet?)",
+                    manifest.policy
+                )
+            })?;
+        let policy = chainiac_protocol::project::policy_of_block(
+            policy_block.index(),
+            policy_block.payload(),
+        )
+        .map_err(|e| format!("block {} is not a policy: {e}", manifest.policy))?;
+        if !policy.policy.build_verifiers.contains(&core.key()) {
+            return Err(format!(
+                "this node is not a build verifier of project {}",
+                policy.policy.project
+            ));
+        }
         let digest = manifest.digest();
         if let Some(done) = core
             .store

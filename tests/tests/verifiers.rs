@@ -290,10 +290,35 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
     );
     assert!(verifier_keys.iter().all(|k| attesters.contains(k)));
 
+    // A verifier builds only what a policy it holds lists it for; a plain node builds nothing.
+    let mut stranger = self::manifest(&project, "9.9.9", 9, &binary);
+    stranger.policy = chainiac_protocol::Hash([7; 32]);
+    for (node, manifest, expected) in [
+        (2, stranger, "does not hold policy block"),
+        (1, next_manifest(&project, &binary), "not a build verifier"),
+    ] {
+        let peer = chainiac_node::net::peer_id_of(&cluster.core(node).key())?;
+        let answer = leader
+            .net
+            .request(
+                peer,
+                chainiac_node::wire::Request::Attest {
+                    manifest: Box::new(manifest),
+                },
+            )
+            .await?;
+        match answer {
+            chainiac_node::wire::Response::Refused(reason) => {
+                assert!(reason.contains(expected), "node {node}: {reason}");
+            }
+            other => return Err(format!("node {node} answered {other:?}").into()),
+        }
+    }
+
     // Node 3 is down when the next release is queued in its store; back up, it rebuilds it
     // without being asked again.
     cluster.stop_node(3).await;
-    let next = self::manifest(&project, "1.0.20", 2, &binary);
+    let next = next_manifest(&project, &binary);
     let db = cluster.data_dir(3).join("db");
     let started = std::time::Instant::now();
     chainiac_tests::wait_for("node 3's store to close", || async {
@@ -326,4 +351,8 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
     assert!(attestation.reproduces(&next));
     assert!(!restarted.store.build_queued(&next.digest())?);
     Ok(())
+}
+
+fn next_manifest(project: &Project, binary: &[u8]) -> ReleaseManifest {
+    manifest(project, "1.0.20", 2, binary)
 }
