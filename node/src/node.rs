@@ -11,7 +11,7 @@ use chainiac_protocol::cosi::{Challenge, ResponseShare, Roster, RosterMember};
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
-use chainiac_protocol::release::{ArtifactRef, Release};
+use chainiac_protocol::release::{ArtifactRef, Release, ReleaseManifest};
 use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -154,10 +154,6 @@ impl NodeCore {
             .unwrap_or_else(PoisonError::into_inner)
             .get(chain_id)
             .is_some_and(|(seen, at)| *seen == index && at.elapsed() < within)
-    }
-
-    fn net_peer_id(&self) -> PeerId {
-        peer_id_of(&self.key()).unwrap_or_else(|_| PeerId::random())
     }
 
     /// The node's public key.
@@ -445,12 +441,11 @@ impl NodeCore {
         block: Arc<SkipBlock>,
         level: u32,
     ) -> Result<Committed, String> {
-        if peer != self.net_peer_id() {
-            self.proposals_seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(block.chain_id(), (block.index(), Instant::now()));
-        }
+        // Only other nodes' proposals come here: this node's own witness is answered directly.
+        self.proposals_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(block.chain_id(), (block.index(), Instant::now()));
         let store = self.store.clone();
         let needed = {
             let block = block.clone();
@@ -552,13 +547,7 @@ impl NodeCore {
                 Ok(response) => response,
                 Err(reason) => refuse(&reason),
             },
-            Request::Attest { manifest } => match &self.verifier {
-                None => refuse(&"this node is not a build verifier"),
-                Some(verifier) => match verifier.request(self, *manifest) {
-                    Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
-                    Err(reason) => refuse(&reason),
-                },
-            },
+            Request::Attest { manifest } => self.answer_attest(*manifest),
             Request::Anchors { timeline } => match self.store.anchors(&timeline, MAX_ANCHORS) {
                 Ok(anchors) => Response::Anchors(anchors),
                 Err(error) => refuse(&error),
@@ -576,6 +565,17 @@ impl NodeCore {
             Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
                 Response::Refused("tree rounds are answered only for a parent in the tree".into())
             }
+        }
+    }
+
+    /// This node's answer to a request for its attestation of `manifest`.
+    pub(crate) fn answer_attest(&self, manifest: ReleaseManifest) -> Response {
+        match &self.verifier {
+            None => Response::Refused("this node is not a build verifier".into()),
+            Some(verifier) => match verifier.request(self, manifest) {
+                Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
+                Err(reason) => Response::Refused(reason),
+            },
         }
     }
 

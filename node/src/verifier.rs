@@ -284,15 +284,7 @@ pub async fn with_attestations(
         let mut answered = Vec::new();
         for verifier in &waiting {
             let answer = if *verifier == core.key() {
-                match &core.verifier {
-                    Some(own) => own
-                        .request(core, release.manifest.clone())
-                        .map(|a| crate::wire::Response::Attestation(a.map(Box::new)))
-                        .unwrap_or_else(crate::wire::Response::Refused),
-                    None => {
-                        crate::wire::Response::Refused("this node is not a build verifier".into())
-                    }
-                }
+                core.answer_attest(release.manifest.clone())
             } else {
                 let Ok(peer) = crate::net::peer_id_of(verifier) else {
                     answered.push(*verifier);

@@ -84,23 +84,7 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     cluster.wait_everywhere(&project.release_chain, 0).await?;
 
     // The publisher builds the binary with the recipe, in the sandbox, as verifiers will.
-    let kept = tempfile::tempdir()?;
-    let draft = manifest(&project, "1.0.19", 1, b"not built yet");
-    let built = rebuild_keeping(
-        &sandbox,
-        &BuildLimits::default(),
-        &draft,
-        CRATE,
-        tempfile::tempdir()?.path(),
-        Some(kept.path()),
-    )?;
-    assert!(
-        built.failure.is_none(),
-        "{:?}\n{}",
-        built.failure,
-        built.log_tail
-    );
-    let binary = std::fs::read(kept.path().join(PLATFORM))?;
+    let binary = publisher_build(&sandbox, &project)?;
     let manifest = manifest(&project, "1.0.19", 1, &binary);
 
     // Two verifiers rebuild it, each in its own fresh directory, and agree.
@@ -119,17 +103,7 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
         rebuilds[1].elapsed.as_secs_f64()
     );
     let release = release_of(&project, manifest, &verifiers, &rebuilds);
-    let prepared = PreparedRelease {
-        files: vec![
-            (release.manifest.source.clone(), CRATE.to_vec()),
-            (
-                release.manifest.binaries[0].artifact.clone(),
-                binary.clone(),
-            ),
-        ],
-        release,
-    };
-    prepared
+    with_files(release, &binary)
         .publish(&leader, project.release_chain, None)
         .await?;
     project.sequence = 1;
@@ -161,18 +135,12 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     let rebuilds = [verify(&sandbox, &manifest)?, verify(&sandbox, &manifest)?];
     assert!(rebuilds.iter().all(|r| !r.reproduces(&manifest)));
     let release = release_of(&project, manifest, &verifiers, &rebuilds);
-    let refused = PreparedRelease {
-        files: vec![
-            (release.manifest.source.clone(), CRATE.to_vec()),
-            (release.manifest.binaries[0].artifact.clone(), tampered),
-        ],
-        release,
-    }
-    .publish(&leader, project.release_chain, None)
-    .await
-    .err()
-    .ok_or("a release whose binary no verifier reproduced was logged")?
-    .to_string();
+    let refused = with_files(release, &tampered)
+        .publish(&leader, project.release_chain, None)
+        .await
+        .err()
+        .ok_or("a release whose binary no verifier reproduced was logged")?
+        .to_string();
     eprintln!("refused: {refused}");
     assert!(refused.contains("reproduced the binaries"), "{refused}");
     for verifier in &verifiers {
@@ -240,32 +208,12 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
         Project::create_with_verifiers(&leader, "itoa", 2, 2, &roster, &verifier_keys, 2).await?;
     cluster.wait_everywhere(&project.release_chain, 0).await?;
 
-    let kept = tempfile::tempdir()?;
-    let draft = manifest(&project, "1.0.19", 1, b"not built yet");
-    rebuild_keeping(
-        &sandbox,
-        &BuildLimits::default(),
-        &draft,
-        CRATE,
-        tempfile::tempdir()?.path(),
-        Some(kept.path()),
-    )?;
-    let binary = std::fs::read(kept.path().join(PLATFORM))?;
+    let binary = publisher_build(&sandbox, &project)?;
     let manifest = manifest(&project, "1.0.19", 1, &binary);
     // Published with developer signatures only: the leader gathers the attestations.
     let publishing = std::time::Instant::now();
     let release = release_of(&project, manifest, &[], &[]);
-    let prepared = PreparedRelease {
-        files: vec![
-            (release.manifest.source.clone(), CRATE.to_vec()),
-            (
-                release.manifest.binaries[0].artifact.clone(),
-                binary.clone(),
-            ),
-        ],
-        release,
-    };
-    prepared
+    with_files(release, &binary)
         .publish(&leader, project.release_chain, None)
         .await?;
     project.sequence = 1;
@@ -355,4 +303,39 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
 
 fn next_manifest(project: &Project, binary: &[u8]) -> ReleaseManifest {
     manifest(project, "1.0.20", 2, binary)
+}
+
+/// The publisher's build: the recipe run in the sandbox, as verifiers will run it; the binary.
+fn publisher_build(sandbox: &Sandbox, project: &Project) -> TestResult<Vec<u8>> {
+    let kept = tempfile::tempdir()?;
+    let draft = manifest(project, "1.0.19", 1, b"not built yet");
+    let built = rebuild_keeping(
+        sandbox,
+        &BuildLimits::default(),
+        &draft,
+        CRATE,
+        tempfile::tempdir()?.path(),
+        Some(kept.path()),
+    )?;
+    assert!(
+        built.failure.is_none(),
+        "{:?}\n{}",
+        built.failure,
+        built.log_tail
+    );
+    Ok(std::fs::read(kept.path().join(PLATFORM))?)
+}
+
+/// `release` with the files it names: the crate and `binary`.
+fn with_files(release: Release, binary: &[u8]) -> PreparedRelease {
+    PreparedRelease {
+        files: vec![
+            (release.manifest.source.clone(), CRATE.to_vec()),
+            (
+                release.manifest.binaries[0].artifact.clone(),
+                binary.to_vec(),
+            ),
+        ],
+        release,
+    }
 }

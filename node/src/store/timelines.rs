@@ -57,49 +57,48 @@ impl Store {
         if index == 0 {
             return Ok(Arc::new(TimelineTree::empty()));
         }
-        let block_hash = |index: u64| -> Result<Hash, String> {
-            self.block_at(timeline, index)
+        let read = |at: u64| -> Result<chainiac_protocol::skipchain::SkipBlock, String> {
+            self.block_at(timeline, at)
                 .map_err(|e| e.to_string())?
-                .map(|block| block.hash())
-                .ok_or_else(|| format!("timeline block {index} is not stored here"))
+                .ok_or_else(|| format!("timeline block {at} is not stored here"))
         };
-        let target = block_hash(index)?;
+        let decode = |at: u64, payload: &[u8]| {
+            TimelineBlock::from_bytes(payload)
+                .map_err(|e| format!("timeline block {at} is invalid: {e}"))
+        };
+        let target_block = read(index)?;
+        let target = target_block.hash();
         if let Some(tree) = self.timelines.get(&target) {
             return Ok(tree);
         }
-        // Walk back to the newest block whose tree is in memory.
-        let mut base = (0, Arc::new(TimelineTree::empty()));
+        // Walk back to the newest block whose tree is in memory, keeping the blocks after it
+        // (newest first), so that each block is read once.
+        let mut unfolded = vec![decode(index, target_block.payload())?];
+        let mut base = Arc::new(TimelineTree::empty());
         for earlier in (1..index).rev() {
-            if let Some(tree) = self.timelines.get(&block_hash(earlier)?) {
-                base = (earlier, tree);
+            let block = read(earlier)?;
+            if let Some(tree) = self.timelines.get(&block.hash()) {
+                base = tree;
                 break;
             }
+            unfolded.push(decode(earlier, block.payload())?);
         }
         // Later changes override earlier ones; the tree is built once.
         let mut changes: BTreeMap<Hash, Hash> = BTreeMap::new();
-        let mut last = None;
-        for at in base.0 + 1..=index {
-            let block = self
-                .block_at(timeline, at)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("timeline block {at} is not stored here"))?;
-            let decoded = TimelineBlock::from_bytes(block.payload())
-                .map_err(|e| format!("timeline block {at} is invalid: {e}"))?;
+        for decoded in unfolded.iter().rev() {
             for change in &decoded.changes {
                 changes.insert(change.chain_id, change.head);
             }
-            last = Some(decoded);
         }
         let changes: Vec<TimelineEntry> = changes
             .into_iter()
-            .filter(|(chain_id, head)| base.1.head_of(chain_id) != Some(*head))
+            .filter(|(chain_id, head)| base.head_of(chain_id) != Some(*head))
             .map(|(chain_id, head)| TimelineEntry { chain_id, head })
             .collect();
         let tree = base
-            .1
             .with_changes(&changes)
             .map_err(|e| format!("timeline blocks up to {index} do not fold: {e}"))?;
-        let commit = last.ok_or("no timeline block to fold")?.commit;
+        let commit = unfolded[0].commit;
         if tree.root() != commit.root || tree.len() as u64 != commit.chain_count {
             return Err(format!(
                 "timeline block {index} does not commit to the changes of the blocks before it"
