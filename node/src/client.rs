@@ -8,7 +8,7 @@
 //! developer signatures and build attestations are re-checked against the policy it names, and
 //! artifacts are fetched from any peer in verified slices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +29,11 @@ use crate::artifacts::{Download, DownloadError, download};
 use crate::config::Identity;
 use crate::net::{self, Acceptance, NetConfig, NetEvent, NetHandle};
 use crate::wire::{HeadInfo, LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
+
+/// How long `sync` waits for some peer to serve a block announced by gossip.
+const ANNOUNCED_PATIENCE: Duration = Duration::from_secs(5);
+/// The first pause before asking the peers again for an announced block (then doubling).
+const ANNOUNCED_RETRY: Duration = Duration::from_millis(100);
 
 /// Name of the client's state file inside its directory.
 pub const STATE_FILE: &str = "client-state.json";
@@ -165,6 +170,9 @@ pub struct SyncReport {
     pub failures: Vec<(PeerId, String)>,
     /// The timeline epoch the head was checked against, if a timeline is pinned.
     pub timeline_epoch: Option<u64>,
+    /// A release-chain block announced by gossip that no peer served yet (the client stays at
+    /// `to_index`; a later sync picks it up).
+    pub announced_unreached: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -352,6 +360,10 @@ pub struct Connection {
     net: NetHandle,
     peers: Vec<PeerId>,
     gossip: mpsc::Receiver<HeadInfo>,
+    /// The highest block index announced by gossip per chain read through `next_gossip`. A
+    /// gossip hint is unverified, so it only makes `sync` ask other peers (and wait a little)
+    /// when the first one has not stored that block yet; it never stalls a sync.
+    announced: HashMap<Hash, u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -438,7 +450,12 @@ impl Connection {
         }
         // Ask peers in the order the user gave them.
         let peers = wanted;
-        Ok(Self { net, peers, gossip })
+        Ok(Self {
+            net,
+            peers,
+            gossip,
+            announced: HashMap::new(),
+        })
     }
 
     /// The peers reached, in the order they are asked.
@@ -446,10 +463,14 @@ impl Connection {
         &self.peers
     }
 
-    /// Waits for a gossiped block of `chain_id` with index at least `min_index`.
+    /// Waits for a block of one of `chain_ids` announced by gossip. The announcement is a hint:
+    /// the next `sync` looks for a peer that serves that block (peers store a block a moment
+    /// after they relay it) and verifies everything as usual.
     pub async fn next_gossip(&mut self, chain_ids: &[Hash]) -> Option<HeadInfo> {
         while let Some(head) = self.gossip.recv().await {
             if chain_ids.contains(&head.chain_id) {
+                let announced = self.announced.entry(head.chain_id).or_insert(head.index);
+                *announced = (*announced).max(head.index);
                 return Some(head);
             }
         }
@@ -716,33 +737,69 @@ impl Connection {
     /// Brings `project` up to the heads a peer reports, verifying everything; tries the next
     /// peer when one fails. `project` is only changed when everything verified.
     /// With a `timeline`, the release chain is brought exactly to the head the timeline
-    /// commits to (a peer showing another head is refused).
+    /// commits to (a peer showing another head is refused). Without one, a peer behind a block
+    /// announced by gossip is passed over for one that serves it; if none does within a few
+    /// seconds, the most advanced verified answer is kept and the report says so.
     pub async fn sync(
         &self,
         project: &mut FollowedProject,
         timeline: Option<&TimelineView>,
     ) -> Result<SyncReport, ClientError> {
-        let mut failures = Vec::new();
-        for &peer in &self.peers {
-            match self.sync_from(peer, project, timeline).await {
-                Ok((updated, mut report)) => {
-                    *project = updated;
-                    report.failures = failures;
-                    return Ok(report);
-                }
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "peer failed during sync");
-                    failures.push((peer, error));
+        let announced = match timeline {
+            Some(_) => None,
+            None => self
+                .announced
+                .get(&project.release_chain)
+                .copied()
+                .filter(|&index| index > project.release.block().index()),
+        };
+        let mut waited = Duration::ZERO;
+        loop {
+            let mut failures = Vec::new();
+            let mut best: Option<(FollowedProject, SyncReport)> = None;
+            for &peer in &self.peers {
+                match self.sync_from(peer, project, timeline).await {
+                    Ok((updated, report)) => {
+                        if announced.is_none_or(|index| report.to_index >= index) {
+                            *project = updated;
+                            return Ok(SyncReport { failures, ..report });
+                        }
+                        if best
+                            .as_ref()
+                            .is_none_or(|(_, kept)| report.to_index > kept.to_index)
+                        {
+                            best = Some((updated, report));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "peer failed during sync");
+                        failures.push((peer, error));
+                    }
                 }
             }
+            let Some((updated, report)) = best else {
+                return Err(ClientError::AllPeersFailed(
+                    failures
+                        .iter()
+                        .map(|(p, e)| format!("{p}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ));
+            };
+            if waited >= ANNOUNCED_PATIENCE {
+                *project = updated;
+                return Ok(SyncReport {
+                    failures,
+                    announced_unreached: announced,
+                    ..report
+                });
+            }
+            // The peers verified fine but are behind the announcement: they are still storing
+            // it. Ask again shortly.
+            let pause = ANNOUNCED_RETRY.max(waited);
+            tokio::time::sleep(pause).await;
+            waited += pause;
         }
-        Err(ClientError::AllPeersFailed(
-            failures
-                .iter()
-                .map(|(p, e)| format!("{p}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ))
     }
 
     async fn sync_from(
@@ -853,6 +910,7 @@ impl Connection {
             peer,
             failures: Vec::new(),
             timeline_epoch: timeline.map(|view| view.block.commit.epoch),
+            announced_unreached: None,
         };
         Ok((updated, report))
     }

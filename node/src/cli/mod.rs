@@ -740,21 +740,29 @@ async fn client_command(
                     .into_iter()
                     .map(str::to_owned)
                     .collect();
-                sync_all(&connection, &mut state, &names, dir).await?;
+                sync_all(&connection, &mut state, &names, dir, true).await?;
                 if watch {
+                    // With a pinned timeline a release is accepted once a timeline block
+                    // commits to it, so timeline blocks wake the watch too.
                     let chains: Vec<Hash> = names
                         .iter()
                         .flat_map(|n| {
                             let p = &state.projects[n];
                             [p.release_chain, p.policy_chain]
                         })
+                        .chain(state.timeline.as_ref().map(|t| t.chain))
                         .collect();
                     println!("watching for new releases (Ctrl-C to stop)");
                     loop {
                         tokio::select! {
                             head = connection.next_gossip(&chains) => {
                                 if head.is_none() { break; }
-                                sync_all(&connection, &mut state, &names, dir).await?;
+                                // A watch outlives a peer's bad moment: say it and go on.
+                                if let Err(error) =
+                                    sync_all(&connection, &mut state, &names, dir, false).await
+                                {
+                                    eprintln!("sync failed: {error:#}; waiting for the next block");
+                                }
                             }
                             _ = tokio::signal::ctrl_c() => break,
                         }
@@ -855,6 +863,7 @@ async fn sync_all(
     state: &mut ClientState,
     names: &[String],
     dir: &Path,
+    report_unchanged: bool,
 ) -> anyhow::Result<()> {
     let view = fresh_timeline(connection, state).await?;
     for name in names {
@@ -864,6 +873,11 @@ async fn sync_all(
         let report = connection.sync(followed, view.as_ref()).await?;
         for (peer, error) in &report.failures {
             eprintln!("  peer {peer} failed: {error}");
+        }
+        if let Some(index) = report.announced_unreached {
+            eprintln!(
+                "  block {index} of {name} was announced, but no peer serves it yet; sync again shortly"
+            );
         }
         if report.to_index > report.from_index {
             println!(
@@ -875,7 +889,7 @@ async fn sync_all(
                 report.proof_bytes,
                 report.policy_blocks
             );
-        } else {
+        } else if report_unchanged {
             println!(
                 "{name}: up to date at block {} (release {})",
                 report.to_index,
