@@ -737,9 +737,10 @@ impl Connection {
     /// Brings `project` up to the heads a peer reports, verifying everything; tries the next
     /// peer when one fails. `project` is only changed when everything verified.
     /// With a `timeline`, the release chain is brought exactly to the head the timeline
-    /// commits to (a peer showing another head is refused). Without one, a peer behind a block
-    /// announced by gossip is passed over for one that serves it; if none does within a few
-    /// seconds, the most advanced verified answer is kept and the report says so.
+    /// commits to (a peer showing another head is refused). Without one, the peer reporting the
+    /// most advanced head is asked first, and a peer behind a block announced by gossip is
+    /// passed over for one that serves it; if none does within a few seconds, the most
+    /// advanced verified answer is kept and the report says so.
     pub async fn sync(
         &self,
         project: &mut FollowedProject,
@@ -757,7 +758,12 @@ impl Connection {
         loop {
             let mut failures = Vec::new();
             let mut best: Option<(FollowedProject, SyncReport)> = None;
-            for &peer in &self.peers {
+            let order = match timeline {
+                // The timeline names the head; any peer can prove it.
+                Some(_) => self.peers.clone(),
+                None => self.peers_by_head(project.release_chain).await,
+            };
+            for peer in order {
                 match self.sync_from(peer, project, timeline).await {
                     Ok((updated, report)) => {
                         if announced.is_none_or(|index| report.to_index >= index) {
@@ -800,6 +806,23 @@ impl Connection {
             tokio::time::sleep(pause).await;
             waited += pause;
         }
+    }
+
+    /// The peers, the one reporting the most advanced head of `chain` first (a peer that is
+    /// behind, or withholds new blocks, is asked last); ties keep the user's order.
+    async fn peers_by_head(&self, chain: Hash) -> Vec<PeerId> {
+        let heads = futures::future::join_all(
+            self.peers
+                .iter()
+                .map(|&peer| async move { (peer, self.head(peer, chain).await) }),
+        )
+        .await;
+        let mut ranked: Vec<(PeerId, Option<u64>)> = heads
+            .into_iter()
+            .map(|(peer, head)| (peer, head.ok().flatten().map(|h| h.index)))
+            .collect();
+        ranked.sort_by_key(|&(_, index)| std::cmp::Reverse(index));
+        ranked.into_iter().map(|(peer, _)| peer).collect()
     }
 
     async fn sync_from(

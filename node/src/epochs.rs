@@ -1,7 +1,8 @@
 //! Timeline epochs: every epoch, one member of a timeline chain's roster leads the block that
 //! commits to the head of every chain this node holds. Epoch `e`'s first choice is member
 //! `e mod n`; if no block for the epoch appears, the next member takes over after a slot of
-//! `epoch / n` (at least 200 ms), and so on.
+//! `epoch / n` (at least the commit timeout plus 500 ms, so that the first leader's Commit has
+//! reached every member or timed out before anyone competes with it), and so on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use chainiac_protocol::timeline::{MAX_BLOCK_CHANGES, TimelineBlock, TimelineEntr
 
 use chainiac_anchor::{AnchorError, AnchorRequest};
 
+use crate::leader::RoundConfig;
 use crate::node::{Anchoring, NodeCore};
 use crate::rules::{chain_kind, timeline_at};
 use crate::store::{ChainHead, Store};
@@ -23,10 +25,10 @@ use crate::wire::MAX_ANCHORS;
 const TICK: Duration = Duration::from_millis(100);
 /// How often it rescans the store for timeline chains.
 const RESCAN: Duration = Duration::from_secs(2);
-/// Shortest takeover slot.
-const MIN_SLOT: Duration = Duration::from_millis(200);
-/// How long a round another member started for the next position is assumed to be running.
-const ROUND_IN_FLIGHT: Duration = Duration::from_secs(10);
+/// Margin added to the commit timeout for the shortest takeover slot.
+const SLOT_MARGIN: Duration = Duration::from_millis(500);
+/// Shortest time a round another member started for the next position is assumed to run.
+const MIN_ROUND_IN_FLIGHT: Duration = Duration::from_secs(10);
 /// Wait before a failed attempt is retried.
 const RETRY: Duration = Duration::from_secs(1);
 /// Attempts to anchor one timeline block.
@@ -51,13 +53,26 @@ enum Duty {
     Lead { epoch: u64 },
 }
 
+/// The shortest takeover slot: a member takes over only once the leader before it has had its
+/// whole commit phase, so any Commit it sent has arrived (and `proposal_in_flight` holds the
+/// taker back) or has timed out (and the leader goes on without this member).
+fn min_slot(rounds: &RoundConfig) -> Duration {
+    rounds.commit_timeout + SLOT_MARGIN
+}
+
+/// How long a round another member started may still be running: two full attempts (a round
+/// restarts once without the members that failed it).
+fn round_in_flight(rounds: &RoundConfig) -> Duration {
+    (2 * (rounds.commit_timeout + rounds.respond_timeout)).max(MIN_ROUND_IN_FLIGHT)
+}
+
 /// Whether member `me` of `members` leads epoch `current` at `millis` into the epoch, given
 /// the epoch of the last timeline block.
 fn duty(
     last_epoch: Option<u64>,
     current: u64,
     millis_into_epoch: u64,
-    epoch_millis: u64,
+    (epoch_millis, min_slot_millis): (u64, u64),
     me: usize,
     members: usize,
 ) -> Duty {
@@ -66,7 +81,7 @@ fn duty(
     }
     let first = (current % members as u64) as usize;
     let turn = (me + members - first) % members;
-    let slot = (epoch_millis / members as u64).max(MIN_SLOT.as_millis() as u64);
+    let slot = (epoch_millis / members as u64).max(min_slot_millis);
     if millis_into_epoch >= turn as u64 * slot {
         Duty::Lead { epoch: current }
     } else {
@@ -118,7 +133,7 @@ pub async fn run(core: Arc<NodeCore>) {
                 last_epoch,
                 current,
                 now % epoch_millis,
-                epoch_millis,
+                (epoch_millis, min_slot(&core.rounds).as_millis() as u64),
                 me,
                 members,
             ) else {
@@ -140,7 +155,7 @@ pub async fn run(core: Arc<NodeCore>) {
                 .ok()
                 .flatten()
                 .map_or(0, |head| head.index + 1);
-            if core.proposal_in_flight(&chain, next_index, ROUND_IN_FLIGHT) {
+            if core.proposal_in_flight(&chain, next_index, round_in_flight(&core.rounds)) {
                 continue;
             }
             attempted.insert((chain, epoch), Instant::now());
@@ -414,24 +429,50 @@ mod tests {
     #[test]
     fn the_first_member_leads_then_the_others_take_over_in_turn() {
         // Epoch 9 with 4 members: member 1 first (9 mod 4), then 2, 3, 0, one slot apart.
+        let times = (10_000, 1_000);
         let slot = 10_000 / 4;
-        assert_eq!(duty(Some(8), 9, 0, 10_000, 1, 4), Duty::Lead { epoch: 9 });
-        assert_eq!(duty(Some(8), 9, 0, 10_000, 2, 4), Duty::Wait);
+        assert_eq!(duty(Some(8), 9, 0, times, 1, 4), Duty::Lead { epoch: 9 });
+        assert_eq!(duty(Some(8), 9, 0, times, 2, 4), Duty::Wait);
+        assert_eq!(duty(Some(8), 9, slot, times, 2, 4), Duty::Lead { epoch: 9 });
+        assert_eq!(duty(Some(8), 9, 2 * slot, times, 0, 4), Duty::Wait);
         assert_eq!(
-            duty(Some(8), 9, slot, 10_000, 2, 4),
-            Duty::Lead { epoch: 9 }
-        );
-        assert_eq!(duty(Some(8), 9, 2 * slot, 10_000, 0, 4), Duty::Wait);
-        assert_eq!(
-            duty(Some(8), 9, 3 * slot, 10_000, 0, 4),
+            duty(Some(8), 9, 3 * slot, times, 0, 4),
             Duty::Lead { epoch: 9 }
         );
         // Nothing to do once the epoch has its block, or before the first one is due.
-        assert_eq!(duty(Some(9), 9, 9_999, 10_000, 1, 4), Duty::Wait);
-        assert_eq!(duty(None, 9, 0, 10_000, 1, 4), Duty::Lead { epoch: 9 });
-        assert_eq!(duty(None, 9, 0, 10_000, 1, 0), Duty::Wait);
-        // Short epochs keep a minimum slot.
-        assert_eq!(duty(Some(1), 2, 150, 1_000, 1, 10), Duty::Wait);
-        assert_eq!(duty(Some(1), 2, 200, 1_000, 3, 10), Duty::Lead { epoch: 2 });
+        assert_eq!(duty(Some(9), 9, 9_999, times, 1, 4), Duty::Wait);
+        assert_eq!(duty(None, 9, 0, times, 1, 4), Duty::Lead { epoch: 9 });
+        assert_eq!(duty(None, 9, 0, times, 1, 0), Duty::Wait);
+    }
+
+    #[test]
+    fn a_slot_lasts_at_least_the_first_leaders_commit_phase() {
+        let rounds = RoundConfig::default();
+        let min = min_slot(&rounds).as_millis() as u64;
+        assert_eq!(min, 5_500);
+        // Default epochs of 10 s with 4 members: slots of 5.5 s, so only the first two
+        // members can lead within the epoch (the next epoch's leader covers the rest).
+        assert_eq!(duty(Some(8), 9, 5_499, (10_000, min), 2, 4), Duty::Wait);
+        assert_eq!(
+            duty(Some(8), 9, 5_500, (10_000, min), 2, 4),
+            Duty::Lead { epoch: 9 }
+        );
+        assert_eq!(duty(Some(8), 9, 9_999, (10_000, min), 3, 4), Duty::Wait);
+        // Epochs shorter than a slot: only the first choice leads.
+        for me in [0, 1, 3] {
+            assert_eq!(duty(Some(1), 2, 999, (1_000, min), me, 4), Duty::Wait);
+        }
+        assert_eq!(
+            duty(Some(1), 2, 0, (1_000, min), 2, 4),
+            Duty::Lead { epoch: 2 }
+        );
+        // A round is assumed in flight for two full attempts, never less than 10 s.
+        assert_eq!(round_in_flight(&rounds), Duration::from_secs(20));
+        let quick = RoundConfig {
+            commit_timeout: Duration::from_secs(1),
+            respond_timeout: Duration::from_secs(1),
+            ..rounds
+        };
+        assert_eq!(round_in_flight(&quick), Duration::from_secs(10));
     }
 }

@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod support;
+use support::{TestResult, http, wait_for};
 
 fn chainiac(args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
     Ok(Command::new(env!("CARGO_BIN_EXE_chainiac"))
@@ -237,6 +238,20 @@ fn story(dir: &Path, net: &Path) -> TestResult {
         &release_chain,
     ])?;
     assert!(followed.contains("following tool"), "{followed}");
+    // The client asks nodes 2 and 3, which store the release and mirror its binary a moment
+    // after the leader logged it.
+    let binary_hash = blake3::hash(&std::fs::read(&binary)?).to_hex().to_string();
+    for node in [2, 3] {
+        let address = api(node).parse()?;
+        wait_for(&format!("node {node} holds release 0.1.0"), || {
+            http(address, "GET", &format!("/chains/{release_chain}"), None)
+                .is_ok_and(|(status, chain)| status == 200 && chain["index"] == 1)
+        })?;
+        wait_for(&format!("node {node} mirrors the binary"), || {
+            http(address, "GET", &format!("/artifacts/{binary_hash}"), None)
+                .is_ok_and(|(status, _)| status == 200)
+        })?;
+    }
     let synced = run(&["sync"])?;
     assert!(
         synced.contains("tool: 0 -> block 1 (release 0.1.0)"),

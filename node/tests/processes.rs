@@ -1,45 +1,20 @@
 //! Real `chainiac node run` processes on 127.0.0.1: a node killed with SIGKILL during a stream
 //! of appends restarts with a consistent store and catches up; SIGTERM stops a node cleanly.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const PATIENCE: Duration = Duration::from_secs(60);
+mod support;
+use support::{PATIENCE, TestResult, http, wait_for};
 
 fn free_port() -> Result<u16, Box<dyn std::error::Error>> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-fn http(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<(u16, Value), Box<dyn std::error::Error>> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or("malformed response")?;
-    let status: u16 = head.split_whitespace().nth(1).ok_or("no status")?.parse()?;
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 struct Process {
@@ -134,17 +109,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.kill();
     }
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Err(format!("timed out waiting until {what}").into())
 }
 
 #[test]
