@@ -91,6 +91,17 @@ pub enum AppendError {
         unreachable: String,
         wrong: String,
     },
+    /// Witnesses already released shares for another block at this position (a round that
+    /// failed after its challenge: its leader crashed, or too many witnesses timed out); they
+    /// can only sign that block there, which the leader may complete first.
+    #[error(
+        "block {index} cannot be signed: {witnesses} witness(es) already signed block {} at that position, which must be completed first", .block.hash()
+    )]
+    Locked {
+        index: u64,
+        block: Box<SkipBlock>,
+        witnesses: usize,
+    },
     /// The block or store refused.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -107,6 +118,23 @@ pub struct RoundReport {
     pub attempts: u32,
     /// Whether the signature was gathered along an aggregation tree.
     pub tree: bool,
+    /// Witnesses that refused because they already signed another block at this position,
+    /// with that block.
+    pub locked: Vec<(PublicKey, Box<SkipBlock>)>,
+}
+
+impl RoundReport {
+    /// The block most witnesses are locked on, with their number, if any witness is.
+    fn most_locked(&self) -> Option<(&SkipBlock, usize)> {
+        let mut counted: Vec<(&SkipBlock, usize)> = Vec::new();
+        for (_, block) in &self.locked {
+            match counted.iter_mut().find(|(b, _)| b.hash() == block.hash()) {
+                Some((_, count)) => *count += 1,
+                None => counted.push((block, 1)),
+            }
+        }
+        counted.into_iter().max_by_key(|&(_, count)| count)
+    }
 }
 
 /// Who is left out of the next attempt, and why.
@@ -208,19 +236,15 @@ async fn sign_link_star(
             .filter(|i| !out.excluded.contains(i) && Some(*i) != local)
             .collect();
         candidates.extend(local.filter(|i| !out.excluded.contains(i)));
-        let not_enough = |report: &RoundReport, available: usize| AppendError::NotEnoughWitnesses {
-            index: block.index(),
-            level: request.level,
-            available,
-            roster: roster.len(),
-            threshold: roster.threshold(),
-            unreachable: describe(
-                report
-                    .unreachable
-                    .iter()
-                    .map(|(k, why)| format!("{} ({why})", &k.to_hex()[..16])),
-            ),
-            wrong: describe(report.wrong.iter().map(|k| k.to_hex()[..16].to_string())),
+        let not_enough = |report: &RoundReport, available: usize| {
+            if let Some((locked, witnesses)) = report.most_locked() {
+                return AppendError::Locked {
+                    index: block.index(),
+                    block: Box::new(locked.clone()),
+                    witnesses,
+                };
+            }
+            not_enough_witnesses(block, request, roster, report, available)
         };
         if candidates.len() < roster.threshold() {
             return Err(not_enough(&out.report, candidates.len()));
@@ -256,6 +280,19 @@ async fn sign_link_star(
                     } else {
                         out.wrong(index, key);
                     }
+                }
+                // A lock is only evidence for the position proposed, on another block.
+                Ok(Response::Locked(locked))
+                    if locked.chain_id() == block.chain_id()
+                        && locked.index() == block.index()
+                        && locked.hash() != block.hash() =>
+                {
+                    out.unreachable(
+                        index,
+                        key,
+                        format!("already signed block {} here", locked.hash()),
+                    );
+                    out.report.locked.push((key, locked));
                 }
                 Ok(other) => {
                     out.unreachable(index, key, refusal_text(&other));
@@ -333,6 +370,29 @@ async fn sign_link_star(
             }
             Err(error) => return Err(crate::store::StoreError::from(error).into()),
         }
+    }
+}
+
+fn not_enough_witnesses(
+    block: &SkipBlock,
+    request: &LinkRequest,
+    roster: &Roster,
+    report: &RoundReport,
+    available: usize,
+) -> AppendError {
+    AppendError::NotEnoughWitnesses {
+        index: block.index(),
+        level: request.level,
+        available,
+        roster: roster.len(),
+        threshold: roster.threshold(),
+        unreachable: describe(
+            report
+                .unreachable
+                .iter()
+                .map(|(k, why)| format!("{} ({why})", &k.to_hex()[..16])),
+        ),
+        wrong: describe(report.wrong.iter().map(|k| k.to_hex()[..16].to_string())),
     }
 }
 

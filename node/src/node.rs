@@ -113,6 +113,9 @@ pub enum NodeError {
     Invalid(String),
 }
 
+/// Most blocks of failed rounds one append completes before its own block.
+const MAX_COMPLETED_LOCKS: usize = 4;
+
 impl NodeCore {
     /// A node core over its parts.
     pub fn new(
@@ -205,36 +208,98 @@ impl NodeCore {
             locks.entry(chain_id).or_default().clone()
         };
         let _guard = lock.lock().await;
-        let head = self
-            .store
-            .head(&chain_id)?
-            .ok_or(StoreError::UnknownChain(chain_id))?;
-        let previous = self.store.block(&head.hash)?.ok_or(StoreError::Corrupt {
-            what: "chain head",
-            detail: "head block missing".into(),
-        })?;
-        let current = self.store.roster_of(&previous)?;
-        let block = SkipBlock::successor(&previous, &current, roster, payload, |index| {
-            self.store
-                .block_at(&chain_id, index)
-                .ok()
-                .flatten()
-                .map(|b| b.hash())
-        })
-        .map_err(|e| NodeError::Invalid(e.to_string()))?;
-        self.witness
-            .check_rules(&block)
-            .map_err(NodeError::Invalid)?;
-        if let Some(release) = self.release_in(&block)? {
-            for artifact in release_artifacts(&release) {
-                if !self.artifacts.has(&artifact.hash) {
-                    return Err(NodeError::Invalid(format!(
-                        "artifact {} ({}) is not stored on this node; upload it (PUT /artifacts) before publishing, so that the release can be served",
-                        artifact.name, artifact.hash
-                    )));
+        let mut completed = 0;
+        loop {
+            let head = self
+                .store
+                .head(&chain_id)?
+                .ok_or(StoreError::UnknownChain(chain_id))?;
+            let previous = self.store.block(&head.hash)?.ok_or(StoreError::Corrupt {
+                what: "chain head",
+                detail: "head block missing".into(),
+            })?;
+            let current = self.store.roster_of(&previous)?;
+            let block = SkipBlock::successor(
+                &previous,
+                &current,
+                roster.clone(),
+                payload.clone(),
+                |index| {
+                    self.store
+                        .block_at(&chain_id, index)
+                        .ok()
+                        .flatten()
+                        .map(|b| b.hash())
+                },
+            )
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+            self.witness
+                .check_rules(&block)
+                .map_err(NodeError::Invalid)?;
+            if let Some(release) = self.release_in(&block)? {
+                for artifact in release_artifacts(&release) {
+                    if !self.artifacts.has(&artifact.hash) {
+                        return Err(NodeError::Invalid(format!(
+                            "artifact {} ({}) is not stored on this node; upload it (PUT /artifacts) before publishing, so that the release can be served",
+                            artifact.name, artifact.hash
+                        )));
+                    }
                 }
             }
+            match self.log_block(block).await {
+                Err(NodeError::Append(AppendError::Locked {
+                    block: locked,
+                    witnesses,
+                    ..
+                })) if completed < MAX_COMPLETED_LOCKS => {
+                    completed += 1;
+                    tracing::info!(
+                        chain = %chain_id,
+                        index = locked.index(),
+                        locked = %locked.hash(),
+                        witnesses,
+                        "witnesses are locked on a block of a failed round; completing it first"
+                    );
+                    self.complete_locked(&previous, *locked).await?;
+                }
+                logged => return logged,
+            }
         }
+    }
+
+    /// Completes `locked`, a block some witnesses already signed after `previous` in a round
+    /// that failed: checked like any proposal (successor of `previous`, payload rules), then
+    /// signed and logged. Every witness either signs it or is locked on it, unless the
+    /// witnesses are split between two blocks; then this fails with the split.
+    async fn complete_locked(
+        &self,
+        previous: &SkipBlock,
+        locked: SkipBlock,
+    ) -> Result<ChainHead, NodeError> {
+        if locked.chain_id() != previous.chain_id()
+            || locked.index() != previous.index() + 1
+            || locked.back_links().first() != Some(&previous.hash())
+        {
+            return Err(NodeError::Invalid(format!(
+                "a witness is locked on block {}, which does not follow the head {}",
+                locked.hash(),
+                previous.hash()
+            )));
+        }
+        self.witness.check_rules(&locked).map_err(|reason| {
+            NodeError::Invalid(format!(
+                "a witness is locked on block {}, which breaks a rule: {reason}",
+                locked.hash()
+            ))
+        })?;
+        self.log_block(locked).await
+    }
+
+    /// Signs the forward links into `block` (a checked successor of the chain's head) with
+    /// rounds among their rosters, stores it, and gossips it. Nothing is stored if the
+    /// level-0 link cannot be signed; a missing higher-level link is added later.
+    async fn log_block(&self, block: SkipBlock) -> Result<ChainHead, NodeError> {
+        let chain_id = block.chain_id();
         let requests = self.store.link_requests(&block)?;
         let transport = NodeTransport { core: self };
         let mut links = Vec::new();
@@ -405,7 +470,7 @@ impl NodeCore {
                 level,
             } => match self.commit_own(peer, round, Arc::new(*block), level).await {
                 Ok(committed) => Response::Committed(committed.commitment),
-                Err(reason) => Response::Refused(reason),
+                Err(refusal) => refusal.into(),
             },
             Request::TreeCommit {
                 round,
@@ -440,7 +505,7 @@ impl NodeCore {
         round: Hash,
         block: Arc<SkipBlock>,
         level: u32,
-    ) -> Result<Committed, String> {
+    ) -> Result<Committed, Refusal> {
         // Only other nodes' proposals come here: this node's own witness is answered directly.
         self.proposals_seen
             .lock()
@@ -455,9 +520,9 @@ impl NodeCore {
         };
         for chain in needed {
             if let Err(error) = self.sync_chain(peer, chain).await {
-                return Err(format!(
+                return Err(Refusal::Invalid(format!(
                     "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
-                ));
+                )));
             }
         }
         let commit = |core: Arc<Self>, block: Arc<SkipBlock>| {
@@ -466,17 +531,13 @@ impl NodeCore {
         let mut result = commit(self.clone(), block.clone()).await;
         if let Ok(Err(Refusal::Behind { .. })) = result {
             if let Err(error) = self.sync_chain(peer, block.chain_id()).await {
-                return Err(format!(
+                return Err(Refusal::Invalid(format!(
                     "witness is behind and could not sync from the leader: {error}"
-                ));
+                )));
             }
             result = commit(self.clone(), block).await;
         }
-        match result {
-            Ok(Ok(committed)) => Ok(committed),
-            Ok(Err(refusal)) => Err(refusal.to_string()),
-            Err(_) => Err("internal error".into()),
-        }
+        result.unwrap_or_else(|_| Err(Refusal::Invalid("internal error".into())))
     }
 
     fn answer_inner(&self, request: Request) -> Response {
@@ -523,7 +584,7 @@ impl NodeCore {
                 level,
             } => match self.witness.commit(round, &block, level) {
                 Ok(commitment) => Response::Committed(commitment),
-                Err(refusal) => refuse(&refusal),
+                Err(refusal) => refusal.into(),
             },
             Request::Respond { round, challenge } => {
                 match self.witness.respond(round, &challenge) {
@@ -888,7 +949,12 @@ impl SubtreeHost for TreeHost {
         block: Arc<SkipBlock>,
         level: u32,
     ) -> BoxFuture<'_, Result<Committed, String>> {
-        Box::pin(self.core.commit_own(self.peer, round, block, level))
+        Box::pin(async move {
+            self.core
+                .commit_own(self.peer, round, block, level)
+                .await
+                .map_err(|refusal| refusal.to_string())
+        })
     }
 
     fn respond_own(
@@ -911,6 +977,16 @@ impl SubtreeHost for TreeHost {
 
     fn sent_by(&self, key: &PublicKey) -> bool {
         peer_id_of(key).is_ok_and(|peer| peer == self.peer)
+    }
+}
+
+/// A witness refusal on the wire: a lock shows its block, everything else is text.
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Locked { block } => Response::Locked(block),
+            other => Response::Refused(other.to_string()),
+        }
     }
 }
 

@@ -228,6 +228,9 @@ pub enum Response {
     SubtreeResponded(ResponseShare),
     /// The subtree cannot respond for everyone it committed for: these members failed.
     SubtreeIncomplete { culprits: ParticipationMask },
+    /// Answer to a Commit: the witness already released a share for this other block at the
+    /// proposed position (equivocation guard); the leader may complete it instead.
+    Locked(Box<SkipBlock>),
 }
 
 const HEADS: u8 = 0;
@@ -255,6 +258,7 @@ const TREE_RESPOND: u8 = 9;
 const SUBTREE_COMMITTED: u8 = 10;
 const SUBTREE_RESPONDED: u8 = 11;
 const SUBTREE_INCOMPLETE: u8 = 12;
+const LOCKED: u8 = 24;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -458,6 +462,7 @@ impl Encode for Response {
             Response::SubtreeIncomplete { culprits } => {
                 writer.u8(SUBTREE_INCOMPLETE).value(culprits)
             }
+            Response::Locked(block) => writer.u8(LOCKED).value(block.as_ref()),
         };
     }
 }
@@ -498,6 +503,7 @@ impl Decode for Response {
             SUBTREE_INCOMPLETE => Response::SubtreeIncomplete {
                 culprits: ParticipationMask::decode_from(reader)?,
             },
+            LOCKED => Response::Locked(Box::new(SkipBlock::decode_from(reader)?)),
             tag => {
                 return Err(Error::InvalidTag {
                     what: "response kind",
@@ -580,6 +586,23 @@ mod tests {
                 Some(response)
             );
         }
+    }
+
+    #[test]
+    fn a_lock_shows_its_block() {
+        use chainiac_protocol::cosi::{Roster, RosterMember};
+        use chainiac_protocol::skipchain::ChainParams;
+        let identity = crate::config::Identity::generate();
+        let roster =
+            Roster::with_default_threshold(vec![RosterMember::from_secret(identity.secret())])
+                .expect("roster");
+        let genesis = SkipBlock::genesis(ChainParams::new(2, 8).expect("params"), roster, vec![7])
+            .expect("genesis");
+        let locked = Response::Locked(Box::new(genesis));
+        let bytes = locked.to_bytes();
+        assert_eq!(bytes[1], LOCKED);
+        assert_eq!(Response::from_bytes(&bytes).ok(), Some(locked));
+        assert!(Response::from_bytes(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! synced write, before a share leaves the node, so the guard survives restarts and crashes.
 //! Committing is refused only where a share for another block was already released: a round
 //! that failed before its challenge does not lock the position.
+//!
+//! A locked position must not stall its chain when the round that locked it failed (its leader
+//! crashed, or too many witnesses timed out): with the level-0 record the witness keeps the
+//! block itself, and refuses a competing block by showing it (`Refusal::Locked`), so that the
+//! next leader completes that block first instead of competing with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +20,7 @@ use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{
     Challenge, Commitment, ResponseShare, Roster, SigningNonces, commit,
 };
+use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::skipchain::SkipBlock;
 
 use crate::config::Identity;
@@ -24,6 +30,9 @@ use crate::store::Store;
 pub const MAX_PENDING_ROUNDS: usize = 4096;
 /// How long nonces wait for their challenge.
 pub const ROUND_TTL: Duration = Duration::from_secs(60);
+/// Most pending rounds that keep their whole proposed block (at most 1 MiB each, the request
+/// bound) to record it with the guard; beyond, only the hash is recorded.
+pub const MAX_KEPT_PROPOSALS: usize = 64;
 
 /// Why a witness refuses to take part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +49,10 @@ pub enum Refusal {
     /// The witness already signed another block at this position.
     #[error("already signed another block at index {index} of this chain")]
     Equivocation { index: u64 },
+    /// The witness already signed `block` at this position and shows it: a leader can get the
+    /// position filled by completing that block.
+    #[error("already signed block {} at index {} of this chain; complete it first", .block.hash(), .block.index())]
+    Locked { block: Box<SkipBlock> },
     /// A challenge for a round this witness has no nonces for.
     #[error("unknown or expired signing round")]
     UnknownRound,
@@ -70,6 +83,8 @@ struct PendingRound {
     index: u64,
     level: u32,
     block: Hash,
+    /// The encoded block, kept for level 0 (see [`MAX_KEPT_PROPOSALS`]).
+    proposal: Option<Vec<u8>>,
     created: Instant,
 }
 
@@ -204,8 +219,13 @@ impl Witness {
             .signed_block(&chain_id, block.index(), level)
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
         if signed.is_some_and(|signed| signed != block.hash()) {
-            return Err(Refusal::Equivocation {
-                index: block.index(),
+            return Err(match self.store.signed_proposal(&chain_id, block.index()) {
+                Ok(Some(locked)) => Refusal::Locked {
+                    block: Box::new(locked),
+                },
+                _ => Refusal::Equivocation {
+                    index: block.index(),
+                },
             });
         }
         let (nonces, commitment) = commit(
@@ -220,6 +240,8 @@ impl Witness {
                 "too many signing rounds in progress; try again".into(),
             ));
         }
+        let keep = level == 0
+            && pending.values().filter(|r| r.proposal.is_some()).count() < MAX_KEPT_PROPOSALS;
         pending.insert(
             round,
             PendingRound {
@@ -230,6 +252,7 @@ impl Witness {
                 index: block.index(),
                 level,
                 block: block.hash(),
+                proposal: keep.then(|| block.to_bytes()),
                 created: Instant::now(),
             },
         );
@@ -279,6 +302,7 @@ impl Witness {
             pending.index,
             pending.level,
             &pending.block,
+            pending.proposal.as_deref(),
         ) {
             Ok(None) => {}
             Ok(Some(_)) => {
@@ -365,10 +389,12 @@ mod tests {
             store.signed_block(&a.chain_id(), 1, 0).expect("read"),
             Some(b.hash())
         );
-        // Now a is refused at commit and at respond.
+        // Now a is refused at commit, showing the block signed there.
         assert_eq!(
             witness.commit(round("a2"), &a, 0).err(),
-            Some(Refusal::Equivocation { index: 1 })
+            Some(Refusal::Locked {
+                block: Box::new(b.clone())
+            })
         );
         // The same block again (a restarted round) is fine.
         sign(&witness, "b2", &b).expect("b again");
@@ -466,8 +492,34 @@ mod tests {
         let witness = witness(&identity, &store);
         assert_eq!(
             witness.commit(round("b"), &b, 0).err(),
-            Some(Refusal::Equivocation { index: 1 })
+            Some(Refusal::Locked {
+                block: Box::new(a.clone())
+            })
+        );
+        assert_eq!(
+            store.signed_proposal(&a.chain_id(), 1).expect("read"),
+            Some(a.clone())
         );
         sign(&witness, "a again", &a).expect("the same block is still fine");
+    }
+
+    #[test]
+    fn without_a_kept_block_a_lock_is_refused_by_index() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Fill the rounds that keep their block, then sign a: only its hash is recorded.
+        for i in 0..MAX_KEPT_PROPOSALS {
+            witness
+                .commit(round(&format!("filler {i}")), &b, 0)
+                .expect("commit");
+        }
+        sign(&witness, "a", &a).expect("a is signed");
+        assert_eq!(store.signed_proposal(&a.chain_id(), 1).expect("read"), None);
+        assert_eq!(
+            witness.commit(round("b"), &b, 0).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
     }
 }

@@ -8,8 +8,9 @@ use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::{NodeOptions, RunningNode};
 use chainiac_node::wire::{LinkedBlock, Request, Response};
 use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Aggregator, Contribution};
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::skipchain::ChainParams;
+use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -309,6 +310,60 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
         cluster.wait_head(i, &chain_id, 4).await?;
     }
     assert_same_chain(&cluster, &chain_id, 4, &running)?;
+    Ok(())
+}
+
+/// A leader that failed after its challenge (it crashed, or witnesses timed out) leaves the
+/// witnesses that answered locked on its block. Two of four locked would make every other block
+/// at that position fail for good (3 of 4 must sign); the next leader completes the locked block
+/// first, then logs its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> TestResult {
+    let cluster = Cluster::start(4, &[]).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    let store = &cluster.core(0).store;
+    let head = store.head(&chain_id)?.ok_or("head")?;
+    let previous = store.block(&head.hash)?.ok_or("head block")?;
+    let roster = store.roster_of(&previous)?;
+    let orphan = SkipBlock::successor(&previous, &roster, None, b"orphan".to_vec(), |index| {
+        store
+            .block_at(&chain_id, index)
+            .ok()
+            .flatten()
+            .map(|b| b.hash())
+    })?;
+    // The failed round: nodes 1 to 3 commit, only nodes 2 and 3 answer the challenge.
+    let round = Hash::of("test failed round", &[b"orphan"]);
+    let committed = (1..4)
+        .map(|i| cluster.core(i).witness.commit_round(round, &orphan, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut aggregator = Aggregator::new(&committed[0].roster, committed[0].message.as_bytes());
+    for witness in &committed {
+        aggregator.add_commitment(&Contribution::single(
+            &witness.roster,
+            witness.index,
+            &witness.commitment,
+        ))?;
+    }
+    let challenge = aggregator.challenge()?;
+    for i in 2..4 {
+        cluster.core(i).witness.respond(round, &challenge)?;
+    }
+
+    // Node 0 appends another block at that position: it completes the orphan, then its own.
+    let logged = cluster
+        .core(0)
+        .append(chain_id, b"mine".to_vec(), None)
+        .await?;
+    assert_eq!(logged.index, 2);
+    for i in 0..4 {
+        cluster.wait_head(i, &chain_id, 2).await?;
+        let store = &cluster.core(i).store;
+        let first = store.block_at(&chain_id, 1)?.ok_or("block 1")?;
+        let second = store.block_at(&chain_id, 2)?.ok_or("block 2")?;
+        assert_eq!(first.hash(), orphan.hash(), "node {i}");
+        assert_eq!(second.payload(), b"mine", "node {i}");
+    }
     Ok(())
 }
 

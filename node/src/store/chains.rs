@@ -309,10 +309,34 @@ impl Store {
         else {
             return Ok(None);
         };
+        let value = verify_checksum("signed position", &stored)?;
         Ok(Some(hash_from(
             "signed position",
-            verify_checksum("signed position", &stored)?,
+            value.get(..32).unwrap_or(value),
         )?))
+    }
+
+    /// The whole block this node released a level-0 response share for at `index` of
+    /// `chain_id`, if it kept it (see [`Store::record_signed`]): what a leader needs to
+    /// complete that block instead of competing with it.
+    pub fn signed_proposal(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<SkipBlock>> {
+        let Some(stored) = self.kv.get(Column::Meta, &signed_key(chain_id, index, 0))? else {
+            return Ok(None);
+        };
+        let value = verify_checksum("signed position", &stored)?;
+        let Some(body) = value.get(32..).filter(|body| !body.is_empty()) else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "signed proposal",
+            detail,
+        };
+        let block = SkipBlock::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
+        if block.hash().0 != value[..32] || block.chain_id() != *chain_id || block.index() != index
+        {
+            return Err(corrupt("the kept block is not the one recorded".into()));
+        }
+        Ok(Some(block))
     }
 
     // ------------------------------------------------------------------ writes
@@ -473,13 +497,15 @@ impl Store {
     /// Returns the block already recorded at that position if it is another one; nothing is
     /// written then and the share must not be released. Recording the same block again is a
     /// no-op. Entries at or below the chain's head are settled by the chain itself and are
-    /// pruned in the same write.
+    /// pruned in the same write. `body`, the encoded block, is kept with the record when given
+    /// (see [`Store::signed_proposal`]).
     pub fn record_signed(
         &self,
         chain_id: &Hash,
         index: u64,
         level: u32,
         block: &Hash,
+        body: Option<&[u8]>,
     ) -> StoreResult<Option<Hash>> {
         let _guard = self.lock();
         match self.signed_block(chain_id, index, level)? {
@@ -507,7 +533,7 @@ impl Store {
         batch.put(
             Column::Meta,
             signed_key(chain_id, index, level),
-            checksummed(block.as_bytes()),
+            checksummed(&[&block.as_bytes()[..], body.unwrap_or_default()].concat()),
         );
         self.kv.write(batch)?;
         Ok(None)
