@@ -18,6 +18,9 @@ use crate::store::Store;
 use crate::witness::Witness;
 use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 
+/// How long a shutdown waits for the node's tasks to let go of the store.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -222,14 +225,19 @@ impl RunningNode {
         let _ = self.verifier_task.await;
         self.core.net.shutdown().await;
         let _ = self.events_task.await;
-        // Tasks spawned for requests and sync end once the network is gone; the store closes
-        // when the last of them drops its handle.
+        // Tasks spawned for requests, sync and anchoring end once the network is gone (a round
+        // in flight within its timeouts); the store closes when the last of them drops its
+        // handle, which a restart in the same process needs.
         let core = self.core;
-        for _ in 0..500 {
-            if Arc::strong_count(&core) == 1 {
-                break;
-            }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_PATIENCE;
+        while Arc::strong_count(&core) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&core) > 1 {
+            tracing::warn!(
+                "tasks still hold the node after {} s; the store closes when they end",
+                SHUTDOWN_PATIENCE.as_secs()
+            );
         }
         drop(core);
     }

@@ -4,6 +4,9 @@
 //! verifiers rebuild it from the source in different directories and agree; the release is
 //! logged and a client fetches the binary. The same release with a binary one byte off is
 //! refused, naming which verifier got which hash, and nothing is logged.
+//!
+//! And a C project, GNU hello as Debian distributes its source (tests/fixtures), built with
+//! the documented autoconf recipe by a publisher and by a verifier in separate sandboxes.
 
 use std::time::Duration;
 
@@ -338,4 +341,79 @@ fn with_files(release: Release, binary: &[u8]) -> PreparedRelease {
         ],
         release,
     }
+}
+
+const HELLO: &[u8] = include_bytes!("../fixtures/hello_2.10.orig.tar.gz");
+/// The C recipe of docs/verifiers.md: configure and make with the host's C compiler.
+const HELLO_RECIPE: &str = "tar xzf \"$SOURCE\"\n\
+    cd hello-2.10\n\
+    ./configure --disable-nls\n\
+    make CFLAGS=\"-O2 -ffile-prefix-map=/build=.\"\n";
+
+fn hello_manifest(binary: &[u8]) -> ReleaseManifest {
+    ReleaseManifest {
+        project: "hello".into(),
+        version: "2.10".into(),
+        sequence: 1,
+        source: ArtifactRef::of("hello_2.10.orig.tar.gz", HELLO),
+        recipe: BuildRecipe {
+            script: HELLO_RECIPE.into(),
+            outputs: vec![("linux-x86_64".into(), "hello-2.10/hello".into())],
+        },
+        binaries: vec![BinaryArtifact {
+            platform: "linux-x86_64".into(),
+            artifact: ArtifactRef::of("hello", binary),
+        }],
+        policy: chainiac_protocol::Hash([0; 32]),
+        timestamp: 1_700_000_000,
+    }
+}
+
+#[test]
+fn a_c_project_from_debian_is_rebuilt_identically_by_publisher_and_verifier() -> TestResult {
+    // No host Rust: a C build needs only /usr (gcc, make, sh).
+    let sandbox = Sandbox::system()?;
+    let kept = tempfile::tempdir()?;
+    let published = rebuild_keeping(
+        &sandbox,
+        &BuildLimits::default(),
+        &hello_manifest(b"not built yet"),
+        HELLO,
+        tempfile::tempdir()?.path(),
+        Some(kept.path()),
+    )?;
+    assert!(
+        published.failure.is_none(),
+        "{:?}\n{}",
+        published.failure,
+        published.log_tail
+    );
+    let binary = std::fs::read(kept.path().join("linux-x86_64"))?;
+    assert!(
+        binary.starts_with(b"\x7fELF"),
+        "the output is an executable"
+    );
+
+    let manifest = hello_manifest(&binary);
+    let work = tempfile::tempdir()?;
+    let verified = rebuild(
+        &sandbox,
+        &BuildLimits::default(),
+        &manifest,
+        HELLO,
+        work.path(),
+    )?;
+    assert!(
+        verified.reproduces(&manifest),
+        "{:?}\n{}",
+        verified.failure,
+        verified.log_tail
+    );
+    assert_eq!(verified.outputs, published.outputs);
+    eprintln!(
+        "hello 2.10: publisher build {:.1} s, verifier rebuild {:.1} s",
+        published.elapsed.as_secs_f64(),
+        verified.elapsed.as_secs_f64()
+    );
+    Ok(())
 }
