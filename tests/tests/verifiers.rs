@@ -48,7 +48,8 @@ fn manifest(project: &Project, version: &str, sequence: u64, binary: &[u8]) -> R
     }
 }
 
-fn verify(sandbox: &Sandbox, manifest: &ReleaseManifest) -> TestResult<Rebuild> {
+/// A verifier's rebuild of `manifest` from `source`, in a fresh directory.
+fn verify(sandbox: &Sandbox, manifest: &ReleaseManifest, source: &[u8]) -> TestResult<Rebuild> {
     let work = tempfile::tempdir()?;
     Ok(rebuild(
         sandbox,
@@ -57,7 +58,7 @@ fn verify(sandbox: &Sandbox, manifest: &ReleaseManifest) -> TestResult<Rebuild> 
             ..BuildLimits::default()
         },
         manifest,
-        CRATE,
+        source,
         work.path(),
     )?)
 }
@@ -91,7 +92,10 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     let manifest = manifest(&project, "1.0.19", 1, &binary);
 
     // Two verifiers rebuild it, each in its own fresh directory, and agree.
-    let rebuilds = [verify(&sandbox, &manifest)?, verify(&sandbox, &manifest)?];
+    let rebuilds = [
+        verify(&sandbox, &manifest, CRATE)?,
+        verify(&sandbox, &manifest, CRATE)?,
+    ];
     for rebuilt in &rebuilds {
         assert!(
             rebuilt.reproduces(&manifest),
@@ -135,7 +139,10 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     let middle = tampered.len() / 2;
     tampered[middle] ^= 1;
     let manifest = self::manifest(&project, "1.0.20-tampered", 2, &tampered);
-    let rebuilds = [verify(&sandbox, &manifest)?, verify(&sandbox, &manifest)?];
+    let rebuilds = [
+        verify(&sandbox, &manifest, CRATE)?,
+        verify(&sandbox, &manifest, CRATE)?,
+    ];
     assert!(rebuilds.iter().all(|r| !r.reproduces(&manifest)));
     let release = release_of(&project, manifest, &verifiers, &rebuilds);
     let refused = with_files(release, &tampered)
@@ -308,15 +315,26 @@ fn next_manifest(project: &Project, binary: &[u8]) -> ReleaseManifest {
     manifest(project, "1.0.20", 2, binary)
 }
 
-/// The publisher's build: the recipe run in the sandbox, as verifiers will run it; the binary.
+/// The publisher's build of the crate: the recipe run in the sandbox, as verifiers will run it;
+/// the binary.
 fn publisher_build(sandbox: &Sandbox, project: &Project) -> TestResult<Vec<u8>> {
-    let kept = tempfile::tempdir()?;
     let draft = manifest(project, "1.0.19", 1, b"not built yet");
+    Ok(build_as_publisher(sandbox, &draft, CRATE)?.1)
+}
+
+/// Runs `draft`'s recipe on `source` in the sandbox and returns the build with the binary of
+/// the first platform the manifest declares.
+fn build_as_publisher(
+    sandbox: &Sandbox,
+    draft: &ReleaseManifest,
+    source: &[u8],
+) -> TestResult<(Rebuild, Vec<u8>)> {
+    let kept = tempfile::tempdir()?;
     let built = rebuild_keeping(
         sandbox,
         &BuildLimits::default(),
-        &draft,
-        CRATE,
+        draft,
+        source,
         tempfile::tempdir()?.path(),
         Some(kept.path()),
     )?;
@@ -326,7 +344,9 @@ fn publisher_build(sandbox: &Sandbox, project: &Project) -> TestResult<Vec<u8>> 
         built.failure,
         built.log_tail
     );
-    Ok(std::fs::read(kept.path().join(PLATFORM))?)
+    let platform = &draft.binaries.first().ok_or("no binary declared")?.platform;
+    let binary = std::fs::read(kept.path().join(platform))?;
+    Ok((built, binary))
 }
 
 /// `release` with the files it names: the crate and `binary`.
@@ -373,36 +393,15 @@ fn hello_manifest(binary: &[u8]) -> ReleaseManifest {
 fn a_c_project_from_debian_is_rebuilt_identically_by_publisher_and_verifier() -> TestResult {
     // No host Rust: a C build needs only /usr (gcc, make, sh).
     let sandbox = Sandbox::system()?;
-    let kept = tempfile::tempdir()?;
-    let published = rebuild_keeping(
-        &sandbox,
-        &BuildLimits::default(),
-        &hello_manifest(b"not built yet"),
-        HELLO,
-        tempfile::tempdir()?.path(),
-        Some(kept.path()),
-    )?;
-    assert!(
-        published.failure.is_none(),
-        "{:?}\n{}",
-        published.failure,
-        published.log_tail
-    );
-    let binary = std::fs::read(kept.path().join("linux-x86_64"))?;
+    let (published, binary) =
+        build_as_publisher(&sandbox, &hello_manifest(b"not built yet"), HELLO)?;
     assert!(
         binary.starts_with(b"\x7fELF"),
         "the output is an executable"
     );
 
     let manifest = hello_manifest(&binary);
-    let work = tempfile::tempdir()?;
-    let verified = rebuild(
-        &sandbox,
-        &BuildLimits::default(),
-        &manifest,
-        HELLO,
-        work.path(),
-    )?;
+    let verified = verify(&sandbox, &manifest, HELLO)?;
     assert!(
         verified.reproduces(&manifest),
         "{:?}\n{}",

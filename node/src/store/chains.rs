@@ -303,27 +303,40 @@ impl Store {
         index: u64,
         level: u32,
     ) -> StoreResult<Option<Hash>> {
-        let Some(stored) = self
+        let Some(record) = self.signed_record(chain_id, index, level)? else {
+            return Ok(None);
+        };
+        Ok(Some(hash_from(
+            "signed position",
+            record.get(..32).unwrap_or(&record),
+        )?))
+    }
+
+    /// The checked value of a guard record: `block hash ‖ encoded block` (the block only when
+    /// it was kept).
+    fn signed_record(
+        &self,
+        chain_id: &Hash,
+        index: u64,
+        level: u32,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let Some(mut stored) = self
             .kv
             .get(Column::Meta, &signed_key(chain_id, index, level))?
         else {
             return Ok(None);
         };
-        let value = verify_checksum("signed position", &stored)?;
-        Ok(Some(hash_from(
-            "signed position",
-            value.get(..32).unwrap_or(value),
-        )?))
+        verify_checksum("signed position", &stored)?;
+        Ok(Some(stored.split_off(32)))
     }
 
     /// The whole block this node released a level-0 response share for at `index` of
     /// `chain_id`, if it kept it (see [`Store::record_signed`]): what a leader needs to
     /// complete that block instead of competing with it.
     pub fn signed_proposal(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<SkipBlock>> {
-        let Some(stored) = self.kv.get(Column::Meta, &signed_key(chain_id, index, 0))? else {
+        let Some(value) = self.signed_record(chain_id, index, 0)? else {
             return Ok(None);
         };
-        let value = verify_checksum("signed position", &stored)?;
         let Some(body) = value.get(32..).filter(|body| !body.is_empty()) else {
             return Ok(None);
         };
