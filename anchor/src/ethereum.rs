@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::proof::{AnchorProof, AnchorRequest, Confirmation, anchor_calldata};
 use crate::rpc::{Rpc, RpcError, parse_quantity};
 use crate::{Anchor, AnchorError};
+use crate::{AnchorProof, AnchorRequest, Confirmation, anchor_calldata};
 
 /// How far back a lost transaction is looked for, in blocks.
 const LOOKBACK: u64 = 256;

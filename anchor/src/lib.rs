@@ -8,12 +8,13 @@
 //! anchors one timeline block twice: every attempt for a block reuses the nonce chosen for it, so
 //! at most one of them can be mined.
 
+mod anvil;
 mod ethereum;
-mod proof;
 mod rpc;
 
+pub use anvil::{AnvilNotFound, anvil_binary};
+pub use chainiac_protocol::anchor::{AnchorProof, AnchorRequest, CALLDATA_TAG, anchor_calldata};
 pub use ethereum::{EthereumAnchor, EthereumConfig};
-pub use proof::{AnchorProof, AnchorRequest, Confirmation, anchor_calldata};
 pub use rpc::RpcError;
 
 /// What can go wrong while anchoring or checking an anchor.
@@ -31,6 +32,13 @@ pub enum AnchorError {
     /// Anchoring is turned off.
     #[error("anchoring is off")]
     Disabled,
+}
+
+/// The state of a verified anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Blocks on top of (and including) the anchoring block.
+    pub confirmations: u64,
 }
 
 /// An external chain the timeline can be anchored in.

@@ -1,5 +1,7 @@
-//! The local HTTP JSON API (status, chains, blocks, heads, proofs, submit) and the Prometheus
-//! metrics endpoint. It listens on 127.0.0.1 by default: it can create chains and lead appends.
+//! The local HTTP JSON API (status, chains, blocks, rosters, proofs, projects, timeline,
+//! anchors, submit) and the Prometheus metrics endpoint. It listens on 127.0.0.1 by default: it
+//! can create chains and lead appends. The JSON bodies are `chainiac_api::types`, shared with
+//! every client.
 
 use std::sync::Arc;
 
@@ -7,22 +9,27 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use chainiac_api::types::{
+    AnchorProofJson, AppendRequest, ArtifactStored, BlockJson, ChainHeadJson, ChainJson,
+    CreateChainRequest, ErrorJson, ProjectChainJson, ProofJson, RosterJson, StatusJson,
+    TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
+};
+use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
-use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::keys::{ProofOfPossession, PublicKey, Signature};
-use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-use crate::artifacts::ArtifactError;
-use crate::leader::AppendError;
-use crate::node::{NodeCore, NodeError};
-use crate::rules::{chain_kind, policy_in_force, release_at, timeline_at};
-use crate::store::StoreError;
+use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::skipchain::ChainParams;
+use serde::Deserialize;
+
+use crate::append::NodeError;
+use crate::artifacts::ArtifactError;
+use crate::node::NodeCore;
+use crate::rounds::AppendError;
+use crate::rules::{chain_kind, policy_in_force, release_at, timeline_at};
+use crate::store::{ChainHead, StoreError};
 
 type Core = Arc<NodeCore>;
 
@@ -35,12 +42,13 @@ pub fn router(core: Core) -> Router {
         .route("/status", get(status))
         .route("/chains", get(chains).post(create_chain))
         .route("/chains/{id}", get(chain))
-        .route("/chains/{id}/blocks", axum::routing::post(append))
+        .route("/chains/{id}/blocks", post(append))
         .route("/chains/{id}/blocks/{index}", get(block))
         .route("/chains/{id}/proof", get(proof))
+        .route("/rosters/{hash}", get(roster))
         .route(
             "/artifacts",
-            axum::routing::put(put_artifact).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+            put(put_artifact).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
         )
         .route("/artifacts/{hash}", get(get_artifact))
         .route("/projects", get(projects))
@@ -57,7 +65,7 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorJson { error: self.1 })).into_response()
     }
 }
 
@@ -86,70 +94,90 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn parse_hash(text: &str) -> Result<Hash, ApiError> {
-    Hash::from_hex(text).map_err(|e| bad_request(format!("chain id: {e}")))
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
-fn block_json(block: &SkipBlock) -> Value {
-    json!({
-        "chain_id": block.chain_id().to_hex(),
-        "index": block.index(),
-        "height": block.height(),
-        "hash": block.hash().to_hex(),
-        "roster_hash": block.roster().hash().to_hex(),
-        "payload": hex::encode(block.payload()),
-        "encoding": hex::encode(block.to_bytes()),
-    })
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, message.into())
 }
 
-async fn status(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
-    let info = core.net.info().await;
-    let chains = core.store.chains(1000)?;
-    Ok(Json(json!({
-        "public_key": core.key().to_hex(),
-        "peer_id": info.peer_id.map(|p| p.to_string()),
-        "listen": info.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "peers": info.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "chains": chains.iter().map(|h| json!({"chain_id": h.chain_id.to_hex(), "index": h.index, "head": h.hash.to_hex()})).collect::<Vec<_>>(),
-    })))
+fn parse_hash(what: &str, text: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(text).map_err(|e| bad_request(format!("{what}: {e}")))
 }
 
-async fn chains(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
-    let heads = core.store.chains(100_000)?;
-    Ok(Json(json!(heads.iter().map(|h| json!({"chain_id": h.chain_id.to_hex(), "index": h.index, "head": h.hash.to_hex()})).collect::<Vec<_>>())))
+fn head_json(head: &ChainHead) -> ChainHeadJson {
+    ChainHeadJson {
+        chain_id: head.chain_id.to_hex(),
+        index: head.index,
+        head: head.hash.to_hex(),
+    }
 }
 
-async fn chain(State(core): State<Core>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let chain_id = parse_hash(&id)?;
+async fn status(State(core): State<Core>) -> Result<Json<StatusJson>, ApiError> {
+    let info = core.net().info().await;
+    let chains = core.store().chains(1000)?;
+    Ok(Json(StatusJson {
+        public_key: core.key().to_hex(),
+        peer_id: info.peer_id.map(|p| p.to_string()),
+        listen: info.listen.iter().map(ToString::to_string).collect(),
+        peers: info.peers.iter().map(ToString::to_string).collect(),
+        chains: chains.iter().map(head_json).collect(),
+    }))
+}
+
+async fn chains(State(core): State<Core>) -> Result<Json<Vec<ChainHeadJson>>, ApiError> {
+    let heads = core.store().chains(100_000)?;
+    Ok(Json(heads.iter().map(head_json).collect()))
+}
+
+async fn chain(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+) -> Result<Json<ChainJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
     let head = core
-        .store
+        .store()
         .head(&chain_id)?
         .ok_or(StoreError::UnknownChain(chain_id))?;
     let block = core
-        .store
+        .store()
         .block(&head.hash)?
         .ok_or(StoreError::UnknownChain(chain_id))?;
-    Ok(Json(
-        json!({"chain_id": chain_id.to_hex(), "index": head.index, "head": block_json(&block)}),
-    ))
+    Ok(Json(ChainJson {
+        chain_id: chain_id.to_hex(),
+        index: head.index,
+        head: BlockJson::from(&block),
+    }))
 }
 
 async fn block(
     State(core): State<Core>,
     Path((id, index)): Path<(String, u64)>,
-) -> Result<Json<Value>, ApiError> {
-    let chain_id = parse_hash(&id)?;
-    let block = core.store.block_at(&chain_id, index)?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("chain {chain_id} has no block {index}"),
-        )
-    })?;
-    Ok(Json(block_json(&block)))
+) -> Result<Json<BlockJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
+    let block = core
+        .store()
+        .block_at(&chain_id, index)?
+        .ok_or_else(|| not_found(format!("chain {chain_id} has no block {index}")))?;
+    Ok(Json(BlockJson::from(&block)))
+}
+
+async fn roster(
+    State(core): State<Core>,
+    Path(hash): Path<String>,
+) -> Result<Json<RosterJson>, ApiError> {
+    let hash = parse_hash("roster hash", &hash)?;
+    let roster = core
+        .store()
+        .roster(&hash)?
+        .ok_or_else(|| not_found(format!("no roster {hash} is stored here")))?;
+    Ok(Json(RosterJson::from(&roster)))
 }
 
 #[derive(Deserialize)]
 struct ProofQuery {
+    #[serde(default)]
     from: u64,
     to: Option<u64>,
 }
@@ -158,62 +186,29 @@ async fn proof(
     State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<ProofQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let chain_id = parse_hash(&id)?;
+) -> Result<Json<ProofJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
     let head = core
-        .store
+        .store()
         .head(&chain_id)?
         .ok_or(StoreError::UnknownChain(chain_id))?;
     let to = query.to.unwrap_or(head.index);
-    let proof = core.store.skip_proof(&chain_id, query.from, to)?;
-    Ok(Json(
-        json!({"chain_id": chain_id.to_hex(), "from": query.from, "to": to, "steps": proof.steps.len(), "encoding": hex::encode(proof.to_bytes())}),
-    ))
-}
-
-/// A roster entry as `node init` writes it to `node.pub.json`.
-#[derive(Deserialize)]
-struct MemberJson {
-    public_key: String,
-    proof_of_possession: String,
-}
-
-fn parse_roster(members: &[MemberJson], threshold: Option<u32>) -> Result<Roster, ApiError> {
-    let members = members
-        .iter()
-        .map(|m| {
-            let key = PublicKey::from_hex(&m.public_key).map_err(|e| bad_request(e.to_string()))?;
-            let mut pop = [0u8; 64];
-            hex::decode_to_slice(&m.proof_of_possession, &mut pop)
-                .map_err(|_| bad_request("proof_of_possession: 128 hex characters expected"))?;
-            Ok(RosterMember {
-                key,
-                possession: ProofOfPossession(Signature(pop)),
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    match threshold {
-        Some(t) => Roster::new(members, t),
-        None => Roster::with_default_threshold(members),
-    }
-    .map_err(|e| bad_request(e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct CreateChain {
-    roster: Vec<MemberJson>,
-    threshold: Option<u32>,
-    base: Option<u32>,
-    max_height: Option<u32>,
-    #[serde(default)]
-    payload: String,
+    let proof = core.store().skip_proof(&chain_id, query.from, to)?;
+    Ok(Json(ProofJson {
+        chain_id: chain_id.to_hex(),
+        from: query.from,
+        to,
+        steps: proof.steps.len(),
+        encoding: hex::encode(proof.to_bytes()),
+    }))
 }
 
 async fn create_chain(
     State(core): State<Core>,
-    Json(body): Json<CreateChain>,
-) -> Result<Json<Value>, ApiError> {
-    let roster = parse_roster(&body.roster, body.threshold)?;
+    Json(body): Json<CreateChainRequest>,
+) -> Result<Json<ChainHeadJson>, ApiError> {
+    let roster =
+        roster_from_json(&body.roster, body.threshold).map_err(|e| bad_request(e.to_string()))?;
     let params = ChainParams::new(body.base.unwrap_or(2), body.max_height.unwrap_or(32))
         .map_err(|e| bad_request(e.to_string()))?;
     let payload = hex::decode(&body.payload).map_err(|_| bad_request("payload: hex expected"))?;
@@ -225,35 +220,24 @@ async fn create_chain(
             payload,
         )
         .await?;
-    Ok(Json(
-        json!({"chain_id": head.chain_id.to_hex(), "index": head.index, "head": head.hash.to_hex()}),
-    ))
-}
-
-#[derive(Deserialize)]
-struct Append {
-    #[serde(default)]
-    payload: String,
-    roster: Option<Vec<MemberJson>>,
-    threshold: Option<u32>,
+    Ok(Json(head_json(&head)))
 }
 
 async fn append(
     State(core): State<Core>,
     Path(id): Path<String>,
-    Json(body): Json<Append>,
-) -> Result<Json<Value>, ApiError> {
-    let chain_id = parse_hash(&id)?;
+    Json(body): Json<AppendRequest>,
+) -> Result<Json<ChainHeadJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
     let payload = hex::decode(&body.payload).map_err(|_| bad_request("payload: hex expected"))?;
     let roster = body
         .roster
         .as_deref()
-        .map(|members| parse_roster(members, body.threshold))
-        .transpose()?;
+        .map(|members| roster_from_json(members, body.threshold))
+        .transpose()
+        .map_err(|e| bad_request(e.to_string()))?;
     let head = core.append(chain_id, payload, roster).await?;
-    Ok(Json(
-        json!({"chain_id": head.chain_id.to_hex(), "index": head.index, "head": head.hash.to_hex()}),
-    ))
+    Ok(Json(head_json(&head)))
 }
 
 async fn metrics(State(core): State<Core>) -> impl IntoResponse {
@@ -262,170 +246,179 @@ async fn metrics(State(core): State<Core>) -> impl IntoResponse {
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        core.metrics.render(),
+        core.metrics().render(),
     )
 }
 
-async fn put_artifact(State(core): State<Core>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = core.artifacts.clone();
+async fn put_artifact(
+    State(core): State<Core>,
+    body: Bytes,
+) -> Result<Json<ArtifactStored>, ApiError> {
+    let store = core.artifacts().clone();
     let size = body.len();
     let hash = tokio::task::spawn_blocking(move || store.put(&body))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({"hash": hash.to_hex(), "size": size})))
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(ArtifactStored {
+        hash: hash.to_hex(),
+        size,
+    }))
 }
 
 async fn get_artifact(
     State(core): State<Core>,
     Path(hash): Path<String>,
 ) -> Result<Vec<u8>, ApiError> {
-    let hash = Hash::from_hex(&hash).map_err(|e| bad_request(format!("artifact hash: {e}")))?;
-    let store = core.artifacts.clone();
+    let hash = parse_hash("artifact hash", &hash)?;
+    let store = core.artifacts().clone();
     tokio::task::spawn_blocking(move || store.read(&hash))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(internal)?
         .map_err(|e| match e {
-            ArtifactError::Missing(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
-            _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            ArtifactError::Missing(_) => not_found(e.to_string()),
+            _ => internal(e),
         })
 }
 
 /// Every project chain this node holds: policy chains with their policy in force, release
 /// chains with their latest release.
-async fn projects(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
-    let heads = core.store.chains(100_000)?;
+async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>>, ApiError> {
+    let store = core.store();
     let mut out = Vec::new();
-    for head in heads {
-        let Some(kind) = chain_kind(&core.store, &head.chain_id)? else {
+    for head in store.chains(100_000)? {
+        let Some(kind) = chain_kind(store, &head.chain_id)? else {
             continue;
         };
-        if matches!(kind, ChainGenesis::Timeline { .. }) {
-            continue;
-        }
-        let mut entry = json!({
-            "chain_id": head.chain_id.to_hex(),
-            "project": kind.project(),
-            "index": head.index,
-            "head": head.hash.to_hex(),
-        });
+        let mut entry = ProjectChainJson {
+            chain_id: head.chain_id.to_hex(),
+            project: kind.project().map(str::to_owned),
+            index: head.index,
+            head: head.hash.to_hex(),
+            kind: None,
+            developer_threshold: None,
+            developers: None,
+            attestations_required: None,
+            policy_chain: None,
+            version: None,
+            sequence: None,
+        };
         match kind {
+            ChainGenesis::Timeline { .. } => continue,
             ChainGenesis::Policy(_) => {
-                entry["kind"] = json!("policy");
-                if let Ok((policy, _)) = policy_in_force(&core.store, &head.chain_id) {
-                    entry["developer_threshold"] = json!(policy.policy.developer_threshold);
-                    entry["developers"] = json!(
+                entry.kind = Some("policy".into());
+                if let Ok((signed, _)) = policy_in_force(store, &head.chain_id) {
+                    let policy = signed.policy;
+                    entry.developer_threshold = Some(policy.developer_threshold);
+                    entry.developers = Some(
                         policy
-                            .policy
                             .developer_keys
                             .iter()
                             .map(PublicKey::to_hex)
-                            .collect::<Vec<_>>()
+                            .collect(),
                     );
-                    entry["attestations_required"] = json!(policy.policy.attestations_required);
+                    entry.attestations_required = Some(policy.attestations_required);
                 }
             }
-            ChainGenesis::Timeline { .. } => {}
             ChainGenesis::Release { policy_chain, .. } => {
-                entry["kind"] = json!("release");
-                entry["policy_chain"] = json!(policy_chain.to_hex());
-                if let Ok(Some(manifest)) = release_at(&core.store, &head.chain_id, head.index) {
-                    entry["version"] = json!(manifest.version);
-                    entry["sequence"] = json!(manifest.sequence);
+                entry.kind = Some("release".into());
+                entry.policy_chain = Some(policy_chain.to_hex());
+                if let Ok(Some(manifest)) = release_at(store, &head.chain_id, head.index) {
+                    entry.version = Some(manifest.version);
+                    entry.sequence = Some(manifest.sequence);
                 }
             }
         }
         out.push(entry);
     }
-    Ok(Json(json!(out)))
+    Ok(Json(out))
 }
 
 /// Every timeline chain this node holds, with its latest epoch.
-async fn timeline(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
-    let heads = core.store.chains(100_000)?;
+async fn timeline(State(core): State<Core>) -> Result<Json<Vec<TimelineJson>>, ApiError> {
+    let store = core.store();
     let mut out = Vec::new();
-    for head in heads {
-        let Some(ChainGenesis::Timeline { epoch_seconds }) =
-            chain_kind(&core.store, &head.chain_id)?
+    for head in store.chains(100_000)? {
+        let Some(ChainGenesis::Timeline { epoch_seconds }) = chain_kind(store, &head.chain_id)?
         else {
             continue;
         };
-        let latest = timeline_at(&core.store, &head.chain_id, head.index)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        out.push(json!({
-            "chain_id": head.chain_id.to_hex(),
-            "epoch_seconds": epoch_seconds,
-            "index": head.index,
-            "head": head.hash.to_hex(),
-            "epoch": latest.as_ref().map(|t| t.commit.epoch),
-            "timestamp": latest.as_ref().map(|t| t.commit.timestamp),
-            "chain_count": latest.as_ref().map(|t| t.commit.chain_count),
-            "root": latest.as_ref().map(|t| t.commit.root.to_hex()),
-            "changes": latest.as_ref().map(|t| t.changes.iter().map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()})).collect::<Vec<_>>()),
-        }));
+        let latest = timeline_at(store, &head.chain_id, head.index).map_err(internal)?;
+        out.push(TimelineJson {
+            chain_id: head.chain_id.to_hex(),
+            epoch_seconds,
+            index: head.index,
+            head: head.hash.to_hex(),
+            epoch: latest.as_ref().map(|t| t.commit.epoch),
+            timestamp: latest.as_ref().map(|t| t.commit.timestamp),
+            chain_count: latest.as_ref().map(|t| t.commit.chain_count),
+            root: latest.as_ref().map(|t| t.commit.root.to_hex()),
+            changes: latest.as_ref().map(|t| {
+                t.changes
+                    .iter()
+                    .map(|e| TimelineChangeJson {
+                        chain_id: e.chain_id.to_hex(),
+                        head: e.head.to_hex(),
+                    })
+                    .collect()
+            }),
+        });
     }
-    Ok(Json(json!(out)))
+    Ok(Json(out))
 }
 
 /// The head the newest block of timeline `id` records for `chain`, with its inclusion proof.
 async fn timeline_entry(
     State(core): State<Core>,
     Path((id, chain)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let timeline = parse_hash(&id)?;
-    let chain = parse_hash(&chain)?;
-    let head = core.store.head(&timeline)?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no timeline chain {timeline}"),
-        )
-    })?;
-    let latest = timeline_at(&core.store, &timeline, head.index)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "the timeline has no epoch yet; wait for its first block".into(),
-            )
-        })?;
-    let tree = core
-        .store
+) -> Result<Json<TimelineEntryJson>, ApiError> {
+    let timeline = parse_hash("timeline id", &id)?;
+    let chain = parse_hash("chain id", &chain)?;
+    let store = core.store();
+    let head = store
+        .head(&timeline)?
+        .ok_or_else(|| not_found(format!("no timeline chain {timeline}")))?;
+    let latest = timeline_at(store, &timeline, head.index)
+        .map_err(internal)?
+        .ok_or_else(|| not_found("the timeline has no epoch yet; wait for its first block"))?;
+    let tree = store
         .timeline_tree(&timeline, head.index)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(internal)?;
     let (entry, proof) = tree.prove(&chain).ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("chain {chain} is not in timeline block {}", head.index),
-        )
+        not_found(format!(
+            "chain {chain} is not in timeline block {}",
+            head.index
+        ))
     })?;
-    Ok(Json(json!({
-        "timeline": timeline.to_hex(),
-        "index": head.index,
-        "epoch": latest.commit.epoch,
-        "timestamp": latest.commit.timestamp,
-        "root": latest.commit.root.to_hex(),
-        "chain_count": latest.commit.chain_count,
-        "chain_id": entry.chain_id.to_hex(),
-        "head": entry.head.to_hex(),
-        "proof": hex::encode(proof.to_bytes()),
-    })))
+    Ok(Json(TimelineEntryJson {
+        timeline: timeline.to_hex(),
+        index: head.index,
+        epoch: latest.commit.epoch,
+        timestamp: latest.commit.timestamp,
+        root: latest.commit.root.to_hex(),
+        chain_count: latest.commit.chain_count,
+        chain_id: entry.chain_id.to_hex(),
+        head: entry.head.to_hex(),
+        proof: hex::encode(proof.to_bytes()),
+    }))
 }
 
 /// The anchor proofs this node recorded, per timeline, newest first.
-async fn anchors(State(core): State<Core>) -> Result<Json<Value>, ApiError> {
-    let heads = core.store.chains(100_000)?;
+async fn anchors(State(core): State<Core>) -> Result<Json<Vec<TimelineAnchorsJson>>, ApiError> {
+    let store = core.store();
     let mut out = Vec::new();
-    for head in heads {
+    for head in store.chains(100_000)? {
         if !matches!(
-            chain_kind(&core.store, &head.chain_id)?,
+            chain_kind(store, &head.chain_id)?,
             Some(ChainGenesis::Timeline { .. })
         ) {
             continue;
         }
-        let proofs = core
-            .store
-            .anchors(&head.chain_id, crate::wire::MAX_ANCHORS)?;
-        out.push(json!({"timeline": head.chain_id.to_hex(), "anchors": proofs}));
+        let proofs = store.anchors(&head.chain_id, MAX_ANCHORS)?;
+        out.push(TimelineAnchorsJson {
+            timeline: head.chain_id.to_hex(),
+            anchors: proofs.iter().map(AnchorProofJson::from).collect(),
+        });
     }
-    Ok(Json(json!(out)))
+    Ok(Json(out))
 }

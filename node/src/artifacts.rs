@@ -1,26 +1,17 @@
-//! Release artifacts: stored content-addressed by their BLAKE3 hash, served in verified slices,
-//! and downloaded from any peer with every slice checked before it is kept.
+//! Release artifacts on disk: stored content-addressed by their BLAKE3 hash and served in
+//! slices that prove themselves (downloading them is `chainiac_net::download`).
 //!
 //! Each artifact lives in `DIR/<hash>` with its BLAKE3 tree (a bao "outboard" encoding) in
 //! `DIR/<hash>.obao`. A slice sent to a peer carries the tree nodes that prove it against the
-//! artifact's hash, so a downloader checks each slice as it arrives: a lying peer is caught on
-//! its first wrong slice, not after the whole file, and another peer is tried.
+//! artifact's hash, so a downloader checks each slice as it arrives.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use chainiac_net::download::MAX_ARTIFACT_SIZE;
+use chainiac_net::wire::SLICE_LEN;
 use chainiac_protocol::Hash;
-use chainiac_protocol::release::ArtifactRef;
-use libp2p::PeerId;
-
-use crate::net::NetHandle;
-use crate::wire::{Request, Response};
-
-/// Largest artifact a node stores or downloads (1 GiB).
-pub const MAX_ARTIFACT_SIZE: u64 = 1 << 30;
-/// Content bytes per slice request (1 MiB).
-pub const SLICE_LEN: u64 = 1 << 20;
 
 /// Artifact storage and transfer errors.
 #[derive(Debug, thiserror::Error)]
@@ -156,158 +147,10 @@ impl ArtifactStore {
     }
 }
 
-/// Checks a slice received for content bytes `start..start+len` of the artifact `hash`, and
-/// returns those content bytes.
-pub fn verify_slice(hash: &Hash, start: u64, len: u64, slice: &[u8]) -> Result<Vec<u8>, String> {
-    let root = bao::Hash::from(*hash.as_bytes());
-    let mut content = Vec::new();
-    bao::decode::SliceDecoder::new(slice, &root, start, len)
-        .read_to_end(&mut content)
-        .map_err(|e| format!("slice at byte {start} does not verify: {e}"))?;
-    if content.len() as u64 != len {
-        return Err(format!(
-            "slice at byte {start} has {} bytes, {len} expected",
-            content.len()
-        ));
-    }
-    Ok(content)
-}
-
-/// A peer that failed to deliver an artifact, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerFailure {
-    /// The peer.
-    pub peer: PeerId,
-    /// What went wrong (unreachable, does not have it, or sent bytes that do not verify).
-    pub reason: String,
-    /// Whether the peer sent data that failed verification (it lied, or its disk is corrupt).
-    pub sent_bad_data: bool,
-}
-
-/// Why a download failed.
-#[derive(Debug, thiserror::Error)]
-#[error("could not fetch {name} ({hash}) from any of {tried} peers: {details}")]
-pub struct DownloadError {
-    /// Artifact name.
-    pub name: String,
-    /// Its hash.
-    pub hash: Hash,
-    /// How many peers were tried.
-    pub tried: usize,
-    /// One line per peer.
-    pub details: String,
-    /// The failures, per peer.
-    pub failures: Vec<PeerFailure>,
-}
-
-/// A downloaded artifact, and the peers that failed along the way.
-#[derive(Debug)]
-pub struct Download {
-    /// The verified bytes.
-    pub bytes: Vec<u8>,
-    /// The peer that delivered them.
-    pub from: PeerId,
-    /// Peers tried before, and why they failed.
-    pub failures: Vec<PeerFailure>,
-}
-
-async fn fetch_from(
-    net: &NetHandle,
-    peer: PeerId,
-    artifact: &ArtifactRef,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<Vec<u8>, (String, bool)> {
-    let mut bytes = Vec::with_capacity(artifact.size.min(SLICE_LEN * 16) as usize);
-    let mut start = 0;
-    loop {
-        let len = (artifact.size - start).min(SLICE_LEN);
-        let request = Request::ArtifactSlice {
-            hash: artifact.hash,
-            start,
-            len,
-        };
-        match net.request(peer, request).await {
-            Ok(Response::Slice { size, data }) => {
-                if size != artifact.size {
-                    return Err((
-                        format!("announced {size} bytes, the release says {}", artifact.size),
-                        true,
-                    ));
-                }
-                let content =
-                    verify_slice(&artifact.hash, start, len, &data).map_err(|e| (e, true))?;
-                bytes.extend_from_slice(&content);
-            }
-            Ok(Response::Refused(reason)) => return Err((reason, false)),
-            Ok(_) => return Err(("unexpected answer".into(), true)),
-            Err(error) => return Err((error, false)),
-        }
-        start += len;
-        progress(start, artifact.size);
-        if start >= artifact.size {
-            return Ok(bytes);
-        }
-    }
-}
-
-/// Downloads `artifact` from the first of `peers` that delivers it, verifying every slice; a
-/// peer whose data fails verification is abandoned at once and reported.
-pub async fn download(
-    net: &NetHandle,
-    peers: &[PeerId],
-    artifact: &ArtifactRef,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<Download, DownloadError> {
-    let mut failures = Vec::new();
-    if artifact.size <= MAX_ARTIFACT_SIZE {
-        for &peer in peers {
-            match fetch_from(net, peer, artifact, progress).await {
-                Ok(bytes) => {
-                    return Ok(Download {
-                        bytes,
-                        from: peer,
-                        failures,
-                    });
-                }
-                Err((reason, sent_bad_data)) => {
-                    if sent_bad_data {
-                        tracing::warn!(%peer, artifact = %artifact.hash, %reason, "peer sent artifact data that does not verify");
-                    }
-                    failures.push(PeerFailure {
-                        peer,
-                        reason,
-                        sent_bad_data,
-                    });
-                }
-            }
-        }
-    }
-    let details = if artifact.size > MAX_ARTIFACT_SIZE {
-        format!(
-            "the release declares {} bytes, above the {MAX_ARTIFACT_SIZE}-byte limit",
-            artifact.size
-        )
-    } else if failures.is_empty() {
-        "no peer to ask".into()
-    } else {
-        failures
-            .iter()
-            .map(|f| format!("{}: {}", f.peer, f.reason))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    Err(DownloadError {
-        name: artifact.name.clone(),
-        hash: artifact.hash,
-        tried: peers.len(),
-        details,
-        failures,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chainiac_net::download::verify_slice;
 
     fn content(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()

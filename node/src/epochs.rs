@@ -13,13 +13,13 @@ use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::timeline::{MAX_BLOCK_CHANGES, TimelineBlock, TimelineEntry, TimelineTree};
 
-use chainiac_anchor::{AnchorError, AnchorRequest};
+use chainiac_anchor::AnchorRequest;
 
-use crate::leader::RoundConfig;
-use crate::node::{Anchoring, NodeCore};
+use crate::anchoring::{Finalized, anchor_block, recheck_anchors};
+use crate::node::NodeCore;
+use crate::rounds::RoundConfig;
 use crate::rules::{chain_kind, timeline_at};
 use crate::store::{ChainHead, Store};
-use crate::wire::MAX_ANCHORS;
 
 /// How often the service looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
@@ -31,12 +31,8 @@ const SLOT_MARGIN: Duration = Duration::from_millis(500);
 const MIN_ROUND_IN_FLIGHT: Duration = Duration::from_secs(10);
 /// Wait before a failed attempt is retried.
 const RETRY: Duration = Duration::from_secs(1);
-/// Attempts to anchor one timeline block.
-const ANCHOR_ATTEMPTS: u32 = 5;
 /// How often the anchors that are not final yet are re-checked for reorganisations.
 const RECHECK: Duration = Duration::from_secs(2);
-/// Most anchors re-checked per timeline: the newest ones not known to be final.
-const RECHECKED_ANCHORS: usize = 64;
 
 fn now_millis() -> u64 {
     SystemTime::now()
@@ -101,21 +97,22 @@ pub async fn run(core: Arc<NodeCore>) {
     let finalized: Finalized = Arc::default();
     loop {
         tokio::time::sleep(TICK).await;
-        if core.anchoring.is_some()
+        if let Some(anchoring) = core.anchoring()
             && rechecked.elapsed() >= RECHECK
             && let Ok(guard) = anchoring_slot.clone().try_lock_owned()
         {
             rechecked = Instant::now();
             let chains: Vec<Hash> = timelines.iter().map(|t| t.0).collect();
             tokio::spawn(recheck_anchors(
-                core.clone(),
+                anchoring.clone(),
+                core.store().clone(),
                 chains,
                 finalized.clone(),
                 guard,
             ));
         }
         if scanned.is_none_or(|at| at.elapsed() >= RESCAN) {
-            let store = core.store.clone();
+            let store = core.store().clone();
             timelines = tokio::task::spawn_blocking(move || timeline_chains(&store))
                 .await
                 .unwrap_or_default();
@@ -133,7 +130,7 @@ pub async fn run(core: Arc<NodeCore>) {
                 last_epoch,
                 current,
                 now % epoch_millis,
-                (epoch_millis, min_slot(&core.rounds).as_millis() as u64),
+                (epoch_millis, min_slot(core.rounds()).as_millis() as u64),
                 me,
                 members,
             ) else {
@@ -150,19 +147,19 @@ pub async fn run(core: Arc<NodeCore>) {
             // competing block now could split the witnesses' equivocation guards and stall
             // the timeline, so wait for it to end or time out.
             let next_index = core
-                .store
+                .store()
                 .head(&chain)
                 .ok()
                 .flatten()
                 .map_or(0, |head| head.index + 1);
-            if core.proposal_in_flight(&chain, next_index, round_in_flight(&core.rounds)) {
+            if core.proposal_in_flight(&chain, next_index, round_in_flight(core.rounds())) {
                 continue;
             }
             attempted.insert((chain, epoch), Instant::now());
             match lead(&core, chain, epoch, now / 1000).await {
                 Ok(head) => {
                     tracing::debug!(timeline = %chain, epoch, index = head.index, "timeline block logged");
-                    if let Some(anchoring) = &core.anchoring
+                    if let Some(anchoring) = core.anchoring()
                         && epoch % anchoring.every_epochs == 0
                         && let Ok(guard) = anchoring_slot.clone().try_lock_owned()
                     {
@@ -171,7 +168,12 @@ pub async fn run(core: Arc<NodeCore>) {
                             index: head.index,
                             block: head.hash,
                         };
-                        tokio::spawn(anchor_block(core.clone(), request, guard));
+                        tokio::spawn(anchor_block(
+                            anchoring.clone(),
+                            core.store().clone(),
+                            request,
+                            guard,
+                        ));
                     }
                 }
                 Err(error) => {
@@ -179,7 +181,7 @@ pub async fn run(core: Arc<NodeCore>) {
                     // This node may have missed the last timeline block: catch up from peers.
                     let core = core.clone();
                     tokio::spawn(async move {
-                        for peer in core.net.info().await.peers {
+                        for peer in core.net().info().await.peers {
                             let _ = core.sync_chain(peer, chain).await;
                         }
                     });
@@ -206,168 +208,22 @@ fn timeline_chains(store: &Store) -> Vec<(Hash, u64)> {
 
 /// The last epoch of the timeline, this node's position in its roster, and the roster size.
 fn position(core: &NodeCore, chain: &Hash) -> Option<(Option<u64>, usize, usize)> {
-    let head = core.store.head(chain).ok()??;
-    let block = core.store.block(&head.hash).ok()??;
-    let roster = core.store.roster_of(&block).ok()?;
+    let store = core.store();
+    let head = store.head(chain).ok()??;
+    let block = store.block(&head.hash).ok()??;
+    let roster = store.roster_of(&block).ok()?;
     let me = roster.index_of(&core.key())?;
-    let last = timeline_at(&core.store, chain, head.index)
+    let last = timeline_at(store, chain, head.index)
         .ok()?
         .map(|t| t.commit.epoch);
     Some((last, me, roster.len()))
-}
-
-/// Anchors a timeline block, retrying with backoff; the backend reuses the transaction's nonce
-/// across attempts, so a block is never anchored twice.
-async fn anchor_block(
-    core: Arc<NodeCore>,
-    request: AnchorRequest,
-    _slot: tokio::sync::OwnedMutexGuard<()>,
-) {
-    let Some(anchoring) = core.anchoring.clone() else {
-        return;
-    };
-    for attempt in 0..ANCHOR_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-        }
-        if core
-            .store
-            .anchors(&request.timeline, MAX_ANCHORS)
-            .is_ok_and(|anchors| anchors.iter().any(|a| a.timeline_index >= request.index))
-        {
-            return;
-        }
-        let backend = anchoring.backend.clone();
-        let result = tokio::task::spawn_blocking(move || backend.anchor(&request)).await;
-        match result {
-            Ok(Ok(proof)) => {
-                match core
-                    .store
-                    .put_anchor(&request.timeline, request.index, &proof)
-                {
-                    Ok(()) => tracing::info!(
-                        timeline_index = request.index,
-                        transaction = %proof.transaction,
-                        block = proof.block_number,
-                        "timeline anchored in Ethereum"
-                    ),
-                    Err(error) => tracing::warn!(%error, "anchor proof not stored"),
-                }
-                return;
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(attempt, timeline_index = request.index, %error, "anchoring failed; retrying");
-            }
-            Err(error) => tracing::warn!(%error, "anchoring task failed"),
-        }
-    }
-    tracing::warn!(
-        timeline_index = request.index,
-        "timeline block not anchored; a later epoch's anchor will cover it"
-    );
-}
-
-/// Per timeline, the index up to which every anchor is final.
-type Finalized = Arc<std::sync::Mutex<HashMap<Hash, u64>>>;
-
-/// Re-checks the anchors that are not final yet, oldest first: one whose transaction was mined
-/// again in another block after a reorganisation gets an updated proof; one whose transaction
-/// disappeared is anchored again. An anchor is final once it is canonical with the configured
-/// number of confirmations; final anchors are not asked about again.
-async fn recheck_anchors(
-    core: Arc<NodeCore>,
-    timelines: Vec<Hash>,
-    finalized: Finalized,
-    slot: tokio::sync::OwnedMutexGuard<()>,
-) {
-    let Some(anchoring) = core.anchoring.clone() else {
-        return;
-    };
-    for timeline in timelines {
-        let final_up_to = finalized
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&timeline)
-            .copied();
-        let Ok(mut anchors) = core.store.anchors(&timeline, RECHECKED_ANCHORS) else {
-            continue;
-        };
-        anchors.retain(|proof| final_up_to.is_none_or(|up_to| proof.timeline_index > up_to));
-        anchors.reverse();
-        let mut all_final_so_far = true;
-        for proof in anchors {
-            let backend = anchoring.backend.clone();
-            let checked = proof.clone();
-            let confirmations = anchoring.confirmations;
-            let verified =
-                tokio::task::spawn_blocking(move || backend.verify(&checked, confirmations)).await;
-            match verified {
-                Ok(Ok(_)) => {
-                    if all_final_so_far {
-                        finalized
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(timeline, proof.timeline_index);
-                    }
-                    continue;
-                }
-                Ok(Err(AnchorError::NotConfirmed { .. })) => {
-                    all_final_so_far = false;
-                    continue;
-                }
-                Ok(Err(AnchorError::Refused(_))) => {}
-                // The Ethereum node is unreachable or failing: try again at the next check.
-                _ => break,
-            }
-            all_final_so_far = false;
-            let backend = anchoring.backend.clone();
-            let checked = proof.clone();
-            let refreshed = tokio::task::spawn_blocking(move || backend.refresh(&checked)).await;
-            match refreshed {
-                Ok(Ok(Some(current))) if current != proof => {
-                    tracing::info!(
-                        timeline_index = proof.timeline_index,
-                        block = current.block_number,
-                        "anchor moved to another block after a reorganisation"
-                    );
-                    let _ = core
-                        .store
-                        .put_anchor(&timeline, proof.timeline_index, &current);
-                }
-                Ok(Ok(None)) => {
-                    tracing::warn!(
-                        timeline_index = proof.timeline_index,
-                        "anchor transaction reorganised away; anchoring again"
-                    );
-                    if let Ok(request) = proof.request() {
-                        anchor_again(&core, &anchoring, request).await;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    drop(slot);
-}
-
-async fn anchor_again(core: &NodeCore, anchoring: &Anchoring, request: AnchorRequest) {
-    let backend = anchoring.backend.clone();
-    match tokio::task::spawn_blocking(move || backend.anchor(&request)).await {
-        Ok(Ok(proof)) => {
-            let _ = core
-                .store
-                .put_anchor(&request.timeline, request.index, &proof);
-        }
-        Ok(Err(error)) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
-        Err(error) => tracing::warn!(%error, "re-anchoring task failed"),
-    }
 }
 
 /// Leads the timeline block of `epoch`: the heads of the other chains in the store that moved
 /// forward since the previous timeline block (at most [`MAX_BLOCK_CHANGES`], the rest wait for
 /// the next epoch).
 async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<ChainHead, String> {
-    let store = core.store.clone();
+    let store = core.store().clone();
     let payload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let previous_index = store
             .head(&chain)

@@ -1,20 +1,23 @@
-//! The chainiac node: configuration and identity, durable storage, the libp2p network, the
-//! witness and leader sides of signing rounds, sync, and the HTTP API.
+//! The chainiac node: a daemon that stores, verifies, serves and gossips skipchains, witnesses
+//! the chains whose rosters name it, leads appends, rebuilds releases as a build verifier,
+//! leads timeline epochs and anchors them. Each module is one service or one part of the node's
+//! state; the rules they apply are in `chainiac_protocol`, the network in `chainiac_net`.
 
+pub mod anchoring;
 pub mod api;
+pub mod append;
 pub mod artifacts;
 pub mod builder;
-pub mod client;
 pub mod config;
 pub mod epochs;
-pub mod leader;
+pub mod gossip;
 pub mod metrics;
-pub mod net;
 pub mod node;
+pub mod replicate;
+pub mod rounds;
 pub mod rules;
 pub mod runtime;
+pub mod serve;
 pub mod store;
-pub mod tree;
+pub mod sync;
 pub mod verifier;
-pub mod wire;
-pub mod witness;

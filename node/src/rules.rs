@@ -14,8 +14,19 @@ use chainiac_protocol::release::{PolicyInForce, Release, ReleaseManifest, TimeBo
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry};
 
+use crate::rounds::PayloadRules;
 use crate::store::{Store, StoreError};
-use crate::witness::PayloadRules;
+
+/// The release a block carries, if it is a block of a release chain.
+pub fn release_in(store: &Store, block: &SkipBlock) -> Result<Option<Release>, StoreError> {
+    if block.index() == 0 {
+        return Ok(None);
+    }
+    match chain_kind(store, &block.chain_id())? {
+        Some(ChainGenesis::Release { .. }) => Ok(Release::from_bytes(block.payload()).ok()),
+        _ => Ok(None),
+    }
+}
 
 /// What a chain is, from its genesis payload.
 pub fn chain_kind(store: &Store, chain_id: &Hash) -> Result<Option<ChainGenesis>, StoreError> {
@@ -80,9 +91,9 @@ pub fn timeline_at(
         .map_err(|e| format!("timeline block {index} is invalid: {e}"))
 }
 
-/// A proposed timeline block: the protocol's successor rules; for every change, the head is a
-/// block of that chain this witness holds, not older than the head recorded before; and the
-/// commitment matches this witness's own previous timeline with the changes applied.
+/// A proposed timeline block: the protocol's successor rules (epoch, timestamp) and change
+/// rules ([`TimelineBlock::check_changes`]) against this witness's store and its own previous
+/// timeline tree. The tree is kept for the next block.
 fn check_timeline(
     store: &Store,
     chain_id: &Hash,
@@ -102,51 +113,19 @@ fn check_timeline(
         )
         .map_err(|e| refused(e.to_string()))?;
     let previous_tree = store.timeline_tree(chain_id, previous_index)?;
-    for entry in &proposed.changes {
-        if entry.chain_id == *chain_id {
-            return Err(refused("the timeline cannot list itself".into()));
-        }
-        let earlier_head = previous_tree.head_of(&entry.chain_id);
-        // Fast path, without reading blocks: this witness's own head of the chain (a block it
-        // holds, at least as new as any head it signed into an earlier timeline block).
-        if holds_as_head(store, entry)? {
-            continue;
-        }
-        let head = store
-            .block(&entry.head)
-            .map_err(|e| e.to_string())?
-            .filter(|b| b.chain_id() == entry.chain_id)
-            .ok_or_else(|| {
-                refused(format!(
-                    "this witness does not hold head {} of chain {}",
-                    entry.head, entry.chain_id
-                ))
-            })?;
-        let earlier = earlier_head
-            .map(|hash| store.block(&hash))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .flatten();
-        if earlier.is_some_and(|earlier| earlier.index() > head.index()) {
-            return Err(refused(format!(
-                "chain {} goes back to block {} (rollback)",
-                entry.chain_id,
-                head.index()
-            )));
-        }
-    }
     let tree = proposed
-        .apply(Some(&previous_tree))
+        .check_changes(chain_id, &previous_tree, store)
         .map_err(|e| refused(e.to_string()))?;
     store.remember_timeline_tree(block.hash(), std::sync::Arc::new(tree));
     Ok(())
 }
 
-fn holds_as_head(store: &Store, entry: &TimelineEntry) -> Result<bool, String> {
-    Ok(store
+fn holds_as_head(store: &Store, entry: &TimelineEntry) -> bool {
+    store
         .head(&entry.chain_id)
-        .map_err(|e| e.to_string())?
-        .is_some_and(|head| head.hash == entry.head))
+        .ok()
+        .flatten()
+        .is_some_and(|head| head.hash == entry.head)
 }
 
 /// Chains a witness must sync before it can check `block`: the policy chain a release names
@@ -167,7 +146,7 @@ pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
                     .changes
                     .iter()
                     .filter(|entry| {
-                        !holds_as_head(store, entry).unwrap_or(false)
+                        !holds_as_head(store, entry)
                             && !matches!(store.block(&entry.head), Ok(Some(_)))
                     })
                     .map(|entry| entry.chain_id)

@@ -8,37 +8,50 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use chainiac_anchor::{EthereumAnchor, EthereumConfig};
+use chainiac_net::NetConfig;
+
+use crate::anchoring::Anchoring;
 use crate::artifacts::ArtifactStore;
 use crate::config::{Identity, NodeConfig};
-use crate::leader::RoundConfig;
-use crate::net::{self, NetConfig};
-use crate::node::{Anchoring, NodeCore};
+use crate::node::{NodeCore, NodeParts};
+use crate::rounds::{RoundConfig, Witness};
 use crate::rules::ProjectRules;
+use crate::serve::AnswerHook;
 use crate::store::Store;
-use crate::witness::Witness;
-use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 
 /// How long a shutdown waits for the node's tasks to let go of the store.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Everything needed to start a node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeOptions {
     /// The configuration (file plus overrides).
     pub config: NodeConfig,
     /// Signing-round timeouts.
     pub rounds: RoundConfig,
-    /// Test hook: this node's witness answers challenges with wrong shares.
-    pub faulty_witness: bool,
+    /// Test seam: rewrites this node's answers to peers (a Byzantine transport). `None` in
+    /// every real node.
+    pub answer_hook: Option<Arc<dyn AnswerHook>>,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("config", &self.config)
+            .field("rounds", &self.rounds)
+            .field("answer_hook", &self.answer_hook.is_some())
+            .finish()
+    }
 }
 
 impl NodeOptions {
-    /// Options with default rounds and an honest witness.
+    /// Options with default rounds and honest answers.
     pub fn new(config: NodeConfig) -> Self {
         Self {
             config,
             rounds: RoundConfig::default(),
-            faulty_witness: false,
+            answer_hook: None,
         }
     }
 }
@@ -81,7 +94,16 @@ pub enum StartError {
     Address { address: String, reason: String },
     /// The network.
     #[error("cannot start the network: {0}")]
-    Network(String),
+    Network(#[from] chainiac_net::NetError),
+    /// The data directory.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The artifact directory.
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
     /// Build verification is on but cannot run here.
     #[error("cannot run as a build verifier: {0}")]
     Verifier(#[from] crate::builder::BuildError),
@@ -111,46 +133,52 @@ impl RunningNode {
     pub async fn start(options: NodeOptions) -> Result<Self, StartError> {
         let config = &options.config;
         let identity = Arc::new(Identity::load(&config.key_file)?);
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::Network(format!("cannot create {}: {e}", config.data_dir.display()))
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
         })?;
         let store = Store::open(&config.data_dir.join("db"))?;
-        let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))
-            .map_err(|e| StartError::Network(e.to_string()))?;
+        let artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))?;
         let net_config = NetConfig {
             listen: parse_addresses(&config.network.listen)?,
             bootstrap: parse_addresses(&config.network.bootstrap)?,
             request_timeout: Duration::from_secs(30),
         };
-        let (net, events, peer_id) =
-            net::spawn(&identity, &net_config).map_err(StartError::Network)?;
+        let keypair = chainiac_net::keypair_of(identity.secret())
+            .map_err(|e| chainiac_net::NetError::Identity(e.to_string()))?;
+        let (net, events, peer_id) = chainiac_net::spawn(keypair, &net_config)?;
         let witness = Witness::new(
             identity.clone(),
             store.clone(),
             Arc::new(ProjectRules::default()),
-            options.faulty_witness,
         );
-        let mut core = NodeCore::new(identity, store, witness, net, options.rounds, artifacts);
-        if let Some(rpc) = &config.anchor.ethereum_rpc {
-            let mut ethereum = EthereumConfig::new(rpc);
-            ethereum.from.clone_from(&config.anchor.from);
-            let backend = EthereumAnchor::new(ethereum).map_err(|e| StartError::Address {
-                address: rpc.clone(),
-                reason: e.to_string(),
-            })?;
-            core.anchoring = Some(Anchoring {
-                backend: Arc::new(backend),
-                every_epochs: config.anchor.every_epochs.max(1),
-                confirmations: config.anchor.confirmations,
-            });
-            tracing::info!(%rpc, "anchoring the timeline in Ethereum");
-        }
-        if config.verifier.enabled {
+        let anchoring = match &config.anchor.ethereum_rpc {
+            Some(rpc) => {
+                let mut ethereum = EthereumConfig::new(rpc);
+                ethereum.from.clone_from(&config.anchor.from);
+                let backend = EthereumAnchor::new(ethereum).map_err(|e| StartError::Address {
+                    address: rpc.clone(),
+                    reason: e.to_string(),
+                })?;
+                tracing::info!(%rpc, "anchoring the timeline in Ethereum");
+                Some(Anchoring {
+                    backend: Arc::new(backend),
+                    every_epochs: config.anchor.every_epochs.max(1),
+                    confirmations: config.anchor.confirmations,
+                })
+            }
+            None => None,
+        };
+        let verifier = if config.verifier.enabled {
             let mut sandbox = crate::builder::Sandbox::system()?;
             if config.verifier.rust_toolchain {
                 sandbox = sandbox.with_host_rust();
             }
-            core.verifier = Some(Arc::new(crate::verifier::Verifier::new(
+            tracing::info!(
+                concurrency = config.verifier.concurrency,
+                "rebuilding releases as a build verifier"
+            );
+            Some(Arc::new(crate::verifier::Verifier::new(
                 crate::verifier::VerifierSettings {
                     sandbox,
                     limits: crate::builder::BuildLimits {
@@ -160,16 +188,36 @@ impl RunningNode {
                     concurrency: config.verifier.concurrency,
                     work_dir: config.data_dir.join("builds"),
                 },
-            )));
-            tracing::info!(
-                concurrency = config.verifier.concurrency,
-                "rebuilding releases as a build verifier"
-            );
-        }
+                identity.clone(),
+                store.clone(),
+                artifacts.clone(),
+                net.clone(),
+            )))
+        } else {
+            None
+        };
+        let core = NodeCore::new(NodeParts {
+            identity,
+            store,
+            witness,
+            net,
+            rounds: options.rounds,
+            artifacts,
+            anchoring,
+            verifier,
+            answer_hook: options.answer_hook.clone(),
+        });
         let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));
         let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
-        let verifier_task = tokio::spawn(crate::verifier::run(core.clone()));
+        let verifier_task = tokio::spawn({
+            let verifier = core.verifier().cloned();
+            async move {
+                if let Some(verifier) = verifier {
+                    crate::verifier::run(verifier).await;
+                }
+            }
+        });
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .map_err(|source| StartError::Api {
@@ -206,7 +254,7 @@ impl RunningNode {
     /// The libp2p addresses the node listens on, once the first is known.
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
         for _ in 0..500 {
-            let info = self.core.net.info().await;
+            let info = self.core.net().info().await;
             if !info.listen.is_empty() {
                 return info.listen;
             }
@@ -223,7 +271,7 @@ impl RunningNode {
         let _ = self.epochs_task.await;
         self.verifier_task.abort();
         let _ = self.verifier_task.await;
-        self.core.net.shutdown().await;
+        self.core.net().shutdown().await;
         let _ = self.events_task.await;
         // Tasks spawned for requests, sync and anchoring end once the network is gone (a round
         // in flight within its timeouts); the store closes when the last of them drops its

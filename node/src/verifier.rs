@@ -8,13 +8,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chainiac_net::download::download;
+use chainiac_net::wire::{Request, Response};
+use chainiac_net::{NetHandle, peer_id_of};
 use chainiac_protocol::Hash;
-use chainiac_protocol::release::{BuildAttestation, ReleaseManifest};
+use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::release::{BuildAttestation, Release, ReleaseManifest};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::artifacts::download;
+use crate::artifacts::ArtifactStore;
 use crate::builder::{BuildLimits, Sandbox, rebuild};
-use crate::node::NodeCore;
+use crate::config::Identity;
+use crate::rules::{chain_kind, policy_in_force};
+use crate::store::Store;
 
 /// Most rebuilds waiting at once; more requests are refused until the queue drains.
 pub const MAX_QUEUED_BUILDS: usize = 256;
@@ -40,33 +48,48 @@ pub struct Verifier {
     in_progress: Mutex<HashSet<Hash>>,
     receiver: Mutex<Option<mpsc::Receiver<ReleaseManifest>>>,
     settings: VerifierSettings,
+    identity: Arc<Identity>,
+    store: Store,
+    artifacts: ArtifactStore,
+    net: NetHandle,
 }
 
 impl Verifier {
-    /// A verifier; its builds start with [`run`].
-    pub fn new(settings: VerifierSettings) -> Self {
+    /// A verifier signing with `identity`, keeping its queue and attestations in `store`,
+    /// fetching sources from `artifacts` or through `net`; its builds start with [`run`].
+    pub fn new(
+        settings: VerifierSettings,
+        identity: Arc<Identity>,
+        store: Store,
+        artifacts: ArtifactStore,
+        net: NetHandle,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(MAX_QUEUED_BUILDS);
         Self {
             queue,
             in_progress: Mutex::default(),
             receiver: Mutex::new(Some(receiver)),
             settings,
+            identity,
+            store,
+            artifacts,
+            net,
         }
+    }
+
+    fn key(&self) -> PublicKey {
+        self.identity.public().key
     }
 
     /// Answers a request for the attestation of `manifest`: the attestation if the rebuild is
     /// done, `None` once it is queued (durably) or running.
-    pub fn request(
-        &self,
-        core: &NodeCore,
-        manifest: ReleaseManifest,
-    ) -> Result<Option<BuildAttestation>, String> {
+    pub fn request(&self, manifest: ReleaseManifest) -> Result<Option<BuildAttestation>, String> {
         manifest
             .check()
             .map_err(|e| format!("not a valid release manifest: {e}"))?;
         // Only releases of projects whose policy lists this node as a verifier are built, so a
         // peer cannot make it run arbitrary recipes.
-        let policy_block = core
+        let policy_block = self
             .store
             .block(&manifest.policy)
             .map_err(|e| e.to_string())?
@@ -81,14 +104,14 @@ impl Verifier {
             policy_block.payload(),
         )
         .map_err(|e| format!("block {} is not a policy: {e}", manifest.policy))?;
-        if !policy.policy.build_verifiers.contains(&core.key()) {
+        if !policy.policy.build_verifiers.contains(&self.key()) {
             return Err(format!(
                 "this node is not a build verifier of project {}",
                 policy.policy.project
             ));
         }
         let digest = manifest.digest();
-        if let Some(done) = core
+        if let Some(done) = self
             .store
             .build_attestation(&digest)
             .map_err(|e| e.to_string())?
@@ -102,7 +125,7 @@ impl Verifier {
         if in_progress.contains(&digest) {
             return Ok(None);
         }
-        core.store
+        self.store
             .queue_build(&manifest)
             .map_err(|e| e.to_string())?;
         self.queue
@@ -115,10 +138,7 @@ impl Verifier {
 
 /// Works the queue until the node stops: first the builds queued before a restart, then new
 /// requests, at most `concurrency` at once.
-pub async fn run(core: Arc<NodeCore>) {
-    let Some(verifier) = core.verifier.clone() else {
-        return;
-    };
+pub async fn run(verifier: Arc<Verifier>) {
     let Some(mut receiver) = verifier
         .receiver
         .lock()
@@ -127,11 +147,11 @@ pub async fn run(core: Arc<NodeCore>) {
     else {
         return;
     };
-    match core.store.queued_builds(MAX_QUEUED_BUILDS) {
+    match verifier.store.queued_builds(MAX_QUEUED_BUILDS) {
         Ok(queued) => {
             for manifest in queued {
                 tracing::info!(project = %manifest.project, version = %manifest.version, "resuming a queued rebuild");
-                let _ = verifier.request(&core, manifest);
+                let _ = verifier.request(manifest);
             }
         }
         Err(error) => tracing::warn!(%error, "cannot read the build queue"),
@@ -141,13 +161,12 @@ pub async fn run(core: Arc<NodeCore>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let core = core.clone();
         let verifier = verifier.clone();
         tokio::spawn(async move {
             let digest = manifest.digest();
-            match build(&core, &verifier.settings, &manifest).await {
+            match verifier.build(&manifest).await {
                 Ok(attestation) => {
-                    if let Err(error) = core.store.finish_build(&attestation) {
+                    if let Err(error) = verifier.store.finish_build(&attestation) {
                         tracing::warn!(%error, "cannot record a build attestation");
                     }
                 }
@@ -165,53 +184,51 @@ pub async fn run(core: Arc<NodeCore>) {
     }
 }
 
-/// Fetches the source (from this node's artifacts, or from peers, checked slice by slice),
-/// rebuilds, and signs what came out, reproduced or not.
-async fn build(
-    core: &Arc<NodeCore>,
-    settings: &VerifierSettings,
-    manifest: &ReleaseManifest,
-) -> Result<BuildAttestation, String> {
-    let source = &manifest.source;
-    let bytes = match core.artifacts.read(&source.hash) {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let peers = core.net.info().await.peers;
-            let fetched = tokio::time::timeout(
-                Duration::from_secs(300),
-                download(&core.net, &peers, source, &|_, _| {}),
+impl Verifier {
+    /// Fetches the source (from this node's artifacts, or from peers, checked slice by slice),
+    /// rebuilds, and signs what came out, reproduced or not.
+    async fn build(&self, manifest: &ReleaseManifest) -> Result<BuildAttestation, String> {
+        let source = &manifest.source;
+        let bytes = match self.artifacts.read(&source.hash) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                let peers = self.net.info().await.peers;
+                let fetched = tokio::time::timeout(
+                    Duration::from_secs(300),
+                    download(&self.net, &peers, source, &|_, _| {}),
+                )
+                .await
+                .map_err(|_| "fetching the source timed out".to_owned())?
+                .map_err(|e| format!("cannot fetch the source {}: {e}", source.hash))?;
+                fetched.bytes
+            }
+        };
+        tracing::info!(project = %manifest.project, version = %manifest.version, "rebuilding");
+        let settings = self.settings.clone();
+        let manifest = manifest.clone();
+        let identity = self.identity.clone();
+        tokio::task::spawn_blocking(move || {
+            let rebuilt = rebuild(
+                &settings.sandbox,
+                &settings.limits,
+                &manifest,
+                &bytes,
+                &settings.work_dir,
             )
-            .await
-            .map_err(|_| "fetching the source timed out".to_owned())?
-            .map_err(|e| format!("cannot fetch the source {}: {e}", source.hash))?;
-            fetched.bytes
-        }
-    };
-    tracing::info!(project = %manifest.project, version = %manifest.version, "rebuilding");
-    let settings = settings.clone();
-    let manifest = manifest.clone();
-    let identity = core.identity.clone();
-    tokio::task::spawn_blocking(move || {
-        let rebuilt = rebuild(
-            &settings.sandbox,
-            &settings.limits,
-            &manifest,
-            &bytes,
-            &settings.work_dir,
-        )
-        .map_err(|e| e.to_string())?;
-        tracing::info!(
-            project = %manifest.project,
-            version = %manifest.version,
-            reproduced = rebuilt.reproduces(&manifest),
-            failure = rebuilt.failure.as_deref().unwrap_or(""),
-            seconds = rebuilt.elapsed.as_secs_f64(),
-            "rebuilt"
-        );
-        Ok(rebuilt.attest(identity.secret(), &manifest))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            tracing::info!(
+                project = %manifest.project,
+                version = %manifest.version,
+                reproduced = rebuilt.reproduces(&manifest),
+                failure = rebuilt.failure.as_deref().unwrap_or(""),
+                seconds = rebuilt.elapsed.as_secs_f64(),
+                "rebuilt"
+            );
+            Ok(rebuilt.attest(identity.secret(), &manifest))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
 }
 
 /// How long a leader waits for verifiers to rebuild a release.
@@ -219,117 +236,130 @@ pub const GATHER_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// How often it asks them again.
 const GATHER_POLL: Duration = Duration::from_millis(500);
 
-/// The leader's side: a release whose policy requires `k` build attestations and carries fewer
-/// that reproduce it gets them from the policy's verifiers before its round (each verifier is
-/// asked directly, its node key being its verifier key). Returns the payload to propose: the
-/// release with the attestations gathered (reproducing or not, so that a refusal can say which
-/// verifier got what), or the payload unchanged when nothing is needed.
-pub async fn with_attestations(
-    core: &NodeCore,
-    chain_id: &Hash,
-    payload: Vec<u8>,
-) -> Result<Vec<u8>, String> {
-    use chainiac_protocol::encoding::{Decode, Encode};
-    use chainiac_protocol::project::ChainGenesis;
-    use chainiac_protocol::release::Release;
+/// What a leader needs to gather build attestations: its store (the policy in force), the
+/// network (to ask verifiers), its own verifier if it is one, and its key.
+#[derive(Debug)]
+pub struct Attestations<'a> {
+    /// The leader's store.
+    pub store: &'a Store,
+    /// The network.
+    pub net: &'a NetHandle,
+    /// This node's own verifier, asked directly.
+    pub local: Option<&'a Verifier>,
+    /// This node's key.
+    pub key: PublicKey,
+}
 
-    let Ok(Some(ChainGenesis::Release { policy_chain, .. })) =
-        crate::rules::chain_kind(&core.store, chain_id)
-    else {
-        return Ok(payload);
-    };
-    let Ok(mut release) = Release::from_bytes(&payload) else {
-        return Ok(payload);
-    };
-    let Ok((policy, _)) = crate::rules::policy_in_force(&core.store, &policy_chain) else {
-        return Ok(payload);
-    };
-    let policy = policy.policy;
-    let required = policy.attestations_required as usize;
-    let reproducing = |release: &Release| {
-        release
-            .attestations
-            .iter()
-            .filter(|a| {
-                policy.build_verifiers.contains(&a.verifier) && a.reproduces(&release.manifest)
-            })
-            .count()
-    };
-    if required == 0 || reproducing(&release) >= required {
-        return Ok(payload);
-    }
-    let digest = release.manifest.digest();
-    let mut waiting: Vec<_> = policy
-        .build_verifiers
-        .iter()
-        .filter(|v| !release.attestations.iter().any(|a| a.verifier == **v))
-        .copied()
-        .collect();
-    let mut refusals = Vec::new();
-    let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
-    tracing::info!(project = %release.manifest.project, version = %release.manifest.version, verifiers = waiting.len(), "gathering build attestations");
-    while !waiting.is_empty() && reproducing(&release) < required {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "only {} of the {required} required build attestations arrived within {} s; still waiting for verifiers {}",
-                reproducing(&release),
-                GATHER_TIMEOUT.as_secs(),
-                waiting
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+impl Attestations<'_> {
+    /// The leader's side: a release whose policy requires `k` build attestations and carries
+    /// fewer that reproduce it (by the witnesses' rule, [`Release::reproducing_attestations`])
+    /// gets them from the policy's verifiers before its round (each verifier is asked directly,
+    /// its node key being its verifier key). Returns the payload to propose: the release with
+    /// the attestations gathered (reproducing or not, so that a refusal can say which verifier
+    /// got what), or the payload unchanged when nothing is needed.
+    pub async fn gather(&self, chain_id: &Hash, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let Ok(Some(ChainGenesis::Release { policy_chain, .. })) = chain_kind(self.store, chain_id)
+        else {
+            return Ok(payload);
+        };
+        let Ok(mut release) = Release::from_bytes(&payload) else {
+            return Ok(payload);
+        };
+        let Ok((policy, _)) = policy_in_force(self.store, &policy_chain) else {
+            return Ok(payload);
+        };
+        let policy = policy.policy;
+        let required = policy.attestations_required as usize;
+        // An invalid set of attestations is the witnesses' to refuse, with their reason.
+        let reproducing = |release: &Release| {
+            release
+                .reproducing_attestations(&policy)
+                .unwrap_or(usize::MAX)
+        };
+        if required == 0 || reproducing(&release) >= required {
+            return Ok(payload);
         }
-        let mut answered = Vec::new();
-        for verifier in &waiting {
-            let answer = if *verifier == core.key() {
-                core.answer_attest(release.manifest.clone())
-            } else {
-                let Ok(peer) = crate::net::peer_id_of(verifier) else {
-                    answered.push(*verifier);
+        let digest = release.manifest.digest();
+        let mut waiting: Vec<PublicKey> = policy
+            .build_verifiers
+            .iter()
+            .filter(|v| !release.attestations.iter().any(|a| a.verifier == **v))
+            .copied()
+            .collect();
+        let mut refusals = Vec::new();
+        let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+        tracing::info!(project = %release.manifest.project, version = %release.manifest.version, verifiers = waiting.len(), "gathering build attestations");
+        while !waiting.is_empty() && reproducing(&release) < required {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "only {} of the {required} required build attestations arrived within {} s; still waiting for verifiers {}",
+                    reproducing(&release),
+                    GATHER_TIMEOUT.as_secs(),
+                    waiting
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let mut answered = Vec::new();
+            for verifier in &waiting {
+                // Unreachable for now: asked again at the next poll.
+                let Some(answer) = self.ask(verifier, &release.manifest).await else {
                     continue;
                 };
-                let request = crate::wire::Request::Attest {
-                    manifest: Box::new(release.manifest.clone()),
-                };
-                match core.net.request(peer, request).await {
-                    Ok(response) => response,
-                    // Unreachable for now: asked again at the next poll.
-                    Err(_) => continue,
-                }
-            };
-            match answer {
-                crate::wire::Response::Attestation(Some(attestation))
-                    if attestation.verifier == *verifier
-                        && attestation.manifest == digest
-                        && attestation.verify().is_ok() =>
-                {
-                    release.attestations.push(*attestation);
-                    answered.push(*verifier);
-                }
-                crate::wire::Response::Attestation(None) => {}
-                crate::wire::Response::Refused(reason) => {
-                    refusals.push(format!("verifier {verifier}: {reason}"));
-                    answered.push(*verifier);
-                }
-                _ => {
-                    refusals.push(format!("verifier {verifier} answered with something else"));
-                    answered.push(*verifier);
+                match answer {
+                    Response::Attestation(Some(attestation))
+                        if attestation.verifier == *verifier
+                            && attestation.manifest == digest
+                            && attestation.verify().is_ok() =>
+                    {
+                        release.attestations.push(*attestation);
+                        answered.push(*verifier);
+                    }
+                    Response::Attestation(None) => {}
+                    Response::Refused(reason) => {
+                        refusals.push(format!("verifier {verifier}: {reason}"));
+                        answered.push(*verifier);
+                    }
+                    _ => {
+                        refusals.push(format!("verifier {verifier} answered with something else"));
+                        answered.push(*verifier);
+                    }
                 }
             }
+            waiting.retain(|v| !answered.contains(v));
+            if !waiting.is_empty() && reproducing(&release) < required {
+                tokio::time::sleep(GATHER_POLL).await;
+            }
         }
-        waiting.retain(|v| !answered.contains(v));
-        if !waiting.is_empty() && reproducing(&release) < required {
-            tokio::time::sleep(GATHER_POLL).await;
+        if reproducing(&release) < required && !refusals.is_empty() {
+            return Err(format!(
+                "only {} of the {required} required build attestations reproduce the release; {}",
+                reproducing(&release),
+                refusals.join("; ")
+            ));
         }
+        Ok(release.to_bytes())
     }
-    if reproducing(&release) < required && !refusals.is_empty() {
-        return Err(format!(
-            "only {} of the {required} required build attestations reproduce the release; {}",
-            reproducing(&release),
-            refusals.join("; ")
-        ));
+
+    /// One verifier's answer, or `None` if it cannot be reached now.
+    async fn ask(&self, verifier: &PublicKey, manifest: &ReleaseManifest) -> Option<Response> {
+        if *verifier == self.key {
+            return Some(match self.local {
+                Some(local) => match local.request(manifest.clone()) {
+                    Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
+                    Err(reason) => Response::Refused(reason),
+                },
+                None => Response::Refused("this node is not a build verifier".into()),
+            });
+        }
+        let Ok(peer) = peer_id_of(verifier) else {
+            return Some(Response::Refused("not a valid peer key".into()));
+        };
+        let request = Request::Attest {
+            manifest: Box::new(manifest.clone()),
+        };
+        self.net.request(peer, request).await.ok()
     }
-    Ok(release.to_bytes())
 }

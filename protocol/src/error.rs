@@ -117,6 +117,9 @@ pub enum Error {
     /// An aggregation tree that cannot be built.
     #[error("invalid aggregation tree: {reason}")]
     InvalidTree { reason: &'static str },
+    /// A child's answer in a tree round that breaks the tree's rules; the child is left out.
+    #[error("member {child} of the tree: {reason}")]
+    InvalidSubtreeAnswer { child: usize, reason: &'static str },
 
     // ----- skipchains -----
     /// Chain parameters out of range.
@@ -243,6 +246,40 @@ pub enum Error {
     /// A timeline block that does not follow its predecessor.
     #[error("invalid timeline block: {reason}")]
     InvalidTimeline { reason: String },
+
+    // ----- light clients -----
+    /// A block offered as a genesis that is not the genesis of the chain id asked for.
+    #[error("the block offered as the genesis of {chain} does not hash to that chain id")]
+    GenesisMismatch { chain: Hash },
+    /// A chain that is not of the kind the caller needs.
+    #[error("chain {chain} is not {expected}")]
+    WrongChainKind { chain: Hash, expected: &'static str },
+    /// A head older than the block already trusted.
+    #[error(
+        "rollback: the head offered is block {offered}, the client already trusts block {trusted}"
+    )]
+    Rollback { offered: u64, trusted: u64 },
+    /// Another block at the index of the trusted head.
+    #[error(
+        "split view: the head offered at index {index} is not the block the client trusts there"
+    )]
+    SplitView { index: u64 },
+    /// A proof that ends elsewhere than the block it was asked for.
+    #[error("the proof ends at block {reached}, not at the announced head {expected}")]
+    ProofTarget { expected: Hash, reached: Hash },
+    /// A release whose sequence is not above the release already trusted.
+    #[error(
+        "rollback: the new head is release {version} (sequence {sequence}), the client already trusts {trusted_version} (sequence {trusted_sequence})"
+    )]
+    ReleaseRollback {
+        version: String,
+        sequence: u64,
+        trusted_version: String,
+        trusted_sequence: u64,
+    },
+    /// A release naming a policy block the client has not verified in the project's chain.
+    #[error("the release names policy block {policy}, which is not in the project's policy chain")]
+    UnknownPolicy { policy: Hash },
 
     /// A chain at the largest index.
     #[error("chain has reached the largest block index")]

@@ -33,6 +33,15 @@ pub mod domain {
     pub const TIMELINE_NODE: &str = "chainiac v1 timeline node";
     /// Root of an empty timeline Merkle tree.
     pub const TIMELINE_EMPTY: &str = "chainiac v1 timeline empty";
+    /// Id of a signing round a leader starts (with the link message, the attempt and 16
+    /// random bytes), so that ids of two rounds never collide.
+    pub const ROUND_ID: &str = "chainiac v1 round id";
+    /// Gossip message id: every node derives it from the message bytes alone, so a message
+    /// relayed by several peers is recognised as one. Other implementations must match it.
+    pub const GOSSIP_MESSAGE_ID: &str = "chainiac v1 gossip id";
+    /// Checksum a node keeps beside stored values that are not content-addressed (local to a
+    /// node's disk, never sent).
+    pub const STORE_CHECKSUM: &str = "chainiac v1 store checksum";
 }
 
 /// A 32-byte BLAKE3 digest.

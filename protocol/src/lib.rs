@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod cosi;
 pub mod encoding;
 mod error;
 pub mod hash;
 pub mod keys;
+pub mod light_client;
 pub mod policy;
 pub mod project;
 pub mod release;

@@ -205,6 +205,13 @@ impl ReleaseManifest {
         Ok(())
     }
 
+    /// Every artifact the release names: the source, then the binaries.
+    pub fn artifacts(&self) -> Vec<ArtifactRef> {
+        core::iter::once(self.source.clone())
+            .chain(self.binaries.iter().map(|b| b.artifact.clone()))
+            .collect()
+    }
+
     /// The (platform, hash) pairs of the binaries, sorted by platform.
     pub fn binary_hashes(&self) -> Vec<(String, Hash)> {
         let mut hashes: Vec<(String, Hash)> = self
@@ -512,6 +519,31 @@ impl Release {
     }
 
     fn check_attestations(&self, policy: &Policy, digest: &Hash) -> Result<()> {
+        let (matching, mismatches) = self.count_attestations(policy, digest)?;
+        let required = policy.attestations_required as usize;
+        if matching < required {
+            return Err(Error::NotEnoughAttestations {
+                matching,
+                required,
+                mismatches,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many of the attestations reproduce the release, by the rule witnesses apply
+    /// ([`Release::check_approvals`]): every attestation must come from a distinct build
+    /// verifier of `policy`, be over this manifest and verify; an attestation that breaks one
+    /// of these makes the whole set invalid (the error says which). A leader gathering
+    /// attestations uses this to know when it has enough.
+    pub fn reproducing_attestations(&self, policy: &Policy) -> Result<usize> {
+        self.count_attestations(policy, &self.manifest.digest())
+            .map(|(matching, _)| matching)
+    }
+
+    /// Checks each attestation; returns how many reproduce the release and a description of
+    /// each that does not.
+    fn count_attestations(&self, policy: &Policy, digest: &Hash) -> Result<(usize, Vec<String>)> {
         let mut seen: Vec<PublicKey> = Vec::new();
         let mut matching = 0;
         let mut mismatches = Vec::new();
@@ -543,15 +575,7 @@ impl Release {
                 mismatches.push(describe_mismatch(attestation));
             }
         }
-        let required = policy.attestations_required as usize;
-        if matching < required {
-            return Err(Error::NotEnoughAttestations {
-                matching,
-                required,
-                mismatches,
-            });
-        }
-        Ok(())
+        Ok((matching, mismatches))
     }
 }
 

@@ -454,6 +454,70 @@ impl TimelineBlock {
     }
 }
 
+/// What a witness holds of the chains a proposed timeline block names: its store, for the
+/// node. The timeline rules ask it two questions.
+pub trait HeadSource {
+    /// Errors of the source (the protocol's own errors must convert into it).
+    type Error: From<Error>;
+
+    /// The head of `chain_id` this witness holds, if it holds the chain.
+    fn own_head(&self, chain_id: &Hash) -> core::result::Result<Option<Hash>, Self::Error>;
+
+    /// The index of block `block` if this witness holds it as a block of `chain_id`.
+    fn index_in_chain(
+        &self,
+        chain_id: &Hash,
+        block: &Hash,
+    ) -> core::result::Result<Option<u64>, Self::Error>;
+}
+
+impl TimelineBlock {
+    /// The rules a witness applies to the changes of a proposed block of the timeline chain
+    /// `timeline`, whose previous block commits to `previous`: no change names the timeline
+    /// itself; each new head is a block of its chain that the witness holds (its own head, or a
+    /// block it stored) and not older than the head recorded before (no rollback); and the
+    /// commitment is `previous` with the changes applied. Returns that tree. The epoch and
+    /// timestamp rules are [`TimelineBlock::check_successor`].
+    pub fn check_changes<S: HeadSource>(
+        &self,
+        timeline: &Hash,
+        previous: &TimelineTree,
+        heads: &S,
+    ) -> core::result::Result<TimelineTree, S::Error> {
+        let refuse = |reason: String| Error::InvalidTimeline { reason };
+        for entry in &self.changes {
+            if entry.chain_id == *timeline {
+                return Err(refuse("the timeline cannot list itself".into()).into());
+            }
+            // Fast path, without reading blocks: the witness's own head of the chain (a block
+            // it holds, at least as new as any head it signed into an earlier timeline block).
+            if heads.own_head(&entry.chain_id)? == Some(entry.head) {
+                continue;
+            }
+            let index = heads
+                .index_in_chain(&entry.chain_id, &entry.head)?
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "this witness does not hold head {} of chain {}",
+                        entry.head, entry.chain_id
+                    ))
+                })?;
+            let earlier = match previous.head_of(&entry.chain_id) {
+                Some(earlier) => heads.index_in_chain(&entry.chain_id, &earlier)?,
+                None => None,
+            };
+            if earlier.is_some_and(|earlier| earlier > index) {
+                return Err(refuse(format!(
+                    "chain {} goes back to block {index} (rollback)",
+                    entry.chain_id
+                ))
+                .into());
+            }
+        }
+        Ok(self.apply(Some(previous))?)
+    }
+}
+
 /// `previous` with `changes` (sorted by chain id) applied: each change either adds a chain or
 /// gives a recorded chain another head.
 fn apply_changes(
@@ -776,6 +840,85 @@ mod tests {
         .to_string();
         assert!(message.contains("61"), "{message}");
         assert_eq!(TimelineCommit::from_bytes(&commit.to_bytes()), Ok(commit));
+    }
+
+    /// A witness's view of three chains: chain 1 at block 5, chain 2 at block 3 (with older
+    /// blocks stored), chain 3 unknown.
+    struct Held;
+
+    fn block_hash(chain: u8, index: u64) -> Hash {
+        Hash::of(domain::SKIPBLOCK, &[&[chain], &index.to_le_bytes()])
+    }
+
+    impl HeadSource for Held {
+        type Error = Error;
+
+        fn own_head(&self, chain_id: &Hash) -> Result<Option<Hash>> {
+            Ok(match chain_id.0[0] {
+                1 => Some(block_hash(1, 5)),
+                2 => Some(block_hash(2, 3)),
+                _ => None,
+            })
+        }
+
+        fn index_in_chain(&self, chain_id: &Hash, block: &Hash) -> Result<Option<u64>> {
+            let chain = chain_id.0[0];
+            let last = match chain {
+                1 => 5,
+                2 => 3,
+                _ => return Ok(None),
+            };
+            Ok((0..=last).find(|&i| block_hash(chain, i) == *block))
+        }
+    }
+
+    fn change(chain: u8, index: u64) -> TimelineEntry {
+        TimelineEntry {
+            chain_id: Hash([chain; 32]),
+            head: block_hash(chain, index),
+        }
+    }
+
+    #[test]
+    fn a_witness_accepts_held_heads_and_refuses_rollbacks_and_unknown_heads() {
+        let timeline = Hash([9; 32]);
+        let (first, tree) =
+            TimelineBlock::new(None, 1, 100, vec![change(1, 4), change(2, 3)]).expect("first");
+        assert_eq!(
+            first
+                .check_changes(&timeline, &TimelineTree::empty(), &Held)
+                .expect("held heads")
+                .root(),
+            tree.root()
+        );
+        // Chain 1 moves to its own head; chain 2 to an older stored block: a rollback.
+        let (forward, _) =
+            TimelineBlock::new(Some(&tree), 2, 110, vec![change(1, 5)]).expect("block");
+        assert!(forward.check_changes(&timeline, &tree, &Held).is_ok());
+        let (back, _) = TimelineBlock::new(Some(&tree), 2, 110, vec![change(2, 1)]).expect("block");
+        let error = back
+            .check_changes(&timeline, &tree, &Held)
+            .expect_err("rollback");
+        assert!(error.to_string().contains("rollback"), "{error}");
+        // A head this witness does not hold, and the timeline listing itself.
+        let (unknown, _) =
+            TimelineBlock::new(Some(&tree), 2, 110, vec![change(3, 1)]).expect("block");
+        assert!(unknown.check_changes(&timeline, &tree, &Held).is_err());
+        let (itself, _) = TimelineBlock::new(
+            Some(&tree),
+            2,
+            110,
+            vec![TimelineEntry {
+                chain_id: timeline,
+                head: Hash([1; 32]),
+            }],
+        )
+        .expect("block");
+        assert!(itself.check_changes(&timeline, &tree, &Held).is_err());
+        // A commitment that does not match the changes.
+        let mut forged = forward;
+        forged.commit.chain_count += 1;
+        assert!(forged.check_changes(&timeline, &tree, &Held).is_err());
     }
 
     proptest! {

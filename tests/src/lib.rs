@@ -1,16 +1,22 @@
-//! Support for the cross-crate integration tests in `tests/`: a cluster of real in-process nodes
-//! (real libp2p on 127.0.0.1, real RocksDB in temporary directories) and a project fixture that
-//! signs policies and releases the way developers do.
+//! The one test kit of chainiac, used by every integration test and network benchmark: a
+//! cluster of real in-process nodes (real libp2p on 127.0.0.1, real RocksDB in temporary
+//! directories) with a per-node options hook, Byzantine transports, a project fixture that signs
+//! policies and releases the way developers do, an HTTP client for a node's API, and anvil.
 
 // Test fixtures hold nodes, keys and temporary directories; debug output of them helps nobody.
 #![allow(missing_debug_implementations)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chainiac_api::http::CallError;
+use chainiac_net::wire::{Request, Response};
+use chainiac_node::append::NodeError;
 use chainiac_node::config::{NodeConfig, PublicIdentity, init_node};
-use chainiac_node::node::{NodeCore, NodeError};
+use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::{NodeOptions, RunningNode};
+use chainiac_node::serve::AnswerHook;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::encoding::Encode;
@@ -21,7 +27,8 @@ use chainiac_protocol::release::{
     ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
 };
 use chainiac_protocol::skipchain::ChainParams;
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
+use serde_json::Value;
 
 /// Result of a test.
 pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -45,18 +52,48 @@ where
     Err(format!("timed out waiting until {what}").into())
 }
 
+/// Polls `condition` until it holds, failing after [`PATIENCE`] (for tests without a runtime).
+pub fn wait_for_blocking(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(format!("timed out waiting until {what}").into())
+}
+
+/// A Byzantine transport: every response share the node sends is wrong (one bit flipped).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrongShares;
+
+impl AnswerHook for WrongShares {
+    fn rewrite(&self, _: PeerId, _: &Request, answer: Response) -> Response {
+        match answer {
+            Response::Responded(mut share) => {
+                share.s[0] ^= 1;
+                Response::Responded(share)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Settings of each node of a cluster, changed before it starts.
+pub type Setup<'a> = dyn Fn(usize, &mut NodeOptions) + 'a;
+
 /// A set of in-process nodes that can be stopped and restarted.
 pub struct Cluster {
     dir: tempfile::TempDir,
-    configs: Vec<NodeConfig>,
+    options: Vec<NodeOptions>,
     /// The nodes' roster entries.
     pub publics: Vec<PublicIdentity>,
     nodes: Vec<Option<RunningNode>>,
-    faulty: Vec<usize>,
 }
 
 impl Cluster {
-    /// Starts `n` nodes (those in `faulty` answer challenges wrongly) and waits until every
+    /// Starts `n` nodes (those in `faulty` send wrong response shares) and waits until every
     /// node is connected to every other.
     pub async fn start(n: usize, faulty: &[usize]) -> TestResult<Self> {
         Self::start_with(n, faulty, |_, _| {}).await
@@ -68,23 +105,27 @@ impl Cluster {
         faulty: &[usize],
         configure: impl Fn(usize, &mut NodeConfig),
     ) -> TestResult<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::start_with_options(n, &|i, options: &mut NodeOptions| {
+            configure(i, &mut options.config);
+            if faulty.contains(&i) {
+                options.answer_hook = Some(Arc::new(WrongShares));
+            }
+        })
+        .await
+    }
+
+    /// Starts `n` nodes with `setup(i, options)` applied to each node's options (configuration,
+    /// rounds, Byzantine transport) and waits until every node is connected to every other.
+    /// Rounds time out after 3 s unless the setup says otherwise.
+    pub async fn start_with_options(n: usize, setup: &Setup<'_>) -> TestResult<Self> {
         let mut cluster = Cluster {
-            configs: Vec::new(),
+            options: Vec::new(),
             publics: Vec::new(),
             nodes: Vec::new(),
-            faulty: faulty.to_vec(),
-            dir,
+            dir: tempfile::tempdir()?,
         };
         for i in 0..n {
-            let created = init_node(&cluster.dir.path().join(format!("node{i}")))?;
-            let mut config = created.config;
-            config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-            config.api.listen = "127.0.0.1:0".parse()?;
-            configure(i, &mut config);
-            cluster.configs.push(config);
-            cluster.publics.push(created.public);
-            cluster.nodes.push(None);
+            cluster.add_node(i, setup)?;
         }
         for i in 0..n {
             cluster.start_node(i).await?;
@@ -93,17 +134,36 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts node `i`, bootstrapping from every running node.
-    pub async fn start_node(&mut self, i: usize) -> TestResult {
-        let bootstrap = self.addresses().await;
-        let mut config = self.configs[i].clone();
-        config.network.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
+    /// Creates node `i` (not started): a fresh key and configuration, listening on loopback.
+    pub fn add_node(&mut self, i: usize, setup: &Setup<'_>) -> TestResult<usize> {
+        let created = init_node(&self.dir.path().join(format!("node{i}")))?;
+        let mut config = created.config;
+        config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
+        config.api.listen = "127.0.0.1:0".parse()?;
         let mut options = NodeOptions::new(config);
         options.rounds.commit_timeout = Duration::from_secs(3);
         options.rounds.respond_timeout = Duration::from_secs(3);
-        options.faulty_witness = self.faulty.contains(&i);
+        setup(i, &mut options);
+        self.options.push(options);
+        self.publics.push(created.public);
+        self.nodes.push(None);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts node `i`, bootstrapping from every running node.
+    pub async fn start_node(&mut self, i: usize) -> TestResult {
+        let bootstrap = self.addresses().await;
+        let mut options = self.options[i].clone();
+        options.config.network.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
         self.nodes[i] = Some(RunningNode::start(options).await?);
         Ok(())
+    }
+
+    /// Stops every node cleanly.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop_node(i).await;
+        }
     }
 
     /// Stops node `i` cleanly.
@@ -133,7 +193,17 @@ impl Cluster {
 
     /// The data directory of node `i`.
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
-        self.configs[i].data_dir.clone()
+        self.options[i].config.data_dir.clone()
+    }
+
+    /// The libp2p peer id of running node `i`.
+    pub fn peer_id(&self, i: usize) -> TestResult<PeerId> {
+        Ok(self.nodes[i].as_ref().ok_or("node not running")?.peer_id)
+    }
+
+    /// The HTTP API address of running node `i`.
+    pub fn api(&self, i: usize) -> TestResult<SocketAddr> {
+        Ok(self.nodes[i].as_ref().ok_or("node not running")?.api_addr)
     }
 
     /// A scratch directory that lives as long as the cluster.
@@ -170,7 +240,7 @@ impl Cluster {
         let want = running.len() - 1;
         wait_for("every node connected to every other", || async {
             for node in &running {
-                if node.core.net.info().await.peers.len() < want {
+                if node.core.net().info().await.peers.len() < want {
                     return false;
                 }
             }
@@ -214,7 +284,7 @@ impl Cluster {
     pub async fn wait_head(&self, i: usize, chain_id: &Hash, index: u64) -> TestResult {
         let core = self.core(i);
         wait_for(&format!("node {i} reaches block {index}"), || async {
-            core.store
+            core.store()
                 .head(chain_id)
                 .ok()
                 .flatten()
@@ -278,7 +348,7 @@ impl PreparedRelease {
         roster: Option<Roster>,
     ) -> Result<u64, NodeError> {
         for (_, bytes) in &self.files {
-            core.artifacts
+            core.artifacts()
                 .put(bytes)
                 .map_err(|e| NodeError::Invalid(e.to_string()))?;
         }
@@ -466,6 +536,24 @@ impl Project {
     }
 }
 
+/// One call to a node's HTTP API: the status and the body as JSON (`Null` if the body is not
+/// JSON; `{"error": MESSAGE}` for an error answer).
+pub fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> TestResult<(u16, Value)> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    match chainiac_api::http::call(address, method, path, "application/json", body.as_bytes()) {
+        Ok(answer) => Ok((200, serde_json::from_slice(&answer).unwrap_or(Value::Null))),
+        Err(CallError::Status {
+            status, message, ..
+        }) => Ok((status, serde_json::json!({ "error": message }))),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// A local Ethereum node (anvil) for anchoring tests, stopped when dropped.
 pub struct Anvil {
     child: Option<std::process::Child>,
@@ -476,24 +564,9 @@ pub struct Anvil {
     binary: std::path::PathBuf,
 }
 
-/// Where anvil is: `CHAINIAC_ANVIL`, `anvil` on `PATH`, or where `.ci/run` installs it.
+/// Where anvil is (see [`chainiac_anchor::anvil_binary`]).
 pub fn anvil_binary() -> TestResult<std::path::PathBuf> {
-    if let Ok(path) = std::env::var("CHAINIAC_ANVIL") {
-        return Ok(path.into());
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("anvil"))
-            .find(|candidate| candidate.is_file())
-    }) {
-        return Ok(found);
-    }
-    let installed = std::path::PathBuf::from(std::env::var("HOME")?)
-        .join(".cache/chainiac-tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if installed.is_file() {
-        return Ok(installed);
-    }
-    Err("anvil not found: install it with `npm install --prefix ~/.cache/chainiac-tools @foundry-rs/anvil-linux-amd64` (as .ci/run does) or set CHAINIAC_ANVIL".into())
+    Ok(chainiac_anchor::anvil_binary()?)
 }
 
 impl Anvil {

@@ -16,7 +16,7 @@ fn anchors(cluster: &Cluster, timeline: &chainiac_protocol::Hash) -> Vec<AnchorP
         .flat_map(|i| {
             cluster
                 .core(i)
-                .store
+                .store()
                 .anchors(timeline, 64)
                 .unwrap_or_default()
         })
@@ -56,7 +56,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
             .await?;
         let block = cluster
             .core(1)
-            .store
+            .store()
             .block_at(&timeline, proof.timeline_index)?
             .ok_or("anchored timeline block unknown")?;
         assert_eq!(proof.timeline_block, block.hash().to_hex());
@@ -95,7 +95,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     let before = anchors(&cluster, &timeline).len();
     let stopped_at = cluster
         .core(0)
-        .store
+        .store()
         .head(&timeline)?
         .ok_or("timeline head")?
         .index;
@@ -153,7 +153,12 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
             )
             .await?;
     }
-    let listed_at = cluster.core(0).store.head(&timeline)?.ok_or("head")?.index;
+    let listed_at = cluster
+        .core(0)
+        .store()
+        .head(&timeline)?
+        .ok_or("head")?
+        .index;
     wait_for(
         "an anchor of a timeline block listing 500 more chains",
         || async {
@@ -161,7 +166,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
                 a.timeline_index > listed_at
                     && cluster
                         .core(0)
-                        .store
+                        .store()
                         .timeline_tree(&timeline, a.timeline_index)
                         .is_ok_and(|t| t.len() >= 500)
             })
@@ -220,22 +225,12 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     Ok(())
 }
 
-/// One JSON-RPC call to anvil.
+/// One JSON-RPC call to anvil (over the test kit's HTTP client).
 fn rpc(url: &str, method: &str, params: &serde_json::Value) -> TestResult<serde_json::Value> {
-    use std::io::{Read, Write};
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address)?;
-    let text = body.to_string();
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (_, body) = answer.split_once("\r\n\r\n").ok_or("bad answer")?;
-    Ok(serde_json::from_str::<serde_json::Value>(body)?["result"].clone())
+    let address = url.trim_start_matches("http://").parse()?;
+    let (_, answer) = chainiac_tests::http(address, "POST", "/", Some(&body))?;
+    Ok(answer["result"].clone())
 }
 
 fn quantity(value: &serde_json::Value) -> TestResult<u64> {

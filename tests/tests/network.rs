@@ -1,180 +1,37 @@
 //! Real nodes over real libp2p on 127.0.0.1, each with a real RocksDB store in a temp dir.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chainiac_node::config::{NodeConfig, PublicIdentity, init_node};
-use chainiac_node::node::NodeCore;
-use chainiac_node::runtime::{NodeOptions, RunningNode};
-use chainiac_node::wire::{LinkedBlock, Request, Response};
+use chainiac_net::wire::{LinkedBlock, Request, Response};
+use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Aggregator, Contribution};
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
+use chainiac_tests::{Cluster, TestResult, WrongShares, wait_for};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// How long any awaited condition may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    configs: Vec<NodeConfig>,
-    publics: Vec<PublicIdentity>,
-    nodes: Vec<Option<RunningNode>>,
-    faulty: Vec<usize>,
-    /// Tree rounds: (branching, smallest roster signed along a tree).
-    tree: Option<(usize, usize)>,
-}
-
-fn node_config(
-    dir: &std::path::Path,
-) -> Result<(NodeConfig, PublicIdentity), Box<dyn std::error::Error>> {
-    let created = init_node(dir)?;
-    let mut config = created.config;
-    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".into()];
-    config.api.listen = "127.0.0.1:0".parse()?;
-    Ok((config, created.public))
-}
-
-impl Cluster {
-    async fn start(n: usize, faulty: &[usize]) -> Result<Self, Box<dyn std::error::Error>> {
-        Self::start_with(n, faulty, None).await
-    }
-
-    async fn start_with(
-        n: usize,
-        faulty: &[usize],
-        tree: Option<(usize, usize)>,
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let mut cluster = Cluster {
-            configs: Vec::new(),
-            publics: Vec::new(),
-            nodes: Vec::new(),
-            faulty: faulty.to_vec(),
-            tree,
-            _dir: dir,
-        };
-        for i in 0..n {
-            let (config, public) = node_config(&cluster._dir.path().join(format!("node{i}")))?;
-            cluster.configs.push(config);
-            cluster.publics.push(public);
-            cluster.nodes.push(None);
-        }
-        for i in 0..n {
-            cluster.start_node(i).await?;
-        }
-        cluster.wait_connected().await?;
-        Ok(cluster)
-    }
-
-    /// Starts node `i`, bootstrapping from every running node.
-    async fn start_node(&mut self, i: usize) -> Result<(), Box<dyn std::error::Error>> {
-        let mut bootstrap = Vec::new();
-        for node in self.nodes.iter().flatten() {
-            for address in node.listen_addrs().await {
-                bootstrap.push(format!("{address}/p2p/{}", node.peer_id));
-            }
-        }
-        let mut config = self.configs[i].clone();
-        config.network.bootstrap = bootstrap;
-        let mut options = NodeOptions::new(config);
+/// Starts `n` nodes (those in `faulty` send wrong shares); with `tree`, rounds go along trees of
+/// (branching, smallest roster).
+async fn start(n: usize, faulty: &[usize], tree: Option<(usize, usize)>) -> TestResult<Cluster> {
+    Cluster::start_with_options(n, &|i, options: &mut NodeOptions| {
         // Generous: under a loaded CI a slow witness must not be excluded, since the tests
         // assert who signed; stopped nodes fail at once (their connection is refused).
         options.rounds.commit_timeout = Duration::from_secs(10);
         options.rounds.respond_timeout = Duration::from_secs(10);
-        options.faulty_witness = self.faulty.contains(&i);
-        if let Some((branching, min_roster)) = self.tree {
+        if faulty.contains(&i) {
+            options.answer_hook = Some(std::sync::Arc::new(WrongShares));
+        }
+        if let Some((branching, min_roster)) = tree {
             options.rounds.tree_branching = branching;
             options.rounds.tree_min_roster = min_roster;
         }
-        self.nodes[i] = Some(RunningNode::start(options).await?);
-        Ok(())
-    }
-
-    async fn stop_node(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
-            node.shutdown().await;
-        }
-    }
-
-    fn core(&self, i: usize) -> Arc<NodeCore> {
-        self.nodes[i]
-            .as_ref()
-            .map(|n| n.core.clone())
-            .unwrap_or_else(|| panic!("node {i} is not running"))
-    }
-
-    async fn wait_connected(&self) -> TestResult {
-        let running: Vec<&RunningNode> = self.nodes.iter().flatten().collect();
-        let want = running.len() - 1;
-        wait_for("every node connected to every other", || async {
-            for node in &running {
-                if node.core.net.info().await.peers.len() < want {
-                    return false;
-                }
-            }
-            true
-        })
-        .await
-    }
-
-    async fn create_chain(&self, leader: usize) -> Result<Hash, Box<dyn std::error::Error>> {
-        let members = self
-            .publics
-            .iter()
-            .map(PublicIdentity::roster_member)
-            .collect();
-        let head = self
-            .core(leader)
-            .create_chain(
-                members,
-                None,
-                ChainParams::new(2, 32)?,
-                b"test chain".to_vec(),
-            )
-            .await?;
-        let chain_id = head.chain_id;
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].is_some() {
-                self.wait_head(i, &chain_id, 0).await?;
-            }
-        }
-        Ok(chain_id)
-    }
-
-    async fn wait_head(&self, i: usize, chain_id: &Hash, index: u64) -> TestResult {
-        let core = self.core(i);
-        wait_for(&format!("node {i} reaches block {index}"), || async {
-            core.store
-                .head(chain_id)
-                .ok()
-                .flatten()
-                .is_some_and(|h| h.index >= index)
-        })
-        .await
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut condition: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if condition().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(format!("timed out waiting until {what}").into())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
-    let cluster = Cluster::start(4, &[]).await?;
+    let cluster = start(4, &[], None).await?;
     let chain_id = cluster.create_chain(0).await?;
     for i in 1..=100u64 {
         let head = cluster
@@ -189,14 +46,14 @@ async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
     for index in 0..=100 {
         let reference = cluster
             .core(0)
-            .store
+            .store()
             .block_at(&chain_id, index)?
             .ok_or("missing block")?
             .hash();
         for i in 1..4 {
             let hash = cluster
                 .core(i)
-                .store
+                .store()
                 .block_at(&chain_id, index)?
                 .ok_or("missing block")?
                 .hash();
@@ -204,7 +61,8 @@ async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
         }
     }
     for i in 0..4 {
-        let store = &cluster.core(i).store;
+        let core_i = cluster.core(i);
+        let store = core_i.store();
         let proof = store.skip_proof(&chain_id, 0, 100)?;
         assert!(proof.steps.len() <= 7, "{} steps", proof.steps.len());
         let head = proof.verify(&store.trusted(&chain_id, 0)?)?;
@@ -233,7 +91,7 @@ fn assert_same_chain(cluster: &Cluster, chain_id: &Hash, last: u64, nodes: &[usi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
-    let cluster = Cluster::start_with(9, &[], Some((2, 4))).await?;
+    let cluster = start(9, &[], Some((2, 4))).await?;
     let chain_id = cluster.create_chain(0).await?;
     for i in 1..=10u64 {
         let head = cluster
@@ -244,18 +102,18 @@ async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
     }
     let leader = cluster.core(0);
     assert_eq!(
-        leader.metrics.rounds_tree.get(),
-        leader.metrics.rounds_completed.get(),
+        leader.metrics().rounds_tree.get(),
+        leader.metrics().rounds_completed.get(),
         "every round went along the tree"
     );
-    assert!(leader.metrics.rounds_tree.get() >= 10);
+    assert!(leader.metrics().rounds_tree.get() >= 10);
     for i in 0..9 {
         cluster.wait_head(i, &chain_id, 10).await?;
     }
     assert_same_chain(&cluster, &chain_id, 10, &(1..9).collect::<Vec<_>>())?;
-    let block = leader.store.block_at(&chain_id, 10)?.ok_or("block 10")?;
+    let block = leader.store().block_at(&chain_id, 10)?.ok_or("block 10")?;
     let link = leader
-        .store
+        .store()
         .forward_link(&block.back_links()[0], 0)?
         .ok_or("link")?;
     assert_eq!(link.signature.mask.count(), 9, "every witness signed");
@@ -264,7 +122,7 @@ async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult {
-    let mut cluster = Cluster::start_with(9, &[], Some((2, 4))).await?;
+    let mut cluster = start(9, &[], Some((2, 4))).await?;
     let chain_id = cluster.create_chain(0).await?;
     cluster
         .core(0)
@@ -273,7 +131,8 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
     // With leader 0 and branching 2, the roster's member 1 is the leader's first child and
     // the root of the subtree {1, 3, 4, 7, 8}. Find the node holding that roster slot.
     let roster = {
-        let store = &cluster.core(0).store;
+        let core_0 = cluster.core(0);
+        let store = core_0.store();
         store.roster_of(&store.block_at(&chain_id, 1)?.ok_or("block 1")?)?
     };
     let leader_slot = roster
@@ -295,12 +154,12 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
     }
     let leader = cluster.core(0);
     assert!(
-        leader.metrics.rounds_tree.get() >= 4,
+        leader.metrics().rounds_tree.get() >= 4,
         "rounds went along a tree"
     );
-    let block = leader.store.block_at(&chain_id, 4)?.ok_or("block 4")?;
+    let block = leader.store().block_at(&chain_id, 4)?.ok_or("block 4")?;
     let link = leader
-        .store
+        .store()
         .forward_link(&block.back_links()[0], 0)?
         .ok_or("link")?;
     assert_eq!(link.signature.mask.count(), 8);
@@ -319,9 +178,10 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
 /// first, then logs its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> TestResult {
-    let cluster = Cluster::start(4, &[]).await?;
+    let cluster = start(4, &[], None).await?;
     let chain_id = cluster.create_chain(0).await?;
-    let store = &cluster.core(0).store;
+    let leader = cluster.core(0);
+    let store = leader.store();
     let head = store.head(&chain_id)?.ok_or("head")?;
     let previous = store.block(&head.hash)?.ok_or("head block")?;
     let roster = store.roster_of(&previous)?;
@@ -332,22 +192,34 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
             .flatten()
             .map(|b| b.hash())
     })?;
-    // The failed round: nodes 1 to 3 commit, only nodes 2 and 3 answer the challenge.
+    // The failed round, driven through each witness's request dispatcher as a leader's
+    // requests would be: nodes 1 to 3 commit, only nodes 2 and 3 answer the challenge.
+    let message = store.link_requests(&orphan)?[0].message;
+    let from = cluster.peer_id(0)?;
     let round = Hash::of("test failed round", &[b"orphan"]);
-    let committed = (1..4)
-        .map(|i| cluster.core(i).witness.commit_round(round, &orphan, 0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut aggregator = Aggregator::new(&committed[0].roster, committed[0].message.as_bytes());
-    for witness in &committed {
-        aggregator.add_commitment(&Contribution::single(
-            &witness.roster,
-            witness.index,
-            &witness.commitment,
-        ))?;
+    let mut aggregator = Aggregator::new(&roster, message.as_bytes());
+    for i in 1..4 {
+        let commit = Request::Commit {
+            round,
+            block: Box::new(orphan.clone()),
+            level: 0,
+        };
+        let Response::Committed(commitment) = cluster.core(i).answer(from, commit).await else {
+            return Err(format!("node {i} did not commit").into());
+        };
+        let index = roster
+            .index_of(&cluster.publics[i].key)
+            .ok_or("witness in roster")?;
+        aggregator.add_commitment(&Contribution::single(&roster, index, &commitment))?;
     }
     let challenge = aggregator.challenge()?;
     for i in 2..4 {
-        cluster.core(i).witness.respond(round, &challenge)?;
+        let respond = Request::Respond {
+            round,
+            challenge: challenge.clone(),
+        };
+        let answer = cluster.core(i).answer(from, respond).await;
+        assert!(matches!(answer, Response::Responded(_)), "{answer:?}");
     }
 
     // Node 0 appends another block at that position: it completes the orphan, then its own.
@@ -358,7 +230,8 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
     assert_eq!(logged.index, 2);
     for i in 0..4 {
         cluster.wait_head(i, &chain_id, 2).await?;
-        let store = &cluster.core(i).store;
+        let core = cluster.core(i);
+        let store = core.store();
         let first = store.block_at(&chain_id, 1)?.ok_or("block 1")?;
         let second = store.block_at(&chain_id, 2)?.ok_or("block 2")?;
         assert_eq!(first.hash(), orphan.hash(), "node {i}");
@@ -369,7 +242,7 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult {
-    let mut cluster = Cluster::start(4, &[]).await?;
+    let mut cluster = start(4, &[], None).await?;
     let chain_id = cluster.create_chain(0).await?;
     cluster
         .core(0)
@@ -395,7 +268,7 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
     assert!(message.contains("2 of 4 can sign but 3 must"), "{message}");
     for i in [0, 1] {
         assert_eq!(
-            cluster.core(i).store.head(&chain_id)?.map(|h| h.index),
+            cluster.core(i).store().head(&chain_id)?.map(|h| h.index),
             Some(2),
             "nothing written on node {i}"
         );
@@ -415,7 +288,7 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_response_is_excluded_and_the_round_completes() -> TestResult {
-    let cluster = Cluster::start(4, &[2]).await?;
+    let cluster = start(4, &[2], None).await?;
     let chain_id = cluster.create_chain(0).await?;
     for i in 1..=4u64 {
         cluster
@@ -423,19 +296,19 @@ async fn a_wrong_response_is_excluded_and_the_round_completes() -> TestResult {
             .append(chain_id, i.to_le_bytes().to_vec(), None)
             .await?;
     }
-    let excluded = cluster.core(0).metrics.witnesses_excluded.get();
+    let excluded = cluster.core(0).metrics().witnesses_excluded.get();
     assert!(
         excluded >= 4,
         "the faulty witness was excluded in every round ({excluded})"
     );
     let block = cluster
         .core(0)
-        .store
+        .store()
         .block_at(&chain_id, 4)?
         .ok_or("block 4")?;
     let link = cluster
         .core(0)
-        .store
+        .store()
         .forward_link(&block.back_links()[0], 0)?
         .ok_or("link")?;
     assert!(
@@ -448,7 +321,7 @@ async fn a_wrong_response_is_excluded_and_the_round_completes() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_node_syncs_1000_blocks() -> TestResult {
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = start(1, &[], None).await?;
     // A chain witnessed by node 0 alone, so that 1,000 appends need no network round trips.
     let members = vec![cluster.publics[0].roster_member()];
     let core = cluster.core(0);
@@ -460,27 +333,24 @@ async fn a_late_node_syncs_1000_blocks() -> TestResult {
         core.append(chain_id, i.to_le_bytes().to_vec(), None)
             .await?;
     }
-    let (config, public) = node_config(&cluster._dir.path().join("late"))?;
-    cluster.configs.push(config);
-    cluster.publics.push(public);
-    cluster.nodes.push(None);
-    cluster.start_node(1).await?;
+    let late = cluster.add_node(1, &|_, _| {})?;
+    cluster.start_node(late).await?;
     cluster.wait_head(1, &chain_id, 1000).await?;
     let late = cluster.core(1);
-    let proof = late.store.skip_proof(&chain_id, 0, 1000)?;
+    let proof = late.store().skip_proof(&chain_id, 0, 1000)?;
     assert_eq!(
         proof
-            .verify(&late.store.trusted(&chain_id, 0)?)?
+            .verify(&late.store().trusted(&chain_id, 0)?)?
             .block()
             .hash(),
-        core.store.head(&chain_id)?.ok_or("head")?.hash
+        core.store().head(&chain_id)?.ok_or("head")?.hash
     );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
-    let cluster = Cluster::start(3, &[]).await?;
+    let cluster = start(3, &[], None).await?;
     let chain_id = cluster.create_chain(0).await?;
     cluster
         .core(0)
@@ -493,7 +363,7 @@ async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
     let attacker = cluster.core(2);
     let mut forged = attacker.linked_block(&chain_id, 1)?.ok_or("block 1")?;
     let previous = forged.block.clone();
-    let roster = attacker.store.roster_of(&previous)?;
+    let roster = attacker.store().roster_of(&previous)?;
     let next = chainiac_protocol::skipchain::SkipBlock::successor(
         &previous,
         &roster,
@@ -501,7 +371,7 @@ async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
         b"forged".to_vec(),
         |i| {
             attacker
-                .store
+                .store()
                 .block_at(&chain_id, i)
                 .ok()
                 .flatten()
@@ -516,33 +386,33 @@ async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
         links: vec![forged.links[0].clone()],
     };
     let accepted_before: u64 = (0..2)
-        .map(|i| cluster.core(i).metrics.gossip_accepted.get())
+        .map(|i| cluster.core(i).metrics().gossip_accepted.get())
         .sum();
-    attacker.net.publish_raw(bad.to_bytes()).await;
+    attacker.net().publish_raw(bad.to_bytes()).await;
     attacker
-        .net
+        .net()
         .publish_raw(b"garbage that is not a block".to_vec())
         .await;
     wait_for("both honest peers reject the bad gossip", || async {
         (0..2)
-            .map(|i| cluster.core(i).metrics.gossip_rejected.get())
+            .map(|i| cluster.core(i).metrics().gossip_rejected.get())
             .sum::<u64>()
             >= 4
     })
     .await?;
     for i in 0..2 {
         assert!(
-            cluster.core(i).store.block(&next.hash())?.is_none(),
+            cluster.core(i).store().block(&next.hash())?.is_none(),
             "node {i} stored a forged block"
         );
         assert_eq!(
-            cluster.core(i).store.head(&chain_id)?.map(|h| h.index),
+            cluster.core(i).store().head(&chain_id)?.map(|h| h.index),
             Some(1)
         );
     }
     assert_eq!(
         (0..2)
-            .map(|i| cluster.core(i).metrics.gossip_accepted.get())
+            .map(|i| cluster.core(i).metrics().gossip_accepted.get())
             .sum::<u64>(),
         accepted_before
     );
@@ -557,9 +427,10 @@ async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() -> TestResult {
-    let cluster = Cluster::start(2, &[]).await?;
-    let peer = cluster.nodes[1].as_ref().ok_or("node 1")?.peer_id;
-    let net = &cluster.core(0).net;
+    let cluster = start(2, &[], None).await?;
+    let peer = cluster.peer_id(1)?;
+    let core = cluster.core(0);
+    let net = core.net();
     let garbage = net.request_raw(peer, vec![0xde, 0xad, 0xbe, 0xef]).await?;
     assert!(
         matches!(&garbage, Response::Refused(reason) if reason.contains("malformed request")),
@@ -568,7 +439,7 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     let unknown_kind = net.request_raw(peer, vec![1, 200]).await?;
     assert!(matches!(unknown_kind, Response::Refused(_)));
     let oversized = net
-        .request_raw(peer, vec![0u8; chainiac_node::wire::MAX_REQUEST_LEN + 1])
+        .request_raw(peer, vec![0u8; chainiac_net::wire::MAX_REQUEST_LEN + 1])
         .await;
     assert!(
         oversized.is_err() || matches!(oversized, Ok(Response::Refused(_))),

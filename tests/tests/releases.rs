@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use chainiac_node::client::{Connection, select_artifact};
-use chainiac_node::wire::{Request, Response};
+use chainiac_client::{Connection, select_artifact};
+use chainiac_net::wire::{Request, Response};
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_tests::{Cluster, Project, TestResult, wait_for};
@@ -14,7 +14,7 @@ const CONNECT: Duration = Duration::from_secs(20);
 fn head_index(cluster: &Cluster, node: usize, chain: &chainiac_protocol::Hash) -> TestResult<u64> {
     Ok(cluster
         .core(node)
-        .store
+        .store()
         .head(chain)?
         .ok_or("chain missing")?
         .index)
@@ -76,10 +76,10 @@ async fn releases_breaking_a_rule_are_refused_and_nothing_is_logged() -> TestRes
 
     // Witnesses refuse on their own, whatever the leader checked: ask one directly.
     let previous = leader
-        .store
+        .store()
         .block_at(&project.release_chain, 1)?
         .ok_or("block 1")?;
-    let current = leader.store.roster_of(&previous)?;
+    let current = leader.store().roster_of(&previous)?;
     let bad = SkipBlock::successor(
         &previous,
         &current,
@@ -87,7 +87,7 @@ async fn releases_breaking_a_rule_are_refused_and_nothing_is_logged() -> TestRes
         stale_key.release.to_bytes(),
         |index| {
             leader
-                .store
+                .store()
                 .block_at(&project.release_chain, index)
                 .ok()
                 .flatten()
@@ -96,8 +96,14 @@ async fn releases_breaking_a_rule_are_refused_and_nothing_is_logged() -> TestRes
     )?;
     let answer = cluster
         .core(1)
-        .answer_async(
-            cluster.core(0).net.info().await.peer_id.ok_or("peer id")?,
+        .answer(
+            cluster
+                .core(0)
+                .net()
+                .info()
+                .await
+                .peer_id
+                .ok_or("peer id")?,
             Request::Commit {
                 round: chainiac_protocol::Hash([7; 32]),
                 block: Box::new(bad),
@@ -168,7 +174,7 @@ async fn mirrors_replicate_artifacts_and_a_client_skips_a_lying_peer() -> TestRe
             prepared
                 .files
                 .iter()
-                .all(|(artifact, _)| core.artifacts.has(&artifact.hash))
+                .all(|(artifact, _)| core.artifacts().has(&artifact.hash))
         })
         .await?;
     }
@@ -183,7 +189,13 @@ async fn mirrors_replicate_artifacts_and_a_client_skips_a_lying_peer() -> TestRe
     std::fs::write(&path, &bytes)?;
     let download = connection.fetch(&binary, &|_, _| {}).await?;
     binary.check(&download.bytes)?;
-    let liar = cluster.core(2).net.info().await.peer_id.ok_or("peer id")?;
+    let liar = cluster
+        .core(2)
+        .net()
+        .info()
+        .await
+        .peer_id
+        .ok_or("peer id")?;
     assert_eq!(download.failures.len(), 1, "{:?}", download.failures);
     assert_eq!(download.failures[0].peer, liar);
     assert!(download.failures[0].sent_bad_data);

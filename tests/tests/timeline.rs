@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chainiac_node::client::Connection;
+use chainiac_client::Connection;
 use chainiac_node::rules::timeline_at;
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
@@ -39,7 +39,8 @@ async fn witnesses_extend_the_timeline_every_epoch() -> TestResult {
     // Three epochs go by: every node holds the blocks, epochs increase, and the project's
     // chains are listed at their heads.
     cluster.wait_everywhere(&timeline, 3).await?;
-    let store = &cluster.core(2).store;
+    let core_2 = cluster.core(2);
+    let store = core_2.store();
     let first = timeline_at(store, &timeline, 1)?.ok_or("block 1")?;
     let third = timeline_at(store, &timeline, 3)?.ok_or("block 3")?;
     assert!(third.commit.epoch > first.commit.epoch);

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use chainiac_client::{Connection, select_artifact};
 use chainiac_node::builder::{BuildLimits, Rebuild, Sandbox, rebuild, rebuild_keeping};
-use chainiac_node::client::{Connection, select_artifact};
 use chainiac_protocol::keys::{KeySignature, SecretKey};
 use chainiac_protocol::release::{
     ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
@@ -126,7 +126,7 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
     let artifact = select_artifact(&latest, Some(PLATFORM))?;
     let mirror = cluster.core(2);
     chainiac_tests::wait_for("node 2 to mirror the binary", || async {
-        mirror.artifacts.has(&artifact.hash)
+        mirror.artifacts().has(&artifact.hash)
     })
     .await?;
     let download = connection.fetch(&artifact, &|_, _| {}).await?;
@@ -167,7 +167,7 @@ async fn two_verifiers_reproduce_a_real_crate_and_a_one_byte_difference_is_refus
         assert_eq!(
             cluster
                 .core(node)
-                .store
+                .store()
                 .head(&project.release_chain)?
                 .map(|h| h.index),
             Some(1)
@@ -234,7 +234,7 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
     cluster.wait_everywhere(&project.release_chain, 1).await?;
     let logged = cluster
         .core(1)
-        .store
+        .store()
         .block_at(&project.release_chain, 1)?
         .ok_or("release block")?;
     let logged = <Release as chainiac_protocol::encoding::Decode>::from_bytes(logged.payload())?;
@@ -255,18 +255,18 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
         (2, stranger, "does not hold policy block"),
         (1, next_manifest(&project, &binary), "not a build verifier"),
     ] {
-        let peer = chainiac_node::net::peer_id_of(&cluster.core(node).key())?;
+        let peer = chainiac_net::peer_id_of(&cluster.core(node).key())?;
         let answer = leader
-            .net
+            .net()
             .request(
                 peer,
-                chainiac_node::wire::Request::Attest {
+                chainiac_net::wire::Request::Attest {
                     manifest: Box::new(manifest),
                 },
             )
             .await?;
         match answer {
-            chainiac_node::wire::Response::Refused(reason) => {
+            chainiac_net::wire::Response::Refused(reason) => {
                 assert!(reason.contains(expected), "node {node}: {reason}");
             }
             other => return Err(format!("node {node} answered {other:?}").into()),
@@ -294,7 +294,7 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
         "the queued rebuild to be attested after the restart",
         || async {
             restarted
-                .store
+                .store()
                 .build_attestation(&next.digest())
                 .ok()
                 .flatten()
@@ -303,11 +303,11 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
     )
     .await?;
     let attestation = restarted
-        .store
+        .store()
         .build_attestation(&next.digest())?
         .ok_or("attestation")?;
     assert!(attestation.reproduces(&next));
-    assert!(!restarted.store.build_queued(&next.digest())?);
+    assert!(!restarted.store().build_queued(&next.digest())?);
     Ok(())
 }
 

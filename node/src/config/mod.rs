@@ -1,13 +1,12 @@
-//! The node's configuration file and its identity (key pair with proof of possession).
-
-mod identity;
+//! The node's configuration file and its identity (key pair with proof of possession; the key
+//! file format is `chainiac_api::keyfile`, shared with developers' and verifiers' keys).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use identity::{Identity, IdentityError, PublicIdentity};
+pub use chainiac_api::keyfile::{Identity, IdentityError, PublicIdentity};
 
 /// Default libp2p port (TCP and QUIC).
 pub const DEFAULT_P2P_PORT: u16 = 7400;

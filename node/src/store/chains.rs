@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chainiac_net::wire::LinkedBlock;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::Roster;
 use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::hash::domain;
 use chainiac_protocol::skipchain::{
     BlockRoster, ChainParams, ChainSource, ForwardLink, LinkRequest, SkipBlock, SkipChain,
     SkipProof, TrustedBlock,
@@ -18,9 +20,6 @@ use super::{Batch, Column, KeyValue, MemoryBackend, RocksBackend, StoreError, St
 /// possession, so rounds, which read the roster of a chain several times per block, use the
 /// cache; rosters are content-addressed and never change.
 const ROSTER_CACHE: usize = 64;
-
-/// Context of the checksums guarding values that are not content-addressed.
-const CHECKSUM_CONTEXT: &str = "chainiac v1 store checksum";
 
 /// The latest block of a chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +47,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn checksummed(value: &[u8]) -> Vec<u8> {
-    let mut out = Hash::of(CHECKSUM_CONTEXT, &[value]).0.to_vec();
+pub(super) fn checksummed(value: &[u8]) -> Vec<u8> {
+    let mut out = Hash::of(domain::STORE_CHECKSUM, &[value]).0.to_vec();
     out.extend_from_slice(value);
     out
 }
 
-fn verify_checksum<'a>(what: &'static str, stored: &'a [u8]) -> StoreResult<&'a [u8]> {
-    if stored.len() < 32 || Hash::of(CHECKSUM_CONTEXT, &[&stored[32..]]).0 != stored[..32] {
+pub(super) fn verify_checksum<'a>(what: &'static str, stored: &'a [u8]) -> StoreResult<&'a [u8]> {
+    if stored.len() < 32 || Hash::of(domain::STORE_CHECKSUM, &[&stored[32..]]).0 != stored[..32] {
         return Err(StoreError::Corrupt {
             what,
             detail: "checksum mismatch".into(),
@@ -76,34 +75,13 @@ fn link_key(from: &Hash, level: u32) -> Vec<u8> {
     key
 }
 
-/// Prefix of the equivocation guard's entries in [`Column::Meta`].
-const SIGNED_PREFIX: &[u8] = b"signed/";
-
-/// Most guard entries looked at for pruning per recorded share.
-const SIGNED_PRUNE_SCAN: usize = 64;
-
-fn signed_chain_prefix(chain_id: &Hash) -> Vec<u8> {
-    let mut key = SIGNED_PREFIX.to_vec();
-    key.extend_from_slice(chain_id.as_bytes());
-    key
-}
-
-/// `signed/ ‖ chain id ‖ index (u64 big-endian) ‖ level (u32 big-endian)`: ordered by index
-/// within a chain, so settled positions come first in a prefix scan.
-fn signed_key(chain_id: &Hash, index: u64, level: u32) -> Vec<u8> {
-    let mut key = signed_chain_prefix(chain_id);
-    key.extend_from_slice(&index.to_be_bytes());
-    key.extend_from_slice(&level.to_be_bytes());
-    key
-}
-
 fn head_value(index: u64, hash: &Hash) -> Vec<u8> {
     let mut value = index.to_le_bytes().to_vec();
     value.extend_from_slice(hash.as_bytes());
     checksummed(&value)
 }
 
-fn hash_from(what: &'static str, bytes: &[u8]) -> StoreResult<Hash> {
+pub(super) fn hash_from(what: &'static str, bytes: &[u8]) -> StoreResult<Hash> {
     <[u8; 32]>::try_from(bytes)
         .map(Hash)
         .map_err(|_| StoreError::Corrupt {
@@ -274,6 +252,23 @@ impl Store {
         Ok(Some(link))
     }
 
+    /// Block `index` of a chain with the forward links into it that this store holds: what
+    /// sync and gossip move around.
+    pub fn linked_block(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<LinkedBlock>> {
+        let Some(block) = self.block_at(chain_id, index)? else {
+            return Ok(None);
+        };
+        let mut links = Vec::new();
+        for (level, from) in (0u32..).zip(block.back_links()) {
+            if let Some(link) = self.forward_link(from, level)?
+                && link.to == block.hash()
+            {
+                links.push(link);
+            }
+        }
+        Ok(Some(LinkedBlock { block, links }))
+    }
+
     /// Block `index` of a chain with its roster, as a client would trust it.
     pub fn trusted(&self, chain_id: &Hash, index: u64) -> StoreResult<TrustedBlock> {
         let block = self
@@ -295,66 +290,9 @@ impl Store {
         view.skip_proof(from, to)
     }
 
-    /// The block this node released a response share for at position (`chain_id`, `index`,
-    /// link `level`), if it recorded one (see [`Store::record_signed`]).
-    pub fn signed_block(
-        &self,
-        chain_id: &Hash,
-        index: u64,
-        level: u32,
-    ) -> StoreResult<Option<Hash>> {
-        let Some(record) = self.signed_record(chain_id, index, level)? else {
-            return Ok(None);
-        };
-        Ok(Some(hash_from(
-            "signed position",
-            record.get(..32).unwrap_or(&record),
-        )?))
-    }
-
-    /// The checked value of a guard record: `block hash ‖ encoded block` (the block only when
-    /// it was kept).
-    fn signed_record(
-        &self,
-        chain_id: &Hash,
-        index: u64,
-        level: u32,
-    ) -> StoreResult<Option<Vec<u8>>> {
-        let Some(mut stored) = self
-            .kv
-            .get(Column::Meta, &signed_key(chain_id, index, level))?
-        else {
-            return Ok(None);
-        };
-        verify_checksum("signed position", &stored)?;
-        Ok(Some(stored.split_off(32)))
-    }
-
-    /// The whole block this node released a level-0 response share for at `index` of
-    /// `chain_id`, if it kept it (see [`Store::record_signed`]): what a leader needs to
-    /// complete that block instead of competing with it.
-    pub fn signed_proposal(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<SkipBlock>> {
-        let Some(value) = self.signed_record(chain_id, index, 0)? else {
-            return Ok(None);
-        };
-        let Some(body) = value.get(32..).filter(|body| !body.is_empty()) else {
-            return Ok(None);
-        };
-        let corrupt = |detail: String| StoreError::Corrupt {
-            what: "signed proposal",
-            detail,
-        };
-        let block = SkipBlock::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
-        if block.hash().0 != value[..32] || block.chain_id() != *chain_id || block.index() != index
-        {
-            return Err(corrupt("the kept block is not the one recorded".into()));
-        }
-        Ok(Some(block))
-    }
-
     // ------------------------------------------------------------------ writes
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -450,21 +388,10 @@ impl Store {
     ) -> StoreResult<ChainHead> {
         let _guard = self.lock();
         let requests = self.link_requests(block)?;
-        if !links.iter().any(|link| link.level == 0) {
-            return Err(chainiac_protocol::Error::MissingForwardLink {
-                from: block.index().saturating_sub(1),
-                level: 0,
-            }
-            .into());
-        }
         let mut batch = Batch::new();
-        for link in links {
-            let request = requests
-                .iter()
-                .find(|request| request.level == link.level)
-                .ok_or(chainiac_protocol::Error::LinkMismatch {
-                    reason: "no link at this level points to the block",
-                })?;
+        for (request, link) in
+            LinkRequest::for_append(&requests, links, block.index().saturating_sub(1))?
+        {
             self.check_link(&block.chain_id(), request, link)?;
             batch.put(
                 Column::ForwardLinks,
@@ -503,55 +430,6 @@ impl Store {
         Ok(())
     }
 
-    /// The equivocation guard: records, durably (one synced write), that this node releases a
-    /// response share for `block` at position (`chain_id`, `index`, link `level`). Must be
-    /// called, and succeed, before the share leaves the node.
-    ///
-    /// Returns the block already recorded at that position if it is another one; nothing is
-    /// written then and the share must not be released. Recording the same block again is a
-    /// no-op. Entries at or below the chain's head are settled by the chain itself and are
-    /// pruned in the same write. `body`, the encoded block, is kept with the record when given
-    /// (see [`Store::signed_proposal`]).
-    pub fn record_signed(
-        &self,
-        chain_id: &Hash,
-        index: u64,
-        level: u32,
-        block: &Hash,
-        body: Option<&[u8]>,
-    ) -> StoreResult<Option<Hash>> {
-        let _guard = self.lock();
-        match self.signed_block(chain_id, index, level)? {
-            Some(recorded) if recorded == *block => return Ok(None),
-            Some(recorded) => return Ok(Some(recorded)),
-            None => {}
-        }
-        let mut batch = Batch::new();
-        if let Some(head) = self.head(chain_id)? {
-            let prefix = signed_chain_prefix(chain_id);
-            for (key, _) in self
-                .kv
-                .scan_prefix(Column::Meta, &prefix, SIGNED_PRUNE_SCAN)?
-            {
-                let settled = key
-                    .get(prefix.len()..prefix.len() + 8)
-                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-                    .is_some_and(|bytes| u64::from_be_bytes(bytes) <= head.index);
-                if !settled {
-                    break;
-                }
-                batch.delete(Column::Meta, key);
-            }
-        }
-        batch.put(
-            Column::Meta,
-            signed_key(chain_id, index, level),
-            checksummed(&[&block.as_bytes()[..], body.unwrap_or_default()].concat()),
-        );
-        self.kv.write(batch)?;
-        Ok(None)
-    }
-
     /// Adds a forward link into a block already stored (a higher-level link signed late).
     pub fn add_forward_link(&self, link: &ForwardLink) -> StoreResult<()> {
         let _guard = self.lock();
@@ -561,12 +439,7 @@ impl Store {
                 reason: "target block is not stored",
             })?;
         let requests = LinkRequest::for_block(&target);
-        let request = requests
-            .iter()
-            .find(|request| request.level == link.level)
-            .ok_or(chainiac_protocol::Error::LinkMismatch {
-                reason: "no link at this level points to the block",
-            })?;
+        let request = LinkRequest::matching(&requests, link)?;
         self.check_link(&target.chain_id(), request, link)?;
         let mut batch = Batch::new();
         batch.put(
@@ -626,53 +499,5 @@ impl ChainSource for ChainView<'_> {
         };
         self.store
             .forward_link(&hash_from("chain index", &hash)?, level)
-    }
-}
-
-/// Key prefix of anchor proofs in the meta column: `anchor/` ‖ timeline chain id ‖ index (BE).
-const ANCHOR_PREFIX: &[u8] = b"anchor/";
-
-fn anchor_key(timeline: &Hash, index: u64) -> Vec<u8> {
-    let mut key = ANCHOR_PREFIX.to_vec();
-    key.extend_from_slice(timeline.as_bytes());
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
-impl Store {
-    /// Records (or replaces, after a reorganisation) the anchor proof of timeline block `index`.
-    pub fn put_anchor(
-        &self,
-        timeline: &Hash,
-        index: u64,
-        proof: &chainiac_anchor::AnchorProof,
-    ) -> StoreResult<()> {
-        let mut batch = Batch::new();
-        batch.put(Column::Meta, anchor_key(timeline, index), proof.to_bytes());
-        self.kv.write(batch)
-    }
-
-    /// The anchor proofs of `timeline`, newest first, at most `limit`.
-    pub fn anchors(
-        &self,
-        timeline: &Hash,
-        limit: usize,
-    ) -> StoreResult<Vec<chainiac_anchor::AnchorProof>> {
-        let mut prefix = ANCHOR_PREFIX.to_vec();
-        prefix.extend_from_slice(timeline.as_bytes());
-        let mut proofs = self
-            .kv
-            .scan_prefix(Column::Meta, &prefix, usize::MAX)?
-            .into_iter()
-            .map(|(_, value)| {
-                chainiac_anchor::AnchorProof::from_bytes(&value).map_err(|e| StoreError::Corrupt {
-                    what: "anchor proof",
-                    detail: e.to_string(),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        proofs.reverse();
-        proofs.truncate(limit);
-        Ok(proofs)
     }
 }

@@ -7,9 +7,11 @@
 //! with a level-0 forward link that verifies with its source roster. Everything read back is
 //! checked against its hash or checksum, so a corrupted disk is reported, never served.
 
+mod anchors;
 mod backend;
 mod builds;
 mod chains;
+mod guard;
 mod memory;
 mod rocks;
 mod timelines;

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Decode;
-use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry, TimelineTree};
+use chainiac_protocol::timeline::{HeadSource, TimelineBlock, TimelineEntry, TimelineTree};
 
-use super::Store;
+use super::{Store, StoreError, StoreResult};
 
 /// Most trees kept in memory.
 const MAX_TREES: usize = 8;
@@ -113,5 +113,21 @@ impl Store {
     /// leader just built), so that it is not folded again.
     pub fn remember_timeline_tree(&self, block: Hash, tree: Arc<TimelineTree>) {
         self.timelines.insert(block, tree);
+    }
+}
+
+/// What the timeline rules ask of a witness's store.
+impl HeadSource for Store {
+    type Error = StoreError;
+
+    fn own_head(&self, chain_id: &Hash) -> StoreResult<Option<Hash>> {
+        Ok(self.head(chain_id)?.map(|head| head.hash))
+    }
+
+    fn index_in_chain(&self, chain_id: &Hash, block: &Hash) -> StoreResult<Option<u64>> {
+        Ok(self
+            .block(block)?
+            .filter(|block| block.chain_id() == *chain_id)
+            .map(|block| block.index()))
     }
 }

@@ -12,12 +12,17 @@
 //! Two nonces combined with a binding factor over all commitments (as in MuSig2) keep
 //! concurrent sessions safe; proofs of possession on every roster key keep key summation safe.
 
+mod layout;
 mod mask;
 mod roster;
 mod round;
 mod signature;
 mod tree;
 
+pub use layout::{
+    MAX_TREE_BRANCHING, MAX_TREE_DEPTH, RoundTree, TreeLayout, blame_for_incomplete_subtree,
+    child_budget,
+};
 pub use mask::ParticipationMask;
 pub use roster::{MAX_ROSTER_SIZE, Roster, RosterMember};
 pub use round::{

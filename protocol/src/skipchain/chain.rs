@@ -45,6 +45,47 @@ impl LinkRequest {
             .collect()
     }
 
+    /// The request among `requests` (those of one block) that `link` answers: the one at its
+    /// level.
+    pub fn matching<'a>(
+        requests: &'a [LinkRequest],
+        link: &ForwardLink,
+    ) -> Result<&'a LinkRequest> {
+        requests
+            .iter()
+            .find(|request| request.level == link.level)
+            .ok_or(Error::LinkMismatch {
+                reason: "no link at this level points to the block",
+            })
+    }
+
+    /// The links an append stores with a block, paired with the requests they answer: the
+    /// level-0 link is required (it is what makes the block part of the chain), higher levels
+    /// may be missing (added later), and each level at most once. Signatures are checked by
+    /// the caller, which knows the source rosters ([`LinkRequest::check`]).
+    pub fn for_append<'a, 'b>(
+        requests: &'a [LinkRequest],
+        links: &'b [ForwardLink],
+        head_index: u64,
+    ) -> Result<Vec<(&'a LinkRequest, &'b ForwardLink)>> {
+        if !links.iter().any(|link| link.level == 0) {
+            return Err(Error::MissingForwardLink {
+                from: head_index,
+                level: 0,
+            });
+        }
+        let mut paired: Vec<(&LinkRequest, &ForwardLink)> = Vec::with_capacity(links.len());
+        for link in links {
+            if paired.iter().any(|(_, seen)| seen.level == link.level) {
+                return Err(Error::LinkMismatch {
+                    reason: "two links at one level",
+                });
+            }
+            paired.push((Self::matching(requests, link)?, link));
+        }
+        Ok(paired)
+    }
+
     /// Checks that `link` is this request, signed by `source_roster` (the roster of the
     /// source block).
     pub fn check(&self, link: &ForwardLink, source_roster: &Roster) -> Result<()> {
@@ -276,14 +317,8 @@ impl SkipChain {
     /// is checked against its source block's roster before anything changes.
     pub fn append(&mut self, candidate: SkipBlock, links: Vec<ForwardLink>) -> Result<()> {
         let requests = self.link_requests(&candidate)?;
-        if !links.iter().any(|link| link.level == 0) {
-            return Err(Error::MissingForwardLink {
-                from: self.head().index(),
-                level: 0,
-            });
-        }
-        for link in &links {
-            self.check_link(link, &requests)?;
+        for (request, link) in LinkRequest::for_append(&requests, &links, self.head().index())? {
+            self.check_link(link, request)?;
         }
         let roster_position = match candidate.roster() {
             BlockRoster::Full(roster) => {
@@ -306,14 +341,7 @@ impl SkipChain {
         Ok(())
     }
 
-    fn check_link(&self, link: &ForwardLink, requests: &[LinkRequest]) -> Result<()> {
-        let request =
-            requests
-                .iter()
-                .find(|r| r.level == link.level)
-                .ok_or(Error::LinkMismatch {
-                    reason: "no link at this level points to the block",
-                })?;
+    fn check_link(&self, link: &ForwardLink, request: &LinkRequest) -> Result<()> {
         if link.chain_id != self.id() {
             return Err(Error::WrongChain);
         }
@@ -333,14 +361,9 @@ impl SkipChain {
                 reason: "target block is not in the chain",
             })?;
         let requests = LinkRequest::for_block(target);
-        self.check_link(&link, &requests)?;
-        let from = requests
-            .iter()
-            .find(|r| r.level == link.level)
-            .map(|r| r.from_index);
-        if let Some(from) = from {
-            self.links.insert((from, link.level), link);
-        }
+        let request = LinkRequest::matching(&requests, &link)?;
+        self.check_link(&link, request)?;
+        self.links.insert((request.from_index, link.level), link);
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use crate::cosi::{CollectiveSignature, Roster};
 use crate::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use crate::hash::domain;
-use crate::{Hash, Result};
+use crate::{Error, Hash, Result};
 
 /// A forward link at `level` from block `from` to block `to` of chain `chain_id`.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -61,11 +61,23 @@ impl Encode for ForwardLink {
 impl Decode for ForwardLink {
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
         reader.version("forward link")?;
+        let chain_id = Hash::decode_from(reader)?;
+        let from = Hash::decode_from(reader)?;
+        let to = Hash::decode_from(reader)?;
+        let level = reader.u32("link level")?;
+        // A link leaves a block at one of its levels, and no block has more than MAX_HEIGHT.
+        if level >= super::MAX_HEIGHT {
+            return Err(Error::TooLong {
+                what: "forward link level",
+                len: level as usize,
+                max: super::MAX_HEIGHT as usize - 1,
+            });
+        }
         Ok(Self {
-            chain_id: Hash::decode_from(reader)?,
-            from: Hash::decode_from(reader)?,
-            to: Hash::decode_from(reader)?,
-            level: reader.u32("link level")?,
+            chain_id,
+            from,
+            to,
+            level,
             signature: CollectiveSignature::decode_from(reader)?,
         })
     }

@@ -76,7 +76,9 @@ pub struct SkipProof {
 impl SkipProof {
     /// Follows the proof from `trusted` and returns the last block, trusted in turn. Each link
     /// must leave the current block at a level it has, land exactly `base^level` blocks later on
-    /// the block given, and carry a valid collective signature of the current block's roster.
+    /// the block given (whose back link at that level names the current block), and carry a
+    /// valid collective signature of the current block's roster. The caller checks that the
+    /// returned block is the one it asked for.
     pub fn verify(&self, trusted: &TrustedBlock) -> Result<TrustedBlock> {
         if self.steps.len() > MAX_PROOF_STEPS {
             return Err(Error::TooLong {
@@ -126,6 +128,13 @@ fn verify_step(current: &TrustedBlock, step: &ProofStep) -> Result<TrustedBlock>
     if expected_index != Some(target.index()) || target.params() != source.params() {
         return Err(Error::LinkMismatch {
             reason: "target block is not base^level blocks after the source",
+        });
+    }
+    // The target's own back link at that level must name the source: a link and a block that
+    // disagree about their neighbour are never both what the witnesses checked.
+    if target.back_links().get(link.level as usize) != Some(&source.hash()) {
+        return Err(Error::LinkMismatch {
+            reason: "the target block's back link at the link's level is not the source block",
         });
     }
     link.verify(&current.roster)?;

@@ -1,0 +1,278 @@
+//! A minimal blocking HTTP/1.1 client for a node's JSON API, which listens on loopback or a
+//! trusted local address (no TLS, no redirects), with failover between nodes: when a node is
+//! down or cannot gather its witnesses, another roster member takes over as leader.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Largest answer read from the API.
+const MAX_ANSWER: u64 = 512 << 20;
+
+/// Why a call failed: the node could not be reached (another node may take over), or it
+/// answered with an error (it did the work and refused).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connection refused, reset or timed out.
+    #[error("cannot reach the node's API at {address}: {source}")]
+    Unreachable {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The node answered an HTTP error.
+    #[error("the node at {address} answered {status}: {message}")]
+    Status {
+        address: SocketAddr,
+        status: u16,
+        message: String,
+    },
+    /// The answer is not HTTP or not JSON.
+    #[error("the node at {address} answered something unreadable: {detail}")]
+    Malformed { address: SocketAddr, detail: String },
+}
+
+impl CallError {
+    /// Whether another node should be tried: the node is down or cannot gather witnesses.
+    pub fn is_node_failure(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Status { status, .. } => *status == 503 || *status >= 500,
+            Self::Malformed { .. } => false,
+        }
+    }
+}
+
+/// One call to the API at `address`.
+pub fn call(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, CallError> {
+    let unreachable = |source| CallError::Unreachable { address, source };
+    let malformed = |detail: String| CallError::Malformed { address, detail };
+    let mut stream =
+        TcpStream::connect_timeout(&address, Duration::from_secs(5)).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(unreachable)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .map_err(unreachable)?;
+    stream.write_all(body).map_err(unreachable)?;
+    let mut response = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut response)
+        .map_err(unreachable)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| malformed("no HTTP header".into()))?;
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let mut body = response[split + 4..].to_vec();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| malformed(format!("bad status line {:?}", head.lines().next())))?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body).ok_or_else(|| malformed("bad chunked body".into()))?;
+    }
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<crate::types::ErrorJson>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(CallError::Status {
+            address,
+            status,
+            message,
+        });
+    }
+    Ok(body)
+}
+
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
+fn parse<T: DeserializeOwned>(address: SocketAddr, body: &[u8]) -> Result<T, CallError> {
+    serde_json::from_slice(body).map_err(|e| CallError::Malformed {
+        address,
+        detail: e.to_string(),
+    })
+}
+
+/// GET returning JSON.
+pub fn get_json<T: DeserializeOwned>(address: SocketAddr, path: &str) -> Result<T, CallError> {
+    parse(
+        address,
+        &call(address, "GET", path, "application/json", b"")?,
+    )
+}
+
+/// POST a JSON body, returning JSON.
+pub fn post_json<B: Serialize, T: DeserializeOwned>(
+    address: SocketAddr,
+    path: &str,
+    body: &B,
+) -> Result<T, CallError> {
+    let body = serde_json::to_vec(body).map_err(|e| CallError::Malformed {
+        address,
+        detail: format!("cannot encode the request: {e}"),
+    })?;
+    parse(
+        address,
+        &call(address, "POST", path, "application/json", &body)?,
+    )
+}
+
+/// PUT raw bytes, returning JSON.
+pub fn put_bytes<T: DeserializeOwned>(
+    address: SocketAddr,
+    path: &str,
+    bytes: &[u8],
+) -> Result<T, CallError> {
+    parse(
+        address,
+        &call(address, "PUT", path, "application/octet-stream", bytes)?,
+    )
+}
+
+/// Why no node did what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// No node address was given.
+    #[error("no node API address given; use --node 127.0.0.1:PORT (or CHAINIAC_NODES)")]
+    NoNode,
+    /// A node did the work and refused: another node would refuse too.
+    #[error("the node refused: {0}")]
+    Refused(CallError),
+    /// Every node was down or could not gather its witnesses; each failure is kept.
+    #[error("every node failed:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    AllFailed(Vec<CallError>),
+}
+
+/// Runs `operation` against each node in turn until one succeeds: if a node is down or cannot
+/// gather its witnesses, the next takes over (`on_failover` hears about each node left behind).
+pub fn with_failover<T>(
+    nodes: &[SocketAddr],
+    mut operation: impl FnMut(SocketAddr) -> Result<T, CallError>,
+    on_failover: &mut dyn FnMut(&CallError),
+) -> Result<T, FailoverError> {
+    if nodes.is_empty() {
+        return Err(FailoverError::NoNode);
+    }
+    let mut failures = Vec::new();
+    for &node in nodes {
+        match operation(node) {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_node_failure() => {
+                on_failover(&error);
+                failures.push(error);
+            }
+            Err(error) => return Err(FailoverError::Refused(error)),
+        }
+    }
+    Err(FailoverError::AllFailed(failures))
+}
+
+/// Called for each node left behind by a failover.
+pub type FailoverNotice = std::sync::Arc<dyn Fn(&CallError) + Send + Sync>;
+
+/// The node APIs a client may use, in order: the first that is up and can gather its witnesses
+/// does the work.
+#[derive(Clone)]
+pub struct Nodes {
+    addresses: Vec<SocketAddr>,
+    notice: Option<FailoverNotice>,
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nodes")
+            .field("addresses", &self.addresses)
+            .finish()
+    }
+}
+
+impl Nodes {
+    /// The nodes at `addresses`, failing over silently.
+    pub fn new(addresses: &[SocketAddr]) -> Self {
+        Self {
+            addresses: addresses.to_vec(),
+            notice: None,
+        }
+    }
+
+    /// The same nodes, telling `notice` about each node left behind.
+    pub fn with_notice(mut self, notice: FailoverNotice) -> Self {
+        self.notice = Some(notice);
+        self
+    }
+
+    /// These nodes, or `fallback` if none was given (with the same notice).
+    pub fn or(&self, fallback: &[SocketAddr]) -> Self {
+        if self.addresses.is_empty() {
+            Self {
+                addresses: fallback.to_vec(),
+                notice: self.notice.clone(),
+            }
+        } else {
+            self.clone()
+        }
+    }
+
+    /// The addresses, in the order they are tried.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Runs `operation` on each node in turn until one succeeds ([`with_failover`]).
+    pub fn run<T>(
+        &self,
+        operation: impl FnMut(SocketAddr) -> Result<T, CallError>,
+    ) -> Result<T, FailoverError> {
+        let mut notice = |error: &CallError| {
+            if let Some(notice) = &self.notice {
+                notice(error);
+            }
+        };
+        with_failover(&self.addresses, operation, &mut notice)
+    }
+
+    /// GET `path` as JSON from the first node that answers.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, FailoverError> {
+        self.run(|node| get_json(node, path))
+    }
+
+    /// POST `body` to `path` on the first node that does the work.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, FailoverError> {
+        self.run(|node| post_json(node, path, body))
+    }
+}

@@ -1,0 +1,437 @@
+//! The JSON bodies of a node's HTTP API, shared by the server (the node) and its clients (the
+//! command line, the publisher library, tests). Hashes, keys and binary values are lower-case
+//! hex; `encoding` fields hold the canonical encoding of the object (docs/protocol.md), so a
+//! client that trusts nothing re-checks what it reads.
+
+use chainiac_protocol::anchor::AnchorProof;
+use chainiac_protocol::cosi::{Roster, RosterMember};
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::keys::{ProofOfPossession, PublicKey, Signature};
+use chainiac_protocol::skipchain::SkipBlock;
+use serde::{Deserialize, Serialize};
+
+/// A roster entry: a witness's public key and proof of possession (`node.pub.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterMemberJson {
+    /// The public key, hex.
+    pub public_key: String,
+    /// The proof of possession (a signature by the key over itself), hex.
+    pub proof_of_possession: String,
+}
+
+/// A roster entry that does not hold a valid key or proof.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid roster entry: {0}")]
+pub struct InvalidMember(String);
+
+impl From<&RosterMember> for RosterMemberJson {
+    fn from(member: &RosterMember) -> Self {
+        Self {
+            public_key: member.key.to_hex(),
+            proof_of_possession: hex::encode(member.possession.0.0),
+        }
+    }
+}
+
+impl TryFrom<&RosterMemberJson> for RosterMember {
+    type Error = InvalidMember;
+
+    fn try_from(json: &RosterMemberJson) -> Result<Self, InvalidMember> {
+        let key = PublicKey::from_hex(&json.public_key)
+            .map_err(|e| InvalidMember(format!("public_key: {e}")))?;
+        let mut proof = [0u8; 64];
+        hex::decode_to_slice(&json.proof_of_possession, &mut proof).map_err(|_| {
+            InvalidMember("proof_of_possession: 128 hex characters expected".into())
+        })?;
+        Ok(RosterMember {
+            key,
+            possession: ProofOfPossession(Signature(proof)),
+        })
+    }
+}
+
+/// The members of a roster as JSON entries.
+pub fn members_json(roster: &Roster) -> Vec<RosterMemberJson> {
+    roster
+        .members()
+        .iter()
+        .map(RosterMemberJson::from)
+        .collect()
+}
+
+/// A roster from JSON entries, with `threshold` or the default (more than two thirds).
+pub fn roster_from_json(
+    members: &[RosterMemberJson],
+    threshold: Option<u32>,
+) -> Result<Roster, InvalidMember> {
+    let members = members
+        .iter()
+        .map(RosterMember::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    match threshold {
+        Some(threshold) => Roster::new(members, threshold),
+        None => Roster::with_default_threshold(members),
+    }
+    .map_err(|e| InvalidMember(e.to_string()))
+}
+
+/// `GET /rosters/{hash}`: a roster by its hash (blocks name unchanged rosters by hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterJson {
+    /// The roster's hash, hex.
+    pub hash: String,
+    /// Signatures a forward link needs.
+    pub threshold: usize,
+    /// The members, in roster order.
+    pub members: Vec<RosterMemberJson>,
+    /// The roster's canonical encoding, hex.
+    pub encoding: String,
+}
+
+impl From<&Roster> for RosterJson {
+    fn from(roster: &Roster) -> Self {
+        Self {
+            hash: roster.hash().to_hex(),
+            threshold: roster.threshold(),
+            members: members_json(roster),
+            encoding: hex::encode(roster.to_bytes()),
+        }
+    }
+}
+
+/// A chain's head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHeadJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// Index of the head.
+    pub index: u64,
+    /// Hash of the head, hex.
+    pub head: String,
+}
+
+/// `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusJson {
+    /// The node's public key, hex.
+    pub public_key: String,
+    /// Its libp2p peer id.
+    pub peer_id: Option<String>,
+    /// Addresses its swarm listens on.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<String>,
+    /// Chains it holds (at most 1,000; `GET /chains` lists all).
+    pub chains: Vec<ChainHeadJson>,
+}
+
+/// A block, as `GET /chains/{id}/blocks/{index}` and `GET /chains/{id}` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// The block's index.
+    pub index: u64,
+    /// Its height (number of back links).
+    pub height: u32,
+    /// Its hash, hex.
+    pub hash: String,
+    /// Hash of the roster it runs under, hex (`GET /rosters/{hash}`).
+    pub roster_hash: String,
+    /// The payload, hex.
+    pub payload: String,
+    /// The block's canonical encoding, hex.
+    pub encoding: String,
+}
+
+impl From<&SkipBlock> for BlockJson {
+    fn from(block: &SkipBlock) -> Self {
+        Self {
+            chain_id: block.chain_id().to_hex(),
+            index: block.index(),
+            height: block.height(),
+            hash: block.hash().to_hex(),
+            roster_hash: block.roster().hash().to_hex(),
+            payload: hex::encode(block.payload()),
+            encoding: hex::encode(block.to_bytes()),
+        }
+    }
+}
+
+/// `GET /chains/{id}`: a chain's head block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// Index of the head.
+    pub index: u64,
+    /// The head block.
+    pub head: BlockJson,
+}
+
+/// `GET /chains/{id}/proof?from=F&to=T`: a skip proof from block index `from` (default 0) to
+/// block index `to` (default the head).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// Index of the trusted block the proof starts from.
+    pub from: u64,
+    /// Index of the block it ends at.
+    pub to: u64,
+    /// Number of steps.
+    pub steps: usize,
+    /// The proof's canonical encoding, hex.
+    pub encoding: String,
+}
+
+/// `POST /chains`: create a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateChainRequest {
+    /// The witnesses.
+    pub roster: Vec<RosterMemberJson>,
+    /// Signatures a forward link needs (default: more than two thirds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    /// Skipchain base (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u32>,
+    /// Skipchain maximum height (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u32>,
+    /// The genesis payload, hex.
+    #[serde(default)]
+    pub payload: String,
+}
+
+/// `POST /chains/{id}/blocks`: append a block, led by this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendRequest {
+    /// The payload, hex.
+    #[serde(default)]
+    pub payload: String,
+    /// A new roster for the chain from this block on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<Vec<RosterMemberJson>>,
+    /// The new roster's threshold (default: more than two thirds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+/// `PUT /artifacts`: the stored artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    /// BLAKE3 of the bytes, hex (`b3sum`).
+    pub hash: String,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+/// One project chain in `GET /projects`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectChainJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// The project's name.
+    pub project: Option<String>,
+    /// Index of the head.
+    pub index: u64,
+    /// Hash of the head, hex.
+    pub head: String,
+    /// `policy` or `release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Policy chains: developer signatures a release needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developer_threshold: Option<u32>,
+    /// Policy chains: the developer keys, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developers: Option<Vec<String>>,
+    /// Policy chains: matching build attestations a release needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestations_required: Option<u32>,
+    /// Release chains: the project's policy chain, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_chain: Option<String>,
+    /// Release chains: the latest release's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Release chains: the latest release's sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+/// A timeline change: a chain and its new head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineChangeJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// Its head, hex.
+    pub head: String,
+}
+
+/// One timeline chain in `GET /timeline`, with its latest epoch (fields of the epoch are null
+/// before the first epoch block).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineJson {
+    /// The timeline chain id, hex.
+    pub chain_id: String,
+    /// Length of an epoch, in seconds.
+    pub epoch_seconds: u64,
+    /// Index of the latest timeline block.
+    pub index: u64,
+    /// Its hash, hex.
+    pub head: String,
+    /// Its epoch (Unix time / epoch_seconds).
+    pub epoch: Option<u64>,
+    /// Its timestamp, Unix seconds.
+    pub timestamp: Option<u64>,
+    /// Chains its tree covers.
+    pub chain_count: Option<u64>,
+    /// Root of its tree, hex.
+    pub root: Option<String>,
+    /// The heads that moved in it.
+    pub changes: Option<Vec<TimelineChangeJson>>,
+}
+
+/// `GET /timeline/{id}/chains/{chain}`: the head the newest timeline block records for a
+/// chain, with its inclusion proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntryJson {
+    /// The timeline chain id, hex.
+    pub timeline: String,
+    /// Index of the timeline block.
+    pub index: u64,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its timestamp, Unix seconds.
+    pub timestamp: u64,
+    /// Root of its tree, hex.
+    pub root: String,
+    /// Chains its tree covers.
+    pub chain_count: u64,
+    /// The chain, hex.
+    pub chain_id: String,
+    /// The head recorded for it, hex.
+    pub head: String,
+    /// The inclusion proof's canonical encoding, hex.
+    pub proof: String,
+}
+
+/// An anchor proof as JSON (`GET /anchors`, `chainiac anchor verify --proof FILE`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorProofJson {
+    /// EIP-155 chain id of the Ethereum network.
+    pub chain_id: u64,
+    /// Transaction hash, `0x`-prefixed hex.
+    pub transaction: String,
+    /// Number of the block that includes it.
+    pub block_number: u64,
+    /// Hash of that block, `0x`-prefixed hex.
+    pub block_hash: String,
+    /// The timeline chain, hex.
+    pub timeline: String,
+    /// The anchored timeline block's index.
+    pub timeline_index: u64,
+    /// The anchored timeline block's hash, hex.
+    pub timeline_block: String,
+}
+
+impl From<&AnchorProof> for AnchorProofJson {
+    fn from(proof: &AnchorProof) -> Self {
+        Self {
+            chain_id: proof.chain_id,
+            transaction: proof.transaction.clone(),
+            block_number: proof.block_number,
+            block_hash: proof.block_hash.clone(),
+            timeline: proof.timeline.clone(),
+            timeline_index: proof.timeline_index,
+            timeline_block: proof.timeline_block.clone(),
+        }
+    }
+}
+
+impl From<AnchorProofJson> for AnchorProof {
+    fn from(json: AnchorProofJson) -> Self {
+        Self {
+            chain_id: json.chain_id,
+            transaction: json.transaction,
+            block_number: json.block_number,
+            block_hash: json.block_hash,
+            timeline: json.timeline,
+            timeline_index: json.timeline_index,
+            timeline_block: json.timeline_block,
+        }
+    }
+}
+
+/// The anchors of one timeline in `GET /anchors`, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineAnchorsJson {
+    /// The timeline chain id, hex.
+    pub timeline: String,
+    /// Its anchor proofs.
+    pub anchors: Vec<AnchorProofJson>,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorJson {
+    /// What went wrong.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainiac_protocol::keys::SecretKey;
+
+    #[test]
+    fn roster_entries_round_trip_and_bad_entries_are_refused() {
+        let members: Vec<RosterMember> = (1..=4u8)
+            .map(|i| RosterMember::from_secret(&SecretKey::from_seed(&[i; 32])))
+            .collect();
+        let roster = Roster::with_default_threshold(members).expect("roster");
+        let json = members_json(&roster);
+        let back = roster_from_json(&json, Some(roster.threshold() as u32)).expect("roster");
+        assert_eq!(back.hash(), roster.hash());
+        let text = serde_json::to_string(&json[0]).expect("json");
+        assert!(text.contains("\"public_key\""), "{text}");
+        let mut bad = json;
+        bad[1].proof_of_possession = bad[0].proof_of_possession.clone();
+        assert!(roster_from_json(&bad, None).is_err(), "a stolen proof");
+        bad[1].proof_of_possession = "zz".into();
+        assert!(roster_from_json(&bad, None).is_err());
+        let described = RosterJson::from(&roster);
+        assert_eq!(described.hash, roster.hash().to_hex());
+        assert_eq!(described.members.len(), 4);
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_or_null_as_documented() {
+        let append = AppendRequest {
+            payload: "00".into(),
+            roster: None,
+            threshold: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&append).expect("json"),
+            r#"{"payload":"00"}"#
+        );
+        let parsed: AppendRequest = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(parsed.payload, "");
+        let timeline = TimelineJson {
+            chain_id: "00".into(),
+            epoch_seconds: 10,
+            index: 0,
+            head: "00".into(),
+            epoch: None,
+            timestamp: None,
+            chain_count: None,
+            root: None,
+            changes: None,
+        };
+        let text = serde_json::to_string(&timeline).expect("json");
+        assert!(text.contains(r#""epoch":null"#), "{text}");
+    }
+}

@@ -1,0 +1,313 @@
+//! `chainiac client`: follow projects as a light client (pin a timeline, follow, sync, verify,
+//! fetch), on `chainiac_client`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chainiac_client::{ClientState, Connection, TimelineView, select_artifact};
+use chainiac_protocol::Hash;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The client's directory (its trusted state).
+    #[arg(long, env = "CHAINIAC_CLIENT_DIR", default_value = ".chainiac-client")]
+    dir: PathBuf,
+    /// Peer to ask, as /ip4/ADDR/tcp/PORT/p2p/PEER_ID (repeatable; remembered).
+    #[arg(long = "peer", env = "CHAINIAC_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Oldest timeline block accepted, in seconds (remembered; default 3600).
+    #[arg(long)]
+    max_age: Option<u64>,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Pin the timeline that every head must be found in (freshness, no rollback, no split view).
+    Timeline {
+        /// The timeline chain id.
+        chain: String,
+    },
+    /// Start following a project, pinned by its release chain id.
+    Follow {
+        /// The release chain id (printed by `project create`).
+        release_chain: String,
+    },
+    /// Catch up with every followed project (or one), verifying skip proofs and signatures.
+    Sync {
+        /// Only this project.
+        project: Option<String>,
+        /// Keep running: sync again whenever a new block is gossiped.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Re-verify the local state and show the latest trusted release of each project.
+    Verify {
+        /// Only this project.
+        project: Option<String>,
+    },
+    /// Fetch an artifact of a project's latest trusted release, checking every byte.
+    Fetch {
+        /// The project.
+        project: String,
+        /// The platform (default: the only binary); `source` for the source archive.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Where to write it (default: its name in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn select_projects<'a>(
+    state: &'a ClientState,
+    only: Option<&'a str>,
+) -> anyhow::Result<Vec<&'a str>> {
+    match only {
+        Some(name) if state.projects.contains_key(name) => Ok(vec![name]),
+        Some(name) => {
+            bail!("project {name:?} is not followed; run `chainiac client follow RELEASE_CHAIN_ID`")
+        }
+        None if state.projects.is_empty() => {
+            bail!("no project followed yet; run `chainiac client follow RELEASE_CHAIN_ID`")
+        }
+        None => Ok(state.projects.keys().map(String::as_str).collect()),
+    }
+}
+
+/// `chainiac client ...`.
+pub(crate) fn client(args: ClientArgs) -> anyhow::Result<()> {
+    let mut state = ClientState::load(&args.dir)?;
+    if let Some(max_age) = args.max_age {
+        state.max_age = Some(max_age);
+    }
+    for peer in &args.peers {
+        let address: libp2p::Multiaddr = peer
+            .parse()
+            .with_context(|| format!("--peer {peer}: not a multiaddress"))?;
+        if chainiac_client::peer_of(&address).is_none() {
+            bail!("--peer {peer} must end with /p2p/PEER_ID");
+        }
+        if !state.peers.contains(&address) {
+            state.peers.push(address);
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(client_command(args.command, &args.dir, state))
+}
+
+async fn client_command(
+    command: ClientCommand,
+    dir: &Path,
+    mut state: ClientState,
+) -> anyhow::Result<()> {
+    if let ClientCommand::Verify { project } = &command {
+        for name in select_projects(&state, project.as_deref())? {
+            let followed = &state.projects[name];
+            match followed.verify_latest()? {
+                Some(release) => println!(
+                    "{name}: release {} (sequence {}, release-chain block {}) verified: {} developer signatures under policy block {}",
+                    release.manifest.version,
+                    release.manifest.sequence,
+                    followed.release.block().index(),
+                    release.signatures.len(),
+                    release.manifest.policy
+                ),
+                None => println!("{name}: no release yet"),
+            }
+        }
+        return Ok(());
+    }
+    let mut connection = Connection::open(&state.peers, Duration::from_secs(20)).await?;
+    let result = async {
+        match command {
+            ClientCommand::Verify { .. } => Ok(()),
+            ClientCommand::Timeline { chain } => {
+                let chain = Hash::from_hex(&chain)
+                    .context("the timeline chain id must be 64 hex characters")?;
+                state.timeline = Some(connection.pin_timeline(chain).await?);
+                state.save(dir)?;
+                println!("timeline {chain} pinned; every head will be checked against it");
+                Ok(())
+            }
+            ClientCommand::Follow { release_chain } => {
+                let chain = Hash::from_hex(&release_chain)
+                    .context("the release chain id must be 64 hex characters")?;
+                let followed = connection.follow(chain).await?;
+                println!(
+                    "following {} (release chain {}, policy chain {})",
+                    followed.name, followed.release_chain, followed.policy_chain
+                );
+                state.projects.insert(followed.name.clone(), followed);
+                state.save(dir)?;
+                println!("run `chainiac client sync` to catch up");
+                Ok(())
+            }
+            ClientCommand::Sync { project, watch } => {
+                let names: Vec<String> = select_projects(&state, project.as_deref())?
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                sync_all(&connection, &mut state, &names, dir, true).await?;
+                if watch {
+                    // With a pinned timeline a release is accepted once a timeline block
+                    // commits to it, so timeline blocks wake the watch too.
+                    let chains: Vec<Hash> = names
+                        .iter()
+                        .flat_map(|n| {
+                            let p = &state.projects[n];
+                            [p.release_chain, p.policy_chain]
+                        })
+                        .chain(state.timeline.as_ref().map(|t| t.chain))
+                        .collect();
+                    println!("watching for new releases (Ctrl-C to stop)");
+                    loop {
+                        tokio::select! {
+                            head = connection.next_gossip(&chains) => {
+                                if head.is_none() { break; }
+                                // A watch outlives a peer's bad moment: say it and go on.
+                                if let Err(error) =
+                                    sync_all(&connection, &mut state, &names, dir, false).await
+                                {
+                                    eprintln!("sync failed: {error:#}; waiting for the next block");
+                                }
+                            }
+                            _ = tokio::signal::ctrl_c() => break,
+                        }
+                    }
+                }
+                Ok(())
+            }
+            ClientCommand::Fetch {
+                project,
+                platform,
+                out,
+            } => {
+                let view = fresh_timeline(&connection, &mut state).await?;
+                let followed = state
+                    .projects
+                    .get_mut(&project)
+                    .with_context(|| format!("project {project:?} is not followed"))?;
+                let report = connection.sync(followed, view.as_ref()).await?;
+                let release = followed
+                    .verify_latest()?
+                    .with_context(|| format!("{project} has no release yet"))?;
+                let artifact = select_artifact(&release, platform.as_deref())?;
+                eprintln!(
+                    "fetching {} ({} bytes) of {project} {} (release-chain block {})",
+                    artifact.name, artifact.size, release.manifest.version, report.to_index
+                );
+                let download = connection
+                    .fetch(&artifact, &|done, total| {
+                        if total > 4 << 20 {
+                            eprint!("\r  {done} / {total} bytes verified");
+                        }
+                    })
+                    .await?;
+                for failure in &download.failures {
+                    eprintln!(
+                        "  peer {} failed: {}{}",
+                        failure.peer,
+                        failure.reason,
+                        if failure.sent_bad_data {
+                            " (it sent data that does not match the release; do not trust it)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                artifact.check(&download.bytes)?;
+                let out = out.unwrap_or_else(|| PathBuf::from(&artifact.name));
+                std::fs::write(&out, &download.bytes)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                state.save(dir)?;
+                println!(
+                    "{} verified (BLAKE3 {}) from peer {}, written to {}",
+                    artifact.name,
+                    artifact.hash,
+                    download.from,
+                    out.display()
+                );
+                Ok(())
+            }
+        }
+    }
+    .await;
+    connection.close().await;
+    result
+}
+
+/// Syncs the pinned timeline, if any, and checks its freshness.
+async fn fresh_timeline(
+    connection: &Connection,
+    state: &mut ClientState,
+) -> anyhow::Result<Option<TimelineView>> {
+    let freshness = state.freshness();
+    let Some(pinned) = state.timeline.as_mut() else {
+        eprintln!(
+            "note: no timeline pinned, so the client cannot tell a frozen view from a quiet project; pin one with `chainiac client timeline TIMELINE_CHAIN_ID`"
+        );
+        return Ok(None);
+    };
+    let view = connection
+        .sync_timeline(pinned, freshness)
+        .await
+        .context("the timeline could not be verified as fresh")?;
+    eprintln!(
+        "timeline epoch {} ({} s old, bound {} s), {} chains",
+        view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
+    );
+    if let Some(anchor) = connection.anchors(view.chain).await.first() {
+        eprintln!(
+            "timeline block {} anchored in Ethereum chain {}: transaction {} in block {} (check it with `chainiac anchor verify`)",
+            anchor.timeline_index, anchor.chain_id, anchor.transaction, anchor.block_number
+        );
+    }
+    Ok(Some(view))
+}
+
+async fn sync_all(
+    connection: &Connection,
+    state: &mut ClientState,
+    names: &[String],
+    dir: &Path,
+    report_unchanged: bool,
+) -> anyhow::Result<()> {
+    let view = fresh_timeline(connection, state).await?;
+    for name in names {
+        let Some(followed) = state.projects.get_mut(name) else {
+            continue;
+        };
+        let report = connection.sync(followed, view.as_ref()).await?;
+        for failure in &report.failures {
+            eprintln!("  peer {failure}");
+        }
+        if let Some(index) = report.announced_unreached {
+            eprintln!(
+                "  block {index} of {name} was announced, but no peer serves it yet; sync again shortly"
+            );
+        }
+        if report.to_index > report.from_index {
+            println!(
+                "{name}: {} -> block {} (release {}), skip proof of {} blocks, {} bytes; {} policy-chain block(s)",
+                report.from_index,
+                report.to_index,
+                report.version.as_deref().unwrap_or("-"),
+                report.proof_blocks,
+                report.proof_bytes,
+                report.policy_blocks
+            );
+        } else if report_unchanged {
+            println!(
+                "{name}: up to date at block {} (release {})",
+                report.to_index,
+                report.version.as_deref().unwrap_or("-")
+            );
+        }
+        state.save(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `chainiac project`: create a project, change its policy, show it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chainiac_api::types::ProjectChainJson;
+use chainiac_cli::publisher::{
+    CreateOptions, PolicyChange, ProjectFile, change_policy, create_project, key_path,
+};
+use chainiac_protocol::keys::PublicKey;
+use clap::Subcommand;
+
+use super::NodesArg;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectCommand {
+    /// Create a project: root and developer keys, its genesis policy, and its policy and
+    /// release chains on the network.
+    Create {
+        /// Project name (lower-case letters, digits, '-', '_', '.').
+        name: String,
+        /// Directory for the project's files and keys (created).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of developer keys.
+        #[arg(long, default_value_t = 3)]
+        developers: u32,
+        /// Developer signatures each release needs (the t of t-of-n).
+        #[arg(long, default_value_t = 2)]
+        threshold: u32,
+        /// Number of root keys (they sign the genesis policy and root changes).
+        #[arg(long, default_value_t = 1)]
+        roots: u32,
+        /// Root signatures a root change needs.
+        #[arg(long, default_value_t = 1)]
+        root_threshold: u32,
+        /// Witness roster: a JSON list of the witnesses' node.pub.json entries.
+        #[arg(long, env = "CHAINIAC_ROSTER")]
+        roster: PathBuf,
+        /// A build verifier whose attestations count: its public key (hex) or its
+        /// node.pub.json (repeatable).
+        #[arg(long = "verifier")]
+        verifiers: Vec<String>,
+        /// Matching build attestations, from distinct verifiers, each release needs (k).
+        #[arg(long, default_value_t = 0)]
+        attestations: u32,
+        #[command(flatten)]
+        nodes: NodesArg,
+    },
+    /// Change the project's policy: rotate developer keys, change the threshold, or move the
+    /// policy chain to a new witness roster.
+    Policy {
+        /// The project directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Give developer slot N (1-based) a fresh key (repeatable).
+        #[arg(long = "rotate-developer")]
+        rotate: Vec<u32>,
+        /// New developer threshold.
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// Keys that sign the change (names like dev-1 or key file paths). Default: the first
+        /// t developers.
+        #[arg(long = "sign-with", value_delimiter = ',')]
+        sign_with: Vec<String>,
+        /// New witness roster for the policy chain (JSON list of node.pub.json entries).
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        #[command(flatten)]
+        nodes: NodesArg,
+    },
+    /// Show the project's chains as a node sees them.
+    Show {
+        /// The project directory.
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        nodes: NodesArg,
+    },
+}
+
+/// `chainiac project ...`.
+pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
+    match command {
+        ProjectCommand::Create {
+            name,
+            dir,
+            developers,
+            threshold,
+            roots,
+            root_threshold,
+            roster,
+            verifiers,
+            attestations,
+            nodes,
+        } => {
+            let verifiers = verifiers
+                .iter()
+                .map(|v| parse_verifier(v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let project = create_project(&CreateOptions {
+                name: &name,
+                dir: &dir,
+                developers,
+                threshold,
+                roots,
+                root_threshold,
+                roster: &roster,
+                nodes: &nodes.nodes(),
+                verifiers: &verifiers,
+                attestations,
+            })?;
+            println!("created project {name} in {}", dir.display());
+            println!("  policy chain   {}", project.policy_chain);
+            println!(
+                "  release chain  {}  (clients follow this id)",
+                project.release_chain
+            );
+            println!(
+                "  keys           {} ({roots} root, {developers} developer; releases need {threshold})",
+                dir.join("keys").display()
+            );
+            Ok(())
+        }
+        ProjectCommand::Policy {
+            dir,
+            rotate,
+            threshold,
+            sign_with,
+            roster,
+            nodes,
+        } => {
+            let (policy, index) = change_policy(
+                &dir,
+                &nodes.nodes(),
+                &PolicyChange {
+                    rotate: &rotate,
+                    threshold,
+                    sign_with: &sign_with,
+                    roster: roster.as_deref(),
+                },
+            )?;
+            println!(
+                "policy {} logged as block {index}: {} developers, {} signatures per release",
+                policy.sequence,
+                policy.developer_keys.len(),
+                policy.developer_threshold
+            );
+            for slot in rotate {
+                println!(
+                    "  dev-{slot} has a new key in {}",
+                    key_path(&dir, &format!("dev-{slot}")).display()
+                );
+            }
+            Ok(())
+        }
+        ProjectCommand::Show { dir, nodes } => {
+            let project = ProjectFile::load(&dir)?;
+            let nodes = nodes.nodes().or(&project.nodes);
+            let all: Vec<ProjectChainJson> = nodes.get("/projects")?;
+            let mut out = std::io::stdout().lock();
+            for chain in all {
+                if chain.project.as_deref() != Some(project.name.as_str()) {
+                    continue;
+                }
+                let kind = chain.kind.as_deref().unwrap_or("?");
+                let detail = match kind {
+                    "release" => format!(
+                        "latest {}",
+                        chain.version.as_deref().unwrap_or("(none yet)")
+                    ),
+                    _ => format!(
+                        "{} of {} developers",
+                        chain
+                            .developer_threshold
+                            .map_or_else(|| "?".into(), |t| t.to_string()),
+                        chain.developers.as_ref().map_or(0, Vec::len)
+                    ),
+                };
+                writeln!(
+                    out,
+                    "{kind:<8} {}  block {}  {detail}",
+                    chain.chain_id, chain.index
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A build verifier's public key: hex, or a node.pub.json file.
+fn parse_verifier(text: &str) -> anyhow::Result<PublicKey> {
+    let path = Path::new(text);
+    let hex = if path.is_file() {
+        let file: chainiac_api::types::RosterMemberJson = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a node.pub.json", path.display()))?;
+        file.public_key
+    } else {
+        text.to_owned()
+    };
+    PublicKey::from_hex(&hex)
+        .with_context(|| format!("--verifier {text}: not a public key (hex) nor a node.pub.json"))
+}

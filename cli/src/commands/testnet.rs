@@ -1,0 +1,508 @@
+//! A local testnet: N node processes on 127.0.0.1, each in `DIR/node-I`, connected to each
+//! other, with a shared `roster.json`. `DIR/testnet.json` records what runs where.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chainiac_api::http::{Nodes, get_json};
+use chainiac_api::types::{ChainHeadJson, CreateChainRequest, RosterMemberJson, StatusJson};
+use chainiac_net::peer_id_of;
+use chainiac_node::config::{NodeConfig, init_node};
+use clap::Subcommand;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::project::ChainGenesis;
+
+/// One node of the testnet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TestnetNode {
+    /// `node-I`.
+    pub(crate) name: String,
+    /// Process id while running.
+    pub(crate) pid: u32,
+    /// HTTP API address.
+    pub(crate) api: SocketAddr,
+    /// libp2p address with peer id.
+    pub(crate) p2p: String,
+    /// Node directory.
+    pub(crate) dir: PathBuf,
+    /// Log file.
+    pub(crate) log: PathBuf,
+}
+
+/// `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Testnet {
+    /// The nodes.
+    pub(crate) nodes: Vec<TestnetNode>,
+    /// The roster file every chain of the testnet uses by default.
+    pub(crate) roster: PathBuf,
+    /// The testnet's timeline chain id.
+    #[serde(default)]
+    pub(crate) timeline: Option<String>,
+    /// The local Ethereum node the timeline is anchored in, if any.
+    #[serde(default)]
+    pub(crate) anvil: Option<AnvilProcess>,
+}
+
+/// A local anvil started by the testnet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AnvilProcess {
+    /// Process id.
+    pub(crate) pid: u32,
+    /// JSON-RPC URL.
+    pub(crate) url: String,
+}
+
+fn start_anvil(dir: &Path) -> anyhow::Result<AnvilProcess> {
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.join("anvil.log"))?;
+    let child = Command::new(chainiac_anchor::anvil_binary()?)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--state")
+        .arg(dir.join("anvil-state.json"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start anvil")?;
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "anvil did not start; see {}",
+                dir.join("anvil.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "  started anvil (pid {}) on http://127.0.0.1:{port}",
+        child.id()
+    );
+    Ok(AnvilProcess {
+        pid: child.id(),
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+impl Testnet {
+    /// Loads `DIR/testnet.json`.
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("testnet.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no testnet in {} (no testnet.json); start one with `chainiac testnet up --dir {}`",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    /// The API addresses of every node.
+    pub(crate) fn apis(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.api).collect()
+    }
+
+    /// The libp2p addresses of every node.
+    pub(crate) fn peers(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.p2p.clone()).collect()
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("cannot find a free port on 127.0.0.1")?
+        .local_addr()?
+        .port())
+}
+
+fn is_running(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+}
+
+/// Creates (if needed) and starts `count` nodes in `dir`, then waits until each is connected
+/// to all others. Prints progress to stderr.
+pub(crate) fn up(
+    dir: &Path,
+    count: usize,
+    epoch_seconds: u64,
+    anvil: bool,
+) -> anyhow::Result<Testnet> {
+    if count == 0 {
+        bail!("a testnet needs at least one node");
+    }
+    let previous = Testnet::load(dir).ok();
+    if let Some(existing) = &previous
+        && existing.nodes.iter().any(|n| is_running(n.pid))
+    {
+        bail!(
+            "a testnet is already running in {}; stop it first with `chainiac testnet down --dir {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the chainiac executable")?;
+    let mut planned = Vec::new();
+    let mut roster = Vec::new();
+    for i in 0..count {
+        let name = format!("node-{i}");
+        let node_dir = dir.join(&name);
+        let config_path = node_dir.join("config.toml");
+        let public: RosterMemberJson = if config_path.exists() {
+            let text = std::fs::read_to_string(node_dir.join("node.pub.json"))?;
+            serde_json::from_str(&text).context("node.pub.json")?
+        } else {
+            let node = init_node(&node_dir)?;
+            RosterMemberJson::from(&node.public.roster_member())
+        };
+        let key = chainiac_protocol::keys::PublicKey::from_hex(&public.public_key)
+            .context("node.pub.json")?;
+        let peer = peer_id_of(&key).context("peer id")?;
+        let p2p_port = free_port()?;
+        let api: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let p2p = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer}");
+        roster.push(public);
+        planned.push((name, node_dir, config_path, api, p2p_port, p2p));
+    }
+    let anvil = if anvil {
+        Some(start_anvil(&dir)?)
+    } else {
+        None
+    };
+    let roster_path = dir.join("roster.json");
+    std::fs::write(&roster_path, serde_json::to_string_pretty(&roster)?)?;
+    let all_peers: Vec<String> = planned.iter().map(|p| p.5.clone()).collect();
+    let mut nodes = Vec::new();
+    for (name, node_dir, config_path, api, p2p_port, p2p) in planned {
+        let mut config = NodeConfig::load(&config_path)?;
+        config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
+        config.network.bootstrap = all_peers.iter().filter(|p| **p != p2p).cloned().collect();
+        config.api.listen = api;
+        config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
+        std::fs::write(&config_path, config.to_commented_toml())?;
+        let log = node_dir.join("node.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let child = Command::new(&exe)
+            .args(["node", "run", "--config"])
+            .arg(&config_path)
+            .env_remove("CHAINIAC_API")
+            .env_remove("CHAINIAC_LISTEN")
+            .env_remove("CHAINIAC_BOOTSTRAP")
+            .env_remove("CHAINIAC_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        eprintln!("  started {name} (pid {}), API http://{api}", child.id());
+        nodes.push(TestnetNode {
+            name,
+            pid: child.id(),
+            api,
+            p2p,
+            dir: node_dir,
+            log,
+        });
+    }
+    let mut testnet = Testnet {
+        nodes,
+        roster: roster_path,
+        timeline: previous.and_then(|p| p.timeline),
+        anvil,
+    };
+    let save = |testnet: &Testnet| -> anyhow::Result<()> {
+        std::fs::write(
+            dir.join("testnet.json"),
+            serde_json::to_string_pretty(testnet)?,
+        )?;
+        Ok(())
+    };
+    save(&testnet)?;
+    wait_connected(&testnet, Duration::from_secs(60))?;
+    if testnet.timeline.is_none() {
+        let genesis = ChainGenesis::Timeline { epoch_seconds };
+        let answer: ChainHeadJson = Nodes::new(&testnet.apis())
+            .post(
+                "/chains",
+                &CreateChainRequest {
+                    roster,
+                    threshold: None,
+                    base: None,
+                    max_height: None,
+                    payload: hex::encode(genesis.to_bytes()),
+                },
+            )
+            .context("cannot create the testnet's timeline")?;
+        let chain = answer.chain_id.as_str();
+        eprintln!("  timeline {chain} (one block every {epoch_seconds} s)");
+        testnet.timeline = Some(chain.to_owned());
+        save(&testnet)?;
+    }
+    Ok(testnet)
+}
+
+/// Waits until every node's API answers and reports all other nodes as peers.
+pub(crate) fn wait_connected(testnet: &Testnet, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let want = testnet.nodes.len() - 1;
+    for node in &testnet.nodes {
+        loop {
+            if !is_running(node.pid) {
+                bail!(
+                    "{} stopped during startup; see its log {}",
+                    node.name,
+                    node.log.display()
+                );
+            }
+            let peers = get_json::<StatusJson>(node.api, "/status")
+                .ok()
+                .map(|s| s.peers.len());
+            if peers.is_some_and(|p| p >= want) {
+                break;
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{} is not connected to all {want} other nodes after {} s (peers: {:?}); see {}",
+                    node.name,
+                    timeout.as_secs(),
+                    peers,
+                    node.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Prints each node's state.
+pub(crate) fn status(dir: &Path) -> anyhow::Result<()> {
+    let testnet = Testnet::load(dir)?;
+    println!(
+        "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} p2p",
+        "node", "pid", "state", "peers", "chains", "api"
+    );
+    for node in &testnet.nodes {
+        let running = is_running(node.pid);
+        let status = if running {
+            get_json::<StatusJson>(node.api, "/status").ok()
+        } else {
+            None
+        };
+        let (state, peers, chains) = match &status {
+            Some(s) => (
+                "healthy",
+                s.peers.len().to_string(),
+                s.chains.len().to_string(),
+            ),
+            None if running => ("starting", "-".into(), "-".into()),
+            None => ("stopped", "-".into(), "-".into()),
+        };
+        println!(
+            "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} {}",
+            node.name,
+            node.pid,
+            state,
+            peers,
+            chains,
+            node.api.to_string(),
+            node.p2p
+        );
+    }
+    Ok(())
+}
+
+/// Prints the last `lines` lines of each node's log (or of one node).
+pub(crate) fn logs(dir: &Path, node: Option<&str>, lines: usize) -> anyhow::Result<()> {
+    let testnet = Testnet::load(dir)?;
+    let mut found = false;
+    for n in &testnet.nodes {
+        if node.is_some_and(|wanted| wanted != n.name) {
+            continue;
+        }
+        found = true;
+        let text = std::fs::read_to_string(&n.log)
+            .with_context(|| format!("cannot read {}", n.log.display()))?;
+        let all: Vec<&str> = text.lines().collect();
+        println!("==> {} ({}) <==", n.name, n.log.display());
+        for line in &all[all.len().saturating_sub(lines)..] {
+            println!("{line}");
+        }
+    }
+    if !found {
+        bail!(
+            "no node named {:?}; the testnet has {}",
+            node.unwrap_or_default(),
+            testnet
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Stops every node (SIGTERM, then waits for a clean exit; SIGKILL after 15 s).
+pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
+    let testnet = Testnet::load(dir)?;
+    let mut stopped = 0;
+    for node in &testnet.nodes {
+        if !is_running(node.pid) {
+            continue;
+        }
+        signal(node.pid, Signal::SIGTERM)?;
+        let start = Instant::now();
+        while is_running(node.pid) && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_running(node.pid) {
+            eprintln!("  {} did not stop within 15 s; killing it", node.name);
+            signal(node.pid, Signal::SIGKILL)?;
+        }
+        eprintln!("  stopped {}", node.name);
+        stopped += 1;
+    }
+    if let Some(anvil) = &testnet.anvil
+        && is_running(anvil.pid)
+    {
+        signal(anvil.pid, Signal::SIGTERM)?;
+        eprintln!("  stopped anvil");
+    }
+    Ok(stopped)
+}
+
+fn signal(pid: u32, signal: Signal) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid).context("process id out of range")?;
+    match kill(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(error) => bail!("cannot signal process {pid}: {error}"),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TestnetCommand {
+    /// Create and start N nodes on 127.0.0.1 and wait until they are connected.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Directory of the testnet.
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+        /// Length of a timeline epoch, in seconds.
+        #[arg(long, default_value_t = 10)]
+        epoch_seconds: u64,
+        /// Start a local Ethereum node (anvil) and anchor the timeline in it.
+        #[arg(long)]
+        anvil: bool,
+    },
+    /// Show each node's state.
+    Status {
+        /// Directory of the testnet.
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+    },
+    /// Print the end of the nodes' logs.
+    Logs {
+        /// Directory of the testnet.
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+        /// Only this node (node-0, node-1, ...).
+        #[arg(long)]
+        node: Option<String>,
+        /// Lines per node.
+        #[arg(long, default_value_t = 40)]
+        lines: usize,
+    },
+    /// Stop every node (their data stays).
+    Down {
+        /// Directory of the testnet.
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+    },
+    /// Bring up a 4-node testnet and run the whole release story on it.
+    Demo {
+        /// Directory for the demo (must not hold a running testnet). Default: a new temporary
+        /// directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Leave the testnet running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// `chainiac testnet ...`.
+pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
+    match command {
+        TestnetCommand::Up {
+            nodes,
+            dir,
+            epoch_seconds,
+            anvil,
+        } => {
+            eprintln!("starting {nodes} nodes in {}", dir.display());
+            let net = up(&dir, nodes, epoch_seconds, anvil)?;
+            println!("testnet of {nodes} nodes is up and connected");
+            for node in &net.nodes {
+                println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
+            }
+            println!("roster file: {}", net.roster.display());
+            if let Some(timeline) = &net.timeline {
+                println!("timeline:    {timeline}");
+            }
+            if let Some(anvil) = &net.anvil {
+                println!(
+                    "anvil:       {} (anchoring on; `chainiac anchor list --node {}`)",
+                    anvil.url, net.nodes[0].api
+                );
+            }
+            println!(
+                "try: chainiac project create hello --dir my-project --roster {} --node {}",
+                net.roster.display(),
+                net.nodes[0].api
+            );
+            Ok(())
+        }
+        TestnetCommand::Status { dir } => status(&dir),
+        TestnetCommand::Logs { dir, node, lines } => logs(&dir, node.as_deref(), lines),
+        TestnetCommand::Down { dir } => {
+            let stopped = down(&dir)?;
+            println!("stopped {stopped} node(s); data kept in {}", dir.display());
+            Ok(())
+        }
+        TestnetCommand::Demo { dir, keep } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => {
+                    let base =
+                        std::env::temp_dir().join(format!("chainiac-demo-{}", std::process::id()));
+                    std::fs::create_dir_all(&base)?;
+                    base
+                }
+            };
+            super::demo::run(&dir, keep)
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The `chainiac` command as users run it: the testnet demo, and each command of the release
+//! story (testnet, project, release, client) against real node processes, including a leader
+//! that dies and another node taking over.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod support;
+use support::{TestResult, http, wait_for};
+
+fn chainiac(args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_chainiac"))
+        .args(args)
+        .env_remove("CHAINIAC_NODES")
+        .env_remove("CHAINIAC_PEERS")
+        .env_remove("CHAINIAC_CLIENT_DIR")
+        .output()?)
+}
+
+/// Runs a command that must succeed; returns its standard output.
+fn ok(args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let output = chainiac(args)?;
+    let stdout = String::from_utf8(output.stdout)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    if !output.status.success() {
+        return Err(format!("chainiac {args:?} failed:\n{stdout}\n{stderr}").into());
+    }
+    Ok(stdout)
+}
+
+/// Runs a command that must fail; returns its standard error.
+fn fails(args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let output = chainiac(args)?;
+    if output.status.success() {
+        return Err(format!("chainiac {args:?} succeeded but must fail").into());
+    }
+    Ok(String::from_utf8(output.stderr)?)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn the_demo_runs_the_whole_story() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let demo = dir.path().join("demo");
+    let out = ok(&["testnet", "demo", "--dir", path(&demo)])?;
+    assert_eq!(out.matches("refused, as it must be").count(), 3, "{out}");
+    assert!(out.contains("sequence 2 was already used"), "{out}");
+    assert!(
+        out.contains("1 valid developer signatures but 2 are required"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not a developer key of the policy in force"),
+        "{out}"
+    );
+    assert!(
+        out.contains("caught up from release-chain block 1 to 3"),
+        "{out}"
+    );
+    assert!(out.contains("latest release 1.2.0"), "{out}");
+    assert!(out.contains("Done in"), "{out}");
+    let fetched = std::fs::read(demo.join("hello-1.2.0-linux-x86_64"))?;
+    let published = std::fs::read(demo.join("work").join("hello-1.2.0-linux-x86_64"))?;
+    assert_eq!(fetched, published);
+    // The testnet is down: no node answers any more.
+    let status = ok(&["testnet", "status", "--dir", path(&demo)])?;
+    assert_eq!(status.matches("stopped").count(), 4, "{status}");
+    Ok(())
+}
+
+#[test]
+fn every_command_of_the_release_story_with_a_leader_failing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let net = dir.path().join("net");
+    let up = ok(&["testnet", "up", "--nodes", "4", "--dir", path(&net)])?;
+    assert!(
+        up.contains("testnet of 4 nodes is up and connected"),
+        "{up}"
+    );
+    let result = story(dir.path(), &net);
+    let down = ok(&["testnet", "down", "--dir", path(&net)])?;
+    result?;
+    assert!(down.contains("stopped"), "{down}");
+    Ok(())
+}
+
+fn story(dir: &Path, net: &Path) -> TestResult {
+    let testnet: Value = serde_json::from_str(&std::fs::read_to_string(net.join("testnet.json"))?)?;
+    let nodes = testnet["nodes"].as_array().ok_or("nodes")?;
+    let api = |i: usize| nodes[i]["api"].as_str().unwrap_or_default().to_owned();
+    let p2p = |i: usize| nodes[i]["p2p"].as_str().unwrap_or_default().to_owned();
+    let all_apis = (0..4).map(api).collect::<Vec<_>>().join(",");
+    let roster = net.join("roster.json");
+
+    let project = dir.join("project");
+    let created = ok(&[
+        "project",
+        "create",
+        "tool",
+        "--dir",
+        path(&project),
+        "--developers",
+        "3",
+        "--threshold",
+        "2",
+        "--roster",
+        path(&roster),
+        "--node",
+        &all_apis,
+    ])?;
+    let release_chain = created
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("release chain"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or("no release chain id printed")?
+        .to_owned();
+
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files)?;
+    let source = files.join("tool-0.1.0.tar");
+    let binary = files.join("tool");
+    std::fs::write(&source, b"source of tool 0.1.0")?;
+    std::fs::write(&binary, vec![42u8; 2_500_000])?;
+    let bundle = dir.join("tool-0.1.0.json");
+    let binary_arg = format!("linux-x86_64={}", path(&binary));
+    ok(&[
+        "release",
+        "create",
+        "--project-dir",
+        path(&project),
+        "--version",
+        "0.1.0",
+        "--source",
+        path(&source),
+        "--binary",
+        &binary_arg,
+        "--out",
+        path(&bundle),
+    ])?;
+    ok(&[
+        "release",
+        "sign",
+        "--bundle",
+        path(&bundle),
+        "--key",
+        "dev-1",
+        "--project-dir",
+        path(&project),
+    ])?;
+    let refused = fails(&[
+        "release",
+        "publish",
+        "--bundle",
+        path(&bundle),
+        "--project-dir",
+        path(&project),
+    ])?;
+    assert!(
+        refused.contains("1 valid developer signatures but 2 are required"),
+        "{refused}"
+    );
+    ok(&[
+        "release",
+        "sign",
+        "--bundle",
+        path(&bundle),
+        "--key",
+        "dev-2",
+        "--project-dir",
+        path(&project),
+    ])?;
+
+    // A build verifier rebuilds a copy of the bundle in the sandbox: the recipe (`make`, the
+    // default) has nothing to build here, so it attests a failed build, and says so.
+    let attested = dir.join("tool-0.1.0-attested.json");
+    std::fs::copy(&bundle, &attested)?;
+    let verifier_key = net.join("node-1").join("node.key");
+    let failed = fails(&[
+        "release",
+        "attest",
+        "--bundle",
+        path(&attested),
+        "--key",
+        path(&verifier_key),
+        "--timeout",
+        "60",
+    ])?;
+    assert!(failed.contains("the build failed"), "{failed}");
+    let attested: Value = serde_json::from_str(&std::fs::read_to_string(&attested)?)?;
+    assert_eq!(
+        attested["attestations"].as_array().map(Vec::len),
+        Some(1),
+        "{attested}"
+    );
+
+    // The first node (the default leader) dies; the next one takes over.
+    let pid = testnet["nodes"][0]["pid"].as_u64().ok_or("pid")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let published = chainiac(&[
+        "release",
+        "publish",
+        "--bundle",
+        path(&bundle),
+        "--project-dir",
+        path(&project),
+    ])?;
+    let stdout = String::from_utf8(published.stdout)?;
+    let stderr = String::from_utf8(published.stderr)?;
+    assert!(published.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("trying the next node"), "{stderr}");
+    assert!(stdout.contains("logged as block 1"), "{stdout}");
+
+    // A client follows it through the surviving nodes, syncs, verifies and fetches.
+    let client = dir.join("client");
+    let client_args = |rest: &[&str]| -> Vec<String> {
+        let mut args = vec!["client".to_owned(), "--dir".into(), path(&client).into()];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |rest: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
+        let args = client_args(rest);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let followed = run(&[
+        "--peer",
+        &p2p(2),
+        "--peer",
+        &p2p(3),
+        "follow",
+        &release_chain,
+    ])?;
+    assert!(followed.contains("following tool"), "{followed}");
+    // The client asks nodes 2 and 3, which store the release and mirror its binary a moment
+    // after the leader logged it.
+    let binary_hash = chainiac_protocol::Hash::of_artifact(&std::fs::read(&binary)?).to_hex();
+    for node in [2, 3] {
+        let address = api(node).parse()?;
+        wait_for(&format!("node {node} holds release 0.1.0"), || {
+            http(address, "GET", &format!("/chains/{release_chain}"), None)
+                .is_ok_and(|(status, chain)| status == 200 && chain["index"] == 1)
+        })?;
+        wait_for(&format!("node {node} mirrors the binary"), || {
+            // HEAD: the answer's status, without reading megabytes of (non-UTF-8) body.
+            http(address, "HEAD", &format!("/artifacts/{binary_hash}"), None)
+                .is_ok_and(|(status, _)| status == 200)
+        })?;
+    }
+    let synced = run(&["sync"])?;
+    assert!(
+        synced.contains("tool: 0 -> block 1 (release 0.1.0)"),
+        "{synced}"
+    );
+    let verified = run(&["verify"])?;
+    assert!(verified.contains("release 0.1.0"), "{verified}");
+    let out = dir.join("fetched-tool");
+    let fetched = run(&["fetch", "tool", "--out", path(&out)])?;
+    assert!(fetched.contains("verified"), "{fetched}");
+    assert_eq!(std::fs::read(&out)?, std::fs::read(&binary)?);
+
+    // A policy change through the surviving nodes.
+    let others = (1..4).map(api).collect::<Vec<_>>().join(",");
+    let policy = ok(&[
+        "project",
+        "policy",
+        "--dir",
+        path(&project),
+        "--rotate-developer",
+        "3",
+        "--node",
+        &others,
+    ])?;
+    assert!(policy.contains("policy 1 logged"), "{policy}");
+    let show = ok(&[
+        "project",
+        "show",
+        "--dir",
+        path(&project),
+        "--node",
+        &others,
+    ])?;
+    assert!(show.contains("latest 0.1.0"), "{show}");
+
+    let status = ok(&["testnet", "status", "--dir", path(net)])?;
+    assert!(
+        status.contains("stopped") && status.contains("healthy"),
+        "{status}"
+    );
+    let logs = ok(&[
+        "testnet",
+        "logs",
+        "--dir",
+        path(net),
+        "--node",
+        "node-1",
+        "--lines",
+        "5",
+    ])?;
+    assert!(logs.contains("==> node-1"), "{logs}");
+    Ok(())
+}

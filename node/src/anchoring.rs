@@ -1,0 +1,173 @@
+//! Anchoring the timeline in Ethereum: one transaction per anchored timeline block (retried
+//! with the same nonce, so never twice), and re-checks of every anchor until it is final
+//! (canonical with the configured confirmations), repairing it after a reorganisation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chainiac_anchor::{AnchorError, AnchorRequest};
+use chainiac_net::wire::MAX_ANCHORS;
+use chainiac_protocol::Hash;
+
+use crate::store::Store;
+
+/// Attempts to anchor one timeline block.
+const ANCHOR_ATTEMPTS: u32 = 5;
+/// Most anchors re-checked per timeline: the newest ones not known to be final.
+const RECHECKED_ANCHORS: usize = 64;
+
+/// Where and how often the timeline is anchored.
+#[derive(Clone)]
+pub struct Anchoring {
+    /// The external chain.
+    pub backend: Arc<dyn chainiac_anchor::Anchor>,
+    /// Anchor every N-th epoch this node leads.
+    pub every_epochs: u64,
+    /// Depth after which an anchor is final.
+    pub confirmations: u64,
+}
+
+impl std::fmt::Debug for Anchoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchoring")
+            .field("every_epochs", &self.every_epochs)
+            .field("confirmations", &self.confirmations)
+            .finish()
+    }
+}
+
+/// Anchors a timeline block, retrying with backoff; the backend reuses the transaction's nonce
+/// across attempts, so a block is never anchored twice.
+pub async fn anchor_block(
+    anchoring: Anchoring,
+    store: Store,
+    request: AnchorRequest,
+    _slot: tokio::sync::OwnedMutexGuard<()>,
+) {
+    for attempt in 0..ANCHOR_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        if store
+            .anchors(&request.timeline, MAX_ANCHORS)
+            .is_ok_and(|anchors| anchors.iter().any(|a| a.timeline_index >= request.index))
+        {
+            return;
+        }
+        let backend = anchoring.backend.clone();
+        let result = tokio::task::spawn_blocking(move || backend.anchor(&request)).await;
+        match result {
+            Ok(Ok(proof)) => {
+                match store.put_anchor(&request.timeline, request.index, &proof) {
+                    Ok(()) => tracing::info!(
+                        timeline_index = request.index,
+                        transaction = %proof.transaction,
+                        block = proof.block_number,
+                        "timeline anchored in Ethereum"
+                    ),
+                    Err(error) => tracing::warn!(%error, "anchor proof not stored"),
+                }
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(attempt, timeline_index = request.index, %error, "anchoring failed; retrying");
+            }
+            Err(error) => tracing::warn!(%error, "anchoring task failed"),
+        }
+    }
+    tracing::warn!(
+        timeline_index = request.index,
+        "timeline block not anchored; a later epoch's anchor will cover it"
+    );
+}
+
+/// Per timeline, the index up to which every anchor is final.
+pub type Finalized = Arc<std::sync::Mutex<HashMap<Hash, u64>>>;
+
+/// Re-checks the anchors that are not final yet, oldest first: one whose transaction was mined
+/// again in another block after a reorganisation gets an updated proof; one whose transaction
+/// disappeared is anchored again. An anchor is final once it is canonical with the configured
+/// number of confirmations; final anchors are not asked about again.
+pub async fn recheck_anchors(
+    anchoring: Anchoring,
+    store: Store,
+    timelines: Vec<Hash>,
+    finalized: Finalized,
+    slot: tokio::sync::OwnedMutexGuard<()>,
+) {
+    for timeline in timelines {
+        let final_up_to = finalized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&timeline)
+            .copied();
+        let Ok(mut anchors) = store.anchors(&timeline, RECHECKED_ANCHORS) else {
+            continue;
+        };
+        anchors.retain(|proof| final_up_to.is_none_or(|up_to| proof.timeline_index > up_to));
+        anchors.reverse();
+        let mut all_final_so_far = true;
+        for proof in anchors {
+            let backend = anchoring.backend.clone();
+            let checked = proof.clone();
+            let confirmations = anchoring.confirmations;
+            let verified =
+                tokio::task::spawn_blocking(move || backend.verify(&checked, confirmations)).await;
+            match verified {
+                Ok(Ok(_)) => {
+                    if all_final_so_far {
+                        finalized
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(timeline, proof.timeline_index);
+                    }
+                    continue;
+                }
+                Ok(Err(AnchorError::NotConfirmed { .. })) => {
+                    all_final_so_far = false;
+                    continue;
+                }
+                Ok(Err(AnchorError::Refused(_))) => {}
+                // The Ethereum node is unreachable or failing: try again at the next check.
+                _ => break,
+            }
+            all_final_so_far = false;
+            let backend = anchoring.backend.clone();
+            let checked = proof.clone();
+            let refreshed = tokio::task::spawn_blocking(move || backend.refresh(&checked)).await;
+            match refreshed {
+                Ok(Ok(Some(current))) if current != proof => {
+                    tracing::info!(
+                        timeline_index = proof.timeline_index,
+                        block = current.block_number,
+                        "anchor moved to another block after a reorganisation"
+                    );
+                    let _ = store.put_anchor(&timeline, proof.timeline_index, &current);
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(
+                        timeline_index = proof.timeline_index,
+                        "anchor transaction reorganised away; anchoring again"
+                    );
+                    if let Ok(request) = proof.request() {
+                        anchor_again(&store, &anchoring, request).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(slot);
+}
+
+async fn anchor_again(store: &Store, anchoring: &Anchoring, request: AnchorRequest) {
+    let backend = anchoring.backend.clone();
+    match tokio::task::spawn_blocking(move || backend.anchor(&request)).await {
+        Ok(Ok(proof)) => {
+            let _ = store.put_anchor(&request.timeline, request.index, &proof);
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
+        Err(error) => tracing::warn!(%error, "re-anchoring task failed"),
+    }
+}

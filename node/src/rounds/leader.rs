@@ -1,0 +1,563 @@
+//! The leader side of an append: propose the next block, run one signing round per forward link
+//! with the roster of the link's source block, exclude witnesses that time out or answer wrongly
+//! and restart without them, then store the block.
+//!
+//! Small rosters sign in a star (the leader talks to every witness). Rosters of at least
+//! [`RoundConfig::tree_min_roster`] members sign along an aggregation tree (see
+//! [`super::tree`]) when the leader is one of them; if the tree cannot gather enough
+//! witnesses, the leader falls back to a star round.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chainiac_net::wire::{MAX_TREE_BRANCHING, MAX_TREE_BUDGET_MS, Request, Response};
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Aggregator, Contribution, ParticipationMask, Roster, RoundTree};
+use chainiac_protocol::hash::domain;
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::skipchain::{ForwardLink, LinkRequest, SkipBlock};
+use futures::future::join_all;
+
+use super::transport::{WitnessTransport, call};
+use super::tree::{accept_commit, accept_response};
+
+/// Timeouts, retry bounds and the shape of signing rounds.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundConfig {
+    /// How long to wait for a commitment (in a tree round: for a whole subtree's).
+    pub commit_timeout: Duration,
+    /// How long to wait for a response share (in a tree round: for a whole subtree's).
+    pub respond_timeout: Duration,
+    /// Children per interior node in tree rounds (at least 2, at most
+    /// [`MAX_TREE_BRANCHING`]).
+    pub tree_branching: usize,
+    /// Smallest roster signed along a tree; smaller rosters sign in a star.
+    pub tree_min_roster: usize,
+}
+
+impl Default for RoundConfig {
+    fn default() -> Self {
+        Self {
+            commit_timeout: Duration::from_secs(5),
+            respond_timeout: Duration::from_secs(5),
+            tree_branching: 8,
+            tree_min_roster: 32,
+        }
+    }
+}
+
+impl RoundConfig {
+    /// Whether a roster of `members` signs along a tree: large enough, and more than one level
+    /// deep (a one-level tree is a star).
+    pub fn uses_tree(&self, members: usize) -> bool {
+        (2..=MAX_TREE_BRANCHING as usize).contains(&self.tree_branching)
+            && members >= self.tree_min_roster
+            && members > self.tree_branching + 1
+    }
+}
+
+/// Tree rounds tried before the leader falls back to a star round.
+pub const MAX_TREE_ATTEMPTS: u32 = 3;
+
+/// Why an append failed. Nothing is stored when it does.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Too few witnesses could sign.
+    #[error(
+        "not enough witnesses for block {index} (link level {level}): {available} of {roster} can sign but {threshold} must; unreachable or refusing: {unreachable}; excluded for wrong answers: {wrong}. Bring witnesses back online and retry"
+    )]
+    NotEnoughWitnesses {
+        index: u64,
+        level: u32,
+        available: usize,
+        roster: usize,
+        threshold: usize,
+        unreachable: String,
+        wrong: String,
+    },
+    /// Witnesses already released shares for another block at this position (a round that
+    /// failed after its challenge: its leader crashed, or too many witnesses timed out); they
+    /// can only sign that block there, which the leader may complete first.
+    #[error(
+        "block {index} cannot be signed: {witnesses} witness(es) already signed block {} at that position, which must be completed first", .block.hash()
+    )]
+    Locked {
+        index: u64,
+        block: Box<SkipBlock>,
+        witnesses: usize,
+    },
+    /// The block or store refused.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The round's own arithmetic failed (a bug or a corrupt roster).
+    #[error(transparent)]
+    Protocol(#[from] chainiac_protocol::Error),
+}
+
+/// What happened to each witness in a round, for logs and errors.
+#[derive(Debug, Default, Clone)]
+pub struct RoundReport {
+    /// Witnesses that did not answer or refused, with the reason.
+    pub unreachable: Vec<(PublicKey, String)>,
+    /// Witnesses excluded because their share was wrong.
+    pub wrong: Vec<PublicKey>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Whether the signature was gathered along an aggregation tree.
+    pub tree: bool,
+    /// Witnesses that refused because they already signed another block at this position,
+    /// with that block.
+    pub locked: Vec<(PublicKey, Box<SkipBlock>)>,
+}
+
+impl RoundReport {
+    /// The block most witnesses are locked on, with their number, if any witness is.
+    fn most_locked(&self) -> Option<(&SkipBlock, usize)> {
+        let mut counted: Vec<(&SkipBlock, usize)> = Vec::new();
+        for (_, block) in &self.locked {
+            match counted.iter_mut().find(|(b, _)| b.hash() == block.hash()) {
+                Some((_, count)) => *count += 1,
+                None => counted.push((block, 1)),
+            }
+        }
+        counted.into_iter().max_by_key(|&(_, count)| count)
+    }
+}
+
+/// Who is left out of the next attempt, and why.
+struct Exclusions {
+    excluded: BTreeSet<usize>,
+    report: RoundReport,
+}
+
+impl Exclusions {
+    fn unreachable(&mut self, index: usize, key: PublicKey, reason: String) {
+        self.excluded.insert(index);
+        self.report.unreachable.push((key, reason));
+    }
+
+    fn wrong(&mut self, index: usize, key: PublicKey) {
+        self.excluded.insert(index);
+        self.report.wrong.push(key);
+    }
+}
+
+fn describe(keys: impl Iterator<Item = String>) -> String {
+    let list: Vec<String> = keys.collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn round_id(request: &LinkRequest, attempt: u32) -> Hash {
+    Hash::of(
+        domain::ROUND_ID,
+        &[
+            request.message.as_bytes(),
+            &attempt.to_le_bytes(),
+            &rand_bytes(),
+        ],
+    )
+}
+
+/// Runs signing rounds for the link `request` into `block`, signed by `roster`, until a
+/// signature is produced or too few witnesses remain: along a tree if the roster is large
+/// enough (see [`RoundConfig::uses_tree`]) and this node is in it, falling back to a star.
+pub async fn sign_link(
+    transport: &dyn WitnessTransport,
+    roster: &Roster,
+    block: &SkipBlock,
+    request: &LinkRequest,
+    config: RoundConfig,
+) -> Result<(ForwardLink, RoundReport), AppendError> {
+    let mut report = RoundReport::default();
+    let leader = transport
+        .local_key()
+        .and_then(|key| roster.index_of(&key))
+        .filter(|_| config.uses_tree(roster.len()));
+    if let Some(leader) = leader {
+        let mut out = Exclusions {
+            excluded: BTreeSet::new(),
+            report: RoundReport::default(),
+        };
+        match sign_link_tree(transport, roster, block, request, config, leader, &mut out).await {
+            Some(link) => {
+                out.report.tree = true;
+                return Ok((link, out.report));
+            }
+            None => {
+                tracing::info!(
+                    block = block.index(),
+                    level = request.level,
+                    attempts = out.report.attempts,
+                    "tree round could not gather enough witnesses; falling back to a star round"
+                );
+                report.attempts = out.report.attempts;
+            }
+        }
+    }
+    sign_link_star(transport, roster, block, request, config, report).await
+}
+
+/// Star rounds: the leader talks to every witness.
+async fn sign_link_star(
+    transport: &dyn WitnessTransport,
+    roster: &Roster,
+    block: &SkipBlock,
+    request: &LinkRequest,
+    config: RoundConfig,
+    report: RoundReport,
+) -> Result<(ForwardLink, RoundReport), AppendError> {
+    let mut out = Exclusions {
+        excluded: BTreeSet::new(),
+        report,
+    };
+    loop {
+        out.report.attempts += 1;
+        let round = round_id(request, out.report.attempts);
+        // The leader's own witness last: it answers synchronously, the others over the network.
+        let local = transport.local_key().and_then(|key| roster.index_of(&key));
+        let mut candidates: Vec<usize> = (0..roster.len())
+            .filter(|i| !out.excluded.contains(i) && Some(*i) != local)
+            .collect();
+        candidates.extend(local.filter(|i| !out.excluded.contains(i)));
+        let not_enough = |report: &RoundReport, available: usize| {
+            if let Some((locked, witnesses)) = report.most_locked() {
+                return AppendError::Locked {
+                    index: block.index(),
+                    block: Box::new(locked.clone()),
+                    witnesses,
+                };
+            }
+            not_enough_witnesses(block, request, roster, report, available)
+        };
+        if candidates.len() < roster.threshold() {
+            return Err(not_enough(&out.report, candidates.len()));
+        }
+        // Commit.
+        let commits = join_all(candidates.iter().map(|&index| {
+            let key = roster.members()[index].key;
+            let request = Request::Commit {
+                round,
+                block: Box::new(block.clone()),
+                level: request.level,
+            };
+            async move {
+                (
+                    index,
+                    key,
+                    call(transport, key, request, config.commit_timeout).await,
+                )
+            }
+        }))
+        .await;
+        let message = request.message;
+        let mut aggregator = Aggregator::new(roster, message.as_bytes());
+        let mut committed = Vec::new();
+        for (index, key, answer) in commits {
+            match answer {
+                Ok(Response::Committed(commitment)) => {
+                    if aggregator
+                        .add_commitment(&Contribution::single(roster, index, &commitment))
+                        .is_ok()
+                    {
+                        committed.push((index, key));
+                    } else {
+                        out.wrong(index, key);
+                    }
+                }
+                // A lock is only evidence for the position proposed, on another block.
+                Ok(Response::Locked(locked))
+                    if locked.chain_id() == block.chain_id()
+                        && locked.index() == block.index()
+                        && locked.hash() != block.hash() =>
+                {
+                    out.unreachable(
+                        index,
+                        key,
+                        format!("already signed block {} here", locked.hash()),
+                    );
+                    out.report.locked.push((key, locked));
+                }
+                Ok(other) => {
+                    out.unreachable(index, key, refusal_text(&other));
+                }
+                Err(error) => {
+                    out.unreachable(index, key, error);
+                }
+            }
+        }
+        if committed.len() < roster.threshold() {
+            return Err(not_enough(&out.report, committed.len()));
+        }
+        let challenge = aggregator.challenge()?;
+        // Respond.
+        let answers = join_all(committed.iter().map(|&(index, key)| {
+            let request = Request::Respond {
+                round,
+                challenge: challenge.clone(),
+            };
+            async move {
+                (
+                    index,
+                    key,
+                    call(transport, key, request, config.respond_timeout).await,
+                )
+            }
+        }))
+        .await;
+        for (index, key, answer) in answers {
+            match answer {
+                Ok(Response::Responded(share)) if share.origin as usize == index => {
+                    if aggregator.add_response(&share).is_err() {
+                        out.wrong(index, key);
+                    }
+                }
+                Ok(other) => {
+                    out.unreachable(index, key, refusal_text(&other));
+                }
+                Err(error) => {
+                    out.unreachable(index, key, error);
+                }
+            }
+        }
+        if aggregator
+            .missing()
+            .iter()
+            .any(|index| out.excluded.contains(index))
+        {
+            tracing::info!(
+                block = block.index(),
+                level = request.level,
+                "restarting the round without unresponsive witnesses"
+            );
+            continue;
+        }
+        match aggregator.finish() {
+            Ok(signature) => {
+                let link = ForwardLink {
+                    chain_id: block.chain_id(),
+                    from: request.from,
+                    to: request.to,
+                    level: request.level,
+                    signature,
+                };
+                return Ok((link, out.report));
+            }
+            Err(chainiac_protocol::Error::InvalidResponses { culprits }) => {
+                for index in culprits {
+                    let key = roster.members()[index].key;
+                    tracing::warn!(witness = %key, block = block.index(), "witness answered with a wrong response share; excluded");
+                    out.wrong(index, key);
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn not_enough_witnesses(
+    block: &SkipBlock,
+    request: &LinkRequest,
+    roster: &Roster,
+    report: &RoundReport,
+    available: usize,
+) -> AppendError {
+    AppendError::NotEnoughWitnesses {
+        index: block.index(),
+        level: request.level,
+        available,
+        roster: roster.len(),
+        threshold: roster.threshold(),
+        unreachable: describe(
+            report
+                .unreachable
+                .iter()
+                .map(|(k, why)| format!("{} ({why})", &k.to_hex()[..16])),
+        ),
+        wrong: describe(report.wrong.iter().map(|k| k.to_hex()[..16].to_string())),
+    }
+}
+
+fn refusal_text(response: &Response) -> String {
+    match response {
+        Response::Refused(reason) => format!("refused: {reason}"),
+        _ => "unexpected answer".into(),
+    }
+}
+
+/// Tree rounds, at most [`MAX_TREE_ATTEMPTS`]: the leader commits itself, sends the round to its
+/// children in the tree, and aggregates their subtrees' answers. Members that fail (as seen by
+/// the leader, or reported by their parent) are excluded and the tree is laid out again
+/// without them. `None` when the tree cannot gather a threshold: the caller falls back to a
+/// star round, in which nothing reported by other nodes counts.
+async fn sign_link_tree(
+    transport: &dyn WitnessTransport,
+    roster: &Roster,
+    block: &SkipBlock,
+    request: &LinkRequest,
+    config: RoundConfig,
+    leader: usize,
+    out: &mut Exclusions,
+) -> Option<ForwardLink> {
+    let leader_key = roster.members()[leader].key;
+    let key = |index: usize| roster.members()[index].key;
+    let budget = |timeout: Duration| {
+        u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(MAX_TREE_BUDGET_MS)
+    };
+    while out.report.attempts < MAX_TREE_ATTEMPTS {
+        out.report.attempts += 1;
+        let excluded_before = out.excluded.len();
+        let round = round_id(request, out.report.attempts);
+        let candidates = ParticipationMask::from_indices(
+            roster.len(),
+            (0..roster.len()).filter(|i| !out.excluded.contains(i)),
+        );
+        if candidates.count() < roster.threshold() || !candidates.contains(leader) {
+            return None;
+        }
+        let tree = match RoundTree::for_leader(leader, candidates, config.tree_branching) {
+            Ok(tree) => tree,
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot lay out a tree round");
+                return None;
+            }
+        };
+        // Commit: the leader itself, and each child for its subtree.
+        let own = Request::Commit {
+            round,
+            block: Box::new(block.clone()),
+            level: request.level,
+        };
+        let children = tree.children(leader);
+        // Children first: the leader's own witness answers synchronously.
+        let (answers, own) = futures::join!(
+            join_all(children.iter().map(|&child| {
+                let request = Request::TreeCommit {
+                    round,
+                    block: Box::new(block.clone()),
+                    level: request.level,
+                    layout: tree.layout().clone(),
+                    budget_ms: budget(config.commit_timeout),
+                };
+                async move {
+                    (
+                        child,
+                        call(transport, key(child), request, config.commit_timeout).await,
+                    )
+                }
+            })),
+            call(transport, leader_key, own, config.commit_timeout),
+        );
+        let Ok(Response::Committed(own)) = own else {
+            tracing::warn!("the leader's own witness did not commit");
+            return None;
+        };
+        let message = request.message;
+        let mut aggregator = Aggregator::new(roster, message.as_bytes());
+        if aggregator
+            .add_commitment(&Contribution::single(roster, leader, &own))
+            .is_err()
+        {
+            return None;
+        }
+        let mut committed = Vec::new();
+        for (child, answer) in answers {
+            match accept_commit(&tree, child, &mut aggregator, answer) {
+                Ok((contribution, failed)) => {
+                    for member in failed.present() {
+                        out.unreachable(
+                            member,
+                            key(member),
+                            format!("did not commit (reported by {child})"),
+                        );
+                    }
+                    committed.push((child, contribution.participants));
+                }
+                Err(reason) => out.unreachable(child, key(child), reason),
+            }
+        }
+        if aggregator.covered().count() < roster.threshold() {
+            if out.excluded.len() == excluded_before {
+                return None;
+            }
+            tracing::info!(
+                block = block.index(),
+                level = request.level,
+                covered = aggregator.covered().count(),
+                "tree round below the threshold; restarting without the failed witnesses"
+            );
+            continue;
+        }
+        let challenge = aggregator.challenge().ok()?;
+        // Respond: the leader itself, and each child that committed for its subtree.
+        let own = Request::Respond {
+            round,
+            challenge: challenge.clone(),
+        };
+        let (answers, own) = futures::join!(
+            join_all(committed.iter().map(|(child, _)| {
+                let request = Request::TreeRespond {
+                    round,
+                    challenge: challenge.clone(),
+                    budget_ms: budget(config.respond_timeout),
+                };
+                call(transport, key(*child), request, config.respond_timeout)
+            })),
+            call(transport, leader_key, own, config.respond_timeout),
+        );
+        let Ok(Response::Responded(own)) = own else {
+            tracing::warn!("the leader's own witness did not respond");
+            return None;
+        };
+        if aggregator.add_response(&own).is_err() {
+            return None;
+        }
+        let mut failed = false;
+        for ((child, covered), answer) in committed.iter().zip(answers) {
+            if let Err((culprits, reason)) =
+                accept_response(*child, covered, &mut aggregator, answer)
+            {
+                failed = true;
+                for member in culprits.present() {
+                    out.unreachable(
+                        member,
+                        key(member),
+                        format!("did not respond in the subtree of {child}: {reason}"),
+                    );
+                }
+            }
+        }
+        if failed {
+            continue;
+        }
+        match aggregator.finish() {
+            Ok(signature) => {
+                return Some(ForwardLink {
+                    chain_id: block.chain_id(),
+                    from: request.from,
+                    to: request.to,
+                    level: request.level,
+                    signature,
+                });
+            }
+            Err(chainiac_protocol::Error::InvalidResponses { culprits }) => {
+                for index in culprits {
+                    tracing::warn!(witness = %key(index), block = block.index(), "subtree answered with a wrong response; excluded");
+                    out.wrong(index, key(index));
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn rand_bytes() -> [u8; 16] {
+    use rand::RngExt;
+    rand::rng().random()
+}

@@ -1,0 +1,548 @@
+//! The witness side of signing rounds: validate a proposed block against the store, commit, and
+//! answer the challenge with nonces that are then gone.
+//!
+//! The equivocation guard: a witness never releases response shares for two different blocks
+//! at one position (chain, index, link level). The position is recorded in the store, in one
+//! synced write, before a share leaves the node, so the guard survives restarts and crashes.
+//! Committing is refused only where a share for another block was already released: a round
+//! that failed before its challenge does not lock the position.
+//!
+//! A locked position must not stall its chain when the round that locked it failed (its leader
+//! crashed, or too many witnesses timed out): with the level-0 record the witness keeps the
+//! block itself, and refuses a competing block by showing it (`Refusal::Locked`), so that the
+//! next leader completes that block first instead of competing with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{
+    Challenge, Commitment, ResponseShare, Roster, SigningNonces, commit,
+};
+use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::skipchain::SkipBlock;
+
+use chainiac_net::wire::{Request, Response};
+
+use crate::config::Identity;
+use crate::store::Store;
+
+/// Most rounds a witness keeps nonces for at once (bounds memory a leader can make it use).
+pub const MAX_PENDING_ROUNDS: usize = 4096;
+/// How long nonces wait for their challenge.
+pub const ROUND_TTL: Duration = Duration::from_secs(60);
+/// Most pending rounds that keep their whole proposed block (at most 1 MiB each, the request
+/// bound) to record it with the guard; beyond, only the hash is recorded.
+pub const MAX_KEPT_PROPOSALS: usize = 64;
+
+/// Why a witness refuses to take part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The witness's chain is behind the proposal; it will sync and can sign later.
+    #[error("witness is behind: its head is {head:?}, the proposal is block {proposed}")]
+    Behind { head: Option<u64>, proposed: u64 },
+    /// The proposal breaks a rule.
+    #[error("invalid proposal: {0}")]
+    Invalid(String),
+    /// This node is not in the roster that signs the link.
+    #[error("this node is not a witness of the roster that signs this link")]
+    NotAWitness,
+    /// The witness already signed another block at this position.
+    #[error("already signed another block at index {index} of this chain")]
+    Equivocation { index: u64 },
+    /// The witness already signed `block` at this position and shows it: a leader can get the
+    /// position filled by completing that block.
+    #[error("already signed block {} at index {} of this chain; complete it first", .block.hash(), .block.index())]
+    Locked { block: Box<SkipBlock> },
+    /// A challenge for a round this witness has no nonces for.
+    #[error("unknown or expired signing round")]
+    UnknownRound,
+}
+
+/// Application rules for block payloads (releases, policies, timeline entries...), checked by
+/// witnesses before they commit. The node issue logs opaque payloads; later issues plug rules in.
+pub trait PayloadRules: Send + Sync + 'static {
+    /// Accepts or refuses `block` as the next block of its chain.
+    fn check(&self, store: &Store, block: &SkipBlock) -> Result<(), String>;
+}
+
+/// Accepts every payload (chains whose payloads need no checks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AnyPayload;
+
+impl PayloadRules for AnyPayload {
+    fn check(&self, _: &Store, _: &SkipBlock) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+struct PendingRound {
+    nonces: SigningNonces,
+    message: Hash,
+    roster: Hash,
+    chain_id: Hash,
+    index: u64,
+    level: u32,
+    block: Hash,
+    /// The encoded block, kept for level 0 (see [`MAX_KEPT_PROPOSALS`]).
+    proposal: Option<Vec<u8>>,
+    created: Instant,
+}
+
+/// What a witness committed to: its commitment, with the roster and message of the round (an
+/// interior node of an aggregation tree needs them to aggregate its subtree).
+#[derive(Debug)]
+pub struct Committed {
+    /// The witness's commitment.
+    pub commitment: Commitment,
+    /// The roster signing the link.
+    pub roster: Roster,
+    /// The message signed (the link's message).
+    pub message: Hash,
+    /// The witness's index in the roster.
+    pub index: usize,
+}
+
+/// A witness: this node's key, its store, and the rounds in progress.
+pub struct Witness {
+    identity: Arc<Identity>,
+    store: Store,
+    rules: Arc<dyn PayloadRules>,
+    pending: Mutex<HashMap<Hash, PendingRound>>,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("key", &self.identity.public().key)
+            .finish()
+    }
+}
+
+impl Witness {
+    /// A witness with `identity` over `store`.
+    pub fn new(identity: Arc<Identity>, store: Store, rules: Arc<dyn PayloadRules>) -> Self {
+        Self {
+            identity,
+            store,
+            rules,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Checks `block`'s payload with this witness's payload rules (what a leader does before
+    /// starting a round, to give the submitter the precise rule that failed).
+    pub fn check_rules(&self, block: &SkipBlock) -> Result<(), String> {
+        self.rules.check(&self.store, block)
+    }
+
+    /// Step 1: checks that `block` is a valid next block of its chain (as this node's store
+    /// sees it), that this node is in the roster signing the link at `level`, and commits.
+    pub fn commit(
+        &self,
+        round: Hash,
+        block: &SkipBlock,
+        level: u32,
+    ) -> Result<Commitment, Refusal> {
+        self.commit_round(round, block, level)
+            .map(|committed| committed.commitment)
+    }
+
+    /// [`Witness::commit`], also returning the round's roster, message and this witness's
+    /// index in the roster.
+    pub fn commit_round(
+        &self,
+        round: Hash,
+        block: &SkipBlock,
+        level: u32,
+    ) -> Result<Committed, Refusal> {
+        let chain_id = block.chain_id();
+        let head = self
+            .store
+            .head(&chain_id)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        match head {
+            Some(head) if head.index + 1 < block.index() => {
+                return Err(Refusal::Behind {
+                    head: Some(head.index),
+                    proposed: block.index(),
+                });
+            }
+            None => {
+                return Err(Refusal::Behind {
+                    head: None,
+                    proposed: block.index(),
+                });
+            }
+            _ => {}
+        }
+        let requests = self
+            .store
+            .link_requests(block)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let request = requests
+            .iter()
+            .find(|request| request.level == level)
+            .ok_or_else(|| {
+                Refusal::Invalid(format!(
+                    "block {} has no link at level {level}",
+                    block.index()
+                ))
+            })?;
+        let source = self
+            .store
+            .block_at(&chain_id, request.from_index)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?
+            .ok_or_else(|| {
+                Refusal::Invalid(format!("source block {} is missing", request.from_index))
+            })?;
+        let roster = self
+            .store
+            .roster_of(&source)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let key = self.identity.public().key;
+        let Some(index) = roster.index_of(&key) else {
+            return Err(Refusal::NotAWitness);
+        };
+        self.rules
+            .check(&self.store, block)
+            .map_err(Refusal::Invalid)?;
+        let signed = self
+            .store
+            .signed_block(&chain_id, block.index(), level)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        if signed.is_some_and(|signed| signed != block.hash()) {
+            return Err(match self.store.signed_proposal(&chain_id, block.index()) {
+                Ok(Some(locked)) => Refusal::Locked {
+                    block: Box::new(locked),
+                },
+                _ => Refusal::Equivocation {
+                    index: block.index(),
+                },
+            });
+        }
+        let (nonces, commitment) = commit(
+            self.identity.secret(),
+            request.message.as_bytes(),
+            &mut rand::rng(),
+        );
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.retain(|_, round| round.created.elapsed() < ROUND_TTL);
+        if pending.len() >= MAX_PENDING_ROUNDS {
+            return Err(Refusal::Invalid(
+                "too many signing rounds in progress; try again".into(),
+            ));
+        }
+        let keep = level == 0
+            && pending.values().filter(|r| r.proposal.is_some()).count() < MAX_KEPT_PROPOSALS;
+        pending.insert(
+            round,
+            PendingRound {
+                nonces,
+                message: request.message,
+                roster: roster.hash(),
+                chain_id,
+                index: block.index(),
+                level,
+                block: block.hash(),
+                proposal: keep.then(|| block.to_bytes()),
+                created: Instant::now(),
+            },
+        );
+        Ok(Committed {
+            commitment,
+            message: request.message,
+            roster,
+            index,
+        })
+    }
+
+    /// Forgets the nonces of `round` (a round this witness will not answer).
+    pub fn abandon(&self, round: &Hash) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(round);
+    }
+
+    /// Step 2: answers the challenge of `round`, consuming its nonces. The position is recorded
+    /// durably before the share is returned; a position already signed for another block is
+    /// refused.
+    pub fn respond(&self, round: Hash, challenge: &Challenge) -> Result<ResponseShare, Refusal> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&round);
+        let pending = pending.ok_or(Refusal::UnknownRound)?;
+        let roster = self
+            .store
+            .roster(&pending.roster)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?
+            .ok_or(Refusal::UnknownRound)?;
+        let share = pending
+            .nonces
+            .respond(
+                self.identity.secret(),
+                &roster,
+                pending.message.as_bytes(),
+                challenge,
+            )
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        // The guard: durable before the share is released.
+        match self.store.record_signed(
+            &pending.chain_id,
+            pending.index,
+            pending.level,
+            &pending.block,
+            pending.proposal.as_deref(),
+        ) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(Refusal::Equivocation {
+                    index: pending.index,
+                });
+            }
+            Err(error) => {
+                return Err(Refusal::Invalid(format!(
+                    "cannot record the signed position: {error}"
+                )));
+            }
+        }
+        Ok(share)
+    }
+}
+
+impl Witness {
+    /// This witness's answer to a signing request of its own node's leader (a `Commit` or a
+    /// `Respond`; the node answers everything else).
+    pub fn answer(&self, request: Request) -> Response {
+        match request {
+            Request::Commit {
+                round,
+                block,
+                level,
+            } => match self.commit(round, &block, level) {
+                Ok(commitment) => Response::Committed(commitment),
+                Err(refusal) => refusal.into(),
+            },
+            Request::Respond { round, challenge } => match self.respond(round, &challenge) {
+                Ok(share) => Response::Responded(share),
+                Err(refusal) => refusal.into(),
+            },
+            _ => Response::Refused("a witness answers signing requests only".into()),
+        }
+    }
+}
+
+/// A witness refusal on the wire: a lock shows its block, everything else is text.
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Locked { block } => Response::Locked(block),
+            other => Response::Refused(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chainiac_protocol::cosi::{Aggregator, Contribution, RosterMember};
+    use chainiac_protocol::skipchain::ChainParams;
+
+    use super::*;
+
+    /// A chain whose roster is `identity` alone, and two different candidates for block 1.
+    fn chain(identity: &Identity, store: &Store) -> (SkipBlock, SkipBlock) {
+        let roster =
+            Roster::with_default_threshold(vec![RosterMember::from_secret(identity.secret())])
+                .expect("roster");
+        let genesis = SkipBlock::genesis(
+            ChainParams::new(2, 8).expect("params"),
+            roster.clone(),
+            b"guard".to_vec(),
+        )
+        .expect("genesis");
+        store.create_chain(&genesis).expect("create");
+        let candidate = |payload: &[u8]| {
+            SkipBlock::successor(&genesis, &roster, None, payload.to_vec(), |_| {
+                Some(genesis.hash())
+            })
+            .expect("successor")
+        };
+        (candidate(b"a"), candidate(b"b"))
+    }
+
+    fn witness(identity: &Arc<Identity>, store: &Store) -> Witness {
+        Witness::new(identity.clone(), store.clone(), Arc::new(AnyPayload))
+    }
+
+    fn round(name: &str) -> Hash {
+        Hash::of("test round", &[name.as_bytes()])
+    }
+
+    /// Commits to `block` at level 0 and answers the challenge of a round where this witness
+    /// is the only participant.
+    fn sign(witness: &Witness, name: &str, block: &SkipBlock) -> Result<ResponseShare, Refusal> {
+        let committed = witness.commit_round(round(name), block, 0)?;
+        let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
+        aggregator
+            .add_commitment(&Contribution::single(
+                &committed.roster,
+                committed.index,
+                &committed.commitment,
+            ))
+            .expect("commitment");
+        let challenge = aggregator.challenge().expect("challenge");
+        witness.respond(round(name), &challenge)
+    }
+
+    #[test]
+    fn a_failed_commit_phase_does_not_lock_the_position() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Commit to a, never challenged: committing to b at the same position is still fine.
+        witness.commit(round("a"), &a, 0).expect("commit a");
+        witness.abandon(&round("a"));
+        sign(&witness, "b", &b).expect("b is signed");
+        assert_eq!(
+            store.signed_block(&a.chain_id(), 1, 0).expect("read"),
+            Some(b.hash())
+        );
+        // Now a is refused at commit, showing the block signed there.
+        assert_eq!(
+            witness.commit(round("a2"), &a, 0).err(),
+            Some(Refusal::Locked {
+                block: Box::new(b.clone())
+            })
+        );
+        // The same block again (a restarted round) is fine.
+        sign(&witness, "b2", &b).expect("b again");
+    }
+
+    #[test]
+    fn respond_is_refused_for_another_block_after_a_share_was_released() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Commit to both (nothing released yet), then answer a: b's answer is refused.
+        let committed_b = witness.commit_round(round("b"), &b, 0).expect("commit b");
+        sign(&witness, "a", &a).expect("a is signed");
+        let mut aggregator = Aggregator::new(&committed_b.roster, committed_b.message.as_bytes());
+        aggregator
+            .add_commitment(&Contribution::single(
+                &committed_b.roster,
+                committed_b.index,
+                &committed_b.commitment,
+            ))
+            .expect("commitment");
+        let challenge = aggregator.challenge().expect("challenge");
+        assert_eq!(
+            witness.respond(round("b"), &challenge).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
+        assert_eq!(
+            store.signed_block(&a.chain_id(), 1, 0).expect("read"),
+            Some(a.hash())
+        );
+    }
+
+    #[test]
+    fn settled_positions_are_pruned() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, _) = chain(&identity, &store);
+        let chain_id = a.chain_id();
+        let witness = witness(&identity, &store);
+        // Block 1 is signed (recorded), stored with its link, then block 2 is signed.
+        let signature = {
+            let committed = witness.commit_round(round("link"), &a, 0).expect("commit");
+            let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
+            aggregator
+                .add_commitment(&Contribution::single(
+                    &committed.roster,
+                    committed.index,
+                    &committed.commitment,
+                ))
+                .expect("commitment");
+            let challenge = aggregator.challenge().expect("challenge");
+            let share = witness.respond(round("link"), &challenge).expect("share");
+            aggregator.add_response(&share).expect("share");
+            aggregator.finish().expect("signature")
+        };
+        let request = store.link_requests(&a).expect("requests")[0].clone();
+        let link = chainiac_protocol::skipchain::ForwardLink {
+            chain_id,
+            from: request.from,
+            to: request.to,
+            level: 0,
+            signature,
+        };
+        store.append(&a, &[link]).expect("append");
+        let roster = store.roster_of(&a).expect("roster");
+        let next = SkipBlock::successor(&a, &roster, None, b"2".to_vec(), |index| {
+            store
+                .block_at(&chain_id, index)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        })
+        .expect("block 2");
+        sign(&witness, "next", &next).expect("block 2 signed");
+        assert_eq!(store.signed_block(&chain_id, 1, 0).expect("read"), None);
+        assert_eq!(
+            store.signed_block(&chain_id, 2, 0).expect("read"),
+            Some(next.hash())
+        );
+    }
+
+    #[test]
+    fn the_guard_survives_reopening_the_rocksdb_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let identity = Arc::new(Identity::generate());
+        let (a, b) = {
+            let store = Store::open(&path).expect("open");
+            let (a, b) = chain(&identity, &store);
+            sign(&witness(&identity, &store), "a", &a).expect("a is signed");
+            (a, b)
+        };
+        let store = Store::open(&path).expect("reopen");
+        let witness = witness(&identity, &store);
+        assert_eq!(
+            witness.commit(round("b"), &b, 0).err(),
+            Some(Refusal::Locked {
+                block: Box::new(a.clone())
+            })
+        );
+        assert_eq!(
+            store.signed_proposal(&a.chain_id(), 1).expect("read"),
+            Some(a.clone())
+        );
+        sign(&witness, "a again", &a).expect("the same block is still fine");
+    }
+
+    #[test]
+    fn without_a_kept_block_a_lock_is_refused_by_index() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, b) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        // Fill the rounds that keep their block, then sign a: only its hash is recorded.
+        for i in 0..MAX_KEPT_PROPOSALS {
+            witness
+                .commit(round(&format!("filler {i}")), &b, 0)
+                .expect("commit");
+        }
+        sign(&witness, "a", &a).expect("a is signed");
+        assert_eq!(store.signed_proposal(&a.chain_id(), 1).expect("read"), None);
+        assert_eq!(
+            witness.commit(round("b"), &b, 0).err(),
+            Some(Refusal::Equivocation { index: 1 })
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! Serving peers: the one dispatcher every request from the network goes through (the event
+//! loop and the tests alike). It limits each peer's rate, answers reads from the store, and
+//! hands signing requests to the witness and tree rounds, syncing first when a proposal depends
+//! on blocks this node lacks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chainiac_net::wire::{
+    HeadInfo, MAX_ANCHORS, MAX_BLOCKS_PER_REQUEST, MAX_HEADS, Request, Response,
+};
+use chainiac_net::{NetHandle, peer_id_of};
+use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::{Challenge, ResponseShare};
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::release::ReleaseManifest;
+use chainiac_protocol::skipchain::SkipBlock;
+use libp2p::PeerId;
+
+use crate::artifacts::{ArtifactError, ArtifactStore};
+use crate::metrics::Metrics;
+use crate::rounds::{
+    BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
+};
+use crate::rules::{chain_kind, dependencies};
+use crate::store::Store;
+use crate::sync::Syncer;
+use crate::verifier::Verifier;
+
+/// Inbound requests a peer may make per second (burst: twice that).
+pub const REQUESTS_PER_SECOND: f64 = 500.0;
+
+/// Rewrites this node's answers before they leave: the seam through which tests make a node
+/// Byzantine (wrong shares, equivocation, replays) without a flag in the witness itself.
+pub trait AnswerHook: Send + Sync + 'static {
+    /// The answer to send to `peer` for `request` instead of `answer`.
+    fn rewrite(&self, peer: PeerId, request: &Request, answer: Response) -> Response;
+}
+
+/// Per chain, the position of the latest block another leader asked this node to sign, and
+/// when: a node does not propose a competing block there while that round may still be running
+/// (two leaders' rounds at one position can split the witnesses' guards).
+#[derive(Debug, Default)]
+pub struct ProposalsSeen {
+    seen: Mutex<HashMap<Hash, (u64, Instant)>>,
+}
+
+impl ProposalsSeen {
+    fn record(&self, chain_id: Hash, index: u64) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(chain_id, (index, Instant::now()));
+    }
+
+    /// Whether another leader asked this node, less than `within` ago, to sign a block at
+    /// `index` of `chain_id` (its round may still be running).
+    pub fn in_flight(&self, chain_id: &Hash, index: u64, within: Duration) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(chain_id)
+            .is_some_and(|(seen, at)| *seen == index && at.elapsed() < within)
+    }
+}
+
+/// A token bucket per peer.
+#[derive(Debug, Default)]
+struct RateLimit {
+    buckets: Mutex<HashMap<PeerId, (f64, Instant)>>,
+}
+
+impl RateLimit {
+    fn allow(&self, peer: PeerId) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, last)| last.elapsed().as_secs() < 60);
+        }
+        let now = Instant::now();
+        let (tokens, last) = buckets
+            .entry(peer)
+            .or_insert((2.0 * REQUESTS_PER_SECOND, now));
+        *tokens = (*tokens + last.elapsed().as_secs_f64() * REQUESTS_PER_SECOND)
+            .min(2.0 * REQUESTS_PER_SECOND);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the dispatcher serves from.
+#[derive(Clone)]
+pub struct ServeParts {
+    /// The node's store.
+    pub store: Store,
+    /// The network, to reach children in tree rounds.
+    pub net: NetHandle,
+    /// The node's witness.
+    pub witness: Arc<Witness>,
+    /// Its artifacts.
+    pub artifacts: ArtifactStore,
+    /// Its build verifier, if it is one.
+    pub verifier: Option<Arc<Verifier>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Sync, for a witness that lacks blocks a proposal depends on.
+    pub syncer: Arc<Syncer>,
+    /// Test seam: rewrites answers before they leave.
+    pub hook: Option<Arc<dyn AnswerHook>>,
+}
+
+impl std::fmt::Debug for ServeParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeParts")
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// The request dispatcher.
+pub struct Dispatcher {
+    parts: ServeParts,
+    subtrees: SubtreeRounds,
+    proposals: ProposalsSeen,
+    rate: RateLimit,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("subtrees", &self.subtrees)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `parts`.
+    pub fn new(parts: ServeParts) -> Self {
+        Self {
+            parts,
+            subtrees: SubtreeRounds::new(),
+            proposals: ProposalsSeen::default(),
+            rate: RateLimit::default(),
+        }
+    }
+
+    /// Proposals of other leaders this node was asked to sign.
+    pub fn proposals(&self) -> &ProposalsSeen {
+        &self.proposals
+    }
+
+    fn counted(&self, response: Response) -> Response {
+        if matches!(response, Response::Refused(_)) {
+            self.parts.metrics.requests_refused.inc();
+        } else {
+            self.parts.metrics.requests_served.inc();
+        }
+        response
+    }
+
+    /// Answers `peer`'s request: refused beyond the peer's rate; reads and challenges on a
+    /// blocking thread; commits (which may first sync from the leader) and tree rounds here.
+    pub async fn answer(self: &Arc<Self>, peer: PeerId, request: Request) -> Response {
+        if !self.rate.allow(peer) {
+            return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
+        }
+        let hook_request = self.parts.hook.as_ref().map(|_| request.clone());
+        let answer = match request {
+            Request::Commit {
+                round,
+                block,
+                level,
+            } => match self.commit_own(peer, round, Arc::new(*block), level).await {
+                Ok(committed) => Response::Committed(committed.commitment),
+                Err(refusal) => refusal.into(),
+            },
+            Request::TreeCommit {
+                round,
+                block,
+                level,
+                layout,
+                budget_ms,
+            } => {
+                let host = TreeHost {
+                    dispatcher: self.clone(),
+                    peer,
+                };
+                self.subtrees
+                    .commit(&host, round, *block, level, layout, budget_ms)
+                    .await
+            }
+            Request::TreeRespond {
+                round,
+                challenge,
+                budget_ms,
+            } => {
+                let host = TreeHost {
+                    dispatcher: self.clone(),
+                    peer,
+                };
+                self.subtrees
+                    .respond(&host, round, challenge, budget_ms)
+                    .await
+            }
+            request => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.answer_blocking(request))
+                    .await
+                    .unwrap_or_else(|_| Response::Refused("internal error".into()))
+            }
+        };
+        let answer = match (&self.parts.hook, hook_request) {
+            (Some(hook), Some(request)) => hook.rewrite(peer, &request, answer),
+            _ => answer,
+        };
+        self.counted(answer)
+    }
+
+    /// This node's witness commits for a round led by (or forwarded from) `peer`, syncing from
+    /// it first if the block is beyond this node's head or depends on blocks it lacks.
+    async fn commit_own(
+        self: &Arc<Self>,
+        peer: PeerId,
+        round: Hash,
+        block: Arc<SkipBlock>,
+        level: u32,
+    ) -> Result<Committed, Refusal> {
+        // Only other nodes' proposals come here: this node's own witness is answered directly.
+        self.proposals.record(block.chain_id(), block.index());
+        let store = self.parts.store.clone();
+        let needed = {
+            let block = block.clone();
+            tokio::task::spawn_blocking(move || dependencies(&store, &block))
+                .await
+                .unwrap_or_default()
+        };
+        for chain in needed {
+            if let Err(error) = self.parts.syncer.sync_chain(peer, chain).await {
+                return Err(Refusal::Invalid(format!(
+                    "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
+                )));
+            }
+        }
+        let commit = |witness: Arc<Witness>, block: Arc<SkipBlock>| {
+            tokio::task::spawn_blocking(move || witness.commit_round(round, &block, level))
+        };
+        let mut result = commit(self.parts.witness.clone(), block.clone()).await;
+        if let Ok(Err(Refusal::Behind { .. })) = result {
+            if let Err(error) = self.parts.syncer.sync_chain(peer, block.chain_id()).await {
+                return Err(Refusal::Invalid(format!(
+                    "witness is behind and could not sync from the leader: {error}"
+                )));
+            }
+            result = commit(self.parts.witness.clone(), block).await;
+        }
+        result.unwrap_or_else(|_| Err(Refusal::Invalid("internal error".into())))
+    }
+
+    /// The answers that only read the store (and a challenge, which writes the guard).
+    fn answer_blocking(&self, request: Request) -> Response {
+        let refuse = |error: &dyn std::fmt::Display| Response::Refused(error.to_string());
+        let store = &self.parts.store;
+        match request {
+            Request::Heads => match store.chains(MAX_HEADS) {
+                Ok(heads) => Response::Heads(
+                    heads
+                        .into_iter()
+                        .map(|h| HeadInfo {
+                            chain_id: h.chain_id,
+                            index: h.index,
+                            hash: h.hash,
+                        })
+                        .collect(),
+                ),
+                Err(error) => refuse(&error),
+            },
+            Request::Blocks {
+                chain_id,
+                from,
+                count,
+            } => {
+                let mut blocks = Vec::new();
+                for index in from..from.saturating_add(u64::from(count.min(MAX_BLOCKS_PER_REQUEST)))
+                {
+                    match store.linked_block(&chain_id, index) {
+                        Ok(Some(block)) => blocks.push(block),
+                        Ok(None) => break,
+                        Err(error) => return refuse(&error),
+                    }
+                }
+                Response::Blocks(blocks)
+            }
+            Request::Proof { chain_id, from, to } => match store.skip_proof(&chain_id, from, to) {
+                Ok(proof) => Response::Proof(Box::new(proof)),
+                Err(error) => refuse(&error),
+            },
+            Request::Respond { .. } => self.parts.witness.answer(request),
+            Request::Head { chain_id } => match store.head(&chain_id) {
+                Ok(head) => Response::Head(head.map(|h| HeadInfo {
+                    chain_id: h.chain_id,
+                    index: h.index,
+                    hash: h.hash,
+                })),
+                Err(error) => refuse(&error),
+            },
+            Request::TimelineInclusion {
+                timeline,
+                index,
+                chain_id,
+            } => match self.timeline_inclusion(&timeline, index, &chain_id) {
+                Ok(response) => response,
+                Err(reason) => refuse(&reason),
+            },
+            Request::Attest { manifest } => self.answer_attest(*manifest),
+            Request::Anchors { timeline } => match store.anchors(&timeline, MAX_ANCHORS) {
+                Ok(anchors) => Response::Anchors(anchors),
+                Err(error) => refuse(&error),
+            },
+            Request::ArtifactSlice { hash, start, len } => {
+                match self.parts.artifacts.slice(&hash, start, len) {
+                    Ok((size, data)) => Response::Slice { size, data },
+                    Err(error @ ArtifactError::Io { .. }) => {
+                        tracing::warn!(%error, "cannot serve an artifact");
+                        refuse(&"artifact unavailable on this node")
+                    }
+                    Err(error) => refuse(&error),
+                }
+            }
+            Request::Commit { .. } | Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
+                Response::Refused("signing requests are answered by the round services".into())
+            }
+        }
+    }
+
+    /// This node's answer to a request for its attestation of `manifest`.
+    pub fn answer_attest(&self, manifest: ReleaseManifest) -> Response {
+        match &self.parts.verifier {
+            None => Response::Refused("this node is not a build verifier".into()),
+            Some(verifier) => match verifier.request(manifest) {
+                Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
+                Err(reason) => Response::Refused(reason),
+            },
+        }
+    }
+
+    fn timeline_inclusion(
+        &self,
+        timeline: &Hash,
+        index: u64,
+        chain_id: &Hash,
+    ) -> Result<Response, String> {
+        let store = &self.parts.store;
+        if !matches!(
+            chain_kind(store, timeline),
+            Ok(Some(ChainGenesis::Timeline { .. }))
+        ) {
+            return Err(format!(
+                "{timeline} is not a timeline chain this node holds"
+            ));
+        }
+        if index == 0 {
+            return Err("the timeline genesis lists no chain".into());
+        }
+        let (entry, proof) = store
+            .timeline_tree(timeline, index)?
+            .prove(chain_id)
+            .ok_or_else(|| format!("chain {chain_id} is not in timeline block {index}"))?;
+        let head_index = store
+            .block(&entry.head)
+            .map_err(|e| e.to_string())?
+            .ok_or("the head the timeline names is not stored here")?
+            .index();
+        Ok(Response::Inclusion {
+            entry,
+            proof,
+            head_index,
+        })
+    }
+}
+
+/// What an interior node of a tree round uses: its own witness, and the network to reach its
+/// children, for a request from `peer`.
+struct TreeHost {
+    dispatcher: Arc<Dispatcher>,
+    peer: PeerId,
+}
+
+impl WitnessTransport for TreeHost {
+    fn call(
+        &self,
+        witness: PublicKey,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Response, String>> {
+        Box::pin(async move {
+            let peer = peer_id_of(&witness).map_err(|e| e.to_string())?;
+            self.dispatcher
+                .parts
+                .net
+                .request(peer, request)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl SubtreeHost for TreeHost {
+    fn commit_own(
+        &self,
+        round: Hash,
+        block: Arc<SkipBlock>,
+        level: u32,
+    ) -> BoxFuture<'_, Result<Committed, String>> {
+        Box::pin(async move {
+            self.dispatcher
+                .commit_own(self.peer, round, block, level)
+                .await
+                .map_err(|refusal| refusal.to_string())
+        })
+    }
+
+    fn respond_own(
+        &self,
+        round: Hash,
+        challenge: Challenge,
+    ) -> BoxFuture<'_, Result<ResponseShare, String>> {
+        let witness = self.dispatcher.parts.witness.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || witness.respond(round, &challenge))
+                .await
+                .map_err(|_| "internal error".to_string())?
+                .map_err(|refusal| refusal.to_string())
+        })
+    }
+
+    fn abandon_own(&self, round: Hash) {
+        self.dispatcher.parts.witness.abandon(&round);
+    }
+
+    fn sent_by(&self, key: &PublicKey) -> bool {
+        peer_id_of(key).is_ok_and(|peer| peer == self.peer)
+    }
+}

@@ -1,0 +1,202 @@
+//! Sync: fetching the blocks a node lacks from a peer that has them, and storing each one only
+//! after the store's rules accept it (a valid successor of the head, a level-0 forward link
+//! signed by the roster of the block before it).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chainiac_net::wire::{LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
+use chainiac_net::{NetHandle, RequestError};
+use chainiac_protocol::Hash;
+use chainiac_protocol::skipchain::SkipBlock;
+use libp2p::PeerId;
+
+use crate::metrics::Metrics;
+use crate::replicate::Replicator;
+use crate::store::{Store, StoreError};
+
+/// Why a sync from a peer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The peer did not answer.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The peer refused.
+    #[error("the peer refused: {0}")]
+    Refused(String),
+    /// The peer answered something else than blocks of the chain asked for.
+    #[error("the peer {0}")]
+    Misbehaved(&'static str),
+    /// A block did not pass the store's rules, or the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking task storing the blocks failed.
+    #[error("internal error while storing synced blocks")]
+    Internal,
+}
+
+/// The sync service: stores blocks from peers and fetches the missing ones.
+#[derive(Debug)]
+pub struct Syncer {
+    store: Store,
+    net: NetHandle,
+    metrics: Arc<Metrics>,
+    replicator: Arc<Replicator>,
+    /// (peer, chain) pairs being synced, so a burst of gossip starts one sync, not many.
+    syncing: Mutex<HashSet<(PeerId, Hash)>>,
+}
+
+impl Syncer {
+    /// A syncer over `store`, fetching through `net`, mirroring releases with `replicator`.
+    pub fn new(
+        store: Store,
+        net: NetHandle,
+        metrics: Arc<Metrics>,
+        replicator: Arc<Replicator>,
+    ) -> Self {
+        Self {
+            store,
+            net,
+            metrics,
+            replicator,
+            syncing: Mutex::default(),
+        }
+    }
+
+    /// Validates and stores a block received from a peer. Returns whether it was new. If not
+    /// `durable`, without waiting for the disk (the caller persists the store once for a batch).
+    pub fn accept_block(&self, linked: &LinkedBlock, durable: bool) -> Result<bool, StoreError> {
+        let block = &linked.block;
+        if self.store.block(&block.hash())?.is_some() {
+            return Ok(false);
+        }
+        let stored = if block.index() == 0 {
+            self.store.create_chain(block)
+        } else if durable {
+            self.store.append(block, &linked.links)
+        } else {
+            self.store.append_relaxed(block, &linked.links)
+        };
+        if let Err(error) = stored {
+            // The same block may have arrived meanwhile by the other path (gossip or sync).
+            if self.store.block(&block.hash())?.is_some() {
+                return Ok(false);
+            }
+            return Err(error);
+        }
+        self.metrics.blocks_received.inc();
+        tracing::debug!(chain = %block.chain_id(), index = block.index(), "stored block from a peer");
+        Ok(true)
+    }
+
+    /// Mirrors the artifacts of a block just stored, if it is a release.
+    pub fn replicate(&self, block: &SkipBlock, hint: Option<PeerId>) {
+        self.replicator.replicate(block, hint);
+    }
+
+    /// Starts syncing `chain_id` from `peer` in the background, unless that sync already runs.
+    pub fn spawn_sync(self: &Arc<Self>, peer: PeerId, chain_id: Hash) {
+        let key = (peer, chain_id);
+        if !self
+            .syncing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key)
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = this.sync_chain(peer, chain_id).await {
+                tracing::info!(%peer, chain = %chain_id, %error, "sync stopped");
+            }
+            this.syncing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+    }
+
+    /// Fetches a chain's missing blocks from `peer`, verifying each before storing it. Returns
+    /// how many blocks were stored.
+    pub async fn sync_chain(
+        self: &Arc<Self>,
+        peer: PeerId,
+        chain_id: Hash,
+    ) -> Result<u64, SyncError> {
+        let mut stored = 0;
+        loop {
+            let from = self.store.head(&chain_id)?.map_or(0, |h| h.index + 1);
+            let request = Request::Blocks {
+                chain_id,
+                from,
+                count: MAX_BLOCKS_PER_REQUEST,
+            };
+            let blocks = match self.net.request(peer, request).await? {
+                Response::Blocks(blocks) => blocks,
+                Response::Refused(reason) => return Err(SyncError::Refused(reason)),
+                _ => {
+                    return Err(SyncError::Misbehaved(
+                        "answered a blocks request with something else",
+                    ));
+                }
+            };
+            if blocks.is_empty() {
+                return Ok(stored);
+            }
+            let count = blocks.len();
+            let this = self.clone();
+            let accepted = tokio::task::spawn_blocking(move || this.store_batch(chain_id, blocks))
+                .await
+                .map_err(|_| SyncError::Internal)??;
+            stored += accepted.len() as u64;
+            for block in &accepted {
+                self.replicate(block, Some(peer));
+            }
+            if count < MAX_BLOCKS_PER_REQUEST as usize {
+                return Ok(stored);
+            }
+        }
+    }
+
+    /// Stores a batch of blocks in order with one disk sync: each block is written without
+    /// waiting for the disk, so a crash keeps a prefix of the batch, and the batch is persisted
+    /// before the next is asked for.
+    fn store_batch(
+        &self,
+        chain_id: Hash,
+        blocks: Vec<LinkedBlock>,
+    ) -> Result<Vec<SkipBlock>, SyncError> {
+        let mut accepted = Vec::new();
+        let mut result = Ok(());
+        for linked in blocks {
+            if linked.block.chain_id() != chain_id {
+                result = Err(SyncError::Misbehaved("sent a block of another chain"));
+                break;
+            }
+            match self.accept_block(&linked, false) {
+                Ok(true) => accepted.push(linked.block),
+                Ok(false) => {}
+                Err(error) => {
+                    result = Err(error.into());
+                    break;
+                }
+            }
+        }
+        self.store.persist()?;
+        result.map(|()| accepted)
+    }
+
+    /// Asks `peer` for its heads and syncs every chain where it is ahead.
+    pub async fn sync_with(self: &Arc<Self>, peer: PeerId) {
+        let Ok(Response::Heads(heads)) = self.net.request(peer, Request::Heads).await else {
+            return;
+        };
+        for head in heads {
+            let ours = self.store.head(&head.chain_id).ok().flatten();
+            if ours.is_none_or(|ours| ours.index < head.index) {
+                self.spawn_sync(peer, head.chain_id);
+            }
+        }
+    }
+}
