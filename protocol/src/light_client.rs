@@ -406,8 +406,7 @@ mod tests {
                 policy_chain: policy_chain.id(),
             };
             let release_chain = SkipChain::new(
-                SkipBlock::genesis(params, roster, release_genesis.to_bytes())
-                    .expect("genesis"),
+                SkipBlock::genesis(params, roster, release_genesis.to_bytes()).expect("genesis"),
             )
             .expect("chain");
             Self {
