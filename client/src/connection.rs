@@ -115,6 +115,7 @@ impl Connection {
                 bootstrap: peers.to_vec(),
                 request_timeout: REQUEST_TIMEOUT,
             },
+            None,
         )?;
         let (heads, gossip) = mpsc::channel(1024);
         let (connected_tx, mut connected) = mpsc::channel(64);

@@ -28,6 +28,8 @@ pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
 pub const MAX_HEADS: usize = 100_000;
 /// Longest error text.
 pub const MAX_ERROR_LEN: usize = 1024;
+/// Buckets of the heads digest (anti-entropy): a chain is in bucket `chain_id[0]`.
+pub const HEAD_BUCKETS: usize = 256;
 /// Longest time budget a tree request may give a subtree.
 pub const MAX_TREE_BUDGET_MS: u32 = 60_000;
 /// Content bytes per artifact slice request (1 MiB).
@@ -126,6 +128,12 @@ pub enum Request {
     /// Ask a build verifier for its attestation of `manifest`: it answers with it once it has
     /// rebuilt the release, and queues the rebuild otherwise.
     Attest { manifest: Box<ReleaseManifest> },
+    /// Anti-entropy, step 1: the digest of every head the peer holds.
+    HeadsSummary,
+    /// Anti-entropy, step 2: the digest of each of the [`HEAD_BUCKETS`] buckets of heads.
+    HeadsBuckets,
+    /// Anti-entropy, step 3: the heads in one bucket (answered with [`Response::Heads`]).
+    HeadsInBucket { bucket: u8 },
     /// Tree round, step 1, from a node's parent in the tree: validate `block`, commit, ask the
     /// children (laid out by `layout`) to do the same, and answer with the subtree's aggregate
     /// commitment within `budget_ms` milliseconds.
@@ -188,6 +196,10 @@ pub enum Response {
     /// Answer to a Commit: the witness already released a share for this other block at the
     /// proposed position (equivocation guard); the leader may complete it instead.
     Locked(Box<SkipBlock>),
+    /// The digest of every head the peer holds, and how many chains it holds.
+    HeadsSummary { root: Hash, chains: u64 },
+    /// The digest of each bucket of heads, [`HEAD_BUCKETS`] of them.
+    HeadsBuckets(Vec<Hash>),
 }
 
 const HEADS: u8 = 0;
@@ -216,6 +228,9 @@ const SUBTREE_COMMITTED: u8 = 10;
 const SUBTREE_RESPONDED: u8 = 11;
 const SUBTREE_INCOMPLETE: u8 = 12;
 const LOCKED: u8 = 24;
+const HEADS_SUMMARY: u8 = 25;
+const HEADS_BUCKETS: u8 = 26;
+const HEADS_IN_BUCKET: u8 = 27;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -270,6 +285,9 @@ impl Encode for Request {
                 .u32(*level)
                 .value(layout)
                 .u32(*budget_ms),
+            Request::HeadsSummary => writer.u8(HEADS_SUMMARY),
+            Request::HeadsBuckets => writer.u8(HEADS_BUCKETS),
+            Request::HeadsInBucket { bucket } => writer.u8(HEADS_IN_BUCKET).u8(*bucket),
             Request::TreeRespond {
                 round,
                 challenge,
@@ -353,6 +371,11 @@ impl Decode for Request {
                 layout: TreeLayout::decode_from(reader)?,
                 budget_ms: reader.u32("time budget")?,
             },
+            HEADS_SUMMARY => Request::HeadsSummary,
+            HEADS_BUCKETS => Request::HeadsBuckets,
+            HEADS_IN_BUCKET => Request::HeadsInBucket {
+                bucket: reader.u8("bucket")?,
+            },
             TREE_RESPOND => Request::TreeRespond {
                 round: Hash::decode_from(reader)?,
                 challenge: Challenge::decode_from(reader)?,
@@ -420,6 +443,10 @@ impl Encode for Response {
                 writer.u8(SUBTREE_INCOMPLETE).value(culprits)
             }
             Response::Locked(block) => writer.u8(LOCKED).value(block.as_ref()),
+            Response::HeadsSummary { root, chains } => {
+                writer.u8(HEADS_SUMMARY).value(root).u64(*chains)
+            }
+            Response::HeadsBuckets(buckets) => writer.u8(HEADS_BUCKETS).list(buckets),
         };
     }
 }
@@ -461,6 +488,19 @@ impl Decode for Response {
                 culprits: ParticipationMask::decode_from(reader)?,
             },
             LOCKED => Response::Locked(Box::new(SkipBlock::decode_from(reader)?)),
+            HEADS_SUMMARY => Response::HeadsSummary {
+                root: Hash::decode_from(reader)?,
+                chains: reader.u64("chains")?,
+            },
+            HEADS_BUCKETS => {
+                let buckets: Vec<Hash> = reader.list(HEAD_BUCKETS, "head buckets")?;
+                if buckets.len() != HEAD_BUCKETS {
+                    return Err(Error::NonCanonical {
+                        what: "head buckets (exactly 256)",
+                    });
+                }
+                Response::HeadsBuckets(buckets)
+            }
             tag => {
                 return Err(Error::InvalidTag {
                     what: "response kind",
@@ -521,6 +561,32 @@ mod tests {
             len: SLICE_LEN + 1,
         };
         assert!(Request::from_bytes(&big_slice.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn anti_entropy_messages_round_trip_and_bounds_hold() {
+        for request in [
+            Request::HeadsSummary,
+            Request::HeadsBuckets,
+            Request::HeadsInBucket { bucket: 200 },
+        ] {
+            assert_eq!(Request::from_bytes(&request.to_bytes()).ok(), Some(request));
+        }
+        let summary = Response::HeadsSummary {
+            root: Hash([9; 32]),
+            chains: 12,
+        };
+        assert_eq!(
+            Response::from_bytes(&summary.to_bytes()).ok(),
+            Some(summary)
+        );
+        let buckets = Response::HeadsBuckets(vec![Hash([1; 32]); HEAD_BUCKETS]);
+        assert_eq!(
+            Response::from_bytes(&buckets.to_bytes()).ok(),
+            Some(buckets)
+        );
+        let short = Response::HeadsBuckets(vec![Hash([1; 32]); 3]);
+        assert!(Response::from_bytes(&short.to_bytes()).is_err());
     }
 
     #[test]

@@ -102,6 +102,12 @@ impl Metrics {
         metrics
     }
 
+    /// Where the network layer registers its own metrics (gossip messages and bytes sent and
+    /// received per topic), under the prefix `chainiac_gossipsub_`.
+    pub fn network_registry(&mut self) -> &mut Registry {
+        self.registry.sub_registry_with_prefix("gossipsub")
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -19,7 +19,7 @@ use crate::anchoring::Anchoring;
 use crate::append::{AppendParts, Appender, NodeError};
 use crate::artifacts::ArtifactStore;
 use crate::config::Identity;
-use crate::gossip::Gossip;
+use crate::gossip::{Gossip, GossipHook};
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
 use crate::rounds::{RoundConfig, Witness};
@@ -54,6 +54,10 @@ pub struct NodeParts {
     pub verifier: Option<Arc<Verifier>>,
     /// Test seam: rewrites this node's answers to peers.
     pub answer_hook: Option<Arc<dyn AnswerHook>>,
+    /// Test seam: drops gossip messages before validation.
+    pub gossip_hook: Option<Arc<dyn GossipHook>>,
+    /// Its metrics (the network may have registered its own in them already).
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -105,8 +109,10 @@ impl NodeCore {
             anchoring,
             verifier,
             answer_hook,
+            gossip_hook,
+            metrics,
         } = parts;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(metrics);
         let witness = Arc::new(witness);
         let replicator = Arc::new(Replicator::new(
             store.clone(),
@@ -125,6 +131,7 @@ impl NodeCore {
             net.clone(),
             metrics.clone(),
             syncer.clone(),
+            gossip_hook,
         ));
         let appender = Appender::new(AppendParts {
             key: identity.public().key,
@@ -204,6 +211,11 @@ impl NodeCore {
     /// Its round settings.
     pub fn rounds(&self) -> &RoundConfig {
         &self.rounds
+    }
+
+    /// Its sync service.
+    pub fn syncer(&self) -> &Arc<Syncer> {
+        &self.syncer
     }
 
     /// Its anchoring, if on.

@@ -12,8 +12,11 @@ use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 use chainiac_net::NetConfig;
 
 use crate::anchoring::Anchoring;
+use crate::antientropy::AntiEntropy;
 use crate::artifacts::ArtifactStore;
 use crate::config::{Identity, NodeConfig};
+use crate::gossip::GossipHook;
+use crate::metrics::Metrics;
 use crate::node::{NodeCore, NodeParts};
 use crate::rounds::{RoundConfig, Witness};
 use crate::rules::ProjectRules;
@@ -33,6 +36,8 @@ pub struct NodeOptions {
     /// Test seam: rewrites this node's answers to peers (a Byzantine transport). `None` in
     /// every real node.
     pub answer_hook: Option<Arc<dyn AnswerHook>>,
+    /// Test seam: drops gossip messages before validation. `None` in every real node.
+    pub gossip_hook: Option<Arc<dyn GossipHook>>,
 }
 
 impl std::fmt::Debug for NodeOptions {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("config", &self.config)
             .field("rounds", &self.rounds)
             .field("answer_hook", &self.answer_hook.is_some())
+            .field("gossip_hook", &self.gossip_hook.is_some())
             .finish()
     }
 }
@@ -52,6 +58,7 @@ impl NodeOptions {
             config,
             rounds: RoundConfig::default(),
             answer_hook: None,
+            gossip_hook: None,
         }
     }
 }
@@ -67,6 +74,7 @@ pub struct RunningNode {
     events_task: JoinHandle<()>,
     epochs_task: JoinHandle<()>,
     verifier_task: JoinHandle<()>,
+    anti_entropy_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
 }
@@ -146,7 +154,9 @@ impl RunningNode {
         };
         let keypair = chainiac_net::keypair_of(identity.secret())
             .map_err(|e| chainiac_net::NetError::Identity(e.to_string()))?;
-        let (net, events, peer_id) = chainiac_net::spawn(keypair, &net_config)?;
+        let mut metrics = Metrics::new();
+        let (net, events, peer_id) =
+            chainiac_net::spawn(keypair, &net_config, Some(metrics.network_registry()))?;
         let witness = Witness::new(
             identity.clone(),
             store.clone(),
@@ -206,10 +216,21 @@ impl RunningNode {
             anchoring,
             verifier,
             answer_hook: options.answer_hook.clone(),
+            gossip_hook: options.gossip_hook.clone(),
+            metrics,
         });
         let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));
         let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
+        let anti_entropy_task = tokio::spawn(
+            AntiEntropy::new(
+                core.store().clone(),
+                core.net().clone(),
+                core.syncer().clone(),
+                Duration::from_secs(config.network.anti_entropy_seconds.max(1)),
+            )
+            .run(),
+        );
         let verifier_task = tokio::spawn({
             let verifier = core.verifier().cloned();
             async move {
@@ -246,6 +267,7 @@ impl RunningNode {
             events_task,
             epochs_task,
             verifier_task,
+            anti_entropy_task,
             api_task,
             api_stop,
         })
@@ -271,6 +293,8 @@ impl RunningNode {
         let _ = self.epochs_task.await;
         self.verifier_task.abort();
         let _ = self.verifier_task.await;
+        self.anti_entropy_task.abort();
+        let _ = self.anti_entropy_task.await;
         self.core.net().shutdown().await;
         let _ = self.events_task.await;
         // Tasks spawned for requests, sync and anchoring end once the network is gone (a round

@@ -332,6 +332,30 @@ impl Dispatcher {
                     Err(error) => refuse(&error),
                 }
             }
+            Request::HeadsSummary => match store.heads_digest() {
+                Ok(digest) => Response::HeadsSummary {
+                    root: digest.root(),
+                    chains: digest.chains(),
+                },
+                Err(error) => refuse(&error),
+            },
+            Request::HeadsBuckets => match store.heads_digest() {
+                Ok(digest) => Response::HeadsBuckets(digest.buckets().to_vec()),
+                Err(error) => refuse(&error),
+            },
+            Request::HeadsInBucket { bucket } => match store.heads_in_bucket(bucket, MAX_HEADS) {
+                Ok(heads) => Response::Heads(
+                    heads
+                        .into_iter()
+                        .map(|h| HeadInfo {
+                            chain_id: h.chain_id,
+                            index: h.index,
+                            hash: h.hash,
+                        })
+                        .collect(),
+                ),
+                Err(error) => refuse(&error),
+            },
             Request::Commit { .. } | Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
                 Response::Refused("signing requests are answered by the round services".into())
             }

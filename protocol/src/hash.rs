@@ -39,6 +39,11 @@ pub mod domain {
     /// Gossip message id: every node derives it from the message bytes alone, so a message
     /// relayed by several peers is recognised as one. Other implementations must match it.
     pub const GOSSIP_MESSAGE_ID: &str = "chainiac v1 gossip id";
+    /// One chain's entry in the heads digest two nodes compare (anti-entropy):
+    /// `chain id ‖ u64 index (LE) ‖ head hash`. A bucket's digest is the XOR of its entries.
+    pub const HEADS_ENTRY: &str = "chainiac v1 heads entry";
+    /// The heads digest: the 256 bucket digests concatenated, in bucket order.
+    pub const HEADS_SUMMARY: &str = "chainiac v1 heads summary";
     /// Checksum a node keeps beside stored values that are not content-addressed (local to a
     /// node's disk, never sent).
     pub const STORE_CHECKSUM: &str = "chainiac v1 store checksum";

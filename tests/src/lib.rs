@@ -6,6 +6,8 @@
 // Test fixtures hold nodes, keys and temporary directories; debug output of them helps nobody.
 #![allow(missing_debug_implementations)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

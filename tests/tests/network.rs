@@ -6,7 +6,7 @@ use chainiac_net::wire::{LinkedBlock, Request, Response};
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Aggregator, Contribution};
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
 use chainiac_tests::{Cluster, TestResult, WrongShares, wait_for};
 
@@ -471,5 +471,44 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
         net.request(peer, Request::Heads).await?,
         Response::Heads(_)
     ));
+    Ok(())
+}
+
+/// A client that trusts a block naming its roster by hash gets the roster from any node and
+/// checks its hash; a proof's `from` defaults to the genesis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestResult {
+    let cluster = start(4, &[], None).await?;
+    let chain_id = cluster.create_chain(0).await?;
+    cluster
+        .core(0)
+        .append(chain_id, b"1".to_vec(), None)
+        .await?;
+    let api = cluster.api(0)?;
+    let (status, block) =
+        chainiac_tests::http(api, "GET", &format!("/chains/{chain_id}/blocks/1"), None)?;
+    assert_eq!(status, 200, "{block}");
+    let roster_hash = block["roster_hash"].as_str().ok_or("roster hash")?;
+    let (status, roster) =
+        chainiac_tests::http(api, "GET", &format!("/rosters/{roster_hash}"), None)?;
+    assert_eq!(status, 200, "{roster}");
+    let encoding = hex::decode(roster["encoding"].as_str().ok_or("encoding")?)?;
+    let decoded = chainiac_protocol::cosi::Roster::from_bytes(&encoding)?;
+    assert_eq!(decoded.hash().to_hex(), roster_hash);
+    assert_eq!(roster["members"].as_array().map(Vec::len), Some(4));
+    let (status, _) = chainiac_tests::http(
+        api,
+        "GET",
+        &format!("/rosters/{}", Hash::default().to_hex()),
+        None,
+    )?;
+    assert_eq!(status, 404);
+    let (status, proof) =
+        chainiac_tests::http(api, "GET", &format!("/chains/{chain_id}/proof"), None)?;
+    assert_eq!(status, 200, "{proof}");
+    assert_eq!(
+        (proof["from"].as_u64(), proof["to"].as_u64()),
+        (Some(0), Some(1))
+    );
     Ok(())
 }

@@ -121,6 +121,14 @@ pub struct NetworkConfig {
     /// Peers to contact at start, as multiaddresses ending in `/p2p/PEER_ID`.
     #[serde(default)]
     pub bootstrap: Vec<String>,
+    /// Every this many seconds the node compares its chain heads with two random peers and
+    /// syncs what it missed (anti-entropy).
+    #[serde(default = "default_anti_entropy_seconds")]
+    pub anti_entropy_seconds: u64,
+}
+
+fn default_anti_entropy_seconds() -> u64 {
+    5
 }
 
 /// HTTP API settings.
@@ -166,6 +174,7 @@ impl NodeConfig {
                     format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1"),
                 ],
                 bootstrap: Vec::new(),
+                anti_entropy_seconds: default_anti_entropy_seconds(),
             },
             anchor: AnchorConfig::default(),
             verifier: VerifierConfig::default(),
@@ -222,6 +231,9 @@ impl NodeConfig {
              listen = [{listen}]\n\
              # Peers to contact at start, e.g. \"/ip4/203.0.113.7/tcp/7400/p2p/12D3KooW...\".\n\
              bootstrap = [{bootstrap}]\n\
+             # Every this many seconds, compare chain heads with two random peers and sync\n\
+             # what gossip missed.\n\
+             anti_entropy_seconds = {anti_entropy}\n\
              \n\
              [api]\n\
              # HTTP JSON API and Prometheus metrics. Keep it on 127.0.0.1 unless a reverse\n\
@@ -246,6 +258,7 @@ impl NodeConfig {
             key_file = quote(&self.key_file.display().to_string()),
             listen = list(&self.network.listen),
             bootstrap = list(&self.network.bootstrap),
+            anti_entropy = self.network.anti_entropy_seconds,
             api = quote(&self.api.listen.to_string()),
             rpc = match &self.anchor.ethereum_rpc {
                 Some(rpc) => format!("ethereum_rpc = {}\n", quote(rpc)),

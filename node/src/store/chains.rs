@@ -14,6 +14,7 @@ use chainiac_protocol::skipchain::{
     SkipProof, TrustedBlock,
 };
 
+use super::digest::HeadsDigest;
 use super::{Batch, Column, KeyValue, MemoryBackend, RocksBackend, StoreError, StoreResult};
 
 /// Most rosters kept decoded in memory. Decoding a roster checks every member's proof of
@@ -39,6 +40,8 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
     rosters: Arc<Mutex<HashMap<Hash, Roster>>>,
     pub(super) timelines: Arc<super::timelines::TimelineTrees>,
+    /// The heads digest, computed at first use and then kept up to date by every write.
+    digest: Arc<Mutex<Option<HeadsDigest>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,6 +111,7 @@ impl Store {
             write_lock: Arc::new(Mutex::new(())),
             rosters: Arc::default(),
             timelines: Arc::default(),
+            digest: Arc::default(),
         }
     }
 
@@ -197,6 +201,48 @@ impl Store {
             .into_iter()
             .map(|(key, value)| Self::decode_head(&hash_from("chain head key", &key)?, &value))
             .collect()
+    }
+
+    /// The digest of every head (anti-entropy). Computed from the heads at first use (one scan),
+    /// then kept up to date by every write.
+    pub fn heads_digest(&self) -> StoreResult<HeadsDigest> {
+        if let Some(digest) = self
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(digest.clone());
+        }
+        // No write may slip between the scan and keeping its result.
+        let _guard = self.lock();
+        let digest = HeadsDigest::of(self.chains(usize::MAX)?);
+        *self.digest.lock().unwrap_or_else(PoisonError::into_inner) = Some(digest.clone());
+        Ok(digest)
+    }
+
+    /// The heads of the chains in bucket `bucket` of the heads digest (at most `limit`).
+    pub fn heads_in_bucket(&self, bucket: u8, limit: usize) -> StoreResult<Vec<ChainHead>> {
+        self.kv
+            .scan_prefix(Column::Heads, &[bucket], limit)?
+            .into_iter()
+            .map(|(key, value)| Self::decode_head(&hash_from("chain head key", &key)?, &value))
+            .collect()
+    }
+
+    /// Records a head change in the digest (with the write lock held, after the write).
+    fn update_digest(&self, previous: Option<ChainHead>, head: &ChainHead) {
+        if let Some(digest) = self
+            .digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            match previous {
+                Some(previous) => digest.advance(&previous, head),
+                None => digest.add(head),
+            }
+        }
     }
 
     /// The roster with hash `hash` (checked against it when first read, then cached).
@@ -314,11 +360,13 @@ impl Store {
         );
         self.put_block(&mut batch, genesis);
         self.kv.write(batch)?;
-        Ok(ChainHead {
+        let head = ChainHead {
             chain_id,
             index: 0,
             hash: genesis.hash(),
-        })
+        };
+        self.update_digest(None, &head);
+        Ok(head)
     }
 
     fn put_block(&self, batch: &mut Batch, block: &SkipBlock) {
@@ -408,11 +456,19 @@ impl Store {
         } else {
             self.kv.write_relaxed(batch)?;
         }
-        Ok(ChainHead {
+        let head = ChainHead {
             chain_id: block.chain_id(),
             index: block.index(),
             hash: block.hash(),
-        })
+        };
+        // `link_requests` checked that the block follows the head: its level-0 back link.
+        let previous = block.back_links().first().map(|hash| ChainHead {
+            index: block.index() - 1,
+            hash: *hash,
+            ..head
+        });
+        self.update_digest(previous, &head);
+        Ok(head)
     }
 
     fn check_link(

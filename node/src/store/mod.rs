@@ -11,6 +11,7 @@ mod anchors;
 mod backend;
 mod builds;
 mod chains;
+mod digest;
 mod guard;
 mod memory;
 mod rocks;
@@ -18,6 +19,7 @@ mod timelines;
 
 pub use backend::{Batch, Column, KeyValue};
 pub use chains::{ChainHead, Store};
+pub use digest::HeadsDigest;
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
 
