@@ -175,7 +175,8 @@ pub enum FailoverError {
 }
 
 /// Runs `operation` against each node in turn until one succeeds: if a node is down or cannot
-/// gather its witnesses, the next takes over (`on_failover` hears about each node left behind).
+/// gather its witnesses, the next takes over (`on_failover` hears about each node left behind
+/// for another).
 pub fn with_failover<T>(
     nodes: &[SocketAddr],
     mut operation: impl FnMut(SocketAddr) -> Result<T, CallError>,
@@ -185,11 +186,13 @@ pub fn with_failover<T>(
         return Err(FailoverError::NoNode);
     }
     let mut failures = Vec::new();
-    for &node in nodes {
+    for (position, &node) in nodes.iter().enumerate() {
         match operation(node) {
             Ok(value) => return Ok(value),
             Err(error) if error.is_node_failure() => {
-                on_failover(&error);
+                if position + 1 < nodes.len() {
+                    on_failover(&error);
+                }
                 failures.push(error);
             }
             Err(error) => return Err(FailoverError::Refused(error)),

@@ -1,13 +1,20 @@
 //! The `chainiac` command.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod report;
 
 /// chainiac: a decentralized, reproducible software-release log.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// On failure, also print the stack trace (captured when RUST_BACKTRACE=1 is set too).
+    /// Same as CHAINIAC_BACKTRACE=1.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,9 +40,17 @@ enum Command {
     Anchor(commands::anchor::AnchorCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let verbose = cli.verbose || std::env::var("CHAINIAC_BACKTRACE").is_ok_and(|v| v == "1");
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report::report(&error, verbose),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Node(command) => commands::node::node(command),
         Command::Project(command) => commands::project::project(command),
         Command::Release(command) => commands::release::release(command),

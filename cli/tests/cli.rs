@@ -67,8 +67,10 @@ fn the_demo_runs_the_whole_story() -> TestResult {
     let fetched = std::fs::read(demo.join("hello-1.2.0-linux-x86_64"))?;
     let published = std::fs::read(demo.join("work").join("hello-1.2.0-linux-x86_64"))?;
     assert_eq!(fetched, published);
-    // The testnet is down: no node answers any more.
-    let status = ok(&["testnet", "status", "--dir", path(&demo)])?;
+    // The testnet is down: no node answers any more, and the status says so with its exit code.
+    let output = chainiac(&["testnet", "status", "--dir", path(&demo)])?;
+    let status = String::from_utf8(output.stdout)?;
+    assert_eq!(output.status.code(), Some(1), "{status}");
     assert_eq!(status.matches("stopped").count(), 4, "{status}");
     Ok(())
 }
@@ -288,7 +290,9 @@ fn story(dir: &Path, net: &Path) -> TestResult {
     ])?;
     assert!(show.contains("latest 0.1.0"), "{show}");
 
-    let status = ok(&["testnet", "status", "--dir", path(net)])?;
+    let output = chainiac(&["testnet", "status", "--dir", path(net)])?;
+    let status = String::from_utf8(output.stdout)?;
+    assert_eq!(output.status.code(), Some(1), "a node is down: {status}");
     assert!(
         status.contains("stopped") && status.contains("healthy"),
         "{status}"

@@ -20,6 +20,9 @@ pub(crate) struct ClientArgs {
     /// Oldest timeline block accepted, in seconds (remembered; default 3600).
     #[arg(long)]
     max_age: Option<u64>,
+    /// How long to wait for a first peer to answer, in seconds.
+    #[arg(long, default_value_t = 20)]
+    timeout: u64,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -96,13 +99,15 @@ pub(crate) fn client(args: ClientArgs) -> anyhow::Result<()> {
         }
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(client_command(args.command, &args.dir, state))
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    runtime.block_on(client_command(args.command, &args.dir, state, timeout))
 }
 
 async fn client_command(
     command: ClientCommand,
     dir: &Path,
     mut state: ClientState,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
     if let ClientCommand::Verify { project } = &command {
         for name in select_projects(&state, project.as_deref())? {
@@ -121,7 +126,7 @@ async fn client_command(
         }
         return Ok(());
     }
-    let mut connection = Connection::open(&state.peers, Duration::from_secs(20)).await?;
+    let mut connection = Connection::open(&state.peers, timeout).await?;
     let result = async {
         match command {
             ClientCommand::Verify { .. } => Ok(()),

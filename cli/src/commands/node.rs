@@ -147,7 +147,7 @@ fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<(
         None => NodeConfig::load(config)?.api.listen,
     };
     let status: StatusJson = chainiac_api::http::get_json(address, "/status")
-        .with_context(|| format!("cannot ask the node at {address}; is the node running?"))?;
+        .with_context(|| format!("cannot ask the node at {address} for its status"))?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

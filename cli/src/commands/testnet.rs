@@ -106,6 +106,13 @@ impl Testnet {
         serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
     }
 
+    /// Writes `DIR/testnet.json`.
+    fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join("testnet.json");
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// The API addresses of every node.
     pub(crate) fn apis(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.api).collect()
@@ -143,14 +150,10 @@ pub(crate) fn up(
         bail!("a testnet needs at least one node");
     }
     let previous = Testnet::load(dir).ok();
-    if let Some(existing) = &previous
+    if let Some(existing) = previous.clone()
         && existing.nodes.iter().any(|n| is_running(n.pid))
     {
-        bail!(
-            "a testnet is already running in {}; stop it first with `chainiac testnet down --dir {}`",
-            dir.display(),
-            dir.display()
-        );
+        return heal(dir, existing);
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
@@ -195,33 +198,16 @@ pub(crate) fn up(
         config.api.listen = api;
         config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
         std::fs::write(&config_path, config.to_commented_toml())?;
-        let log = node_dir.join("node.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("cannot open {}", log.display()))?;
-        let child = Command::new(&exe)
-            .args(["node", "run", "--config"])
-            .arg(&config_path)
-            .env_remove("CHAINIAC_API")
-            .env_remove("CHAINIAC_LISTEN")
-            .env_remove("CHAINIAC_BOOTSTRAP")
-            .env_remove("CHAINIAC_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        eprintln!("  started {name} (pid {}), API http://{api}", child.id());
-        nodes.push(TestnetNode {
+        let mut node = TestnetNode {
             name,
-            pid: child.id(),
+            pid: 0,
             api,
             p2p,
+            log: node_dir.join("node.log"),
             dir: node_dir,
-            log,
-        });
+        };
+        node.pid = spawn_node(&exe, &node)?;
+        nodes.push(node);
     }
     let mut testnet = Testnet {
         nodes,
@@ -229,13 +215,7 @@ pub(crate) fn up(
         timeline: previous.and_then(|p| p.timeline),
         anvil,
     };
-    let save = |testnet: &Testnet| -> anyhow::Result<()> {
-        std::fs::write(
-            dir.join("testnet.json"),
-            serde_json::to_string_pretty(testnet)?,
-        )?;
-        Ok(())
-    };
+    let save = |testnet: &Testnet| testnet.save(&dir);
     save(&testnet)?;
     wait_connected(&testnet, Duration::from_secs(60))?;
     if testnet.timeline.is_none() {
@@ -258,6 +238,94 @@ pub(crate) fn up(
         save(&testnet)?;
     }
     Ok(testnet)
+}
+
+/// Starts `node`'s process with its configuration (logs appended to its log file); returns its
+/// process id.
+fn spawn_node(exe: &Path, node: &TestnetNode) -> anyhow::Result<u32> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)
+        .with_context(|| format!("cannot open {}", node.log.display()))?;
+    let child = Command::new(exe)
+        .args(["node", "run", "--config"])
+        .arg(node.dir.join("config.toml"))
+        .env_remove("CHAINIAC_API")
+        .env_remove("CHAINIAC_LISTEN")
+        .env_remove("CHAINIAC_BOOTSTRAP")
+        .env_remove("CHAINIAC_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("cannot start {}", node.name))?;
+    eprintln!(
+        "  started {} (pid {}), API http://{}",
+        node.name,
+        child.id(),
+        node.api
+    );
+    Ok(child.id())
+}
+
+/// Brings back the stopped nodes of a testnet some of whose nodes run: each restarts with its
+/// own configuration (same addresses, same data), the running ones are left alone, and the
+/// restarted ones catch up by sync.
+fn heal(dir: &Path, mut testnet: Testnet) -> anyhow::Result<Testnet> {
+    let exe = std::env::current_exe().context("cannot find the chainiac executable")?;
+    let mut restarted = 0;
+    for node in &mut testnet.nodes {
+        if is_running(node.pid) {
+            continue;
+        }
+        node.pid = spawn_node(&exe, node)?;
+        restarted += 1;
+    }
+    if restarted == 0 {
+        eprintln!("  every node already runs");
+    }
+    testnet.save(dir)?;
+    wait_connected(&testnet, Duration::from_secs(60))?;
+    Ok(testnet)
+}
+
+/// Restarts one node of a testnet (stopping it first if it runs), with the same addresses and
+/// data, and waits until it is connected again.
+pub(crate) fn restart(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let mut testnet = Testnet::load(dir)?;
+    let names = testnet
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let node = testnet
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == name)
+        .with_context(|| format!("no node named {name:?}; the testnet has {names}"))?;
+    if is_running(node.pid) {
+        stop(node)?;
+    }
+    node.pid = spawn_node(&std::env::current_exe()?, node)?;
+    testnet.save(dir)?;
+    wait_connected(&testnet, Duration::from_secs(60))
+}
+
+/// Stops one node: SIGTERM, then SIGKILL if it has not stopped after 15 s.
+fn stop(node: &TestnetNode) -> anyhow::Result<()> {
+    signal(node.pid, Signal::SIGTERM)?;
+    let start = Instant::now();
+    while is_running(node.pid) && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if is_running(node.pid) {
+        eprintln!("  {} did not stop within 15 s; killing it", node.name);
+        signal(node.pid, Signal::SIGKILL)?;
+    }
+    eprintln!("  stopped {}", node.name);
+    Ok(())
 }
 
 /// Waits until every node's API answers and reports all other nodes as peers.
@@ -294,7 +362,7 @@ pub(crate) fn wait_connected(testnet: &Testnet, timeout: Duration) -> anyhow::Re
     Ok(())
 }
 
-/// Prints each node's state.
+/// Prints each node's state; fails (exit status 1) if a node is not running.
 pub(crate) fn status(dir: &Path) -> anyhow::Result<()> {
     let testnet = Testnet::load(dir)?;
     println!(
@@ -326,6 +394,21 @@ pub(crate) fn status(dir: &Path) -> anyhow::Result<()> {
             chains,
             node.api.to_string(),
             node.p2p
+        );
+    }
+    let stopped: Vec<&str> = testnet
+        .nodes
+        .iter()
+        .filter(|n| !is_running(n.pid))
+        .map(|n| n.name.as_str())
+        .collect();
+    if !stopped.is_empty() {
+        bail!(
+            "{} of {} nodes are stopped ({}); bring them back with `chainiac testnet up --dir {}`",
+            stopped.len(),
+            testnet.nodes.len(),
+            stopped.join(", "),
+            dir.display()
         );
     }
     Ok(())
@@ -371,16 +454,7 @@ pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
         if !is_running(node.pid) {
             continue;
         }
-        signal(node.pid, Signal::SIGTERM)?;
-        let start = Instant::now();
-        while is_running(node.pid) && start.elapsed() < Duration::from_secs(15) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if is_running(node.pid) {
-            eprintln!("  {} did not stop within 15 s; killing it", node.name);
-            signal(node.pid, Signal::SIGKILL)?;
-        }
-        eprintln!("  stopped {}", node.name);
+        stop(node)?;
         stopped += 1;
     }
     if let Some(anvil) = &testnet.anvil
@@ -402,9 +476,10 @@ fn signal(pid: u32, signal: Signal) -> anyhow::Result<()> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TestnetCommand {
-    /// Create and start N nodes on 127.0.0.1 and wait until they are connected.
+    /// Create and start N nodes on 127.0.0.1 and wait until they are connected. On a testnet
+    /// some of whose nodes still run, start the stopped ones and keep the others.
     Up {
-        /// Number of nodes.
+        /// Number of nodes of a new testnet (an existing one keeps its nodes).
         #[arg(long, default_value_t = 4)]
         nodes: usize,
         /// Directory of the testnet.
@@ -417,7 +492,16 @@ pub(crate) enum TestnetCommand {
         #[arg(long)]
         anvil: bool,
     },
-    /// Show each node's state.
+    /// Stop (if it runs) and start one node again, with the same addresses and data.
+    Restart {
+        /// Directory of the testnet.
+        #[arg(long, default_value = "testnet-data")]
+        dir: PathBuf,
+        /// The node (node-0, node-1, ...).
+        #[arg(long)]
+        node: String,
+    },
+    /// Show each node's state (exit status 1 if a node is stopped).
     Status {
         /// Directory of the testnet.
         #[arg(long, default_value = "testnet-data")]
@@ -462,9 +546,9 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             epoch_seconds,
             anvil,
         } => {
-            eprintln!("starting {nodes} nodes in {}", dir.display());
+            eprintln!("starting the testnet in {}", dir.display());
             let net = up(&dir, nodes, epoch_seconds, anvil)?;
-            println!("testnet of {nodes} nodes is up and connected");
+            println!("testnet of {} nodes is up and connected", net.nodes.len());
             for node in &net.nodes {
                 println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
             }
@@ -486,6 +570,11 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TestnetCommand::Status { dir } => status(&dir),
+        TestnetCommand::Restart { dir, node } => {
+            restart(&dir, &node)?;
+            println!("{node} restarted and connected");
+            Ok(())
+        }
         TestnetCommand::Logs { dir, node, lines } => logs(&dir, node.as_deref(), lines),
         TestnetCommand::Down { dir } => {
             let stopped = down(&dir)?;
