@@ -13,9 +13,11 @@ trap 'run testnet down --dir "$dir/net"' EXIT
 nodes=$(sed -n 's/.*"api": "\(.*\)".*/\1/p' "$dir/net/testnet.json" | paste -sd, -)
 peer=$(sed -n 's/.*"p2p": "\(.*\)".*/\1/p' "$dir/net/testnet.json" | head -1)
 
-# A project with three developers; releases need two signatures.
+# A project with three developers; releases need two signatures. Writes to a node's API need
+# its token: the testnet's nodes share DIR/api.token (recorded in project.json from here on).
 run project create hello --dir "$dir/project" --developers 3 --threshold 2 \
-    --roster "$dir/net/roster.json" --node "$nodes" | tee "$dir/project.txt"
+    --roster "$dir/net/roster.json" --node "$nodes" --api-token "$dir/net/api.token" \
+    | tee "$dir/project.txt"
 release_chain=$(sed -n 's/^ *release chain *\([0-9a-f]*\).*/\1/p' "$dir/project.txt")
 
 # Release 1.0.0: prepare, sign offline by two developers, publish.

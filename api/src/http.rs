@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::keyfile::ApiToken;
+
 /// Largest answer read from the API.
 const MAX_ANSWER: u64 = 512 << 20;
 
@@ -45,13 +47,14 @@ impl CallError {
     }
 }
 
-/// One call to the API at `address`.
+/// One call to the API at `address`, with the bearer `token` if given (writes need it).
 pub fn call(
     address: SocketAddr,
     method: &str,
     path: &str,
     content_type: &str,
     body: &[u8],
+    token: Option<&ApiToken>,
 ) -> Result<Vec<u8>, CallError> {
     let unreachable = |source| CallError::Unreachable { address, source };
     let malformed = |detail: String| CallError::Malformed { address, detail };
@@ -60,9 +63,12 @@ pub fn call(
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(unreachable)?;
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {}\r\n", token.as_str()))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{authorization}\r\n",
         body.len()
     )
     .map_err(unreachable)?;
@@ -128,15 +134,16 @@ fn parse<T: DeserializeOwned>(address: SocketAddr, body: &[u8]) -> Result<T, Cal
 pub fn get_json<T: DeserializeOwned>(address: SocketAddr, path: &str) -> Result<T, CallError> {
     parse(
         address,
-        &call(address, "GET", path, "application/json", b"")?,
+        &call(address, "GET", path, "application/json", b"", None)?,
     )
 }
 
-/// POST a JSON body, returning JSON.
+/// POST a JSON body with the API `token`, returning JSON.
 pub fn post_json<B: Serialize, T: DeserializeOwned>(
     address: SocketAddr,
     path: &str,
     body: &B,
+    token: Option<&ApiToken>,
 ) -> Result<T, CallError> {
     let body = serde_json::to_vec(body).map_err(|e| CallError::Malformed {
         address,
@@ -144,19 +151,27 @@ pub fn post_json<B: Serialize, T: DeserializeOwned>(
     })?;
     parse(
         address,
-        &call(address, "POST", path, "application/json", &body)?,
+        &call(address, "POST", path, "application/json", &body, token)?,
     )
 }
 
-/// PUT raw bytes, returning JSON.
+/// PUT raw bytes with the API `token`, returning JSON.
 pub fn put_bytes<T: DeserializeOwned>(
     address: SocketAddr,
     path: &str,
     bytes: &[u8],
+    token: Option<&ApiToken>,
 ) -> Result<T, CallError> {
     parse(
         address,
-        &call(address, "PUT", path, "application/octet-stream", bytes)?,
+        &call(
+            address,
+            "PUT",
+            path,
+            "application/octet-stream",
+            bytes,
+            token,
+        )?,
     )
 }
 
@@ -210,6 +225,7 @@ pub type FailoverNotice = std::sync::Arc<dyn Fn(&CallError) + Send + Sync>;
 pub struct Nodes {
     addresses: Vec<SocketAddr>,
     notice: Option<FailoverNotice>,
+    token: Option<ApiToken>,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -226,7 +242,19 @@ impl Nodes {
         Self {
             addresses: addresses.to_vec(),
             notice: None,
+            token: None,
         }
+    }
+
+    /// The same nodes, with the API token their writes need.
+    pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The API token, if any.
+    pub fn token(&self) -> Option<&ApiToken> {
+        self.token.as_ref()
     }
 
     /// The same nodes, telling `notice` about each node left behind.
@@ -241,6 +269,7 @@ impl Nodes {
             Self {
                 addresses: fallback.to_vec(),
                 notice: self.notice.clone(),
+                token: self.token.clone(),
             }
         } else {
             self.clone()
@@ -276,6 +305,6 @@ impl Nodes {
         path: &str,
         body: &B,
     ) -> Result<T, FailoverError> {
-        self.run(|node| post_json(node, path, body))
+        self.run(|node| post_json(node, path, body, self.token.as_ref()))
     }
 }

@@ -1,6 +1,6 @@
 //! Key files: a secret Ed25519 key as 64 hex characters in a file only its owner can read (a
-//! node's key, a developer's, a root's, a verifier's), and the public identity a node shares with
-//! others (its roster entry, `node.pub.json`).
+//! node's key, a developer's, a root's, a verifier's), the public identity a node shares with
+//! others (its roster entry, `node.pub.json`), and the bearer token of a node's HTTP API.
 
 use std::path::{Path, PathBuf};
 
@@ -131,6 +131,116 @@ impl Identity {
     }
 }
 
+/// The bearer token that a node's HTTP API requires for every write (creating chains, leading
+/// appends, uploading artifacts): 32 random bytes as hex in a file only its owner can read.
+/// Whoever can read the file may make the node lead; a web page the operator visits cannot.
+#[derive(Clone)]
+pub struct ApiToken {
+    digest: chainiac_protocol::Hash,
+    text: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    fn of(text: &str) -> Self {
+        Self {
+            digest: chainiac_protocol::Hash::of(
+                chainiac_protocol::hash::domain::API_TOKEN,
+                &[text.as_bytes()],
+            ),
+            text: Zeroizing::new(text.to_owned()),
+        }
+    }
+
+    /// The token, to send as `Authorization: Bearer TOKEN`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `given` is this token (in constant time).
+    pub fn matches(&self, given: &str) -> bool {
+        self.digest.ct_eq(&Self::of(given).digest)
+    }
+
+    /// Reads a token file (readable only by its owner, like a key file).
+    pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        let io = |source| IdentityError::Io {
+            path: path.into(),
+            source,
+        };
+        check_private(path)?;
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let token = text.trim();
+        if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(IdentityError::Malformed { path: path.into() });
+        }
+        Ok(Self::of(token))
+    }
+
+    /// Reads the token file, creating it with a fresh token (mode 0600) if there is none.
+    pub fn load_or_create(path: &Path) -> Result<Self, IdentityError> {
+        match Self::load(path) {
+            Err(IdentityError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let mut bytes = Zeroizing::new([0u8; 32]);
+                rand::Rng::fill_bytes(&mut rand::rng(), bytes.as_mut());
+                let text = Zeroizing::new(hex::encode(bytes.as_ref()));
+                write_private(path, text.as_bytes())?;
+                Ok(Self::of(&text))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Refuses a secret file that other users can read.
+fn check_private(path: &Path) -> Result<(), IdentityError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| IdentityError::Io {
+                path: path.into(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(IdentityError::TooOpen {
+                path: path.into(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new secret file readable only by its owner (never overwriting one).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+    let io = |source| IdentityError::Io {
+        path: path.into(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    std::io::Write::write_all(&mut file, b"\n").map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +261,23 @@ mod tests {
         ));
         let json = identity.public().to_json();
         assert!(json.contains(&identity.public().key.to_hex()));
+    }
+
+    #[test]
+    fn api_tokens_are_made_once_private_and_compared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("api.token");
+        let token = ApiToken::load_or_create(&path).expect("created");
+        let again = ApiToken::load_or_create(&path).expect("loaded");
+        assert!(again.matches(token.as_str()));
+        assert!(!again.matches("not the token"));
+        assert!(!again.matches(""));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
     }
 
     #[test]

@@ -11,4 +11,4 @@ pub mod http;
 pub mod keyfile;
 pub mod types;
 
-pub use keyfile::{Identity, IdentityError, PublicIdentity};
+pub use keyfile::{ApiToken, Identity, IdentityError, PublicIdentity};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chainiac_api::http::{FailoverError, Nodes, put_bytes};
-use chainiac_api::keyfile::{Identity, IdentityError};
+use chainiac_api::keyfile::{ApiToken, Identity, IdentityError};
 use chainiac_api::types::{
     AppendRequest, ArtifactStored, ChainHeadJson, ChainJson, CreateChainRequest, RosterMemberJson,
 };
@@ -116,6 +116,9 @@ pub struct ProjectFile {
     pub release_chain: String,
     /// Node API addresses used by default.
     pub nodes: Vec<SocketAddr>,
+    /// The API token file those nodes' writes need, if one was given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl ProjectFile {
@@ -145,6 +148,20 @@ impl ProjectFile {
     /// The policy chain id.
     pub fn policy_chain(&self) -> Result<Hash> {
         Hash::from_hex(&self.policy_chain).map_err(protocol("project.json: policy_chain"))
+    }
+
+    /// The nodes to use: those given (with their token), or the project's (with its token file).
+    pub fn nodes(&self, given: &Nodes) -> Result<Nodes> {
+        let nodes = given.or(&self.nodes);
+        if nodes.token().is_some() {
+            return Ok(nodes);
+        }
+        let token = self
+            .api_token_file
+            .as_deref()
+            .map(ApiToken::load)
+            .transpose()?;
+        Ok(nodes.with_token(token))
     }
 
     /// The release chain id.
@@ -209,6 +226,8 @@ pub struct CreateOptions<'a> {
     pub verifiers: &'a [PublicKey],
     /// Matching attestations each release needs (k).
     pub attestations: u32,
+    /// The API token file of the nodes, recorded for later commands.
+    pub api_token_file: Option<&'a Path>,
 }
 
 fn chain_head(nodes: &Nodes, chain: &Hash, what: &'static str) -> Result<ChainJson> {
@@ -297,6 +316,7 @@ pub fn create_project(options: &CreateOptions<'_>) -> Result<ProjectFile> {
         policy_chain,
         release_chain,
         nodes: options.nodes.addresses().to_vec(),
+        api_token_file: options.api_token_file.map(Path::to_path_buf),
     };
     project.save(dir)?;
     Ok(project)
@@ -336,7 +356,7 @@ pub fn change_policy(
     change: &PolicyChange<'_>,
 ) -> Result<(Policy, u64)> {
     let project = ProjectFile::load(dir)?;
-    let nodes = nodes.or(&project.nodes);
+    let nodes = project.nodes(nodes)?;
     let (current, _, _) = current_policy(&nodes, &project)?;
     let old = current.policy;
     let mut new = old.clone();
@@ -487,7 +507,7 @@ pub struct ReleaseOptions<'a> {
 /// Prepares a release bundle for the next release of the project.
 pub fn create_release(dir: &Path, nodes: &Nodes, options: &ReleaseOptions<'_>) -> Result<Bundle> {
     let project = ProjectFile::load(dir)?;
-    let nodes = nodes.or(&project.nodes);
+    let nodes = project.nodes(nodes)?;
     let (_, policy_block, _) = current_policy(&nodes, &project)?;
     let chain = project.release_chain()?;
     let head = chain_head(&nodes, &chain, "cannot read the release chain")?;
@@ -570,7 +590,7 @@ pub fn publish_release(
     roster: Option<&Path>,
 ) -> Result<u64> {
     let project = ProjectFile::load(dir)?;
-    let nodes = nodes.or(&project.nodes);
+    let nodes = project.nodes(nodes)?;
     let release = Release {
         manifest: bundle.manifest()?,
         signatures: bundle.signatures()?,
@@ -596,12 +616,13 @@ pub fn publish_release(
     let answer: ChainHeadJson = nodes
         .run(|node| {
             for bytes in &contents {
-                let _: ArtifactStored = put_bytes(node, "/artifacts", bytes)?;
+                let _: ArtifactStored = put_bytes(node, "/artifacts", bytes, nodes.token())?;
             }
             chainiac_api::http::post_json(
                 node,
                 &format!("/chains/{}/blocks", chain.to_hex()),
                 &body,
+                nodes.token(),
             )
         })
         .map_err(self::nodes("the release was not logged"))?;

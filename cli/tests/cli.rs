@@ -114,6 +114,8 @@ fn story(dir: &Path, net: &Path) -> TestResult {
         path(&roster),
         "--node",
         &all_apis,
+        "--api-token",
+        path(&net.join("api.token")),
     ])?;
     let release_chain = created
         .lines()

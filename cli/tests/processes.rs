@@ -8,6 +8,7 @@ use chainiac_tests::process::NodeProcess;
 use serde_json::{Value, json};
 
 mod support;
+use chainiac_tests::http_with_token;
 use support::{TestResult, http, wait_for};
 
 fn init(dir: &Path) -> TestResult<NodeProcess> {
@@ -35,11 +36,12 @@ fn a_node_killed_during_appends_restarts_consistent_and_catches_up() -> TestResu
         .iter()
         .map(NodeProcess::public)
         .collect::<Result<_, _>>()?;
-    let (status, created) = http(
+    let (status, created) = http_with_token(
         nodes[0].api,
         "POST",
         "/chains",
         Some(&json!({ "roster": roster })),
+        Some(&nodes[0].token()?),
     )?;
     assert_eq!(status, 200, "{created}");
     let chain = created["chain_id"].as_str().ok_or("chain id")?.to_owned();
@@ -51,11 +53,12 @@ fn a_node_killed_during_appends_restarts_consistent_and_catches_up() -> TestResu
         if i == 12 {
             nodes[3].kill()?;
         }
-        let (status, body) = http(
+        let (status, body) = http_with_token(
             nodes[0].api,
             "POST",
             &format!("/chains/{chain}/blocks"),
             Some(&json!({ "payload": hex::encode(i.to_le_bytes()) })),
+            Some(&nodes[0].token()?),
         )?;
         assert_eq!(status, 200, "append {i}: {body}");
     }
@@ -91,11 +94,12 @@ fn node_status_prints_peers_chains_and_heads() -> TestResult {
     let mut node = init(&dir.path().join("n"))?;
     node.start(&[])?;
     let roster = vec![node.public()?];
-    let (status, _) = http(
+    let (status, _) = http_with_token(
         node.api,
         "POST",
         "/chains",
         Some(&json!({ "roster": roster })),
+        Some(&node.token()?),
     )?;
     assert_eq!(status, 200);
     let output = Command::new(env!("CARGO_BIN_EXE_chainiac"))

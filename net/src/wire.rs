@@ -7,6 +7,8 @@ use chainiac_protocol::cosi::{
     Challenge, Commitment, Contribution, ParticipationMask, ResponseShare, TreeLayout,
 };
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
+use chainiac_protocol::keys::KeySignature;
+use chainiac_protocol::policy::MAX_POLICY_KEYS;
 use chainiac_protocol::release::{BuildAttestation, ReleaseManifest};
 use chainiac_protocol::skipchain::{ForwardLink, MAX_HEIGHT, SkipBlock, SkipProof};
 use chainiac_protocol::timeline::{InclusionProof, TimelineEntry};
@@ -125,9 +127,13 @@ pub enum Request {
         index: u64,
         chain_id: Hash,
     },
-    /// Ask a build verifier for its attestation of `manifest`: it answers with it once it has
-    /// rebuilt the release, and queues the rebuild otherwise.
-    Attest { manifest: Box<ReleaseManifest> },
+    /// Ask a build verifier for its attestation of `manifest`, with the developers' signatures
+    /// over it (a verifier builds only what the developer threshold approved): it answers with
+    /// the attestation once it has rebuilt the release, and queues the rebuild otherwise.
+    Attest {
+        manifest: Box<ReleaseManifest>,
+        signatures: Vec<KeySignature>,
+    },
     /// Anti-entropy, step 1: the digest of every head the peer holds.
     HeadsSummary,
     /// Anti-entropy, step 2: the digest of each of the [`HEAD_BUCKETS`] buckets of heads.
@@ -262,7 +268,10 @@ impl Encode for Request {
                 writer.u8(ARTIFACT_SLICE).value(hash).u64(*start).u64(*len)
             }
             Request::Anchors { timeline } => writer.u8(ANCHORS).value(timeline),
-            Request::Attest { manifest } => writer.u8(ATTEST).value(manifest.as_ref()),
+            Request::Attest {
+                manifest,
+                signatures,
+            } => writer.u8(ATTEST).value(manifest.as_ref()).list(signatures),
             Request::TimelineInclusion {
                 timeline,
                 index,
@@ -358,6 +367,7 @@ impl Decode for Request {
             },
             ATTEST => Request::Attest {
                 manifest: Box::new(ReleaseManifest::decode_from(reader)?),
+                signatures: reader.list(MAX_POLICY_KEYS, "developer signatures")?,
             },
             TIMELINE_INCLUSION => Request::TimelineInclusion {
                 timeline: Hash::decode_from(reader)?,

@@ -36,8 +36,91 @@ type Core = Arc<NodeCore>;
 /// Largest artifact accepted by `PUT /artifacts` (256 MiB; larger ones replicate over libp2p).
 pub const MAX_UPLOAD: usize = 256 << 20;
 
-/// The API's routes.
-pub fn router(core: Core) -> Router {
+/// Who may use the API: read requests are open, writes need the bearer token; every request
+/// must name this node by `localhost`, an IP address or a configured host name (a web page
+/// reaching 127.0.0.1 through a rebound DNS name names its own host, and is refused).
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The token writes need.
+    pub token: chainiac_api::ApiToken,
+    /// Host names accepted besides `localhost` and IP literals.
+    pub hosts: Vec<String>,
+}
+
+impl Access {
+    /// Whether a request naming `host` (the `Host` header, with or without a port) may be
+    /// served.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            // [v6]:port or [v6]
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    name
+                } else {
+                    host
+                }
+            }),
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name == "localhost"
+            || name.parse::<std::net::IpAddr>().is_ok()
+            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(&name))
+    }
+
+    /// Whether the `Authorization` header value carries the token.
+    pub fn allows_write(&self, authorization: Option<&str>) -> bool {
+        authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|token| self.token.matches(token.trim()))
+    }
+}
+
+async fn guard(
+    State(access): State<Arc<Access>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|host| access.allows_host(host)) {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "requests must name this node by localhost, an IP address, or a host listed in api.hosts".into(),
+        )
+        .into_response();
+    }
+    let writes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if writes {
+        let authorization = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok());
+        if !access.allows_write(authorization) {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this request changes the node: send `Authorization: Bearer TOKEN` with the node's API token (its api.token file; the chainiac command takes --api-token FILE)".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The API's routes, behind the access guard.
+pub fn router(core: Core, access: Access) -> Router {
+    routes(core).layer(axum::middleware::from_fn_with_state(
+        Arc::new(access),
+        guard,
+    ))
+}
+
+fn routes(core: Core) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/chains", get(chains).post(create_chain))

@@ -105,9 +105,15 @@ fn check_timeline(
     let proposed =
         TimelineBlock::from_bytes(block.payload()).map_err(|e| refused(e.to_string()))?;
     let previous = timeline_at(store, chain_id, previous_index)?;
+    let Some(ChainGenesis::Timeline { epoch_seconds }) =
+        chain_kind(store, chain_id).map_err(|e| e.to_string())?
+    else {
+        return Err(refused("not a timeline chain".into()));
+    };
     proposed
         .check_successor(
             previous.as_ref().map(|p| &p.commit),
+            epoch_seconds,
             now(),
             bounds.max_future_skew,
         )

@@ -141,6 +141,13 @@ impl RunningNode {
     pub async fn start(options: NodeOptions) -> Result<Self, StartError> {
         let config = &options.config;
         let identity = Arc::new(Identity::load(&config.key_file)?);
+        // Existing nodes get their API token on their first run with this version.
+        let access = crate::api::Access {
+            token: chainiac_api::ApiToken::load_or_create(
+                &config.api.token_path(&config.key_file),
+            )?,
+            hosts: config.api.hosts.clone(),
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -250,7 +257,7 @@ impl RunningNode {
             source,
         })?;
         let (api_stop, stopped) = oneshot::channel::<()>();
-        let router = crate::api::router(core.clone());
+        let router = crate::api::router(core.clone(), access);
         let api_task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
                 let _ = stopped.await;

@@ -317,7 +317,10 @@ impl Dispatcher {
                 Ok(response) => response,
                 Err(reason) => refuse(&reason),
             },
-            Request::Attest { manifest } => self.answer_attest(*manifest),
+            Request::Attest {
+                manifest,
+                signatures,
+            } => self.answer_attest(*manifest, signatures),
             Request::Anchors { timeline } => match store.anchors(&timeline, MAX_ANCHORS) {
                 Ok(anchors) => Response::Anchors(anchors),
                 Err(error) => refuse(&error),
@@ -363,10 +366,14 @@ impl Dispatcher {
     }
 
     /// This node's answer to a request for its attestation of `manifest`.
-    pub fn answer_attest(&self, manifest: ReleaseManifest) -> Response {
+    pub fn answer_attest(
+        &self,
+        manifest: ReleaseManifest,
+        signatures: Vec<chainiac_protocol::keys::KeySignature>,
+    ) -> Response {
         match &self.parts.verifier {
             None => Response::Refused("this node is not a build verifier".into()),
-            Some(verifier) => match verifier.request(manifest) {
+            Some(verifier) => match verifier.request(manifest, signatures) {
                 Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
                 Err(reason) => Response::Refused(reason),
             },

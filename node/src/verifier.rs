@@ -13,7 +13,7 @@ use chainiac_net::wire::{Request, Response};
 use chainiac_net::{NetHandle, peer_id_of};
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::{Decode, Encode};
-use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::keys::{KeySignature, PublicKey};
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::{BuildAttestation, Release, ReleaseManifest};
 use tokio::sync::{Semaphore, mpsc};
@@ -81,9 +81,17 @@ impl Verifier {
         self.identity.public().key
     }
 
-    /// Answers a request for the attestation of `manifest`: the attestation if the rebuild is
-    /// done, `None` once it is queued (durably) or running.
-    pub fn request(&self, manifest: ReleaseManifest) -> Result<Option<BuildAttestation>, String> {
+    /// Answers a request for the attestation of `manifest`, signed by `signatures`: the
+    /// attestation if the rebuild is done, `None` once it is queued (durably) or running.
+    /// Nothing is fetched or built unless the manifest follows the policy in force of its
+    /// project (as this node holds it), that policy lists this node as a verifier, and the
+    /// developer threshold of that policy signed it: no peer can make it run a recipe the
+    /// developers did not approve.
+    pub fn request(
+        &self,
+        manifest: ReleaseManifest,
+        signatures: Vec<KeySignature>,
+    ) -> Result<Option<BuildAttestation>, String> {
         manifest
             .check()
             .map_err(|e| format!("not a valid release manifest: {e}"))?;
@@ -110,12 +118,33 @@ impl Verifier {
                 policy.policy.project
             ));
         }
+        let in_force = self
+            .store
+            .head(&policy_block.chain_id())
+            .map_err(|e| e.to_string())?
+            .is_some_and(|head| head.hash == manifest.policy);
+        if !in_force {
+            return Err(format!(
+                "policy block {} is not the policy in force of project {} here",
+                manifest.policy, policy.policy.project
+            ));
+        }
         let digest = manifest.digest();
-        if let Some(done) = self
+        let done = self
             .store
             .build_attestation(&digest)
-            .map_err(|e| e.to_string())?
-        {
+            .map_err(|e| e.to_string())?;
+        if done.is_none() {
+            let release = Release {
+                manifest: manifest.clone(),
+                signatures,
+                attestations: Vec::new(),
+            };
+            release.check_signatures(&policy.policy).map_err(|e| {
+                format!("not built: the release is not approved by its developers: {e}")
+            })?;
+        }
+        if let Some(done) = done {
             return Ok(Some(done));
         }
         let mut in_progress = self
@@ -136,6 +165,25 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// Puts back in the queue a build that was queued (after its checks) before a restart.
+    fn resume(&self, manifest: ReleaseManifest) -> Result<(), String> {
+        let digest = manifest.digest();
+        let mut in_progress = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_progress.contains(&digest) {
+            return Ok(());
+        }
+        self.queue
+            .try_send(manifest)
+            .map_err(|_| "this verifier's build queue is full".to_owned())?;
+        in_progress.insert(digest);
+        Ok(())
+    }
+}
+
 /// Works the queue until the node stops: first the builds queued before a restart, then new
 /// requests, at most `concurrency` at once.
 pub async fn run(verifier: Arc<Verifier>) {
@@ -151,7 +199,7 @@ pub async fn run(verifier: Arc<Verifier>) {
         Ok(queued) => {
             for manifest in queued {
                 tracing::info!(project = %manifest.project, version = %manifest.version, "resuming a queued rebuild");
-                let _ = verifier.request(manifest);
+                let _ = verifier.resume(manifest);
             }
         }
         Err(error) => tracing::warn!(%error, "cannot read the build queue"),
@@ -305,7 +353,7 @@ impl Attestations<'_> {
             let mut answered = Vec::new();
             for verifier in &waiting {
                 // Unreachable for now: asked again at the next poll.
-                let Some(answer) = self.ask(verifier, &release.manifest).await else {
+                let Some(answer) = self.ask(verifier, &release).await else {
                     continue;
                 };
                 match answer {
@@ -344,10 +392,11 @@ impl Attestations<'_> {
     }
 
     /// One verifier's answer, or `None` if it cannot be reached now.
-    async fn ask(&self, verifier: &PublicKey, manifest: &ReleaseManifest) -> Option<Response> {
+    async fn ask(&self, verifier: &PublicKey, release: &Release) -> Option<Response> {
+        let manifest = &release.manifest;
         if *verifier == self.key {
             return Some(match self.local {
-                Some(local) => match local.request(manifest.clone()) {
+                Some(local) => match local.request(manifest.clone(), release.signatures.clone()) {
                     Ok(attestation) => Response::Attestation(attestation.map(Box::new)),
                     Err(reason) => Response::Refused(reason),
                 },
@@ -359,6 +408,7 @@ impl Attestations<'_> {
         };
         let request = Request::Attest {
             manifest: Box::new(manifest.clone()),
+            signatures: release.signatures.clone(),
         };
         self.net.request(peer, request).await.ok()
     }

@@ -44,6 +44,8 @@ pub mod domain {
     pub const HEADS_ENTRY: &str = "chainiac v1 heads entry";
     /// The heads digest: the 256 bucket digests concatenated, in bucket order.
     pub const HEADS_SUMMARY: &str = "chainiac v1 heads summary";
+    /// Comparing an HTTP API bearer token with the node's, in constant time (local only).
+    pub const API_TOKEN: &str = "chainiac v1 api token";
     /// Checksum a node keeps beside stored values that are not content-addressed (local to a
     /// node's disk, never sent).
     pub const STORE_CHECKSUM: &str = "chainiac v1 store checksum";

@@ -500,11 +500,18 @@ impl Release {
     /// its binaries. This is what a light client re-checks on a release it did not see
     /// witnessed (the sequence and time rules need the previous release and the logging time).
     pub fn check_approvals(&self, policy: &Policy) -> Result<()> {
-        let digest = self.manifest.digest();
+        self.check_signatures(policy)?;
+        self.check_attestations(policy, &self.manifest.digest())
+    }
+
+    /// The developer rule alone: at least t distinct developer keys of `policy` signed the
+    /// manifest and nobody else did. A build verifier checks this before it fetches and builds
+    /// anything, so that only a release the developers approved makes it run a recipe.
+    pub fn check_signatures(&self, policy: &Policy) -> Result<()> {
         let signers = count_valid_signers(
             &self.signatures,
             &policy.developer_keys,
-            &digest,
+            &self.manifest.digest(),
             "developer",
         )?;
         let threshold = policy.developer_threshold as usize;
@@ -515,7 +522,7 @@ impl Release {
                 threshold,
             });
         }
-        self.check_attestations(policy, &digest)
+        Ok(())
     }
 
     fn check_attestations(&self, policy: &Policy, digest: &Hash) -> Result<()> {

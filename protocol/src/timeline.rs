@@ -420,34 +420,62 @@ impl TimelineBlock {
             .map(|index| self.changes[index].head)
     }
 
-    /// The rules for a timeline block following the one committing to `previous` (`None`
-    /// after the genesis), at local time `now`: a later epoch, and a timestamp not before the
-    /// previous one and at most `max_future_skew` ahead of `now`. The changes are checked by
-    /// [`TimelineBlock::apply`]; whether each head is a block of its chain, not older than the
-    /// one recorded before, is checked by the node, which holds the blocks.
+    /// The rules for a timeline block of a timeline with epochs of `epoch_seconds`, following
+    /// the one committing to `previous` (`None` after the genesis), at the witness's local time
+    /// `now`, with clocks that may differ by `max_skew` seconds:
+    ///
+    /// * the epoch is the timestamp's: `epoch = timestamp / epoch_seconds`;
+    /// * the timestamp is within `max_skew` of `now` (neither a block from the future nor a
+    ///   stale proposal), so the epoch is at most the witness's current epoch plus one: a block
+    ///   with a far-future epoch, which would stop every honest leader (whose epochs could never
+    ///   exceed it), is refused;
+    /// * a later epoch than the previous block's, and a timestamp not before it.
+    ///
+    /// The changes are checked by [`TimelineBlock::check_changes`].
     pub fn check_successor(
         &self,
         previous: Option<&TimelineCommit>,
+        epoch_seconds: u64,
         now: u64,
-        max_future_skew: u64,
+        max_skew: u64,
     ) -> Result<()> {
         let invalid = |reason: String| Err(Error::InvalidTimeline { reason });
-        if self.commit.timestamp > now.saturating_add(max_future_skew) {
+        let commit = &self.commit;
+        if epoch_seconds == 0 || commit.epoch != commit.timestamp / epoch_seconds {
+            return invalid(format!(
+                "epoch {} is not the epoch of timestamp {} ({epoch_seconds}-second epochs)",
+                commit.epoch, commit.timestamp
+            ));
+        }
+        if commit.timestamp > now.saturating_add(max_skew) {
             return invalid(format!(
                 "timestamp {} is ahead of the local clock ({now})",
-                self.commit.timestamp
+                commit.timestamp
+            ));
+        }
+        if commit.timestamp < now.saturating_sub(max_skew) {
+            return invalid(format!(
+                "timestamp {} is older than the local clock ({now}) allows",
+                commit.timestamp
+            ));
+        }
+        if commit.epoch > (now / epoch_seconds).saturating_add(1) {
+            return invalid(format!(
+                "epoch {} is beyond the current epoch {} plus one",
+                commit.epoch,
+                now / epoch_seconds
             ));
         }
         let Some(previous) = previous else {
             return Ok(());
         };
-        if self.commit.epoch <= previous.epoch {
+        if commit.epoch <= previous.epoch {
             return invalid(format!(
                 "epoch {} does not follow epoch {}",
-                self.commit.epoch, previous.epoch
+                commit.epoch, previous.epoch
             ));
         }
-        if self.commit.timestamp < previous.timestamp {
+        if commit.timestamp < previous.timestamp {
             return invalid("timestamp goes back in time".into());
         }
         Ok(())
@@ -665,22 +693,44 @@ mod tests {
 
     #[test]
     fn timeline_successor_rules() {
-        let (first, _) = TimelineBlock::new(None, 1, 100, vec![pair(1, 1)]).expect("block");
-        first.check_successor(None, 100, 300).expect("first");
+        // 10-second epochs; the witness's clock reads 1000 (epoch 100).
         let block = |epoch, timestamp| {
             TimelineBlock::new(None, epoch, timestamp, Vec::new())
                 .expect("block")
                 .0
         };
-        block(2, 110)
-            .check_successor(Some(&first.commit), 110, 300)
+        let first = block(99, 990);
+        first.check_successor(None, 10, 1000, 300).expect("first");
+        block(100, 1000)
+            .check_successor(Some(&first.commit), 10, 1000, 300)
             .expect("next");
-        for (epoch, timestamp) in [(1, 120), (3, 90), (3, 1000)] {
-            assert!(matches!(
-                block(epoch, timestamp).check_successor(Some(&first.commit), 120, 300),
-                Err(Error::InvalidTimeline { .. })
-            ));
+        for (epoch, timestamp) in [
+            (99, 995),                 // not a later epoch
+            (100, 985),                // timestamp before the previous one (and not its epoch)
+            (101, 1000),               // epoch not the timestamp's
+            (130, 1300),               // timestamp beyond the skew
+            (u64::MAX / 10, u64::MAX), // the freeze: a far-future epoch
+            (30, 300),                 // a stale proposal
+        ] {
+            assert!(
+                matches!(
+                    block(epoch, timestamp).check_successor(Some(&first.commit), 10, 1000, 300),
+                    Err(Error::InvalidTimeline { .. })
+                ),
+                "epoch {epoch} at {timestamp}"
+            );
         }
+        // Epoch bound: at most the witness's current epoch plus one, even within the skew.
+        assert!(
+            block(101, 1010)
+                .check_successor(Some(&first.commit), 10, 1000, 300)
+                .is_ok()
+        );
+        assert!(
+            block(102, 1020)
+                .check_successor(Some(&first.commit), 10, 1000, 300)
+                .is_err()
+        );
     }
 
     use proptest::prelude::*;

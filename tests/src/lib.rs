@@ -203,6 +203,14 @@ impl Cluster {
         Ok(self.nodes[i].as_ref().ok_or("node not running")?.peer_id)
     }
 
+    /// The API token of node `i` (its writes need it).
+    pub fn api_token(&self, i: usize) -> TestResult<chainiac_api::ApiToken> {
+        let config = &self.options[i].config;
+        Ok(chainiac_api::ApiToken::load(
+            &config.api.token_path(&config.key_file),
+        )?)
+    }
+
     /// The HTTP API address of running node `i`.
     pub fn api(&self, i: usize) -> TestResult<SocketAddr> {
         Ok(self.nodes[i].as_ref().ok_or("node not running")?.api_addr)
@@ -546,8 +554,26 @@ pub fn http(
     path: &str,
     body: Option<&Value>,
 ) -> TestResult<(u16, Value)> {
+    http_with_token(address, method, path, body, None)
+}
+
+/// [`http`] with the node's API token (writes need it).
+pub fn http_with_token(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&chainiac_api::ApiToken>,
+) -> TestResult<(u16, Value)> {
     let body = body.map(Value::to_string).unwrap_or_default();
-    match chainiac_api::http::call(address, method, path, "application/json", body.as_bytes()) {
+    match chainiac_api::http::call(
+        address,
+        method,
+        path,
+        "application/json",
+        body.as_bytes(),
+        token,
+    ) {
         Ok(answer) => Ok((200, serde_json::from_slice(&answer).unwrap_or(Value::Null))),
         Err(CallError::Status {
             status, message, ..

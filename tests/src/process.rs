@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{PATIENCE, TestResult, http, wait_for_blocking};
+use crate::{PATIENCE, TestResult, http, http_with_token, wait_for_blocking};
 
 /// A free TCP port on loopback (bound then released: another process may take it meanwhile,
 /// which a test run alone on a machine does not meet).
@@ -117,6 +117,11 @@ impl NodeProcess {
         Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", self.p2p))
     }
 
+    /// Its API token (writes need it).
+    pub fn token(&self) -> TestResult<chainiac_api::ApiToken> {
+        Ok(chainiac_api::ApiToken::load(&self.dir.join("api.token"))?)
+    }
+
     /// Its roster entry (`node.pub.json`).
     pub fn public(&self) -> TestResult<Value> {
         Ok(serde_json::from_str(&std::fs::read_to_string(
@@ -140,7 +145,8 @@ impl NodeProcess {
 
     /// A counter of its metrics (the sum over its labels), if it answers.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let body = chainiac_api::http::call(self.api, "GET", "/metrics", "text/plain", b"").ok()?;
+        let body =
+            chainiac_api::http::call(self.api, "GET", "/metrics", "text/plain", b"", None).ok()?;
         let text = String::from_utf8(body).ok()?;
         Some(
             text.lines()
@@ -155,11 +161,12 @@ impl NodeProcess {
 
     /// Creates a chain led by this node with `roster`; returns its id.
     pub fn create_chain(&self, roster: &[Value]) -> TestResult<String> {
-        let (status, created) = http(
+        let (status, created) = http_with_token(
             self.api,
             "POST",
             "/chains",
             Some(&json!({ "roster": roster })),
+            Some(&self.token()?),
         )?;
         if status != 200 {
             return Err(format!("chain not created: {created}").into());
@@ -169,11 +176,12 @@ impl NodeProcess {
 
     /// Appends a block led by this node; returns its index.
     pub fn append(&self, chain: &str, payload: &[u8]) -> TestResult<u64> {
-        let (status, body) = http(
+        let (status, body) = http_with_token(
             self.api,
             "POST",
             &format!("/chains/{chain}/blocks"),
             Some(&json!({ "payload": hex_of(payload) })),
+            Some(&self.token()?),
         )?;
         if status != 200 {
             return Err(format!("append refused: {body}").into());

@@ -512,3 +512,49 @@ async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestRes
     );
     Ok(())
 }
+
+/// The HTTP API is open to reads, but a write needs the node's bearer token, and no request is
+/// served for a host name other than localhost, an IP address or one the operator listed: a web
+/// page the operator visits (even through a DNS name rebound to 127.0.0.1) cannot make the node
+/// create chains, lead appends or store uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_writes_need_the_token_and_foreign_host_names_are_refused() -> TestResult {
+    let cluster = start(1, &[], None).await?;
+    let api = cluster.api(0)?;
+    let token = cluster.api_token(0)?;
+    let roster = serde_json::json!([{
+        "public_key": cluster.publics[0].key.to_hex(),
+        "proof_of_possession": hex::encode(cluster.publics[0].possession.0.0),
+    }]);
+    let body = serde_json::json!({ "roster": roster, "payload": "01" });
+    let (status, answer) = chainiac_tests::http(api, "POST", "/chains", Some(&body))?;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Bearer"))
+    );
+    std::fs::create_dir_all(cluster.scratch())?;
+    let wrong = chainiac_api::ApiToken::load_or_create(&cluster.scratch().join("other.token"))?;
+    let (status, _) =
+        chainiac_tests::http_with_token(api, "POST", "/chains", Some(&body), Some(&wrong))?;
+    assert_eq!(status, 401);
+    let (status, answer) =
+        chainiac_tests::http_with_token(api, "POST", "/chains", Some(&body), Some(&token))?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(cluster.core(0).store().chains(10)?.len() == 1);
+    // Reads stay open.
+    let (status, _) = chainiac_tests::http(api, "GET", "/status", None)?;
+    assert_eq!(status, 200);
+    // A request for another host, as a rebound DNS name would send.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(api)?;
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: attacker.example:80\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    Ok(())
+}

@@ -251,9 +251,28 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
     // A verifier builds only what a policy it holds lists it for; a plain node builds nothing.
     let mut stranger = self::manifest(&project, "9.9.9", 9, &binary);
     stranger.policy = chainiac_protocol::Hash([7; 32]);
-    for (node, manifest, expected) in [
-        (2, stranger, "does not hold policy block"),
-        (1, next_manifest(&project, &binary), "not a build verifier"),
+    // And it builds only what the developer threshold of the policy in force signed: a peer
+    // cannot make it run a recipe nobody approved.
+    let unsigned = next_manifest(&project, &binary);
+    let one_signature = vec![chainiac_protocol::keys::KeySignature::sign(
+        &project.developers[0],
+        &unsigned.digest(),
+    )];
+    for (node, manifest, signatures, expected) in [
+        (2, stranger, Vec::new(), "does not hold policy block"),
+        (
+            1,
+            next_manifest(&project, &binary),
+            Vec::new(),
+            "not a build verifier",
+        ),
+        (
+            2,
+            unsigned.clone(),
+            Vec::new(),
+            "not approved by its developers",
+        ),
+        (2, unsigned, one_signature, "not approved by its developers"),
     ] {
         let peer = chainiac_net::peer_id_of(&cluster.core(node).key())?;
         let answer = leader
@@ -262,6 +281,7 @@ async fn verifier_nodes_rebuild_on_request_and_resume_their_queue_after_a_restar
                 peer,
                 chainiac_net::wire::Request::Attest {
                     manifest: Box::new(manifest),
+                    signatures,
                 },
             )
             .await?;

@@ -58,7 +58,7 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AnchorCommand::List { nodes } => {
-            let all: Vec<TimelineAnchorsJson> = nodes.nodes().get("/anchors")?;
+            let all: Vec<TimelineAnchorsJson> = nodes.nodes()?.get("/anchors")?;
             println!("{}", serde_json::to_string_pretty(&all)?);
             Ok(())
         }

@@ -158,7 +158,9 @@ pub(crate) fn run(dir: &Path, keep: bool) -> anyhow::Result<()> {
 
 fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::Result<()> {
     let apis = net.apis();
-    let nodes = Nodes::new(&apis);
+    let nodes = Nodes::new(&apis).with_token(Some(chainiac_api::ApiToken::load(
+        &testnet::Testnet::token_file(dir),
+    )?));
     for node in &net.nodes {
         say(format!(
             "{}  api http://{}  {}",
@@ -180,6 +182,7 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         nodes: &nodes,
         verifiers: &[],
         attestations: 0,
+        api_token_file: Some(&testnet::Testnet::token_file(dir)),
     })?;
     say(format!("policy chain  {}", project.policy_chain));
     say(format!(

@@ -14,6 +14,7 @@ pub(crate) mod release;
 pub(crate) mod testnet;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use chainiac_api::http::Nodes;
 use clap::Args;
@@ -25,13 +26,24 @@ pub(crate) struct NodesArg {
     /// when one fails). Default: the nodes recorded in the project.
     #[arg(long = "node", env = "CHAINIAC_NODES", value_delimiter = ',')]
     pub(crate) nodes: Vec<SocketAddr>,
+    /// The nodes' API token file, which writes need (a node's `api.token`; a local testnet's
+    /// `DIR/api.token`). Default: the one recorded in the project, if any.
+    #[arg(long = "api-token", env = "CHAINIAC_API_TOKEN_FILE")]
+    pub(crate) api_token: Option<PathBuf>,
 }
 
 impl NodesArg {
-    /// The nodes given, failing over with a notice on standard error.
-    pub(crate) fn nodes(&self) -> Nodes {
-        Nodes::new(&self.nodes).with_notice(std::sync::Arc::new(|error| {
-            eprintln!("  {error}; trying the next node");
-        }))
+    /// The nodes given, with their API token, failing over with a notice on standard error.
+    pub(crate) fn nodes(&self) -> anyhow::Result<Nodes> {
+        let token = self
+            .api_token
+            .as_deref()
+            .map(chainiac_api::ApiToken::load)
+            .transpose()?;
+        Ok(Nodes::new(&self.nodes)
+            .with_token(token)
+            .with_notice(std::sync::Arc::new(|error| {
+                eprintln!("  {error}; trying the next node");
+            })))
     }
 }

@@ -107,9 +107,10 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 roots,
                 root_threshold,
                 roster: &roster,
-                nodes: &nodes.nodes(),
+                nodes: &nodes.nodes()?,
                 verifiers: &verifiers,
                 attestations,
+                api_token_file: nodes.api_token.as_deref(),
             })?;
             println!("created project {name} in {}", dir.display());
             println!("  policy chain   {}", project.policy_chain);
@@ -133,7 +134,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
         } => {
             let (policy, index) = change_policy(
                 &dir,
-                &nodes.nodes(),
+                &nodes.nodes()?,
                 &PolicyChange {
                     rotate: &rotate,
                     threshold,
@@ -157,7 +158,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
         }
         ProjectCommand::Show { dir, nodes } => {
             let project = ProjectFile::load(&dir)?;
-            let nodes = nodes.nodes().or(&project.nodes);
+            let nodes = project.nodes(&nodes.nodes()?)?;
             let all: Vec<ProjectChainJson> = nodes.get("/projects")?;
             let mut out = std::io::stdout().lock();
             for chain in all {

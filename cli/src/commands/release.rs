@@ -126,7 +126,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             }
             let bundle = create_release(
                 &project_dir,
-                &nodes.nodes(),
+                &nodes.nodes()?,
                 &ReleaseOptions {
                     version: &version,
                     source: &source,
@@ -182,7 +182,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
         } => {
             let loaded = Bundle::load(&bundle)?;
             let manifest = loaded.manifest()?;
-            let index = publish_release(&project_dir, &nodes.nodes(), &loaded, roster.as_deref())?;
+            let index = publish_release(&project_dir, &nodes.nodes()?, &loaded, roster.as_deref())?;
             println!(
                 "release {} {} logged as block {index} of the release chain",
                 manifest.project, manifest.version

@@ -113,6 +113,11 @@ impl Testnet {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// The API token every node of the testnet shares (`DIR/api.token`).
+    pub(crate) fn token_file(dir: &Path) -> PathBuf {
+        dir.join("api.token")
+    }
+
     /// The API addresses of every node.
     pub(crate) fn apis(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.api).collect()
@@ -189,6 +194,9 @@ pub(crate) fn up(
     };
     let roster_path = dir.join("roster.json");
     std::fs::write(&roster_path, serde_json::to_string_pretty(&roster)?)?;
+    // One API token for every node of the testnet, so that one file drives all of them.
+    let token_path = dir.join("api.token");
+    let token = chainiac_api::ApiToken::load_or_create(&token_path)?;
     let all_peers: Vec<String> = planned.iter().map(|p| p.5.clone()).collect();
     let mut nodes = Vec::new();
     for (name, node_dir, config_path, api, p2p_port, p2p) in planned {
@@ -196,6 +204,7 @@ pub(crate) fn up(
         config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
         config.network.bootstrap = all_peers.iter().filter(|p| **p != p2p).cloned().collect();
         config.api.listen = api;
+        config.api.token_file = Some(token_path.clone());
         config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
         std::fs::write(&config_path, config.to_commented_toml())?;
         let mut node = TestnetNode {
@@ -221,6 +230,7 @@ pub(crate) fn up(
     if testnet.timeline.is_none() {
         let genesis = ChainGenesis::Timeline { epoch_seconds };
         let answer: ChainHeadJson = Nodes::new(&testnet.apis())
+            .with_token(Some(token))
             .post(
                 "/chains",
                 &CreateChainRequest {
@@ -553,6 +563,11 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
             }
             println!("roster file: {}", net.roster.display());
+            println!(
+                "API token:   {} (export CHAINIAC_API_TOKEN_FILE={} for the commands that write)",
+                Testnet::token_file(&dir).display(),
+                Testnet::token_file(&dir).display()
+            );
             if let Some(timeline) = &net.timeline {
                 println!("timeline:    {timeline}");
             }
@@ -563,9 +578,10 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
                 );
             }
             println!(
-                "try: chainiac project create hello --dir my-project --roster {} --node {}",
+                "try: chainiac project create hello --dir my-project --roster {} --node {} --api-token {}",
                 net.roster.display(),
-                net.nodes[0].api
+                net.nodes[0].api,
+                Testnet::token_file(&dir).display()
             );
             Ok(())
         }

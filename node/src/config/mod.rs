@@ -137,6 +137,23 @@ fn default_anti_entropy_seconds() -> u64 {
 pub struct ApiConfig {
     /// Address of the HTTP JSON API and the metrics endpoint.
     pub listen: SocketAddr,
+    /// The bearer token every write request must carry (created on first run if missing).
+    /// Default: `api.token` next to the key file.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Host names requests may be addressed to besides `localhost` and IP addresses (a
+    /// request naming any other host is refused: DNS rebinding from a web page).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl ApiConfig {
+    /// The token file in force.
+    pub fn token_path(&self, key_file: &Path) -> PathBuf {
+        self.token_file
+            .clone()
+            .unwrap_or_else(|| key_file.with_file_name("api.token"))
+    }
 }
 
 /// Configuration errors, each saying which file and what to do.
@@ -180,6 +197,8 @@ impl NodeConfig {
             verifier: VerifierConfig::default(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+                token_file: Some(dir.join("api.token")),
+                hosts: Vec::new(),
             },
         }
     }
@@ -239,6 +258,10 @@ impl NodeConfig {
              # HTTP JSON API and Prometheus metrics. Keep it on 127.0.0.1 unless a reverse\n\
              # proxy with access control sits in front of it.\n\
              listen = {api}\n\
+             # Writes (creating chains, leading appends, uploads) need this bearer token.\n\
+             {token_file}\
+             # Host names requests may name besides localhost and IP addresses.\n\
+             hosts = [{hosts}]\n\
              \n\
              [anchor]\n\
              # Ethereum anchoring of the timeline: off unless ethereum_rpc is set, e.g.\n\
@@ -260,6 +283,11 @@ impl NodeConfig {
             bootstrap = list(&self.network.bootstrap),
             anti_entropy = self.network.anti_entropy_seconds,
             api = quote(&self.api.listen.to_string()),
+            token_file = match &self.api.token_file {
+                Some(path) => format!("token_file = {}\n", quote(&path.display().to_string())),
+                None => String::new(),
+            },
+            hosts = list(&self.api.hosts),
             rpc = match &self.anchor.ethereum_rpc {
                 Some(rpc) => format!("ethereum_rpc = {}\n", quote(rpc)),
                 None => String::new(),
@@ -304,6 +332,7 @@ pub fn init_node(dir: &Path) -> Result<InitializedNode, ConfigError> {
     })?;
     let identity = Identity::generate();
     identity.save(&config.key_file)?;
+    chainiac_api::keyfile::ApiToken::load_or_create(&config.api.token_path(&config.key_file))?;
     let public = identity.public();
     let public_path = dir.join("node.pub.json");
     std::fs::write(&public_path, public.to_json()).map_err(|source| ConfigError::Io {
