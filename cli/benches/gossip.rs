@@ -30,7 +30,7 @@ fn measure(n: usize) -> TestResult {
     let network = ProcessNetwork::start(binary, n, 5, n - 1)?;
     let others: Vec<usize> = (1..n).collect();
     let chain = network.nodes[0].create_chain(&network.roster(0..4)?)?;
-    network.wait_block(&others, &chain, 0, POLL, Duration::from_secs(30))?;
+    network.wait_block(&others, &chain.id, 0, POLL, Duration::from_secs(30))?;
     let sent = |network: &ProcessNetwork| -> f64 {
         network
             .nodes
@@ -44,7 +44,7 @@ fn measure(n: usize) -> TestResult {
         let index = network.nodes[0].append(&chain, &i.to_le_bytes())?;
         arrivals.extend(network.wait_block(
             &others,
-            &chain,
+            &chain.id,
             index,
             POLL,
             Duration::from_secs(30),

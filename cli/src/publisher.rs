@@ -14,9 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chainiac_api::http::{FailoverError, Nodes, put_bytes};
 use chainiac_api::keyfile::{ApiToken, Identity, IdentityError};
 use chainiac_api::types::{
-    AppendRequest, ArtifactStored, ChainHeadJson, ChainJson, CreateChainRequest, RosterMemberJson,
+    AppendRequest, ArtifactStored, ChainHeadJson, ChainJson, CreateChainRequest, RosterJson,
+    RosterMemberJson, roster_from_json,
 };
 use chainiac_protocol::Hash;
+use chainiac_protocol::cosi::Roster;
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::{KeySignature, PublicKey};
 use chainiac_protocol::policy::{Policy, SignedPolicy};
@@ -185,6 +187,15 @@ pub fn load_key(dir: &Path, name_or_path: &str) -> Result<Identity> {
     Ok(Identity::load(&path)?)
 }
 
+/// The roster `members` form with the default threshold (what a node makes of them).
+fn roster_of(members: &[RosterMemberJson], path: &Path) -> Result<Roster> {
+    roster_from_json(members, None).map_err(|e| PublisherError::Malformed {
+        path: path.to_path_buf(),
+        what: "a valid roster",
+        detail: e.to_string(),
+    })
+}
+
 /// Reads a roster file: a JSON list of roster entries as `node init` writes them.
 pub fn read_roster(path: &Path) -> Result<Vec<RosterMemberJson>> {
     let text = read_text(path)?;
@@ -272,19 +283,19 @@ pub fn create_project(options: &CreateOptions<'_>) -> Result<ProjectFile> {
         developer_threshold: options.threshold,
         build_verifiers: options.verifiers.to_vec(),
         attestations_required: options.attestations,
+        witnesses: roster_of(&roster, options.roster)?.hash(),
     };
     policy
         .check()
         .map_err(protocol("invalid project settings"))?;
     let digest = policy.digest();
-    let signatures = (1..=options.root_threshold)
-        .map(|i| {
-            Ok(KeySignature::sign(
-                load_key(dir, &format!("root-{i}"))?.secret(),
-                &digest,
-            ))
-        })
+    let roots = (1..=options.root_threshold)
+        .map(|i| load_key(dir, &format!("root-{i}")))
         .collect::<Result<Vec<_>>>()?;
+    let signatures = roots
+        .iter()
+        .map(|root| KeySignature::sign(root.secret(), &digest))
+        .collect();
     let genesis = ChainGenesis::Policy(SignedPolicy { policy, signatures });
     let create = |payload: Vec<u8>, what: &'static str| -> Result<ChainHeadJson> {
         options
@@ -302,10 +313,13 @@ pub fn create_project(options: &CreateOptions<'_>) -> Result<ProjectFile> {
             .map_err(nodes(what))
     };
     let policy_chain = create(genesis.to_bytes(), "cannot create the policy chain")?.chain_id;
-    let release_genesis = ChainGenesis::Release {
-        project: options.name.to_owned(),
-        policy_chain: Hash::from_hex(&policy_chain).map_err(protocol("chain id from the node"))?,
-    };
+    // The release chain is created by the same root keys (its witnesses check them against
+    // the policy chain).
+    let release_genesis = ChainGenesis::release(
+        options.name,
+        Hash::from_hex(&policy_chain).map_err(protocol("chain id from the node"))?,
+        &roots.iter().map(Identity::secret).collect::<Vec<_>>(),
+    );
     let release_chain = create(
         release_genesis.to_bytes(),
         "cannot create the release chain",
@@ -380,13 +394,25 @@ pub fn change_policy(
     if let Some(threshold) = change.threshold {
         new.developer_threshold = threshold;
     }
+    let new_roster = change
+        .roster
+        .map(|path| Ok::<_, PublisherError>((read_roster(path)?, path)))
+        .transpose()?;
+    if let Some((members, path)) = &new_roster {
+        new.witnesses = roster_of(members, path)?.hash();
+    }
     new.check().map_err(protocol("the new policy is invalid"))?;
-    let signers: Vec<String> = if change.sign_with.is_empty() {
+    // Moving the project to other witnesses is the roots' decision.
+    let signers: Vec<String> = if !change.sign_with.is_empty() {
+        change.sign_with.to_vec()
+    } else if new.witnesses != old.witnesses {
+        (1..=old.root_threshold)
+            .map(|i| format!("root-{i}"))
+            .collect()
+    } else {
         (1..=old.developer_threshold)
             .map(|i| format!("dev-{i}"))
             .collect()
-    } else {
-        change.sign_with.to_vec()
     };
     let digest = new.digest();
     let signatures = signers
@@ -403,7 +429,7 @@ pub fn change_policy(
         .map_err(protocol("the policy change would be refused"))?;
     let body = AppendRequest {
         payload: hex::encode(signed.to_bytes()),
-        roster: change.roster.map(read_roster).transpose()?,
+        roster: new_roster.map(|(members, _)| members),
         threshold: None,
     };
     let chain = project.policy_chain()?;
@@ -581,6 +607,28 @@ pub fn sign_release(bundle: &mut Bundle, key: &Identity) -> Result<PublicKey> {
     Ok(signer)
 }
 
+/// The roster the release chain must move to with its next release: the witnesses of the
+/// policy in force when they differ from the release chain's roster, `None` when they are the
+/// same. The roster is read by its hash from a node and checked against it.
+fn following_roster(nodes: &Nodes, project: &ProjectFile) -> Result<Option<Vec<RosterMemberJson>>> {
+    let (policy, _, _) = current_policy(nodes, project)?;
+    let chain = project.release_chain()?;
+    let head = chain_head(nodes, &chain, "cannot read the release chain")?;
+    if head.head.roster_hash == policy.policy.witnesses.to_hex() {
+        return Ok(None);
+    }
+    let described: RosterJson = nodes
+        .get(&format!("/rosters/{}", policy.policy.witnesses.to_hex()))
+        .map_err(self::nodes("cannot read the witnesses the policy names"))?;
+    let roster: Roster = hex_field(&described.encoding, "the witnesses the policy names")?;
+    if roster.hash() != policy.policy.witnesses {
+        return Err(PublisherError::Invalid(
+            "a node answered with another roster than the policy names".into(),
+        ));
+    }
+    Ok(Some(described.members))
+}
+
 /// Uploads the bundle's artifacts to a node and asks it to lead the release's signing round;
 /// another node takes over if it fails. Returns the release chain index.
 pub fn publish_release(
@@ -596,9 +644,15 @@ pub fn publish_release(
         signatures: bundle.signatures()?,
         attestations: bundle.attestations()?,
     };
+    // The release chain runs under the witnesses of the policy in force: after a witness
+    // change, the next release moves it there.
+    let roster = match roster {
+        Some(path) => Some(read_roster(path)?),
+        None => following_roster(&nodes, &project)?,
+    };
     let body = AppendRequest {
         payload: hex::encode(release.to_bytes()),
-        roster: roster.map(read_roster).transpose()?,
+        roster,
         threshold: None,
     };
     let mut contents = Vec::new();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use chainiac_tests::http_with_token;
+use chainiac_tests::DataChain;
 use chainiac_tests::process::NodeProcess;
 use serde_json::Value;
 
@@ -465,15 +465,8 @@ fn a_killed_testnet_node_is_brought_back_by_testnet_up_and_catches_up() -> TestR
     };
     let roster: Value = serde_json::from_str(&std::fs::read_to_string(net.join("roster.json"))?)?;
     let token = chainiac_api::ApiToken::load(&net.join("api.token"))?;
-    let (status, created) = http_with_token(
-        api(0)?,
-        "POST",
-        "/chains",
-        Some(&serde_json::json!({ "roster": roster })),
-        Some(&token),
-    )?;
-    assert_eq!(status, 200, "{created}");
-    let chain = created["chain_id"].as_str().ok_or("chain id")?.to_owned();
+    let data = DataChain::create_over_http(api(0)?, &token, &roster)?;
+    let chain = data.id;
     let head = |i: usize| -> Option<u64> {
         let address = api(i).ok()?;
         http(address, "GET", &format!("/chains/{chain}"), None)
@@ -505,13 +498,7 @@ fn a_killed_testnet_node_is_brought_back_by_testnet_up_and_catches_up() -> TestR
 
     // Three of four witnesses still sign.
     for i in 1..=3u64 {
-        let (status, body) = http_with_token(
-            api(0)?,
-            "POST",
-            &format!("/chains/{chain}/blocks"),
-            Some(&serde_json::json!({ "payload": hex::encode(i.to_le_bytes()) })),
-            Some(&token),
-        )?;
+        let (status, body) = data.append_over_http(api(0)?, &token, &i.to_le_bytes())?;
         assert_eq!(status, 200, "{body}");
     }
     let running_pids: Vec<u64> = (0..3)

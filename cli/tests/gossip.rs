@@ -30,11 +30,11 @@ fn every_node_holds_every_block(n: usize) -> TestResult {
     let everyone: Vec<usize> = (0..n).collect();
     let roster = network.roster(0..4)?;
     let chain = network.nodes[0].create_chain(&roster)?;
-    let genesis = network.wait_block(&everyone, &chain, 0, POLL, REACH)?;
+    let genesis = network.wait_block(&everyone, &chain.id, 0, POLL, REACH)?;
     let mut slowest = genesis.iter().max().copied().unwrap_or_default();
     for i in 1..=10u64 {
         let index = network.nodes[0].append(&chain, &i.to_le_bytes())?;
-        let reached = network.wait_block(&everyone, &chain, index, POLL, REACH)?;
+        let reached = network.wait_block(&everyone, &chain.id, index, POLL, REACH)?;
         slowest = slowest.max(reached.iter().max().copied().unwrap_or_default());
     }
     eprintln!(
@@ -48,11 +48,11 @@ fn every_node_holds_every_block(n: usize) -> TestResult {
     let mut head = 10;
     for i in 11..=15u64 {
         head = network.nodes[0].append(&chain, &i.to_le_bytes())?;
-        network.wait_block(&running, &chain, head, POLL, REACH)?;
+        network.wait_block(&running, &chain.id, head, POLL, REACH)?;
     }
     let bootstrap = network.addresses()?;
     network.nodes[last].start(&bootstrap)?;
-    let caught_up = network.wait_block(&[last], &chain, head, POLL, REACH)?;
+    let caught_up = network.wait_block(&[last], &chain.id, head, POLL, REACH)?;
     eprintln!(
         "{n} nodes: the restarted node was current {} ms after its API answered",
         caught_up[0].as_millis()

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::process::Command;
 
 use chainiac_tests::process::NodeProcess;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod support;
-use chainiac_tests::http_with_token;
 use support::{TestResult, http, wait_for};
 
 fn init(dir: &Path) -> TestResult<NodeProcess> {
@@ -36,15 +35,8 @@ fn a_node_killed_during_appends_restarts_consistent_and_catches_up() -> TestResu
         .iter()
         .map(NodeProcess::public)
         .collect::<Result<_, _>>()?;
-    let (status, created) = http_with_token(
-        nodes[0].api,
-        "POST",
-        "/chains",
-        Some(&json!({ "roster": roster })),
-        Some(&nodes[0].token()?),
-    )?;
-    assert_eq!(status, 200, "{created}");
-    let chain = created["chain_id"].as_str().ok_or("chain id")?.to_owned();
+    let data = nodes[0].create_chain(&roster)?;
+    let chain = data.id;
     wait_for("every node has the genesis", || {
         nodes.iter().all(|n| n.head(&chain).is_some())
     })?;
@@ -53,14 +45,7 @@ fn a_node_killed_during_appends_restarts_consistent_and_catches_up() -> TestResu
         if i == 12 {
             nodes[3].kill()?;
         }
-        let (status, body) = http_with_token(
-            nodes[0].api,
-            "POST",
-            &format!("/chains/{chain}/blocks"),
-            Some(&json!({ "payload": hex::encode(i.to_le_bytes()) })),
-            Some(&nodes[0].token()?),
-        )?;
-        assert_eq!(status, 200, "append {i}: {body}");
+        nodes[0].append(&data, &i.to_le_bytes())?;
     }
     nodes[3].start(std::slice::from_ref(&first))?;
     wait_for("the killed node catches up", || {
@@ -94,14 +79,7 @@ fn node_status_prints_peers_chains_and_heads() -> TestResult {
     let mut node = init(&dir.path().join("n"))?;
     node.start(&[])?;
     let roster = vec![node.public()?];
-    let (status, _) = http_with_token(
-        node.api,
-        "POST",
-        "/chains",
-        Some(&json!({ "roster": roster })),
-        Some(&node.token()?),
-    )?;
-    assert_eq!(status, 200);
+    node.create_chain(&roster)?;
     let output = Command::new(env!("CARGO_BIN_EXE_chainiac"))
         .args(["node", "status", "--config"])
         .arg(node.dir.join("config.toml"))

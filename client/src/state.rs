@@ -221,8 +221,8 @@ mod tests {
             .expect("roster");
         let genesis = SkipBlock::genesis(
             ChainParams::new(2, 8).expect("params"),
-            roster,
-            ChainGenesis::Timeline { epoch_seconds: 10 }.to_bytes(),
+            roster.clone(),
+            ChainGenesis::timeline(10, &roster.hash(), &secret).to_bytes(),
         )
         .expect("genesis");
         let state = ClientState {

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 const BLOCKS: usize = 200;
 
 /// A signed chain of `BLOCKS` blocks with every forward link, built once.
-fn signed_chain() -> (SkipBlock, Vec<(SkipBlock, Vec<ForwardLink>)>) {
+fn signed_chain() -> (SkipBlock, ForwardLink, Vec<(SkipBlock, Vec<ForwardLink>)>) {
     let mut rng = StdRng::seed_from_u64(1);
     let secrets: Vec<SecretKey> = (0..4).map(|_| SecretKey::generate(&mut rng)).collect();
     let roster =
@@ -29,6 +29,10 @@ fn signed_chain() -> (SkipBlock, Vec<(SkipBlock, Vec<ForwardLink>)>) {
         b"bench".to_vec(),
     )
     .expect("genesis");
+    let certificate = chainiac_protocol::skipchain::LinkRequest::for_genesis(&genesis)
+        .expect("genesis")
+        .sign_locally(genesis.chain_id(), &roster, &refs, &mut rng)
+        .expect("certificate");
     let mut chain = SkipChain::new(genesis.clone()).expect("chain");
     let mut appended = Vec::new();
     for index in 1..=BLOCKS {
@@ -56,11 +60,11 @@ fn signed_chain() -> (SkipBlock, Vec<(SkipBlock, Vec<ForwardLink>)>) {
         appended.push((block, links));
         assert_eq!(chain.len() as usize, index + 1);
     }
-    (genesis, appended)
+    (genesis, certificate, appended)
 }
 
 fn appends(c: &mut Criterion) {
-    let (genesis, blocks) = signed_chain();
+    let (genesis, certificate, blocks) = signed_chain();
     let mut group = c.benchmark_group("store_append");
     group
         .sample_size(10)
@@ -71,7 +75,7 @@ fn appends(c: &mut Criterion) {
             || {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let store = Store::open(&dir.path().join("db")).expect("open");
-                store.create_chain(&genesis).expect("genesis");
+                store.create_chain(&genesis, &certificate).expect("genesis");
                 (dir, store)
             },
             |(dir, store)| {
@@ -87,7 +91,7 @@ fn appends(c: &mut Criterion) {
         b.iter_with_setup(
             || {
                 let store = Store::in_memory();
-                store.create_chain(&genesis).expect("genesis");
+                store.create_chain(&genesis, &certificate).expect("genesis");
                 store
             },
             |store| {

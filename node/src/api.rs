@@ -387,7 +387,7 @@ async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>
             sequence: None,
         };
         match kind {
-            ChainGenesis::Timeline { .. } => continue,
+            ChainGenesis::Timeline { .. } | ChainGenesis::Data(_) => continue,
             ChainGenesis::Policy(_) => {
                 entry.kind = Some("policy".into());
                 if let Ok((signed, _)) = policy_in_force(store, &head.chain_id) {
@@ -422,7 +422,7 @@ async fn timeline(State(core): State<Core>) -> Result<Json<Vec<TimelineJson>>, A
     let store = core.store();
     let mut out = Vec::new();
     for head in store.chains(100_000)? {
-        let Some(ChainGenesis::Timeline { epoch_seconds }) = chain_kind(store, &head.chain_id)?
+        let Some(ChainGenesis::Timeline { epoch_seconds, .. }) = chain_kind(store, &head.chain_id)?
         else {
             continue;
         };

@@ -10,12 +10,14 @@ use chainiac_net::{NetHandle, peer_id_of};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::keys::PublicKey;
-use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
+use chainiac_protocol::skipchain::{ChainParams, LinkRequest, SkipBlock};
 
 use crate::artifacts::ArtifactStore;
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
-use crate::rounds::{AppendError, BoxFuture, RoundConfig, Witness, WitnessTransport, sign_link};
+use crate::rounds::{
+    AppendError, BoxFuture, RoundConfig, RoundReport, Witness, WitnessTransport, sign_link,
+};
 use crate::rules::release_in;
 use crate::store::{ChainHead, Store, StoreError};
 use crate::verifier::{Attestations, Verifier};
@@ -77,7 +79,10 @@ impl Appender {
         }
     }
 
-    /// Creates a chain with `members` as its roster and gossips its genesis.
+    /// Creates a chain with `members` as its roster: the genesis is checked by this node's
+    /// rules, certified by its roster in a signing round (each member applies its rules and
+    /// its operator's admission policy), then stored and gossiped. Nothing is stored if the
+    /// roster does not certify it.
     pub async fn create_chain(
         &self,
         members: Vec<RosterMember>,
@@ -85,19 +90,38 @@ impl Appender {
         params: ChainParams,
         payload: Vec<u8>,
     ) -> Result<ChainHead, NodeError> {
+        let parts = &self.parts;
         let roster = match threshold {
             Some(threshold) => Roster::new(members, threshold),
             None => Roster::with_default_threshold(members),
         }
         .map_err(|e| NodeError::Invalid(e.to_string()))?;
-        let genesis = SkipBlock::genesis(params, roster, payload)
+        let genesis = SkipBlock::genesis(params, roster.clone(), payload)
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
-        let head = self.parts.store.create_chain(&genesis)?;
-        self.parts
+        let chain_id = genesis.chain_id();
+        if parts.store.head(&chain_id)?.is_some() {
+            return Err(StoreError::ChainExists(chain_id).into());
+        }
+        parts
+            .witness
+            .check_rules(&genesis)
+            .map_err(NodeError::Invalid)?;
+        let request =
+            LinkRequest::for_genesis(&genesis).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let transport = LeaderTransport { parts };
+        let (certificate, report) =
+            sign_link(&transport, &roster, &genesis, &request, parts.rounds)
+                .await
+                .inspect_err(|_| {
+                    parts.metrics.appends_failed.inc();
+                })?;
+        self.count_round(&report);
+        let head = parts.store.create_chain(&genesis, &certificate)?;
+        parts
             .gossip
             .publish(LinkedBlock {
                 block: genesis,
-                links: Vec::new(),
+                links: vec![certificate],
             })
             .await;
         Ok(head)
@@ -219,6 +243,15 @@ impl Appender {
         self.log_block(locked).await
     }
 
+    fn count_round(&self, report: &RoundReport) {
+        let metrics = &self.parts.metrics;
+        metrics.rounds_completed.inc();
+        if report.tree {
+            metrics.rounds_tree.inc();
+        }
+        metrics.witnesses_excluded.inc_by(report.wrong.len() as u64);
+    }
+
     /// Signs the forward links into `block` (a checked successor of the chain's head) with
     /// rounds among their rosters, stores it, and gossips it. Nothing is stored if the
     /// level-0 link cannot be signed; a missing higher-level link is added later.
@@ -239,14 +272,7 @@ impl Appender {
             let roster = parts.store.roster_of(&source)?;
             match sign_link(&transport, &roster, &block, request, parts.rounds).await {
                 Ok((link, report)) => {
-                    parts.metrics.rounds_completed.inc();
-                    if report.tree {
-                        parts.metrics.rounds_tree.inc();
-                    }
-                    parts
-                        .metrics
-                        .witnesses_excluded
-                        .inc_by(report.wrong.len() as u64);
+                    self.count_round(&report);
                     links.push(link);
                 }
                 Err(error) if request.level == 0 => {

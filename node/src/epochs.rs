@@ -198,7 +198,7 @@ fn timeline_chains(store: &Store) -> Vec<(Hash, u64)> {
     heads
         .iter()
         .filter_map(|head| match chain_kind(store, &head.chain_id) {
-            Ok(Some(ChainGenesis::Timeline { epoch_seconds })) => {
+            Ok(Some(ChainGenesis::Timeline { epoch_seconds, .. })) => {
                 Some((head.chain_id, epoch_seconds))
             }
             _ => None,

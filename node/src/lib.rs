@@ -3,6 +3,7 @@
 //! leads timeline epochs and anchors them. Each module is one service or one part of the node's
 //! state; the rules they apply are in `chainiac_protocol`, the network in `chainiac_net`.
 
+pub mod admission;
 pub mod anchoring;
 pub mod antientropy;
 pub mod api;

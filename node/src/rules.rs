@@ -1,19 +1,24 @@
 //! The payload rules witnesses apply before cosigning a block of a project chain: a policy
 //! change must be signed as the policy in force requires; a release must pass every release rule
 //! against the policy in force (the head of the project's policy chain, as this witness's store
-//! holds it) and the previous release. Opaque chains carry payloads without rules.
+//! holds it) and the previous release; a timeline block must follow the clock and carry its
+//! members' approvals of a roster change; a data-chain block must be signed by the chain's
+//! owners. A genesis must declare its kind, check on its own, and have a creator this node's
+//! admission policy admits.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chainiac_protocol::Hash;
+use chainiac_protocol::data_chain::DataBlock;
 use chainiac_protocol::encoding::Decode;
 use chainiac_protocol::project::{
-    ChainGenesis, check_policy_change, check_release, policy_of_block,
+    ChainGenesis, check_policy_change, check_release, check_witnesses, policy_of_block,
 };
 use chainiac_protocol::release::{PolicyInForce, Release, ReleaseManifest, TimeBounds};
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry};
 
+use crate::admission::Admission;
 use crate::rounds::PayloadRules;
 use crate::store::{Store, StoreError};
 
@@ -105,7 +110,7 @@ fn check_timeline(
     let proposed =
         TimelineBlock::from_bytes(block.payload()).map_err(|e| refused(e.to_string()))?;
     let previous = timeline_at(store, chain_id, previous_index)?;
-    let Some(ChainGenesis::Timeline { epoch_seconds }) =
+    let Some(ChainGenesis::Timeline { epoch_seconds, .. }) =
         chain_kind(store, chain_id).map_err(|e| e.to_string())?
     else {
         return Err(refused("not a timeline chain".into()));
@@ -117,6 +122,16 @@ fn check_timeline(
             now(),
             bounds.max_future_skew,
         )
+        .map_err(|e| refused(e.to_string()))?;
+    let current = store
+        .block_at(chain_id, previous_index)
+        .map_err(|e| e.to_string())?
+        .map(|previous| store.roster_of(&previous))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| refused(format!("block {previous_index} is missing")))?;
+    proposed
+        .check_roster_change(chain_id, &current, &block.roster().hash())
         .map_err(|e| refused(e.to_string()))?;
     let previous_tree = store.timeline_tree(chain_id, previous_index)?;
     let tree = proposed
@@ -138,6 +153,16 @@ fn holds_as_head(store: &Store, entry: &TimelineEntry) -> bool {
 /// when the policy block is unknown here, or the chains whose heads a timeline block lists and
 /// this node does not hold (at most 32, to bound the work one proposal causes).
 pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
+    if block.index() == 0 {
+        return match ChainGenesis::of_payload(block.payload()) {
+            Some(ChainGenesis::Release { policy_chain, .. })
+                if !matches!(store.head(&policy_chain), Ok(Some(_))) =>
+            {
+                vec![policy_chain]
+            }
+            _ => Vec::new(),
+        };
+    }
     match chain_kind(store, &block.chain_id()) {
         Ok(Some(ChainGenesis::Release { policy_chain, .. })) => {
             let named = Release::from_bytes(block.payload()).map(|r| r.manifest.policy);
@@ -164,11 +189,68 @@ pub fn dependencies(store: &Store, block: &SkipBlock) -> Vec<Hash> {
     }
 }
 
-/// The release and policy rules, with the time bounds for release timestamps.
-#[derive(Clone, Copy, Debug, Default)]
+/// The payload rules of every chain kind, with the time bounds for release and timeline
+/// timestamps and the operator's admission policy for new chains.
+#[derive(Clone, Debug, Default)]
 pub struct ProjectRules {
     /// Bounds on release timestamps.
     pub bounds: TimeBounds,
+    /// Whose new chains this node cosigns.
+    pub admission: Admission,
+}
+
+impl ProjectRules {
+    /// A proposed genesis: it declares its kind and checks on its own (signed by its creator
+    /// for its roster), a release chain is created by the roots of the policy in force and run
+    /// by its witnesses, and the creator is admitted by this node's admission policy.
+    fn check_genesis(&self, store: &Store, genesis: &SkipBlock) -> Result<(), String> {
+        let refused = |reason: String| format!("new chain refused: {reason}");
+        let declared = ChainGenesis::of_payload(genesis.payload()).ok_or_else(|| {
+            refused("its genesis payload does not declare a chain kind (policy, release, timeline or data chain); witnesses cosign no chain whose rules they cannot tell".into())
+        })?;
+        let roster = genesis.roster().hash();
+        declared.check(roster).map_err(|e| refused(e.to_string()))?;
+        if let ChainGenesis::Release { policy_chain, .. } = &declared {
+            let (policy, _) = policy_in_force(store, policy_chain).map_err(refused)?;
+            declared
+                .check_release_chain(&policy.policy, roster)
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        let creator = declared
+            .creator()
+            .ok_or_else(|| refused("its genesis names no creator".into()))?;
+        let created = store
+            .chains_created_by(&creator)
+            .map_err(|e| e.to_string())?;
+        self.admission.admit(&creator, created).map_err(refused)
+    }
+}
+
+/// A proposed data-chain block: a [`DataBlock`] signed by the owners, with a sequence above
+/// the previous block's.
+fn check_data(
+    store: &Store,
+    chain_id: &Hash,
+    owners: &chainiac_protocol::data_chain::Owners,
+    block: &SkipBlock,
+) -> Result<(), String> {
+    let refused = |reason: String| format!("data block refused: {reason}");
+    let proposed = DataBlock::from_bytes(block.payload()).map_err(|e| refused(e.to_string()))?;
+    let previous_index = block.index() - 1;
+    let previous_sequence = if previous_index == 0 {
+        0
+    } else {
+        let previous = store
+            .block_at(chain_id, previous_index)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("data block {previous_index} missing"))?;
+        DataBlock::from_bytes(previous.payload())
+            .map_err(|e| format!("data block {previous_index} is invalid: {e}"))?
+            .sequence
+    };
+    proposed
+        .check(owners, chain_id, previous_sequence, &block.roster().hash())
+        .map_err(|e| refused(e.to_string()))
 }
 
 fn now() -> u64 {
@@ -181,14 +263,20 @@ impl PayloadRules for ProjectRules {
     fn check(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
         let chain_id = block.chain_id();
         if block.index() == 0 {
-            return match ChainGenesis::of_payload(block.payload()) {
-                Some(genesis) => genesis.check().map_err(|e| e.to_string()),
-                None => Ok(()),
-            };
+            return self.check_genesis(store, block);
         }
         let previous_index = block.index() - 1;
+        let roster_after = block.roster().hash();
         match chain_kind(store, &chain_id).map_err(|e| e.to_string())? {
-            None => Ok(()),
+            // A chain created before chain kinds were declared names nobody who could
+            // authorize a block.
+            None => Err(
+                "this chain's genesis declares no chain kind, so nobody is entitled to extend it"
+                    .into(),
+            ),
+            Some(ChainGenesis::Data(genesis)) => {
+                check_data(store, &chain_id, &genesis.owners, block)
+            }
             Some(ChainGenesis::Policy(_)) => {
                 let previous = store
                     .block_at(&chain_id, previous_index)
@@ -196,7 +284,7 @@ impl PayloadRules for ProjectRules {
                     .ok_or_else(|| format!("policy block {previous_index} missing"))?;
                 let in_force = policy_of_block(previous.index(), previous.payload())
                     .map_err(|e| e.to_string())?;
-                check_policy_change(&in_force.policy, block.payload())
+                check_policy_change(&in_force.policy, block.payload(), roster_after)
                     .map(|_| ())
                     .map_err(|e| format!("policy change refused: {e}"))
             }
@@ -206,6 +294,7 @@ impl PayloadRules for ProjectRules {
             Some(ChainGenesis::Release {
                 project,
                 policy_chain,
+                ..
             }) => {
                 let (policy, policy_block) = policy_in_force(store, &policy_chain)?;
                 if policy.policy.project != project {
@@ -225,8 +314,9 @@ impl PayloadRules for ProjectRules {
                     now(),
                     self.bounds,
                 )
-                .map(|_| ())
-                .map_err(|e| format!("release refused: {e}"))
+                .map_err(|e| format!("release refused: {e}"))?;
+                check_witnesses(&policy.policy, roster_after)
+                    .map_err(|e| format!("release refused: {e}"))
             }
         }
     }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 use chainiac_net::NetConfig;
 
+use crate::admission::Admission;
 use crate::anchoring::Anchoring;
 use crate::antientropy::AntiEntropy;
 use crate::artifacts::ArtifactStore;
@@ -115,6 +116,9 @@ pub enum StartError {
     /// Build verification is on but cannot run here.
     #[error("cannot run as a build verifier: {0}")]
     Verifier(#[from] crate::builder::BuildError),
+    /// An invalid setting (the message names it).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The HTTP API.
     #[error("cannot listen for the API on {address}: {source}")]
     Api {
@@ -167,7 +171,10 @@ impl RunningNode {
         let witness = Witness::new(
             identity.clone(),
             store.clone(),
-            Arc::new(ProjectRules::default()),
+            Arc::new(ProjectRules {
+                admission: Admission::from_config(&config.admission).map_err(StartError::Config)?,
+                ..ProjectRules::default()
+            }),
         );
         let anchoring = match &config.anchor.ethereum_rpc {
             Some(rpc) => {

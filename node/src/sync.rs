@@ -71,7 +71,15 @@ impl Syncer {
             return Ok(false);
         }
         let stored = if block.index() == 0 {
-            self.store.create_chain(block)
+            match linked.links.as_slice() {
+                [certificate] => self.store.create_chain(block, certificate),
+                _ => Err(StoreError::Rejected(
+                    chainiac_protocol::Error::InvalidBlock {
+                        index: 0,
+                        reason: "a genesis travels with exactly one link: its certificate, signed by its roster".into(),
+                    },
+                )),
+            }
         } else if durable {
             self.store.append(block, &linked.links)
         } else {

@@ -179,6 +179,11 @@ pub enum Error {
     /// A version that is not semantic versioning.
     #[error("version {version:?} is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD])")]
     InvalidVersion { version: String },
+    /// A project chain block that does not run under the witnesses its policy names.
+    #[error(
+        "the chain would run under roster {roster}, but the policy names witnesses {named}: a project's witnesses change only through a policy change the roots sign"
+    )]
+    WitnessesMismatch { named: Hash, roster: Hash },
     /// A release that follows a policy other than the one in force.
     #[error(
         "release follows policy block {found} but the policy in force is block {expected}; re-sign it against the current policy"
@@ -246,6 +251,11 @@ pub enum Error {
     /// A timeline block that does not follow its predecessor.
     #[error("invalid timeline block: {reason}")]
     InvalidTimeline { reason: String },
+
+    // ----- authority -----
+    /// A data-chain genesis or block that breaks a data-chain rule.
+    #[error("invalid data chain: {reason}")]
+    InvalidDataChain { reason: String },
 
     // ----- light clients -----
     /// A block offered as a genesis that is not the genesis of the chain id asked for.

@@ -33,6 +33,20 @@ pub mod domain {
     pub const TIMELINE_NODE: &str = "chainiac v1 timeline node";
     /// Root of an empty timeline Merkle tree.
     pub const TIMELINE_EMPTY: &str = "chainiac v1 timeline empty";
+    /// A timeline member's approval of moving the timeline to another roster:
+    /// `timeline chain id ‖ current roster hash ‖ new roster hash`.
+    pub const ROSTER_CHANGE: &str = "chainiac v1 roster change";
+    /// What a threshold of a data chain's owners sign to create it:
+    /// `version ‖ owners ‖ label ‖ roster hash`.
+    pub const DATA_GENESIS: &str = "chainiac v1 data genesis";
+    /// What a threshold of a data chain's owners sign for each later block:
+    /// `version ‖ chain id ‖ u64 sequence ‖ roster-after hash ‖ BLAKE3(data)`.
+    pub const DATA_BLOCK: &str = "chainiac v1 data block";
+    /// What a threshold of a project's root keys sign to create its release chain:
+    /// `version ‖ project ‖ policy chain id`.
+    pub const RELEASE_CHAIN_GENESIS: &str = "chainiac v1 release chain genesis";
+    /// What the creator of a timeline signs: `version ‖ u64 epoch seconds ‖ roster hash`.
+    pub const TIMELINE_GENESIS: &str = "chainiac v1 timeline genesis";
     /// Id of a signing round a leader starts (with the link message, the attempt and 16
     /// random bytes), so that ids of two rounds never collide.
     pub const ROUND_ID: &str = "chainiac v1 round id";

@@ -3,6 +3,7 @@
 
 pub mod anchor;
 pub mod cosi;
+pub mod data_chain;
 pub mod encoding;
 mod error;
 pub mod hash;

@@ -78,6 +78,7 @@ fn release_genesis(release_chain: Hash, genesis: &SkipBlock) -> Result<(String, 
         Some(ChainGenesis::Release {
             project,
             policy_chain,
+            ..
         }) => Ok((project, policy_chain)),
         _ => Err(Error::WrongChainKind {
             chain: release_chain,
@@ -104,7 +105,7 @@ impl FollowedProject {
         let release_genesis = release_genesis_block;
         check_genesis(policy_chain, &policy_genesis)?;
         let signed = policy_of_block(0, policy_genesis.payload())?;
-        signed.verify_genesis()?;
+        ChainGenesis::Policy(signed.clone()).check(policy_genesis.roster().hash())?;
         if signed.policy.project != project {
             return Err(Error::WrongProject {
                 expected: project,
@@ -156,7 +157,8 @@ impl FollowedProject {
                 from,
                 error: Box::new(error),
             })?;
-            policy = check_policy_change(&policy, step.block.payload())?.policy;
+            policy =
+                check_policy_change(&policy, step.block.payload(), trusted.roster().hash())?.policy;
             verified.push((step.block.hash(), policy.clone()));
         }
         self.policy = trusted;
@@ -391,6 +393,7 @@ mod tests {
                 developer_threshold: 2,
                 build_verifiers: Vec::new(),
                 attestations_required: 0,
+                witnesses: roster.hash(),
             };
             let genesis = ChainGenesis::Policy(SignedPolicy {
                 signatures: vec![KeySignature::sign(&root, &policy.digest())],
@@ -401,10 +404,7 @@ mod tests {
                 SkipBlock::genesis(params, roster.clone(), genesis.to_bytes()).expect("genesis"),
             )
             .expect("chain");
-            let release_genesis = ChainGenesis::Release {
-                project: "hello".into(),
-                policy_chain: policy_chain.id(),
-            };
+            let release_genesis = ChainGenesis::release("hello", policy_chain.id(), &[&root]);
             let release_chain = SkipChain::new(
                 SkipBlock::genesis(params, roster, release_genesis.to_bytes()).expect("genesis"),
             )
@@ -689,7 +689,7 @@ mod tests {
         let genesis = SkipBlock::genesis(
             ChainParams::new(2, 8).expect("params"),
             roster.clone(),
-            ChainGenesis::Timeline { epoch_seconds: 10 }.to_bytes(),
+            ChainGenesis::timeline(10, &roster.hash(), &witnesses[0]).to_bytes(),
         )
         .expect("genesis");
         let mut chain = SkipChain::new(genesis.clone()).expect("chain");

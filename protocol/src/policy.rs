@@ -56,6 +56,10 @@ pub struct Policy {
     pub build_verifiers: Vec<PublicKey>,
     /// How many matching attestations from distinct verifiers a release needs (k).
     pub attestations_required: u32,
+    /// Hash of the witness roster the project's chains run under. The policy chain moves to
+    /// another roster only with a policy change naming it, approved by the root threshold;
+    /// the release chain follows at its next release. Nobody else can move the project.
+    pub witnesses: Hash,
 }
 
 impl Policy {
@@ -100,12 +104,16 @@ impl Policy {
         Hash::of(domain::POLICY, &[&self.to_bytes()])
     }
 
+    /// Whether this policy changes what only the roots may change: the root keys (as a set),
+    /// the root threshold, or the witness roster.
     fn roots_changed(&self, previous: &Policy) -> bool {
         let mut old = previous.root_keys.clone();
         let mut new = self.root_keys.clone();
         old.sort_unstable();
         new.sort_unstable();
-        old != new || previous.root_threshold != self.root_threshold
+        old != new
+            || previous.root_threshold != self.root_threshold
+            || previous.witnesses != self.witnesses
     }
 }
 
@@ -157,7 +165,8 @@ impl Encode for Policy {
             .list(&self.developer_keys)
             .u32(self.developer_threshold)
             .list(&self.build_verifiers)
-            .u32(self.attestations_required);
+            .u32(self.attestations_required)
+            .value(&self.witnesses);
     }
 }
 
@@ -180,6 +189,7 @@ impl Decode for Policy {
             developer_threshold: reader.u32("developer threshold")?,
             build_verifiers: reader.list(MAX_POLICY_KEYS, "build verifiers")?,
             attestations_required: reader.u32("attestations required")?,
+            witnesses: Hash::decode_from(reader)?,
         };
         policy.check()?;
         Ok(policy)
@@ -275,7 +285,7 @@ impl SignedPolicy {
         if policy.roots_changed(previous) {
             if !roots_suffice {
                 return Err(Error::NotEnoughSignatures {
-                    role: "root (root keys or threshold change)",
+                    role: "root (root keys, root threshold or witness change)",
                     valid: roots,
                     threshold: previous.root_threshold as usize,
                 });
@@ -348,6 +358,7 @@ mod tests {
             developer_threshold: 2,
             build_verifiers: k.verifiers.iter().map(SecretKey::public_key).collect(),
             attestations_required: 2,
+            witnesses: Hash([0x57; 32]),
         }
     }
 
@@ -437,7 +448,7 @@ mod tests {
             )
             .verify_change(&g),
             Err(Error::NotEnoughSignatures {
-                role: "root (root keys or threshold change)",
+                role: "root (root keys, root threshold or witness change)",
                 ..
             })
         ));
@@ -519,5 +530,24 @@ mod tests {
         fn decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = SignedPolicy::from_bytes(&bytes);
         }
+    }
+    #[test]
+    fn moving_to_another_witness_roster_needs_the_roots() {
+        let k = keys(40);
+        let g = genesis(&k);
+        let mut next = successor(&g);
+        next.witnesses = Hash([0x58; 32]);
+        assert!(matches!(
+            sign(
+                next.clone(),
+                &[&k.developers[0], &k.developers[1], &k.developers[2]]
+            )
+            .verify_change(&g),
+            Err(Error::NotEnoughSignatures { .. })
+        ));
+        assert_eq!(
+            sign(next, &[&k.roots[0], &k.roots[1]]).verify_change(&g),
+            Ok(())
+        );
     }
 }

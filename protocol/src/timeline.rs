@@ -8,8 +8,10 @@
 //! next level unchanged; the root of no leaves is BLAKE3 under [`domain::TIMELINE_EMPTY`] of
 //! nothing.
 
+use crate::cosi::{MAX_ROSTER_SIZE, Roster};
 use crate::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use crate::hash::domain;
+use crate::keys::{KeySignature, PublicKey, count_valid_signers};
 use crate::{Error, Hash, Result};
 
 /// Most chains one timeline may cover (2^32).
@@ -372,6 +374,18 @@ pub struct TimelineBlock {
     pub commit: TimelineCommit,
     /// The heads that changed since the previous timeline block, sorted by chain id.
     pub changes: Vec<TimelineEntry>,
+    /// When the block moves the timeline to another roster: the approvals of a threshold of
+    /// the current roster's members ([`roster_change_digest`]). Empty otherwise.
+    pub approvals: Vec<KeySignature>,
+}
+
+/// What a member of a timeline's roster signs to approve moving the timeline `timeline` from
+/// the roster with hash `from` to the roster with hash `to`.
+pub fn roster_change_digest(timeline: &Hash, from: &Hash, to: &Hash) -> Hash {
+    Hash::of(
+        domain::ROSTER_CHANGE,
+        &[timeline.as_bytes(), from.as_bytes(), to.as_bytes()],
+    )
 }
 
 impl TimelineBlock {
@@ -389,6 +403,7 @@ impl TimelineBlock {
         let block = Self {
             commit: TimelineCommit::new(epoch, timestamp, &tree),
             changes,
+            approvals: Vec::new(),
         };
         Ok((block, tree))
     }
@@ -477,6 +492,40 @@ impl TimelineBlock {
         }
         if commit.timestamp < previous.timestamp {
             return invalid("timestamp goes back in time".into());
+        }
+        Ok(())
+    }
+}
+
+impl TimelineBlock {
+    /// The roster rule of the timeline `timeline`, for a block after which it runs under
+    /// `roster_after` while it ran under `current`: nobody moves a timeline alone. A block that
+    /// keeps the roster carries no approvals; a block that changes it carries approvals of
+    /// [`roster_change_digest`] by at least the threshold of `current`'s members (distinct,
+    /// valid, no other signer). Each operator approves with their node's key.
+    pub fn check_roster_change(
+        &self,
+        timeline: &Hash,
+        current: &Roster,
+        roster_after: &Hash,
+    ) -> Result<()> {
+        if *roster_after == current.hash() {
+            if !self.approvals.is_empty() {
+                return Err(Error::InvalidTimeline {
+                    reason: "approvals of a roster change in a block that changes no roster".into(),
+                });
+            }
+            return Ok(());
+        }
+        let digest = roster_change_digest(timeline, &current.hash(), roster_after);
+        let members: Vec<PublicKey> = current.members().iter().map(|m| m.key).collect();
+        let approved = count_valid_signers(&self.approvals, &members, &digest, "timeline member")?;
+        if approved < current.threshold() {
+            return Err(Error::NotEnoughSignatures {
+                role: "timeline member (roster change)",
+                valid: approved,
+                threshold: current.threshold(),
+            });
         }
         Ok(())
     }
@@ -573,7 +622,11 @@ fn apply_changes(
 
 impl Encode for TimelineBlock {
     fn encode_to(&self, writer: &mut Writer) {
-        writer.u8(VERSION).value(&self.commit).list(&self.changes);
+        writer
+            .u8(VERSION)
+            .value(&self.commit)
+            .list(&self.changes)
+            .list(&self.approvals);
     }
 }
 
@@ -590,7 +643,12 @@ impl Decode for TimelineBlock {
                 what: "timeline changes (must be sorted by chain id, once each)",
             });
         }
-        Ok(Self { commit, changes })
+        let approvals = reader.list(MAX_ROSTER_SIZE, "roster change approvals")?;
+        Ok(Self {
+            commit,
+            changes,
+            approvals,
+        })
     }
 }
 
@@ -730,6 +788,75 @@ mod tests {
             block(102, 1020)
                 .check_successor(Some(&first.commit), 10, 1000, 300)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_timeline_moves_to_another_roster_only_with_its_members_approvals() {
+        use crate::cosi::RosterMember;
+        use crate::keys::SecretKey;
+        let keys: Vec<SecretKey> = (1..=5u8).map(|i| SecretKey::from_seed(&[i; 32])).collect();
+        let roster = |range: std::ops::Range<usize>| {
+            Roster::with_default_threshold(
+                keys[range].iter().map(RosterMember::from_secret).collect(),
+            )
+            .expect("roster")
+        };
+        let (current, next) = (roster(0..4), roster(1..5));
+        let timeline = Hash([9; 32]);
+        let digest = roster_change_digest(&timeline, &current.hash(), &next.hash());
+        let mut block = TimelineBlock::new(None, 1, 10, Vec::new())
+            .expect("block")
+            .0;
+        // Unchanged roster, no approvals: fine; a change without approvals: refused.
+        assert!(
+            block
+                .check_roster_change(&timeline, &current, &current.hash())
+                .is_ok()
+        );
+        assert!(matches!(
+            block.check_roster_change(&timeline, &current, &next.hash()),
+            Err(Error::NotEnoughSignatures { .. })
+        ));
+        // Two of four members (threshold 3): refused; three: accepted.
+        block.approvals = keys[..2]
+            .iter()
+            .map(|k| KeySignature::sign(k, &digest))
+            .collect();
+        assert!(
+            block
+                .check_roster_change(&timeline, &current, &next.hash())
+                .is_err()
+        );
+        block.approvals.push(KeySignature::sign(&keys[2], &digest));
+        assert!(
+            block
+                .check_roster_change(&timeline, &current, &next.hash())
+                .is_ok()
+        );
+        // A new member's approval does not count; approvals for another move do not either.
+        let outsider = vec![KeySignature::sign(&keys[4], &digest)];
+        let mut bad = block.clone();
+        bad.approvals = outsider;
+        assert!(
+            bad.check_roster_change(&timeline, &current, &next.hash())
+                .is_err()
+        );
+        let elsewhere = roster(0..3);
+        assert!(
+            block
+                .check_roster_change(&timeline, &current, &elsewhere.hash())
+                .is_err()
+        );
+        // Approvals in a block that keeps its roster are refused; they round-trip.
+        assert!(
+            block
+                .check_roster_change(&timeline, &current, &current.hash())
+                .is_err()
+        );
+        assert_eq!(
+            TimelineBlock::from_bytes(&block.to_bytes()).ok(),
+            Some(block)
         );
     }
 

@@ -19,8 +19,8 @@ use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, local_round};
-use chainiac_protocol::skipchain::{ChainParams, ForwardLink, SkipBlock};
-use chainiac_tests::Cluster;
+use chainiac_protocol::skipchain::{ChainParams, ForwardLink, LinkRequest, SkipBlock};
+use chainiac_tests::{Cluster, DataChain};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
@@ -44,23 +44,16 @@ async fn cluster(n: usize, options: impl Fn(usize, &mut NodeOptions)) -> Cluster
 }
 
 /// A chain witnessed by every node, created by node `leader`, known to all.
-async fn chain(cluster: &Cluster, leader: usize, params: ChainParams) -> Hash {
+async fn chain(cluster: &Cluster, leader: usize, params: ChainParams) -> DataChain {
     let members = cluster
         .publics
         .iter()
         .map(PublicIdentity::roster_member)
         .collect();
-    let chain_id = cluster
-        .core(leader)
-        .create_chain(
-            members,
-            None,
-            params,
-            format!("bench {leader}").into_bytes(),
-        )
+    let chain = DataChain::create(&cluster.core(leader), members, params)
         .await
-        .expect("chain")
-        .chain_id;
+        .expect("chain");
+    let chain_id = chain.id;
     // Gossip may miss a node whose mesh is still forming; it would sync at its first round
     // (as a witness that is behind), but the benchmark wants every node ready.
     let leader_peer = cluster.peer_id(leader).expect("leader");
@@ -76,7 +69,7 @@ async fn chain(cluster: &Cluster, leader: usize, params: ChainParams) -> Hash {
         }
         wait_head(&core, &chain_id, 0).await;
     }
-    chain_id
+    chain
 }
 
 async fn wait_head(core: &NodeCore, chain_id: &Hash, index: u64) {
@@ -149,7 +142,7 @@ fn round_latency(c: &mut Criterion) {
         }));
         let params = ChainParams::new(2, 1).expect("params");
         for (name, leader) in [("star", 0usize), ("tree", 1)] {
-            let chain_id = rt.block_on(chain(&cluster, leader, params));
+            let chain = rt.block_on(chain(&cluster, leader, params));
             let core = cluster.core(leader);
             let samples = Mutex::new(Vec::new());
             group.bench_function(format!("{name}/{n}"), |b| {
@@ -158,7 +151,8 @@ fn round_latency(c: &mut Criterion) {
                         let mut total = Duration::ZERO;
                         for i in 0..iters {
                             let start = Instant::now();
-                            core.append(chain_id, i.to_le_bytes().to_vec(), None)
+                            chain
+                                .append(&core, i.to_le_bytes().to_vec())
                                 .await
                                 .expect("append");
                             let elapsed = start.elapsed();
@@ -182,7 +176,7 @@ fn round_latency(c: &mut Criterion) {
 fn appends(c: &mut Criterion) {
     let rt = runtime();
     let cluster = rt.block_on(cluster(4, |_, _| {}));
-    let chain_id = rt.block_on(chain(&cluster, 0, ChainParams::new(2, 32).expect("params")));
+    let chain = rt.block_on(chain(&cluster, 0, ChainParams::new(2, 32).expect("params")));
     let core = cluster.core(0);
     let mut group = c.benchmark_group("appends");
     const BATCH: u64 = 20;
@@ -197,7 +191,8 @@ fn appends(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for i in 0..iters * BATCH {
-                    core.append(chain_id, i.to_le_bytes().to_vec(), None)
+                    chain
+                        .append(&core, i.to_le_bytes().to_vec())
                         .await
                         .expect("append");
                 }
@@ -221,8 +216,14 @@ fn fill(core: &NodeCore, identity: &Identity, count: u64) -> Hash {
     )
     .expect("genesis");
     let chain_id = genesis.chain_id();
-    core.store().create_chain(&genesis).expect("create");
     let mut rng = rand::rng();
+    let certificate = LinkRequest::for_genesis(&genesis)
+        .expect("genesis")
+        .sign_locally(chain_id, &roster, &[identity.secret()], &mut rng)
+        .expect("certificate");
+    core.store()
+        .create_chain(&genesis, &certificate)
+        .expect("create");
     let mut previous = genesis;
     for _ in 0..count {
         let block = SkipBlock::successor(&previous, &roster, None, vec![7; 64], |index| {

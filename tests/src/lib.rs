@@ -21,6 +21,7 @@ use chainiac_node::runtime::{NodeOptions, RunningNode};
 use chainiac_node::serve::AnswerHook;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
+use chainiac_protocol::data_chain::{DataBlock, DataGenesis, Owners};
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::keys::{KeySignature, PublicKey, SecretKey};
 use chainiac_protocol::policy::{Policy, SignedPolicy};
@@ -34,6 +35,162 @@ use serde_json::Value;
 
 /// Result of a test.
 pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// A data chain as its owner sees it: one fresh owner key signs the genesis and every block
+/// (docs/protocol.md §7.5), with the next sequence number and the roster the chain runs under.
+pub struct DataChain {
+    /// The chain id.
+    pub id: Hash,
+    owner: SecretKey,
+    sequence: std::sync::atomic::AtomicU64,
+    roster: std::sync::Mutex<Hash>,
+}
+
+impl DataChain {
+    /// A fresh owner and the genesis payload it signs for a chain run by `roster`.
+    pub fn genesis_payload(roster: &Roster) -> (SecretKey, Vec<u8>) {
+        let owner = SecretKey::generate(&mut rand::rng());
+        let owners = Owners {
+            keys: vec![owner.public_key()],
+            threshold: 1,
+        };
+        let genesis = DataGenesis::sign(owners, b"test chain".to_vec(), &roster.hash(), &[&owner]);
+        (owner, ChainGenesis::Data(genesis).to_bytes())
+    }
+
+    /// The chain `id` created by `owner` under `roster`.
+    pub fn new(id: Hash, owner: SecretKey, roster: Hash) -> Self {
+        Self {
+            id,
+            owner,
+            sequence: std::sync::atomic::AtomicU64::new(0),
+            roster: std::sync::Mutex::new(roster),
+        }
+    }
+
+    /// Creates a data chain through `core` (the leader of its genesis round) with `members`
+    /// as its roster (default threshold).
+    pub async fn create(
+        core: &NodeCore,
+        members: Vec<RosterMember>,
+        params: ChainParams,
+    ) -> TestResult<Self> {
+        let roster = Roster::with_default_threshold(members.clone())?;
+        let (owner, payload) = Self::genesis_payload(&roster);
+        let head = core.create_chain(members, None, params, payload).await?;
+        Ok(Self::new(head.chain_id, owner, roster.hash()))
+    }
+
+    fn current_roster(&self) -> Hash {
+        *self
+            .roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The payload of the next block carrying `data`, keeping the roster.
+    pub fn payload(&self, data: &[u8]) -> Vec<u8> {
+        self.payload_for(data, &self.current_roster())
+    }
+
+    /// The payload of the next block carrying `data`, for a chain running under the roster
+    /// with hash `roster_after` after it.
+    pub fn payload_for(&self, data: &[u8], roster_after: &Hash) -> Vec<u8> {
+        let sequence = self
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        DataBlock::sign(
+            &self.id,
+            sequence,
+            roster_after,
+            data.to_vec(),
+            &[&self.owner],
+        )
+        .to_bytes()
+    }
+
+    /// Appends `data` with `core` as leader.
+    pub async fn append(
+        &self,
+        core: &NodeCore,
+        data: impl AsRef<[u8]>,
+    ) -> Result<chainiac_node::store::ChainHead, NodeError> {
+        core.append(self.id, self.payload(data.as_ref()), None)
+            .await
+    }
+
+    /// Appends `data` with `core` as leader, moving the chain to `roster`.
+    pub async fn append_with_roster(
+        &self,
+        core: &NodeCore,
+        data: impl AsRef<[u8]>,
+        roster: Roster,
+    ) -> Result<chainiac_node::store::ChainHead, NodeError> {
+        let after = roster.hash();
+        let head = core
+            .append(
+                self.id,
+                self.payload_for(data.as_ref(), &after),
+                Some(roster),
+            )
+            .await?;
+        *self
+            .roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = after;
+        Ok(head)
+    }
+
+    /// Creates a data chain run by `roster` (a JSON list of roster entries, as `node init`
+    /// writes them) through a node's HTTP API at `api`.
+    pub fn create_over_http(
+        api: SocketAddr,
+        token: &chainiac_api::ApiToken,
+        roster: &Value,
+    ) -> TestResult<Self> {
+        let members: Vec<chainiac_api::types::RosterMemberJson> =
+            serde_json::from_value(roster.clone())?;
+        let parsed = chainiac_api::types::roster_from_json(&members, None)?;
+        let (owner, payload) = Self::genesis_payload(&parsed);
+        let (status, created) = http_with_token(
+            api,
+            "POST",
+            "/chains",
+            Some(&serde_json::json!({ "roster": roster, "payload": hex::encode(payload) })),
+            Some(token),
+        )?;
+        if status != 200 {
+            return Err(format!("chain not created: {created}").into());
+        }
+        let id = Hash::from_hex(created["chain_id"].as_str().ok_or("chain id")?)?;
+        Ok(Self::new(id, owner, parsed.hash()))
+    }
+
+    /// Appends `data` through a node's HTTP API at `api`; returns the HTTP status and body.
+    pub fn append_over_http(
+        &self,
+        api: SocketAddr,
+        token: &chainiac_api::ApiToken,
+        data: &[u8],
+    ) -> TestResult<(u16, Value)> {
+        http_with_token(
+            api,
+            "POST",
+            &format!("/chains/{}/blocks", self.id),
+            Some(&serde_json::json!({ "payload": hex::encode(self.payload(data)) })),
+            Some(token),
+        )
+    }
+
+    /// The data a block of a data chain carries (the genesis carries none).
+    pub fn data_of(block: &chainiac_protocol::skipchain::SkipBlock) -> Vec<u8> {
+        use chainiac_protocol::encoding::Decode;
+        DataBlock::from_bytes(block.payload())
+            .map(|data| data.data)
+            .unwrap_or_default()
+    }
+}
 
 /// How long any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -269,24 +426,39 @@ impl Cluster {
         )?)
     }
 
-    /// Creates an opaque chain led by `leader` with every node as witness, and waits until all
-    /// running nodes hold its genesis.
-    pub async fn create_chain(&self, leader: usize) -> TestResult<Hash> {
+    /// Creates a data chain led by `leader` with every node as witness (owned by a fresh key),
+    /// and waits until all running nodes hold its genesis.
+    pub async fn create_chain(&self, leader: usize) -> TestResult<DataChain> {
         let members = self
             .publics
             .iter()
             .map(PublicIdentity::roster_member)
             .collect();
+        let chain =
+            DataChain::create(&self.core(leader), members, ChainParams::new(2, 32)?).await?;
+        self.wait_everywhere(&chain.id, 0).await?;
+        Ok(chain)
+    }
+
+    /// Creates a timeline of `epoch_seconds` led by node `leader`, witnessed by the nodes
+    /// `members` and created by a fresh key. Returns its id.
+    pub async fn create_timeline(
+        &self,
+        leader: usize,
+        members: &[usize],
+        epoch_seconds: u64,
+    ) -> TestResult<Hash> {
+        let roster = self.roster(members)?;
+        let creator = SecretKey::generate(&mut rand::rng());
         let head = self
             .core(leader)
             .create_chain(
-                members,
+                roster.members().to_vec(),
                 None,
                 ChainParams::new(2, 32)?,
-                b"test chain".to_vec(),
+                ChainGenesis::timeline(epoch_seconds, &roster.hash(), &creator).to_bytes(),
             )
             .await?;
-        self.wait_everywhere(&head.chain_id, 0).await?;
         Ok(head.chain_id)
     }
 
@@ -408,6 +580,7 @@ impl Project {
             developer_threshold: threshold,
             build_verifiers: verifiers.to_vec(),
             attestations_required: attestations,
+            witnesses: roster.hash(),
         };
         let signatures = vec![KeySignature::sign(&roots[0], &policy.digest())];
         let genesis = ChainGenesis::Policy(SignedPolicy {
@@ -424,10 +597,7 @@ impl Project {
                 genesis.to_bytes(),
             )
             .await?;
-        let release_genesis = ChainGenesis::Release {
-            project: name.into(),
-            policy_chain: policy_head.chain_id,
-        };
+        let release_genesis = ChainGenesis::release(name, policy_head.chain_id, &[&roots[0]]);
         let release_head = core
             .create_chain(
                 members,
@@ -512,6 +682,26 @@ impl Project {
         let index = prepared.publish(core, self.release_chain, roster).await?;
         self.sequence += 1;
         Ok(index)
+    }
+
+    /// Moves the project to the witnesses `roster`: a policy change naming them, signed by the
+    /// root key, logged by `core` on the policy chain (which moves to `roster` with it). The
+    /// release chain follows at its next release, which must carry `roster`.
+    pub async fn change_witnesses(&mut self, core: &NodeCore, roster: Roster) -> TestResult {
+        let mut next = self.policy.clone();
+        next.sequence += 1;
+        next.previous = Some(self.policy.digest());
+        next.witnesses = roster.hash();
+        let signed = SignedPolicy {
+            signatures: vec![KeySignature::sign(&self.roots[0], &next.digest())],
+            policy: next.clone(),
+        };
+        let head = core
+            .append(self.policy_chain, signed.to_bytes(), Some(roster))
+            .await?;
+        self.policy = next;
+        self.policy_block = head.hash;
+        Ok(())
     }
 
     /// Replaces developer `slot`'s key through a policy change signed by the first t

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::{PATIENCE, TestResult, http, http_with_token, wait_for_blocking};
+use chainiac_protocol::Hash;
+
+use crate::{DataChain, PATIENCE, TestResult, http, wait_for_blocking};
 
 /// A free TCP port on loopback (bound then released: another process may take it meanwhile,
 /// which a test run alone on a machine does not meet).
@@ -137,7 +139,7 @@ impl NodeProcess {
     }
 
     /// The index of its head of `chain`, if it holds the chain.
-    pub fn head(&self, chain: &str) -> Option<u64> {
+    pub fn head(&self, chain: &Hash) -> Option<u64> {
         http(self.api, "GET", &format!("/chains/{chain}"), None)
             .ok()
             .and_then(|(s, v)| if s == 200 { v["index"].as_u64() } else { None })
@@ -159,30 +161,14 @@ impl NodeProcess {
         )
     }
 
-    /// Creates a chain led by this node with `roster`; returns its id.
-    pub fn create_chain(&self, roster: &[Value]) -> TestResult<String> {
-        let (status, created) = http_with_token(
-            self.api,
-            "POST",
-            "/chains",
-            Some(&json!({ "roster": roster })),
-            Some(&self.token()?),
-        )?;
-        if status != 200 {
-            return Err(format!("chain not created: {created}").into());
-        }
-        Ok(created["chain_id"].as_str().ok_or("chain id")?.to_owned())
+    /// Creates a data chain led by this node with `roster` (owned by a fresh key).
+    pub fn create_chain(&self, roster: &[Value]) -> TestResult<DataChain> {
+        DataChain::create_over_http(self.api, &self.token()?, &Value::Array(roster.to_vec()))
     }
 
-    /// Appends a block led by this node; returns its index.
-    pub fn append(&self, chain: &str, payload: &[u8]) -> TestResult<u64> {
-        let (status, body) = http_with_token(
-            self.api,
-            "POST",
-            &format!("/chains/{chain}/blocks"),
-            Some(&json!({ "payload": hex_of(payload) })),
-            Some(&self.token()?),
-        )?;
+    /// Appends a block carrying `data` to `chain`, led by this node; returns its index.
+    pub fn append(&self, chain: &DataChain, data: &[u8]) -> TestResult<u64> {
+        let (status, body) = chain.append_over_http(self.api, &self.token()?, data)?;
         if status != 200 {
             return Err(format!("append refused: {body}").into());
         }
@@ -233,10 +219,6 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.kill();
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A network of node processes on loopback, every node bootstrapping from every node started
@@ -304,7 +286,7 @@ impl ProcessNetwork {
     pub fn wait_block(
         &self,
         nodes: &[usize],
-        chain: &str,
+        chain: &Hash,
         index: u64,
         poll: Duration,
         patience: Duration,

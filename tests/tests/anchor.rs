@@ -6,10 +6,8 @@
 use std::collections::BTreeSet;
 
 use chainiac_anchor::{Anchor, AnchorError, AnchorProof, EthereumAnchor, EthereumConfig};
-use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::ChainParams;
-use chainiac_tests::{Anvil, Cluster, TestResult, wait_for};
+use chainiac_tests::{Anvil, Cluster, DataChain, TestResult, wait_for};
 
 fn anchors(cluster: &Cluster, timeline: &chainiac_protocol::Hash) -> Vec<AnchorProof> {
     (0..cluster.len())
@@ -32,17 +30,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         config.anchor.ethereum_rpc = Some(url.clone());
     })
     .await?;
-    let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
-    let timeline = cluster
-        .core(0)
-        .create_chain(
-            members,
-            None,
-            ChainParams::new(2, 32)?,
-            ChainGenesis::Timeline { epoch_seconds: 1 }.to_bytes(),
-        )
-        .await?
-        .chain_id;
+    let timeline = cluster.create_timeline(0, &[0, 1, 2, 3], 1).await?;
     wait_for("3 timeline epochs anchored", || async {
         anchors(&cluster, &timeline).len() >= 3
     })
@@ -142,16 +130,8 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     };
     let small = gas_of(&proofs[0])?;
     let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
-    for i in 0..500u32 {
-        cluster
-            .core(0)
-            .create_chain(
-                members.clone(),
-                None,
-                ChainParams::new(2, 32)?,
-                format!("project {i}").into_bytes(),
-            )
-            .await?;
+    for _ in 0..500u32 {
+        DataChain::create(&cluster.core(0), members.clone(), ChainParams::new(2, 32)?).await?;
     }
     let listed_at = cluster
         .core(0)

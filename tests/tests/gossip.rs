@@ -10,7 +10,7 @@ use chainiac_net::wire::LinkedBlock;
 use chainiac_node::gossip::GossipHook;
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::skipchain::ChainParams;
-use chainiac_tests::{Cluster, TestResult, wait_for};
+use chainiac_tests::{Cluster, DataChain, TestResult, wait_for};
 use libp2p::PeerId;
 
 /// Drops every gossiped block, counting them.
@@ -42,12 +42,10 @@ async fn a_node_that_lost_every_gossip_message_is_repaired_by_anti_entropy() -> 
     // anti-entropy would bring it the chain.
     let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
     let leader = cluster.core(0);
-    let chain = leader
-        .create_chain(members, None, ChainParams::new(2, 32)?, b"quiet".to_vec())
-        .await?
-        .chain_id;
+    let data = DataChain::create(&leader, members, ChainParams::new(2, 32)?).await?;
+    let chain = data.id;
     for i in 1..=3u64 {
-        leader.append(chain, i.to_le_bytes().to_vec(), None).await?;
+        data.append(&leader, i.to_le_bytes()).await?;
     }
     let appended = Instant::now();
     for i in 0..5 {
@@ -84,8 +82,9 @@ async fn a_node_that_lost_every_gossip_message_is_repaired_by_anti_entropy() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_in_sync_compare_one_digest() -> TestResult {
     let cluster = Cluster::start(3, &[]).await?;
-    let chain = cluster.create_chain(0).await?;
-    cluster.core(0).append(chain, b"1".to_vec(), None).await?;
+    let data = cluster.create_chain(0).await?;
+    let chain = data.id;
+    data.append(&cluster.core(0), b"1").await?;
     cluster.wait_everywhere(&chain, 1).await?;
     let core = cluster.core(1);
     let digest = core.store().heads_digest()?;

@@ -8,7 +8,7 @@ use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Aggregator, Contribution};
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::skipchain::{ChainParams, SkipBlock};
-use chainiac_tests::{Cluster, TestResult, WrongShares, wait_for};
+use chainiac_tests::{Cluster, DataChain, TestResult, WrongShares, wait_for};
 
 /// Starts `n` nodes (those in `faulty` send wrong shares); with `tree`, rounds go along trees of
 /// (branching, smallest roster).
@@ -32,11 +32,11 @@ async fn start(n: usize, faulty: &[usize], tree: Option<(usize, usize)>) -> Test
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_nodes_append_100_blocks_and_agree() -> TestResult {
     let cluster = start(4, &[], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
     for i in 1..=100u64 {
-        let head = cluster
-            .core(0)
-            .append(chain_id, i.to_le_bytes().to_vec(), None)
+        let head = chain
+            .append(&cluster.core(0), i.to_le_bytes().to_vec())
             .await?;
         assert_eq!(head.index, i);
     }
@@ -92,11 +92,11 @@ fn assert_same_chain(cluster: &Cluster, chain_id: &Hash, last: u64, nodes: &[usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
     let cluster = start(9, &[], Some((2, 4))).await?;
-    let chain_id = cluster.create_chain(0).await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
     for i in 1..=10u64 {
-        let head = cluster
-            .core(0)
-            .append(chain_id, i.to_le_bytes().to_vec(), None)
+        let head = chain
+            .append(&cluster.core(0), i.to_le_bytes().to_vec())
             .await?;
         assert_eq!(head.index, i);
     }
@@ -123,11 +123,9 @@ async fn nine_nodes_sign_along_a_tree_and_agree() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult {
     let mut cluster = start(9, &[], Some((2, 4))).await?;
-    let chain_id = cluster.create_chain(0).await?;
-    cluster
-        .core(0)
-        .append(chain_id, b"1".to_vec(), None)
-        .await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
+    chain.append(&cluster.core(0), b"1".to_vec()).await?;
     // With leader 0 and branching 2, the roster's member 1 is the leader's first child and
     // the root of the subtree {1, 3, 4, 7, 8}. Find the node holding that roster slot.
     let roster = {
@@ -146,9 +144,8 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
         .ok_or("interior node")?;
     cluster.stop_node(interior).await;
     for i in 2..=4u64 {
-        let head = cluster
-            .core(0)
-            .append(chain_id, i.to_le_bytes().to_vec(), None)
+        let head = chain
+            .append(&cluster.core(0), i.to_le_bytes().to_vec())
             .await?;
         assert_eq!(head.index, i);
     }
@@ -179,19 +176,26 @@ async fn a_tree_round_completes_without_a_stopped_interior_node() -> TestResult 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> TestResult {
     let cluster = start(4, &[], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
     let leader = cluster.core(0);
     let store = leader.store();
     let head = store.head(&chain_id)?.ok_or("head")?;
     let previous = store.block(&head.hash)?.ok_or("head block")?;
     let roster = store.roster_of(&previous)?;
-    let orphan = SkipBlock::successor(&previous, &roster, None, b"orphan".to_vec(), |index| {
-        store
-            .block_at(&chain_id, index)
-            .ok()
-            .flatten()
-            .map(|b| b.hash())
-    })?;
+    let orphan = SkipBlock::successor(
+        &previous,
+        &roster,
+        None,
+        chain.payload(b"orphan"),
+        |index| {
+            store
+                .block_at(&chain_id, index)
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        },
+    )?;
     // The failed round, driven through each witness's request dispatcher as a leader's
     // requests would be: nodes 1 to 3 commit, only nodes 2 and 3 answer the challenge.
     let message = store.link_requests(&orphan)?[0].message;
@@ -223,10 +227,7 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
     }
 
     // Node 0 appends another block at that position: it completes the orphan, then its own.
-    let logged = cluster
-        .core(0)
-        .append(chain_id, b"mine".to_vec(), None)
-        .await?;
+    let logged = chain.append(&cluster.core(0), b"mine".to_vec()).await?;
     assert_eq!(logged.index, 2);
     for i in 0..4 {
         cluster.wait_head(i, &chain_id, 2).await?;
@@ -235,7 +236,7 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
         let first = store.block_at(&chain_id, 1)?.ok_or("block 1")?;
         let second = store.block_at(&chain_id, 2)?.ok_or("block 2")?;
         assert_eq!(first.hash(), orphan.hash(), "node {i}");
-        assert_eq!(second.payload(), b"mine", "node {i}");
+        assert_eq!(DataChain::data_of(&second), b"mine", "node {i}");
     }
     Ok(())
 }
@@ -243,23 +244,17 @@ async fn a_block_locked_by_a_failed_round_is_completed_by_the_next_leader() -> T
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult {
     let mut cluster = start(4, &[], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
-    cluster
-        .core(0)
-        .append(chain_id, b"1".to_vec(), None)
-        .await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
+    chain.append(&cluster.core(0), b"1".to_vec()).await?;
 
     cluster.stop_node(3).await;
-    let head = cluster
-        .core(0)
-        .append(chain_id, b"2".to_vec(), None)
-        .await?;
+    let head = chain.append(&cluster.core(0), b"2".to_vec()).await?;
     assert_eq!(head.index, 2, "3 of 4 witnesses still sign");
 
     cluster.stop_node(2).await;
-    let error = cluster
-        .core(0)
-        .append(chain_id, b"3".to_vec(), None)
+    let error = chain
+        .append(&cluster.core(0), b"3".to_vec())
         .await
         .err()
         .ok_or("append should fail")?;
@@ -277,10 +272,7 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
     cluster.start_node(2).await?;
     cluster.wait_connected().await?;
     cluster.wait_head(2, &chain_id, 2).await?;
-    let head = cluster
-        .core(0)
-        .append(chain_id, b"3".to_vec(), None)
-        .await?;
+    let head = chain.append(&cluster.core(0), b"3".to_vec()).await?;
     assert_eq!(head.index, 3);
     cluster.wait_head(2, &chain_id, 3).await?;
     Ok(())
@@ -289,11 +281,11 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_response_is_excluded_and_the_round_completes() -> TestResult {
     let cluster = start(4, &[2], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
     for i in 1..=4u64 {
-        cluster
-            .core(0)
-            .append(chain_id, i.to_le_bytes().to_vec(), None)
+        chain
+            .append(&cluster.core(0), i.to_le_bytes().to_vec())
             .await?;
     }
     let excluded = cluster.core(0).metrics().witnesses_excluded.get();
@@ -325,13 +317,10 @@ async fn a_late_node_syncs_1000_blocks() -> TestResult {
     // A chain witnessed by node 0 alone, so that 1,000 appends need no network round trips.
     let members = vec![cluster.publics[0].roster_member()];
     let core = cluster.core(0);
-    let chain_id = core
-        .create_chain(members, None, ChainParams::new(2, 32)?, vec![])
-        .await?
-        .chain_id;
+    let chain = DataChain::create(&core, members, ChainParams::new(2, 32)?).await?;
+    let chain_id = chain.id;
     for i in 1..=1000u64 {
-        core.append(chain_id, i.to_le_bytes().to_vec(), None)
-            .await?;
+        chain.append(&core, i.to_le_bytes().to_vec()).await?;
     }
     let late = cluster.add_node(1, &|_, _| {})?;
     cluster.start_node(late).await?;
@@ -351,11 +340,9 @@ async fn a_late_node_syncs_1000_blocks() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
     let cluster = start(3, &[], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
-    cluster
-        .core(0)
-        .append(chain_id, b"1".to_vec(), None)
-        .await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
+    chain.append(&cluster.core(0), b"1".to_vec()).await?;
     for i in 0..3 {
         cluster.wait_head(i, &chain_id, 1).await?;
     }
@@ -417,10 +404,7 @@ async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
         accepted_before
     );
     // Honest nodes still carry valid blocks to each other.
-    cluster
-        .core(0)
-        .append(chain_id, b"2".to_vec(), None)
-        .await?;
+    chain.append(&cluster.core(0), b"2".to_vec()).await?;
     cluster.wait_head(1, &chain_id, 2).await?;
     Ok(())
 }
@@ -479,11 +463,9 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestResult {
     let cluster = start(4, &[], None).await?;
-    let chain_id = cluster.create_chain(0).await?;
-    cluster
-        .core(0)
-        .append(chain_id, b"1".to_vec(), None)
-        .await?;
+    let chain = cluster.create_chain(0).await?;
+    let chain_id = chain.id;
+    chain.append(&cluster.core(0), b"1".to_vec()).await?;
     let api = cluster.api(0)?;
     let (status, block) =
         chainiac_tests::http(api, "GET", &format!("/chains/{chain_id}/blocks/1"), None)?;
@@ -526,7 +508,8 @@ async fn api_writes_need_the_token_and_foreign_host_names_are_refused() -> TestR
         "public_key": cluster.publics[0].key.to_hex(),
         "proof_of_possession": hex::encode(cluster.publics[0].possession.0.0),
     }]);
-    let body = serde_json::json!({ "roster": roster, "payload": "01" });
+    let (_, genesis) = DataChain::genesis_payload(&cluster.roster(&[0])?);
+    let body = serde_json::json!({ "roster": roster, "payload": hex::encode(genesis) });
     let (status, answer) = chainiac_tests::http(api, "POST", "/chains", Some(&body))?;
     assert_eq!(status, 401, "{answer}");
     assert!(

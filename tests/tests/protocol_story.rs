@@ -227,6 +227,7 @@ fn publish_rotate_and_catch_up() -> TestResult {
         developer_threshold: 2,
         build_verifiers: world.verifiers.iter().map(SecretKey::public_key).collect(),
         attestations_required: 2,
+        witnesses: world.roster(0..4)?.hash(),
     };
     let signed = sign_policy(genesis_policy, &[&world.roots[0], &world.roots[1]]);
     signed.verify_genesis()?;

@@ -240,6 +240,11 @@ async fn a_client_1000_releases_and_3_roster_changes_behind_catches_up_in_log_n(
             750 => Some(rosters[3].clone()),
             _ => None,
         };
+        // The witnesses move only when the policy's roots say so; the release chain
+        // follows the policy on its next block.
+        if let Some(roster) = &roster {
+            project.change_witnesses(&leader, roster.clone()).await?;
+        }
         project
             .publish_next(&leader, &format!("1.0.{sequence}"), roster)
             .await?;

@@ -5,9 +5,6 @@ use std::time::Duration;
 
 use chainiac_client::Connection;
 use chainiac_node::rules::timeline_at;
-use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::project::ChainGenesis;
-use chainiac_protocol::skipchain::ChainParams;
 use chainiac_protocol::timeline::Freshness;
 use chainiac_tests::{Cluster, Project, TestResult, wait_for};
 
@@ -17,17 +14,9 @@ async fn create_timeline(
     cluster: &Cluster,
     epoch_seconds: u64,
 ) -> TestResult<chainiac_protocol::Hash> {
-    let members = cluster.roster(&[0, 1, 2, 3])?.members().to_vec();
-    let head = cluster
-        .core(0)
-        .create_chain(
-            members,
-            None,
-            ChainParams::new(2, 32)?,
-            ChainGenesis::Timeline { epoch_seconds }.to_bytes(),
-        )
-        .await?;
-    Ok(head.chain_id)
+    cluster
+        .create_timeline(0, &[0, 1, 2, 3], epoch_seconds)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

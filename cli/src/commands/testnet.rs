@@ -228,7 +228,14 @@ pub(crate) fn up(
     save(&testnet)?;
     wait_connected(&testnet, Duration::from_secs(60))?;
     if testnet.timeline.is_none() {
-        let genesis = ChainGenesis::Timeline { epoch_seconds };
+        // The testnet's first node creates its timeline (its key signs the genesis; the
+        // witnesses admit it under their default, open admission).
+        let creator = chainiac_api::keyfile::Identity::load(&testnet.nodes[0].dir.join("node.key"))
+            .context("cannot read node-0's key to create the timeline")?;
+        let roster_hash = chainiac_api::types::roster_from_json(&roster, None)
+            .map_err(|e| anyhow::anyhow!("the testnet roster is invalid: {e}"))?
+            .hash();
+        let genesis = ChainGenesis::timeline(epoch_seconds, &roster_hash, creator.secret());
         let answer: ChainHeadJson = Nodes::new(&testnet.apis())
             .with_token(Some(token))
             .post(

@@ -31,6 +31,52 @@ pub struct NodeConfig {
     /// Build verification (off unless `enabled`).
     #[serde(default)]
     pub verifier: VerifierConfig,
+    /// Which new chains this node's witness cosigns (whose creators it admits).
+    #[serde(default)]
+    pub admission: AdmissionConfig,
+}
+
+/// Whom a node admits as creator of a new chain it is asked to witness: the operator's policy,
+/// applied before the node's witness cosigns a genesis (docs/protocol.md §5.5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// `open`: any creator, up to `quota` chains each; `allow-list`: only `creators`.
+    #[serde(default)]
+    pub mode: AdmissionMode,
+    /// Chains one creator key may create on this node in `open` mode (listed creators have
+    /// no quota).
+    #[serde(default = "default_quota")]
+    pub quota: u64,
+    /// Creator keys (hex) admitted in either mode without a quota: a project's root keys, a
+    /// timeline creator's key, a data chain's owner keys.
+    #[serde(default)]
+    pub creators: Vec<String>,
+}
+
+/// The admission modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdmissionMode {
+    /// Any creator, within a per-creator quota.
+    #[default]
+    Open,
+    /// Only the listed creators.
+    AllowList,
+}
+
+fn default_quota() -> u64 {
+    16
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            mode: AdmissionMode::Open,
+            quota: default_quota(),
+            creators: Vec::new(),
+        }
+    }
 }
 
 /// Build-verifier settings: the node rebuilds releases it is asked about, in a sandbox, and
@@ -195,6 +241,7 @@ impl NodeConfig {
             },
             anchor: AnchorConfig::default(),
             verifier: VerifierConfig::default(),
+            admission: AdmissionConfig::default(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
                 token_file: Some(dir.join("api.token")),
@@ -221,6 +268,7 @@ impl NodeConfig {
         if config.network.listen.is_empty() {
             return Err("network.listen needs at least one address".into());
         }
+        crate::admission::Admission::from_config(&config.admission)?;
         Ok(config)
     }
 
@@ -276,7 +324,15 @@ impl NodeConfig {
              enabled = {verifier}\n\
              concurrency = {concurrency}\n\
              timeout_seconds = {build_seconds}\n\
-             rust_toolchain = {rust}\n",
+             rust_toolchain = {rust}\n\
+             \n\
+             [admission]\n\
+             # Which new chains this node witnesses. \"open\": any creator key, at most\n\
+             # `quota` chains each; \"allow-list\": only the keys in `creators` (project root\n\
+             # keys, timeline creators, data-chain owners). Listed creators have no quota.\n\
+             mode = {mode}\n\
+             quota = {quota}\n\
+             creators = [{creators}]\n",
             data_dir = quote(&self.data_dir.display().to_string()),
             key_file = quote(&self.key_file.display().to_string()),
             listen = list(&self.network.listen),
@@ -298,6 +354,12 @@ impl NodeConfig {
             concurrency = self.verifier.concurrency,
             build_seconds = self.verifier.timeout_seconds,
             rust = self.verifier.rust_toolchain,
+            mode = quote(match self.admission.mode {
+                AdmissionMode::Open => "open",
+                AdmissionMode::AllowList => "allow-list",
+            }),
+            quota = self.admission.quota,
+            creators = list(&self.admission.creators),
         )
     }
 }

@@ -21,7 +21,7 @@ use chainiac_protocol::cosi::{
     Challenge, Commitment, ResponseShare, Roster, SigningNonces, commit,
 };
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::skipchain::SkipBlock;
+use chainiac_protocol::skipchain::{LinkRequest, SkipBlock, TrustedBlock};
 
 use chainiac_net::wire::{Request, Response};
 
@@ -80,7 +80,8 @@ impl PayloadRules for AnyPayload {
 struct PendingRound {
     nonces: SigningNonces,
     message: Hash,
-    roster: Hash,
+    /// The roster signing (kept: a genesis roster is in no store yet).
+    roster: Roster,
     chain_id: Hash,
     index: u64,
     level: u32,
@@ -158,49 +159,11 @@ impl Witness {
         level: u32,
     ) -> Result<Committed, Refusal> {
         let chain_id = block.chain_id();
-        let head = self
-            .store
-            .head(&chain_id)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?;
-        match head {
-            Some(head) if head.index + 1 < block.index() => {
-                return Err(Refusal::Behind {
-                    head: Some(head.index),
-                    proposed: block.index(),
-                });
-            }
-            None => {
-                return Err(Refusal::Behind {
-                    head: None,
-                    proposed: block.index(),
-                });
-            }
-            _ => {}
-        }
-        let requests = self
-            .store
-            .link_requests(block)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?;
-        let request = requests
-            .iter()
-            .find(|request| request.level == level)
-            .ok_or_else(|| {
-                Refusal::Invalid(format!(
-                    "block {} has no link at level {level}",
-                    block.index()
-                ))
-            })?;
-        let source = self
-            .store
-            .block_at(&chain_id, request.from_index)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?
-            .ok_or_else(|| {
-                Refusal::Invalid(format!("source block {} is missing", request.from_index))
-            })?;
-        let roster = self
-            .store
-            .roster_of(&source)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let (request, roster) = if block.index() == 0 {
+            self.genesis_request(block, level)?
+        } else {
+            self.link_request(block, level)?
+        };
         let key = self.identity.public().key;
         let Some(index) = roster.index_of(&key) else {
             return Err(Refusal::NotAWitness);
@@ -241,7 +204,7 @@ impl Witness {
             PendingRound {
                 nonces,
                 message: request.message,
-                roster: roster.hash(),
+                roster: roster.clone(),
                 chain_id,
                 index: block.index(),
                 level,
@@ -256,6 +219,79 @@ impl Witness {
             roster,
             index,
         })
+    }
+
+    /// The link request of a proposed block after the head, with the roster that signs it.
+    fn link_request(
+        &self,
+        block: &SkipBlock,
+        level: u32,
+    ) -> Result<(LinkRequest, Roster), Refusal> {
+        let chain_id = block.chain_id();
+        let head = self
+            .store
+            .head(&chain_id)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        match head {
+            Some(head) if head.index + 1 < block.index() => {
+                return Err(Refusal::Behind {
+                    head: Some(head.index),
+                    proposed: block.index(),
+                });
+            }
+            None => {
+                return Err(Refusal::Behind {
+                    head: None,
+                    proposed: block.index(),
+                });
+            }
+            _ => {}
+        }
+        let requests = self
+            .store
+            .link_requests(block)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let request = requests
+            .into_iter()
+            .find(|request| request.level == level)
+            .ok_or_else(|| {
+                Refusal::Invalid(format!(
+                    "block {} has no link at level {level}",
+                    block.index()
+                ))
+            })?;
+        let source = self
+            .store
+            .block_at(&chain_id, request.from_index)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?
+            .ok_or_else(|| {
+                Refusal::Invalid(format!("source block {} is missing", request.from_index))
+            })?;
+        let roster = self
+            .store
+            .roster_of(&source)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        Ok((request, roster))
+    }
+
+    /// The certificate request of a proposed genesis, signed by the genesis roster. A chain
+    /// this node already holds is not certified again under another genesis (it cannot be:
+    /// the chain id is the genesis hash), and the same genesis may be certified again.
+    fn genesis_request(
+        &self,
+        genesis: &SkipBlock,
+        level: u32,
+    ) -> Result<(LinkRequest, Roster), Refusal> {
+        if level != 0 {
+            return Err(Refusal::Invalid(
+                "a genesis certificate is signed at level 0".into(),
+            ));
+        }
+        let trusted =
+            TrustedBlock::genesis(genesis.clone()).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let request =
+            LinkRequest::for_genesis(genesis).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        Ok((request, trusted.roster().clone()))
     }
 
     /// Forgets the nonces of `round` (a round this witness will not answer).
@@ -276,16 +312,11 @@ impl Witness {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&round);
         let pending = pending.ok_or(Refusal::UnknownRound)?;
-        let roster = self
-            .store
-            .roster(&pending.roster)
-            .map_err(|e| Refusal::Invalid(e.to_string()))?
-            .ok_or(Refusal::UnknownRound)?;
         let share = pending
             .nonces
             .respond(
                 self.identity.secret(),
-                &roster,
+                &pending.roster,
                 pending.message.as_bytes(),
                 challenge,
             )
@@ -364,7 +395,16 @@ mod tests {
             b"guard".to_vec(),
         )
         .expect("genesis");
-        store.create_chain(&genesis).expect("create");
+        let certificate = LinkRequest::for_genesis(&genesis)
+            .expect("genesis")
+            .sign_locally(
+                genesis.chain_id(),
+                &roster,
+                &[identity.secret()],
+                &mut rand::rng(),
+            )
+            .expect("certificate");
+        store.create_chain(&genesis, &certificate).expect("create");
         let candidate = |payload: &[u8]| {
             SkipBlock::successor(&genesis, &roster, None, payload.to_vec(), |_| {
                 Some(genesis.hash())

@@ -9,13 +9,15 @@ pub enum Column {
     Blocks,
     /// chain id ‖ index (u64 big-endian) -> block hash
     ChainIndex,
-    /// from-block hash ‖ level (u32 big-endian) -> checksum ‖ encoded forward link
+    /// from-block hash ‖ level (u32 big-endian) -> checksum ‖ encoded forward link; and
+    /// chain id -> checksum ‖ encoded genesis certificate (a self-link of the genesis)
     ForwardLinks,
     /// chain id -> checksum ‖ index (u64 little-endian) ‖ head hash
     Heads,
     /// roster hash -> encoded roster
     Rosters,
-    /// name -> value (schema version, signed positions of the equivocation guard, ...)
+    /// name -> value (schema version, signed positions of the equivocation guard, chains per
+    /// creator key, ...)
     Meta,
 }
 

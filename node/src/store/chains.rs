@@ -9,6 +9,8 @@ use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::Roster;
 use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::hash::domain;
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::{
     BlockRoster, ChainParams, ChainSource, ForwardLink, LinkRequest, SkipBlock, SkipChain,
     SkipProof, TrustedBlock,
@@ -75,6 +77,21 @@ fn index_key(chain_id: &Hash, index: u64) -> Vec<u8> {
 fn link_key(from: &Hash, level: u32) -> Vec<u8> {
     let mut key = from.0.to_vec();
     key.extend_from_slice(&level.to_be_bytes());
+    key
+}
+
+/// Key of a chain's genesis certificate in [`Column::ForwardLinks`]: the bare chain id (32
+/// bytes), which no forward-link key (36 bytes) can equal.
+fn certificate_key(chain_id: &Hash) -> Vec<u8> {
+    chain_id.0.to_vec()
+}
+
+/// Prefix, in [`Column::Meta`], of the number of chains each creator key created (u64 LE).
+const CREATOR_PREFIX: &[u8] = b"creator/";
+
+fn creator_key(creator: &PublicKey) -> Vec<u8> {
+    let mut key = CREATOR_PREFIX.to_vec();
+    key.extend_from_slice(creator.as_bytes());
     key
 }
 
@@ -298,12 +315,41 @@ impl Store {
         Ok(Some(link))
     }
 
-    /// Block `index` of a chain with the forward links into it that this store holds: what
-    /// sync and gossip move around.
+    /// The genesis certificate of a chain (none for chains stored before certificates existed).
+    pub fn genesis_certificate(&self, chain_id: &Hash) -> StoreResult<Option<ForwardLink>> {
+        let Some(stored) = self
+            .kv
+            .get(Column::ForwardLinks, &certificate_key(chain_id))?
+        else {
+            return Ok(None);
+        };
+        ForwardLink::from_bytes(verify_checksum("genesis certificate", &stored)?)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                what: "genesis certificate",
+                detail: error.to_string(),
+            })
+    }
+
+    /// How many chains this store holds that `creator` created (counted as they are stored).
+    pub fn chains_created_by(&self, creator: &PublicKey) -> StoreResult<u64> {
+        Ok(self
+            .kv
+            .get(Column::Meta, &creator_key(creator))?
+            .and_then(|value| value.try_into().ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Block `index` of a chain with the forward links into it that this store holds (for the
+    /// genesis, its certificate): what sync and gossip move around.
     pub fn linked_block(&self, chain_id: &Hash, index: u64) -> StoreResult<Option<LinkedBlock>> {
         let Some(block) = self.block_at(chain_id, index)? else {
             return Ok(None);
         };
+        if index == 0 {
+            let links = self.genesis_certificate(chain_id)?.into_iter().collect();
+            return Ok(Some(LinkedBlock { block, links }));
+        }
         let mut links = Vec::new();
         for (level, from) in (0u32..).zip(block.back_links()) {
             if let Some(link) = self.forward_link(from, level)?
@@ -344,15 +390,32 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates a chain from its genesis block.
-    pub fn create_chain(&self, genesis: &SkipBlock) -> StoreResult<ChainHead> {
+    /// Creates a chain from its genesis block and the genesis certificate its roster signed
+    /// ([`LinkRequest::check_genesis`]): a chain its own roster did not admit is never stored.
+    pub fn create_chain(
+        &self,
+        genesis: &SkipBlock,
+        certificate: &ForwardLink,
+    ) -> StoreResult<ChainHead> {
         let trusted = TrustedBlock::genesis(genesis.clone())?;
+        LinkRequest::check_genesis(genesis, certificate)?;
         let _guard = self.lock();
         let chain_id = genesis.chain_id();
         if self.head(&chain_id)?.is_some() {
             return Err(StoreError::ChainExists(chain_id));
         }
         let mut batch = Batch::new();
+        batch.put(
+            Column::ForwardLinks,
+            certificate_key(&chain_id),
+            checksummed(&certificate.to_bytes()),
+        );
+        if let Some(creator) =
+            ChainGenesis::of_payload(genesis.payload()).and_then(|genesis| genesis.creator())
+        {
+            let count = self.chains_created_by(&creator)?.saturating_add(1);
+            batch.put(Column::Meta, creator_key(&creator), count.to_le_bytes());
+        }
         batch.put(
             Column::Rosters,
             trusted.roster().hash().0,

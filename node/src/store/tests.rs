@@ -3,7 +3,7 @@ use std::sync::Arc;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember, local_round};
 use chainiac_protocol::keys::SecretKey;
-use chainiac_protocol::skipchain::{ChainParams, ForwardLink, SkipBlock};
+use chainiac_protocol::skipchain::{BlockRoster, ChainParams, ForwardLink, LinkRequest, SkipBlock};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -68,6 +68,18 @@ impl Witnesses {
             .collect()
     }
 
+    /// The genesis certificate of `genesis`, signed by its roster.
+    fn certificate(&mut self, genesis: &SkipBlock) -> ForwardLink {
+        let BlockRoster::Full(roster) = genesis.roster() else {
+            panic!("a genesis names its roster")
+        };
+        let secrets: Vec<&SecretKey> = self.secrets.iter().collect();
+        LinkRequest::for_genesis(genesis)
+            .expect("genesis")
+            .sign_locally(genesis.chain_id(), roster, &secrets, &mut self.rng)
+            .expect("certificate")
+    }
+
     fn next(
         &self,
         store: &Store,
@@ -106,9 +118,15 @@ fn exercise(store: &Store) {
     let mut w = Witnesses::new(8);
     let genesis = genesis(&w);
     let chain_id = genesis.chain_id();
-    assert_eq!(store.create_chain(&genesis).expect("create").index, 0);
+    assert_eq!(
+        store
+            .create_chain(&genesis, &w.certificate(&genesis))
+            .expect("create")
+            .index,
+        0
+    );
     assert!(matches!(
-        store.create_chain(&genesis),
+        store.create_chain(&genesis, &w.certificate(&genesis)),
         Err(StoreError::ChainExists(_))
     ));
     w.extend(store, &chain_id, 20);
@@ -208,9 +226,11 @@ fn rocksdb_store_follows_the_chain_rules_and_persists() {
 fn corrupted_values_are_reported_not_served() {
     let backend = Arc::new(MemoryBackend::new());
     let store = Store::with_backend(backend.clone());
-    let w = Witnesses::new(4);
+    let mut w = Witnesses::new(4);
     let genesis = genesis(&w);
-    store.create_chain(&genesis).expect("create");
+    store
+        .create_chain(&genesis, &w.certificate(&genesis))
+        .expect("create");
     // a block stored under the wrong hash
     let mut batch = Batch::new();
     let other = Hash::of("test", &[b"other"]);
@@ -293,7 +313,9 @@ fn relaxed_appends_are_kept_once_persisted() {
     let chain_id = genesis.chain_id();
     {
         let store = Store::open(&path).expect("open");
-        store.create_chain(&genesis).expect("create");
+        store
+            .create_chain(&genesis, &w.certificate(&genesis))
+            .expect("create");
         for _ in 0..5 {
             let block = w.next(&store, &chain_id, None, b"relaxed");
             let links = w.links(&store, &block);
@@ -333,7 +355,9 @@ fn timeline_trees_fold_from_the_stored_blocks_and_match_their_commitments() {
     let store = Store::in_memory();
     let genesis = genesis(&w);
     let timeline = genesis.chain_id();
-    store.create_chain(&genesis).expect("create");
+    store
+        .create_chain(&genesis, &w.certificate(&genesis))
+        .expect("create");
     let epochs = [
         vec![entry(1, 1), entry(2, 1)],
         vec![entry(2, 2)],
@@ -372,5 +396,60 @@ fn timeline_trees_fold_from_the_stored_blocks_and_match_their_commitments() {
             .timeline_tree(&timeline, 0)
             .expect("genesis")
             .is_empty()
+    );
+}
+
+#[test]
+fn a_chain_is_stored_only_with_its_rosters_certificate_and_counted_by_creator() {
+    use chainiac_protocol::data_chain::{DataGenesis, Owners};
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::project::ChainGenesis;
+
+    let mut w = Witnesses::new(8);
+    let store = Store::in_memory();
+    let owner = SecretKey::from_seed(&[5; 32]);
+    let roster = w.roster(0..4);
+    let data = DataGenesis::sign(
+        Owners::new(vec![owner.public_key()], 1).expect("owners"),
+        b"logs".to_vec(),
+        &roster.hash(),
+        &[&owner],
+    );
+    let genesis = SkipBlock::genesis(
+        ChainParams::new(2, 32).expect("params"),
+        roster,
+        ChainGenesis::Data(data).to_bytes(),
+    )
+    .expect("genesis");
+    // Signed by witnesses that are not the genesis roster: refused, nothing stored.
+    let foreign = {
+        let other = w.roster(4..8);
+        let secrets: Vec<&SecretKey> = w.secrets.iter().collect();
+        LinkRequest::for_genesis(&genesis)
+            .expect("genesis")
+            .sign_locally(genesis.chain_id(), &other, &secrets, &mut w.rng)
+            .expect("signed")
+    };
+    assert!(store.create_chain(&genesis, &foreign).is_err());
+    assert_eq!(store.head(&genesis.chain_id()).expect("read"), None);
+    assert_eq!(
+        store.chains_created_by(&owner.public_key()).expect("count"),
+        0
+    );
+
+    let certificate = w.certificate(&genesis);
+    store.create_chain(&genesis, &certificate).expect("create");
+    assert_eq!(
+        store.chains_created_by(&owner.public_key()).expect("count"),
+        1
+    );
+    let linked = store
+        .linked_block(&genesis.chain_id(), 0)
+        .expect("read")
+        .expect("genesis");
+    assert_eq!(
+        linked.links,
+        vec![certificate],
+        "the genesis travels with its certificate"
     );
 }

@@ -25,6 +25,7 @@ fn project() -> Project {
         developer_threshold: 2,
         build_verifiers: verifiers.iter().map(SecretKey::public_key).collect(),
         attestations_required: 2,
+        witnesses: Hash([0x57; 32]),
     };
     Project {
         developers,

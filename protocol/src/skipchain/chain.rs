@@ -45,6 +45,90 @@ impl LinkRequest {
             .collect()
     }
 
+    /// The genesis certificate a new chain needs before any node stores, relays or syncs it:
+    /// a link from the genesis to itself at level 0, signed by the genesis roster (which thereby
+    /// says that it admits the chain). No forward link of a chain points back at its source
+    /// (a proof step must move forward, a block's link at level `l` goes `base^l` blocks on),
+    /// so a certificate never stands in for a forward link, nor the converse.
+    pub fn for_genesis(genesis: &SkipBlock) -> Result<LinkRequest> {
+        if genesis.index() != 0 {
+            return Err(Error::InvalidBlock {
+                index: genesis.index(),
+                reason: "only a genesis block has a genesis certificate".into(),
+            });
+        }
+        let hash = genesis.hash();
+        Ok(LinkRequest {
+            from_index: 0,
+            from: hash,
+            to: hash,
+            level: 0,
+            message: ForwardLink::message_for(&hash, &hash, &hash, 0),
+        })
+    }
+
+    /// Signs this request in one process with the secrets of `roster`'s members that
+    /// `secrets` holds (every member whose secret is there participates): for tests,
+    /// benchmarks and single-process tools. Networked rounds go through the node's leader.
+    pub fn sign_locally<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        chain_id: Hash,
+        roster: &Roster,
+        secrets: &[&crate::keys::SecretKey],
+        rng: &mut R,
+    ) -> Result<ForwardLink> {
+        let held: Vec<Option<&crate::keys::SecretKey>> = roster
+            .members()
+            .iter()
+            .map(|member| {
+                secrets
+                    .iter()
+                    .copied()
+                    .find(|s| s.public_key() == member.key)
+            })
+            .collect();
+        let participants: Vec<usize> = (0..held.len()).filter(|&i| held[i].is_some()).collect();
+        let Some(any) = held.iter().flatten().next().copied() else {
+            return Err(Error::BelowThreshold {
+                participants: 0,
+                threshold: roster.threshold(),
+            });
+        };
+        // local_round indexes secrets like the roster; slots of absent members are never read.
+        let indexed: Vec<&crate::keys::SecretKey> =
+            held.iter().map(|secret| secret.unwrap_or(any)).collect();
+        let signature = crate::cosi::local_round(
+            roster,
+            &indexed,
+            self.message.as_bytes(),
+            &participants,
+            rng,
+        )?;
+        Ok(ForwardLink {
+            chain_id,
+            from: self.from,
+            to: self.to,
+            level: self.level,
+            signature,
+        })
+    }
+
+    /// Checks `certificate` for `genesis`: the genesis link request, signed by the genesis
+    /// roster.
+    pub fn check_genesis(genesis: &SkipBlock, certificate: &ForwardLink) -> Result<()> {
+        let request = Self::for_genesis(genesis)?;
+        let BlockRoster::Full(roster) = genesis.roster() else {
+            return Err(Error::InvalidBlock {
+                index: 0,
+                reason: "a genesis names its roster in full".into(),
+            });
+        };
+        if certificate.chain_id != genesis.chain_id() {
+            return Err(Error::WrongChain);
+        }
+        request.check(certificate, roster)
+    }
+
     /// The request among `requests` (those of one block) that `link` answers: the one at its
     /// level.
     pub fn matching<'a>(

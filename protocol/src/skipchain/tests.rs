@@ -527,3 +527,58 @@ proptest! {
         let _ = ForwardLink::from_bytes(&bytes);
     }
 }
+
+#[test]
+fn a_genesis_certificate_is_signed_by_the_genesis_roster_and_is_no_forward_link() {
+    let mut w = Witnesses::new(8, 9);
+    let mut chain = new_chain(&w, 2, 0..4);
+    let genesis = chain.genesis().clone();
+    let Ok(request) = LinkRequest::for_genesis(&genesis) else {
+        panic!("a genesis has a certificate request")
+    };
+    let certificate = |w: &mut Witnesses, roster: &Roster| ForwardLink {
+        chain_id: genesis.chain_id(),
+        from: request.from,
+        to: request.to,
+        level: 0,
+        signature: w.sign(roster, &request.message),
+    };
+    let own = w.roster(0..4);
+    let good = certificate(&mut w, &own);
+    assert_eq!(LinkRequest::check_genesis(&genesis, &good), Ok(()));
+    // Signed by another roster (the attacker's own keys): refused.
+    let others = w.roster(4..8);
+    let foreign = certificate(&mut w, &others);
+    assert!(LinkRequest::check_genesis(&genesis, &foreign).is_err());
+    // A certificate is for one genesis.
+    let other = new_chain(&w, 3, 0..4);
+    assert!(LinkRequest::check_genesis(other.genesis(), &good).is_err());
+    // A certificate cannot serve as block 1's forward link, and block 1 has no certificate.
+    let Ok(first) = chain.propose(None, b"block 1".to_vec()) else {
+        panic!()
+    };
+    assert!(LinkRequest::for_genesis(&first).is_err());
+    let Ok(requests) = chain.link_requests(&first) else {
+        panic!()
+    };
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.check(&good, &w.roster(0..4)).is_err())
+    );
+    assert!(chain.append(first, vec![good.clone()]).is_err());
+    let proof = SkipProof {
+        steps: vec![ProofStep {
+            link: good,
+            block: genesis.clone(),
+            roster: None,
+        }],
+    };
+    let Ok(trusted) = TrustedBlock::genesis(genesis.clone()) else {
+        panic!()
+    };
+    assert!(
+        proof.verify(&trusted).is_err(),
+        "a self-link never moves a proof"
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chainiac_protocol::cosi::RosterMember;
-use chainiac_protocol::skipchain::{ChainParams, ForwardLink};
+use chainiac_protocol::skipchain::{ChainParams, ForwardLink, LinkRequest};
 
 use super::*;
 use crate::config::Identity;
@@ -162,15 +162,21 @@ fn network(n: usize, faulty: &[usize]) -> Arc<MemNet> {
     .expect("roster");
     let genesis = SkipBlock::genesis(
         ChainParams::new(2, 8).expect("params"),
-        roster,
+        roster.clone(),
         b"tree".to_vec(),
     )
     .expect("genesis");
+    let secrets: Vec<&chainiac_protocol::keys::SecretKey> =
+        identities.iter().map(|i| i.secret()).collect();
+    let certificate = LinkRequest::for_genesis(&genesis)
+        .expect("genesis")
+        .sign_locally(genesis.chain_id(), &roster, &secrets, &mut rand::rng())
+        .expect("certificate");
     let nodes = identities
         .iter()
         .map(|identity| {
             let store = Store::in_memory();
-            store.create_chain(&genesis).expect("create");
+            store.create_chain(&genesis, &certificate).expect("create");
             MemNode {
                 key: identity.public().key,
                 witness: Witness::new(identity.clone(), store.clone(), Arc::new(AnyPayload)),
