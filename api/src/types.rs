@@ -261,6 +261,32 @@ pub struct ProjectChainJson {
     pub sequence: Option<u64>,
 }
 
+/// `POST /timeline/{id}/roster`: the node's operator approves moving the timeline to `roster`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterApprovalRequest {
+    /// The new roster's members.
+    pub roster: Vec<RosterMemberJson>,
+    /// Its threshold (default: more than two thirds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+/// A move of a timeline to another roster, waiting for its members' approvals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterChangeJson {
+    /// The timeline chain id, hex.
+    pub timeline: String,
+    /// Hash of the roster approved, hex.
+    pub roster: String,
+    /// Approvals of members of the current roster this node holds.
+    pub approvals: usize,
+    /// Approvals needed (the current roster's threshold).
+    pub threshold: usize,
+    /// Members this node could not send its approval to (answer to a `POST` only).
+    #[serde(default)]
+    pub unreached: Vec<String>,
+}
+
 /// A timeline change: a chain and its new head.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineChangeJson {

@@ -4,7 +4,7 @@
 
 use chainiac_protocol::anchor::AnchorProof;
 use chainiac_protocol::cosi::{
-    Challenge, Commitment, Contribution, ParticipationMask, ResponseShare, TreeLayout,
+    Challenge, Commitment, Contribution, ParticipationMask, ResponseShare, Roster, TreeLayout,
 };
 use chainiac_protocol::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use chainiac_protocol::keys::KeySignature;
@@ -158,6 +158,14 @@ pub enum Request {
         challenge: Challenge,
         budget_ms: u32,
     },
+    /// A timeline member's approval of moving the timeline `timeline` to `roster`, sent by the
+    /// approving member's node to the other members (whichever leads the next epoch includes
+    /// the approvals once a threshold of them is in). Answered with [`Response::Approvals`].
+    ApproveRoster {
+        timeline: Hash,
+        roster: Box<Roster>,
+        approval: KeySignature,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -206,6 +214,8 @@ pub enum Response {
     HeadsSummary { root: Hash, chains: u64 },
     /// The digest of each bucket of heads, [`HEAD_BUCKETS`] of them.
     HeadsBuckets(Vec<Hash>),
+    /// How many approvals of the roster change the peer now holds.
+    Approvals(u32),
 }
 
 const HEADS: u8 = 0;
@@ -237,6 +247,8 @@ const LOCKED: u8 = 24;
 const HEADS_SUMMARY: u8 = 25;
 const HEADS_BUCKETS: u8 = 26;
 const HEADS_IN_BUCKET: u8 = 27;
+const APPROVE_ROSTER: u8 = 28;
+const APPROVALS: u8 = 29;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -297,6 +309,15 @@ impl Encode for Request {
             Request::HeadsSummary => writer.u8(HEADS_SUMMARY),
             Request::HeadsBuckets => writer.u8(HEADS_BUCKETS),
             Request::HeadsInBucket { bucket } => writer.u8(HEADS_IN_BUCKET).u8(*bucket),
+            Request::ApproveRoster {
+                timeline,
+                roster,
+                approval,
+            } => writer
+                .u8(APPROVE_ROSTER)
+                .value(timeline)
+                .value(roster.as_ref())
+                .value(approval),
             Request::TreeRespond {
                 round,
                 challenge,
@@ -386,6 +407,11 @@ impl Decode for Request {
             HEADS_IN_BUCKET => Request::HeadsInBucket {
                 bucket: reader.u8("bucket")?,
             },
+            APPROVE_ROSTER => Request::ApproveRoster {
+                timeline: Hash::decode_from(reader)?,
+                roster: Box::new(Roster::decode_from(reader)?),
+                approval: KeySignature::decode_from(reader)?,
+            },
             TREE_RESPOND => Request::TreeRespond {
                 round: Hash::decode_from(reader)?,
                 challenge: Challenge::decode_from(reader)?,
@@ -457,6 +483,7 @@ impl Encode for Response {
                 writer.u8(HEADS_SUMMARY).value(root).u64(*chains)
             }
             Response::HeadsBuckets(buckets) => writer.u8(HEADS_BUCKETS).list(buckets),
+            Response::Approvals(count) => writer.u8(APPROVALS).u32(*count),
         };
     }
 }
@@ -511,6 +538,7 @@ impl Decode for Response {
                 }
                 Response::HeadsBuckets(buckets)
             }
+            APPROVALS => Response::Approvals(reader.u32("approvals")?),
             tag => {
                 return Err(Error::InvalidTag {
                     what: "response kind",
@@ -597,6 +625,23 @@ mod tests {
         );
         let short = Response::HeadsBuckets(vec![Hash([1; 32]); 3]);
         assert!(Response::from_bytes(&short.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn roster_approvals_round_trip() {
+        use chainiac_protocol::cosi::RosterMember;
+        use chainiac_protocol::keys::SecretKey;
+        let key = SecretKey::from_seed(&[3; 32]);
+        let roster = Roster::with_default_threshold(vec![RosterMember::from_secret(&key)])
+            .expect("roster");
+        let request = Request::ApproveRoster {
+            timeline: Hash([4; 32]),
+            roster: Box::new(roster),
+            approval: KeySignature::sign(&key, &Hash([5; 32])),
+        };
+        assert_eq!(Request::from_bytes(&request.to_bytes()).ok(), Some(request));
+        let answer = Response::Approvals(3);
+        assert_eq!(Response::from_bytes(&answer.to_bytes()).ok(), Some(answer));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chainiac_api::types::{
     AnchorProofJson, AppendRequest, ArtifactStored, BlockJson, ChainHeadJson, ChainJson,
-    CreateChainRequest, ErrorJson, ProjectChainJson, ProofJson, RosterJson, StatusJson,
+    CreateChainRequest, ErrorJson, ProjectChainJson, ProofJson, RosterApprovalRequest,
+    RosterChangeJson, RosterJson, StatusJson,
     TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
 };
 use chainiac_net::wire::MAX_ANCHORS;
@@ -137,6 +138,10 @@ fn routes(core: Core) -> Router {
         .route("/projects", get(projects))
         .route("/timeline", get(timeline))
         .route("/timeline/{id}/chains/{chain}", get(timeline_entry))
+        .route(
+            "/timeline/{id}/roster",
+            get(roster_changes).post(approve_roster),
+        )
         .route("/anchors", get(anchors))
         .route("/metrics", get(metrics))
         .with_state(core)
@@ -321,6 +326,47 @@ async fn append(
         .map_err(|e| bad_request(e.to_string()))?;
     let head = core.append(chain_id, payload, roster).await?;
     Ok(Json(head_json(&head)))
+}
+
+/// The node's operator approves moving a timeline to another roster.
+async fn approve_roster(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Json(body): Json<RosterApprovalRequest>,
+) -> Result<Json<RosterChangeJson>, ApiError> {
+    let timeline = parse_hash("timeline id", &id)?;
+    let roster =
+        roster_from_json(&body.roster, body.threshold).map_err(|e| bad_request(e.to_string()))?;
+    let (change, unreached) = core.approve_roster(timeline, roster).await?;
+    Ok(Json(RosterChangeJson {
+        timeline: timeline.to_hex(),
+        roster: change.roster.to_hex(),
+        approvals: change.approvals,
+        threshold: change.threshold,
+        unreached: unreached.iter().map(PublicKey::to_hex).collect(),
+    }))
+}
+
+/// The moves of a timeline to another roster this node holds approvals for.
+async fn roster_changes(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RosterChangeJson>>, ApiError> {
+    let timeline = parse_hash("timeline id", &id)?;
+    let current = crate::rules::timeline_roster(core.store(), &timeline).map_err(not_found)?;
+    Ok(Json(
+        core.roster_changes()
+            .pending(&timeline, &current)
+            .into_iter()
+            .map(|change| RosterChangeJson {
+                timeline: timeline.to_hex(),
+                roster: change.roster.to_hex(),
+                approvals: change.approvals,
+                threshold: change.threshold,
+                unreached: Vec::new(),
+            })
+            .collect(),
+    ))
 }
 
 async fn metrics(State(core): State<Core>) -> impl IntoResponse {

@@ -18,7 +18,7 @@ use chainiac_anchor::AnchorRequest;
 use crate::anchoring::{Finalized, anchor_block, recheck_anchors};
 use crate::node::NodeCore;
 use crate::rounds::RoundConfig;
-use crate::rules::{chain_kind, timeline_at};
+use crate::rules::{chain_kind, timeline_at, timeline_roster};
 use crate::store::{ChainHead, Store};
 
 /// How often the service looks at the clock.
@@ -221,8 +221,18 @@ fn position(core: &NodeCore, chain: &Hash) -> Option<(Option<u64>, usize, usize)
 
 /// Leads the timeline block of `epoch`: the heads of the other chains in the store that moved
 /// forward since the previous timeline block (at most [`MAX_BLOCK_CHANGES`], the rest wait for
-/// the next epoch).
+/// the next epoch), and the move to another roster if a threshold of the current members
+/// approved one.
 async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<ChainHead, String> {
+    let current = timeline_roster(core.store(), &chain)?;
+    let change = core.roster_changes().ready(&chain, &current);
+    let (roster, approvals) = match change {
+        Some((roster, approvals)) => {
+            tracing::info!(timeline = %chain, roster = %roster.hash(), "moving the timeline to the roster its members approved");
+            (Some(roster), approvals)
+        }
+        None => (None, Vec::new()),
+    };
     let store = core.store().clone();
     let payload = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let previous_index = store
@@ -232,13 +242,14 @@ async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<Chai
             .index;
         let previous = store.timeline_tree(&chain, previous_index)?;
         let changes = timeline_changes(&store, &previous)?;
-        let (block, _) =
+        let (mut block, _) =
             TimelineBlock::new(Some(&previous), epoch, now, changes).map_err(|e| e.to_string())?;
+        block.approvals = approvals;
         Ok(block.to_bytes())
     })
     .await
     .map_err(|e| e.to_string())??;
-    core.append(chain, payload, None)
+    core.append(chain, payload, roster)
         .await
         .map_err(|e| e.to_string())
 }

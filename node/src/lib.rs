@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod replicate;
 pub mod rounds;
+pub mod roster_changes;
 pub mod rules;
 pub mod runtime;
 pub mod serve;

@@ -22,7 +22,9 @@ use crate::config::Identity;
 use crate::gossip::{Gossip, GossipHook};
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
+use crate::roster_changes::{PendingRosterChange, RosterChanges};
 use crate::rounds::{RoundConfig, Witness};
+use crate::rules::timeline_roster;
 use crate::serve::{AnswerHook, Dispatcher, ServeParts};
 use crate::store::{ChainHead, Store, StoreError};
 use crate::sync::{SyncError, Syncer};
@@ -84,6 +86,7 @@ pub struct NodeCore {
     gossip: Arc<Gossip>,
     appender: Appender,
     dispatcher: Arc<Dispatcher>,
+    roster_changes: Arc<RosterChanges>,
     request_tasks: Arc<Semaphore>,
     gossip_tasks: Arc<Semaphore>,
 }
@@ -144,6 +147,7 @@ impl NodeCore {
             metrics: metrics.clone(),
             gossip: gossip.clone(),
         });
+        let roster_changes = Arc::new(RosterChanges::default());
         let dispatcher = Arc::new(Dispatcher::new(ServeParts {
             store: store.clone(),
             net: net.clone(),
@@ -152,6 +156,7 @@ impl NodeCore {
             verifier: verifier.clone(),
             metrics: metrics.clone(),
             syncer: syncer.clone(),
+            roster_changes: roster_changes.clone(),
             hook: answer_hook,
         }));
         Self {
@@ -168,6 +173,7 @@ impl NodeCore {
             gossip,
             appender,
             dispatcher,
+            roster_changes,
             request_tasks: Arc::new(Semaphore::new(MAX_REQUEST_TASKS)),
             gossip_tasks: Arc::new(Semaphore::new(MAX_GOSSIP_TASKS)),
         }
@@ -263,6 +269,72 @@ impl NodeCore {
         roster: Option<Roster>,
     ) -> Result<ChainHead, NodeError> {
         self.appender.append(chain_id, payload, roster).await
+    }
+
+    /// This node's operator approves moving the timeline `timeline` to `roster`: the approval
+    /// is signed with the node's key (a member of the timeline's current roster), kept, and
+    /// sent to the other members; whichever leads the next epoch once a threshold approved
+    /// includes the change. Returns the change as this node now sees it, and the members that
+    /// could not be told (they learn it when their operator approves too, or not at all).
+    pub async fn approve_roster(
+        &self,
+        timeline: Hash,
+        roster: Roster,
+    ) -> Result<(PendingRosterChange, Vec<PublicKey>), NodeError> {
+        let current = timeline_roster(&self.store, &timeline).map_err(NodeError::Invalid)?;
+        if current.index_of(&self.key()).is_none() {
+            return Err(NodeError::Invalid(format!(
+                "this node is not a member of timeline {timeline}'s roster: only its members approve a roster change"
+            )));
+        }
+        let digest = chainiac_protocol::timeline::roster_change_digest(
+            &timeline,
+            &current.hash(),
+            &roster.hash(),
+        );
+        let approval =
+            chainiac_protocol::keys::KeySignature::sign(self.identity.secret(), &digest);
+        let target = roster.hash();
+        self.roster_changes
+            .record(timeline, &current, roster.clone(), approval)
+            .map_err(NodeError::Invalid)?;
+        let others: Vec<PublicKey> = current
+            .members()
+            .iter()
+            .map(|member| member.key)
+            .filter(|key| *key != self.key())
+            .collect();
+        let sends = others.iter().map(|key| {
+            let request = Request::ApproveRoster {
+                timeline,
+                roster: Box::new(roster.clone()),
+                approval,
+            };
+            async move {
+                let peer = chainiac_net::peer_id_of(key).ok()?;
+                match self.net.request(peer, request).await {
+                    Ok(Response::Approvals(_)) => None,
+                    _ => Some(*key),
+                }
+            }
+        });
+        let unreached = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let change = self
+            .roster_changes
+            .pending(&timeline, &current)
+            .into_iter()
+            .find(|change| change.roster == target)
+            .ok_or_else(|| NodeError::Invalid("the approval was not kept".into()))?;
+        Ok((change, unreached))
+    }
+
+    /// Timeline roster changes this node holds approvals for.
+    pub fn roster_changes(&self) -> &RosterChanges {
+        &self.roster_changes
     }
 
     /// Block `index` of a chain with the forward links into it.

@@ -96,6 +96,30 @@ pub fn timeline_at(
         .map_err(|e| format!("timeline block {index} is invalid: {e}"))
 }
 
+/// The roster a timeline chain runs under now (the roster of its head).
+pub fn timeline_roster(
+    store: &Store,
+    timeline: &Hash,
+) -> Result<chainiac_protocol::cosi::Roster, String> {
+    if !matches!(
+        chain_kind(store, timeline),
+        Ok(Some(ChainGenesis::Timeline { .. }))
+    ) {
+        return Err(format!(
+            "{timeline} is not a timeline chain this node holds"
+        ));
+    }
+    let head = store
+        .head(timeline)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("timeline {timeline} has no head"))?;
+    let block = store
+        .block(&head.hash)
+        .map_err(|e| e.to_string())?
+        .ok_or("the timeline head is missing from the store")?;
+    store.roster_of(&block).map_err(|e| e.to_string())
+}
+
 /// A proposed timeline block: the protocol's successor rules (epoch, timestamp) and change
 /// rules ([`TimelineBlock::check_changes`]) against this witness's store and its own previous
 /// timeline tree. The tree is kept for the next block.

@@ -24,7 +24,8 @@ use crate::metrics::Metrics;
 use crate::rounds::{
     BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
 };
-use crate::rules::{chain_kind, dependencies};
+use crate::roster_changes::RosterChanges;
+use crate::rules::{chain_kind, dependencies, timeline_roster};
 use crate::store::Store;
 use crate::sync::Syncer;
 use crate::verifier::Verifier;
@@ -111,6 +112,8 @@ pub struct ServeParts {
     pub metrics: Arc<Metrics>,
     /// Sync, for a witness that lacks blocks a proposal depends on.
     pub syncer: Arc<Syncer>,
+    /// Timeline roster changes waiting for approvals.
+    pub roster_changes: Arc<RosterChanges>,
     /// Test seam: rewrites answers before they leave.
     pub hook: Option<Arc<dyn AnswerHook>>,
 }
@@ -359,6 +362,21 @@ impl Dispatcher {
                 ),
                 Err(error) => refuse(&error),
             },
+            Request::ApproveRoster {
+                timeline,
+                roster,
+                approval,
+            } => {
+                let recorded = timeline_roster(store, &timeline).and_then(|current| {
+                    self.parts
+                        .roster_changes
+                        .record(timeline, &current, *roster, approval)
+                });
+                match recorded {
+                    Ok(count) => Response::Approvals(u32::try_from(count).unwrap_or(u32::MAX)),
+                    Err(reason) => refuse(&reason),
+                }
+            }
             Request::Commit { .. } | Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
                 Response::Refused("signing requests are answered by the round services".into())
             }

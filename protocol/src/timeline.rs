@@ -388,6 +388,29 @@ pub fn roster_change_digest(timeline: &Hash, from: &Hash, to: &Hash) -> Hash {
     )
 }
 
+/// Checks one member's approval of moving `timeline` from `current` to the roster with hash
+/// `to`: it must be a valid signature of [`roster_change_digest`] by a member of `current`, and
+/// `to` another roster. What a node checks before it keeps an approval a peer sent.
+pub fn check_roster_approval(
+    timeline: &Hash,
+    current: &Roster,
+    to: &Hash,
+    approval: &KeySignature,
+) -> Result<()> {
+    if *to == current.hash() {
+        return Err(Error::InvalidTimeline {
+            reason: "the approved roster is the current one".into(),
+        });
+    }
+    if current.index_of(&approval.signer).is_none() {
+        return Err(Error::UnknownSigner {
+            signer: approval.signer.id(),
+            role: "timeline member",
+        });
+    }
+    approval.verify(&roster_change_digest(timeline, &current.hash(), to))
+}
+
 impl TimelineBlock {
     /// The block for epoch `epoch` closed at `timestamp` that moves the timeline from
     /// `previous` (`None`: the empty timeline before the first block) by `changes` (any
@@ -834,6 +857,10 @@ mod tests {
                 .check_roster_change(&timeline, &current, &next.hash())
                 .is_ok()
         );
+        // One approval at a time, as a node checks what a peer sends it.
+        check_roster_approval(&timeline, &current, &next.hash(), &block.approvals[0]).unwrap();
+        assert!(check_roster_approval(&timeline, &current, &current.hash(), &block.approvals[0]).is_err());
+        assert!(check_roster_approval(&timeline, &next, &current.hash(), &block.approvals[0]).is_err());
         // A new member's approval does not count; approvals for another move do not either.
         let outsider = vec![KeySignature::sign(&keys[4], &digest)];
         let mut bad = block.clone();

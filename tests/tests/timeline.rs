@@ -112,3 +112,46 @@ async fn a_client_refuses_a_stale_timeline_and_heads_outside_it() -> TestResult 
     connection.close().await;
     Ok(())
 }
+
+/// A timeline moves to another roster only once a threshold of its current members' operators
+/// approved the same move (each with their own node's key); the leader of the next epoch then
+/// logs it, and the new roster extends the timeline from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_timeline_moves_to_the_roster_a_threshold_of_its_members_approved() -> TestResult {
+    let cluster = Cluster::start(5, &[]).await?;
+    let timeline = create_timeline(&cluster, 1).await?;
+    cluster.wait_everywhere(&timeline, 1).await?;
+    let next = cluster.roster(&[1, 2, 3, 4])?;
+    let roster_of_head = |i: usize| -> TestResult<chainiac_protocol::Hash> {
+        let core = cluster.core(i);
+        let store = core.store();
+        let head = store.head(&timeline)?.ok_or("head")?;
+        Ok(store
+            .roster_of(&store.block(&head.hash)?.ok_or("block")?)?
+            .hash())
+    };
+    let before = roster_of_head(0)?;
+    // Two of four operators approve (threshold 3): the timeline keeps its roster.
+    for i in [0, 1] {
+        let (change, unreached) = cluster.core(i).approve_roster(timeline, next.clone()).await?;
+        assert_eq!(change.threshold, 3);
+        assert!(unreached.is_empty(), "{unreached:?}");
+    }
+    let index = cluster.core(0).store().head(&timeline)?.ok_or("head")?.index;
+    cluster.wait_everywhere(&timeline, index + 2).await?;
+    assert_eq!(roster_of_head(0)?, before, "two approvals move nothing");
+    // Node 4 is not a member: its approval is refused.
+    let outsider = cluster.core(4).approve_roster(timeline, next.clone()).await;
+    assert!(outsider.is_err());
+    // The third operator approves: the timeline moves.
+    let (change, _) = cluster.core(2).approve_roster(timeline, next.clone()).await?;
+    assert_eq!(change.approvals, 3);
+    wait_for("the timeline runs under the approved roster", || async {
+        roster_of_head(3).is_ok_and(|roster| roster == next.hash())
+    })
+    .await?;
+    // Node 4 now witnesses it: the timeline goes on under the new roster.
+    let moved = cluster.core(3).store().head(&timeline)?.ok_or("head")?.index;
+    cluster.wait_head(4, &timeline, moved + 2).await?;
+    Ok(())
+}

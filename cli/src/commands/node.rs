@@ -1,11 +1,12 @@
-//! `chainiac node`: create a node, run it, ask it for its status.
+//! `chainiac node`: create a node, run it, ask it for its status, approve a timeline's move to
+//! another roster.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chainiac_api::types::StatusJson;
+use chainiac_api::types::{RosterApprovalRequest, RosterChangeJson, StatusJson};
 use chainiac_node::config::{NodeConfig, init_node};
 use chainiac_node::runtime::{NodeOptions, RunningNode};
 use clap::{Args, Subcommand};
@@ -25,6 +26,25 @@ pub(crate) enum NodeCommand {
         #[command(flatten)]
         config: ConfigArg,
         /// API address to ask (default: the one in the configuration).
+        #[arg(long, env = "CHAINIAC_API")]
+        api: Option<SocketAddr>,
+    },
+    /// Approve, as this node's operator, moving a timeline this node witnesses to another
+    /// roster. The node signs the approval with its key and sends it to the other members;
+    /// the timeline moves at the next epoch after a threshold of its members approved.
+    ApproveRoster {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The timeline chain id.
+        #[arg(long)]
+        timeline: String,
+        /// The new roster: a JSON list of roster entries (each member's node.pub.json).
+        #[arg(long)]
+        roster: PathBuf,
+        /// The new roster's threshold (default: more than two thirds).
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// API address of this node (default: the one in the configuration).
         #[arg(long, env = "CHAINIAC_API")]
         api: Option<SocketAddr>,
     },
@@ -79,6 +99,13 @@ pub(crate) fn node(command: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Init { dir } => init(&dir),
         NodeCommand::Run(args) => run(&args),
         NodeCommand::Status { config, api } => status(&config.config, api),
+        NodeCommand::ApproveRoster {
+            config,
+            timeline,
+            roster,
+            threshold,
+            api,
+        } => approve_roster(&config.config, &timeline, &roster, threshold, api),
     }
 }
 
@@ -137,6 +164,53 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     tokio::select! {
         result = tokio::signal::ctrl_c() => result?,
         _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+fn approve_roster(
+    config_path: &std::path::Path,
+    timeline: &str,
+    roster: &std::path::Path,
+    threshold: Option<u32>,
+    api: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let config = NodeConfig::load(config_path)?;
+    let address = api.unwrap_or(config.api.listen);
+    let token_path = config.api.token_path(&config.key_file);
+    let token = chainiac_api::ApiToken::load(&token_path)
+        .with_context(|| format!("cannot read the node's API token {}", token_path.display()))?;
+    let members = chainiac_cli::publisher::read_roster(roster)?;
+    let change: RosterChangeJson = chainiac_api::http::Nodes::new(&[address])
+        .with_token(Some(token))
+        .post(
+            &format!("/timeline/{timeline}/roster"),
+            &RosterApprovalRequest {
+                roster: members,
+                threshold,
+            },
+        )
+        .with_context(|| format!("the node at {address} did not record the approval"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "approved moving timeline {} to roster {}: {} of {} approvals",
+        change.timeline, change.roster, change.approvals, change.threshold
+    )?;
+    if change.approvals >= change.threshold {
+        writeln!(out, "the timeline moves at its next epoch")?;
+    } else {
+        writeln!(
+            out,
+            "waiting for {} more member(s) to run `chainiac node approve-roster` with the same roster",
+            change.threshold - change.approvals
+        )?;
+    }
+    for member in &change.unreached {
+        writeln!(
+            out,
+            "note: member {member} could not be told; it learns of the change when its operator approves it"
+        )?;
     }
     Ok(())
 }
