@@ -287,6 +287,12 @@ pub enum Error {
         trusted_version: String,
         trusted_sequence: u64,
     },
+    /// A release naming an older policy than the release the client trusts named: a release is
+    /// logged under the policy in force, and policies only move forward.
+    #[error(
+        "the release names policy {sequence}, older than policy {trusted} of the release the client already trusts"
+    )]
+    PolicyRollback { sequence: u64, trusted: u64 },
     /// A release naming a policy block the client has not verified in the project's chain.
     #[error("the release names policy block {policy}, which is not in the project's policy chain")]
     UnknownPolicy { policy: Hash },

@@ -203,15 +203,25 @@ impl FollowedProject {
         let mut candidate = self.clone();
         candidate.release = reached;
         let latest = candidate.verify_latest()?;
-        if let (Some(previous), Some(latest)) = (&previous, &latest)
-            && latest.manifest.sequence <= previous.manifest.sequence
-        {
-            return Err(Error::ReleaseRollback {
-                version: latest.manifest.version.clone(),
-                sequence: latest.manifest.sequence,
-                trusted_version: previous.manifest.version.clone(),
-                trusted_sequence: previous.manifest.sequence,
-            });
+        if let (Some(previous), Some(latest)) = (&previous, &latest) {
+            if latest.manifest.sequence <= previous.manifest.sequence {
+                return Err(Error::ReleaseRollback {
+                    version: latest.manifest.version.clone(),
+                    sequence: latest.manifest.sequence,
+                    trusted_version: previous.manifest.version.clone(),
+                    trusted_sequence: previous.manifest.sequence,
+                });
+            }
+            let policy_of = |release: &Release| {
+                self.policies
+                    .get(&release.manifest.policy)
+                    .map(|policy| policy.sequence)
+            };
+            if let (Some(sequence), Some(trusted)) = (policy_of(latest), policy_of(previous))
+                && sequence < trusted
+            {
+                return Err(Error::PolicyRollback { sequence, trusted });
+            }
         }
         *self = candidate;
         Ok(latest)
@@ -225,8 +235,11 @@ impl FollowedProject {
         Release::from_bytes(self.release.block().payload()).map(Some)
     }
 
-    /// Re-checks the latest release: for this project, naming a policy of the project's policy
-    /// chain the client verified, and approved under it (developer threshold, attestations).
+    /// Re-checks the latest release against the policy in force at its position: it names a
+    /// policy of the project's policy chain the client verified, that policy's witnesses are
+    /// the roster that logged the release, and the release is approved under it (developer
+    /// threshold, attestations). [`FollowedProject::advance_release`] adds that the policy is
+    /// no older than the one the previously trusted release named.
     pub fn verify_latest(&self) -> Result<Option<Release>> {
         let Some(release) = self.latest_release()? else {
             return Ok(None);
@@ -244,6 +257,7 @@ impl FollowedProject {
             .ok_or(Error::UnknownPolicy {
                 policy: manifest.policy,
             })?;
+        crate::project::check_witnesses(policy, self.release.roster().hash())?;
         release.check_approvals(policy)?;
         Ok(Some(release))
     }
@@ -611,6 +625,86 @@ mod tests {
         world.rotate(&[], true);
         let mut client = world.follow();
         assert_eq!(client.advance_policy(&world.policy_steps(0)), Ok(1));
+    }
+
+    /// Item 5 of the authority issue: a release counts only under the policy in force at its
+    /// position. Colluding witnesses that moved the release chain to a roster of their own,
+    /// or a release naming a policy the developers already replaced, are refused.
+    #[test]
+    fn a_release_is_accepted_only_under_the_policy_in_force_at_its_position() {
+        // The release chain moved to witnesses the policy does not name.
+        let mut world = World::new();
+        let mut client = world.follow();
+        let rogue = Roster::with_default_threshold(
+            world.witnesses[..3]
+                .iter()
+                .map(RosterMember::from_secret)
+                .collect(),
+        )
+        .expect("roster");
+        world.release("1.0.0", 1, &[0, 1]);
+        let release = Release::from_bytes(world.release_chain.head().payload()).expect("release");
+        let mut hijacked = world.release_chain.clone();
+        let block = hijacked
+            .propose(Some(rogue), {
+                let mut next = release.clone();
+                next.manifest.sequence = 2;
+                next.manifest.version = "1.0.1".into();
+                next.signatures = [0, 1]
+                    .iter()
+                    .map(|&i| KeySignature::sign(&world.developers[i], &next.manifest.digest()))
+                    .collect();
+                next.to_bytes()
+            })
+            .expect("block");
+        let links = world.sign_links(&hijacked, &block);
+        hijacked.append(block.clone(), links).expect("append");
+        let proof = hijacked.skip_proof(0, 2).expect("proof");
+        let before = client.clone();
+        assert!(matches!(
+            client.advance_release(&proof, block.hash()),
+            Err(Error::WitnessesMismatch { .. })
+        ));
+        assert_eq!(client, before);
+
+        // Developer 0's key is replaced at policy 1; a release naming policy 0 after the
+        // client trusted one naming policy 1 is a rollback of the policy.
+        let mut world = World::new();
+        let mut client = world.follow();
+        let old_policy = world.policy_chain.head().hash();
+        world.rotate(&[0, 1], false);
+        world.release("1.0.0", 1, &[1, 2]);
+        client
+            .advance_policy(&world.policy_steps(0))
+            .expect("policy");
+        let proof = world.release_chain.skip_proof(0, 1).expect("proof");
+        client
+            .advance_release(&proof, world.release_chain.head().hash())
+            .expect("release under policy 1");
+        // The stolen, retired key of developer 0 signs a release naming the old policy.
+        let mut manifest = Release::from_bytes(world.release_chain.head().payload())
+            .expect("release")
+            .manifest;
+        manifest.sequence = 2;
+        manifest.version = "1.0.1".into();
+        manifest.policy = old_policy;
+        let stale = Release {
+            signatures: [0, 1]
+                .iter()
+                .map(|&i| KeySignature::sign(&world.developers[i], &manifest.digest()))
+                .collect(),
+            manifest,
+            attestations: Vec::new(),
+        };
+        world.append(true, stale.to_bytes());
+        let proof = world.release_chain.skip_proof(1, 2).expect("proof");
+        assert!(matches!(
+            client.advance_release(&proof, world.release_chain.head().hash()),
+            Err(Error::PolicyRollback {
+                sequence: 0,
+                trusted: 1
+            })
+        ));
     }
 
     #[test]
