@@ -632,8 +632,8 @@ mod tests {
         use chainiac_protocol::cosi::RosterMember;
         use chainiac_protocol::keys::SecretKey;
         let key = SecretKey::from_seed(&[3; 32]);
-        let roster = Roster::with_default_threshold(vec![RosterMember::from_secret(&key)])
-            .expect("roster");
+        let roster =
+            Roster::with_default_threshold(vec![RosterMember::from_secret(&key)]).expect("roster");
         let request = Request::ApproveRoster {
             timeline: Hash([4; 32]),
             roster: Box::new(roster),

@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use chainiac_api::types::{
     AnchorProofJson, AppendRequest, ArtifactStored, BlockJson, ChainHeadJson, ChainJson,
     CreateChainRequest, ErrorJson, ProjectChainJson, ProofJson, RosterApprovalRequest,
-    RosterChangeJson, RosterJson, StatusJson,
-    TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
+    RosterChangeJson, RosterJson, StatusJson, TimelineAnchorsJson, TimelineChangeJson,
+    TimelineEntryJson, TimelineJson, roster_from_json,
 };
 use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
@@ -162,6 +162,7 @@ impl From<StoreError> for ApiError {
         let status = match &error {
             StoreError::UnknownChain(_) => StatusCode::NOT_FOUND,
             StoreError::Rejected(_) | StoreError::ChainExists(_) => StatusCode::CONFLICT,
+            StoreError::NotAdmitted(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, error.to_string())

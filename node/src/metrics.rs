@@ -25,6 +25,8 @@ pub struct Metrics {
     pub gossip_accepted: Counter,
     /// Gossip messages rejected (their sender is penalised).
     pub gossip_rejected: Counter,
+    /// New chains from peers not kept: their creator is not admitted here.
+    pub chains_not_admitted: Counter,
     /// Requests answered.
     pub requests_served: Counter,
     /// Requests refused (invalid, rate-limited, or out of bounds).
@@ -82,6 +84,11 @@ impl Metrics {
             "gossip_rejected",
             "Gossip messages rejected",
             metrics.gossip_rejected.clone(),
+        );
+        registry.register(
+            "chains_not_admitted",
+            "New chains from peers not kept because this node does not admit their creator",
+            metrics.chains_not_admitted.clone(),
         );
         registry.register(
             "requests_served",

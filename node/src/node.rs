@@ -15,6 +15,7 @@ use chainiac_protocol::skipchain::ChainParams;
 use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::admission::Admission;
 use crate::anchoring::Anchoring;
 use crate::append::{AppendParts, Appender, NodeError};
 use crate::artifacts::ArtifactStore;
@@ -58,6 +59,8 @@ pub struct NodeParts {
     pub answer_hook: Option<Arc<dyn AnswerHook>>,
     /// Test seam: drops gossip messages before validation.
     pub gossip_hook: Option<Arc<dyn GossipHook>>,
+    /// Whose new chains this node stores (and cosigns).
+    pub admission: Admission,
     /// Its metrics (the network may have registered its own in them already).
     pub metrics: Metrics,
 }
@@ -113,6 +116,7 @@ impl NodeCore {
             verifier,
             answer_hook,
             gossip_hook,
+            admission,
             metrics,
         } = parts;
         let metrics = Arc::new(metrics);
@@ -128,6 +132,7 @@ impl NodeCore {
             net.clone(),
             metrics.clone(),
             replicator,
+            admission,
         ));
         let gossip = Arc::new(Gossip::new(
             store.clone(),
@@ -292,8 +297,7 @@ impl NodeCore {
             &current.hash(),
             &roster.hash(),
         );
-        let approval =
-            chainiac_protocol::keys::KeySignature::sign(self.identity.secret(), &digest);
+        let approval = chainiac_protocol::keys::KeySignature::sign(self.identity.secret(), &digest);
         let target = roster.hash();
         self.roster_changes
             .record(timeline, &current, roster.clone(), approval)

@@ -168,11 +168,12 @@ impl RunningNode {
         let mut metrics = Metrics::new();
         let (net, events, peer_id) =
             chainiac_net::spawn(keypair, &net_config, Some(metrics.network_registry()))?;
+        let admission = Admission::from_config(&config.admission).map_err(StartError::Config)?;
         let witness = Witness::new(
             identity.clone(),
             store.clone(),
             Arc::new(ProjectRules {
-                admission: Admission::from_config(&config.admission).map_err(StartError::Config)?,
+                admission: admission.clone(),
                 ..ProjectRules::default()
             }),
         );
@@ -231,6 +232,7 @@ impl RunningNode {
             verifier,
             answer_hook: options.answer_hook.clone(),
             gossip_hook: options.gossip_hook.clone(),
+            admission,
             metrics,
         });
         let core = Arc::new(core);

@@ -21,10 +21,10 @@ use libp2p::PeerId;
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::metrics::Metrics;
+use crate::roster_changes::RosterChanges;
 use crate::rounds::{
     BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
 };
-use crate::roster_changes::RosterChanges;
 use crate::rules::{chain_kind, dependencies, timeline_roster};
 use crate::store::Store;
 use crate::sync::Syncer;

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chainiac_net::wire::{LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
 use chainiac_net::{NetHandle, RequestError};
 use chainiac_protocol::Hash;
+use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::SkipBlock;
 use libp2p::PeerId;
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
 use crate::store::{Store, StoreError};
@@ -44,7 +46,14 @@ pub struct Syncer {
     replicator: Arc<Replicator>,
     /// (peer, chain) pairs being synced, so a burst of gossip starts one sync, not many.
     syncing: Mutex<HashSet<(PeerId, Hash)>>,
+    /// Whose chains this node keeps.
+    admission: Admission,
+    /// Chains this node's admission policy refused, not fetched again (bounded).
+    not_admitted: Mutex<HashSet<Hash>>,
 }
+
+/// Most refused chains remembered; the set starts over when full.
+const MAX_NOT_ADMITTED: usize = 10_000;
 
 impl Syncer {
     /// A syncer over `store`, fetching through `net`, mirroring releases with `replicator`.
@@ -53,6 +62,7 @@ impl Syncer {
         net: NetHandle,
         metrics: Arc<Metrics>,
         replicator: Arc<Replicator>,
+        admission: Admission,
     ) -> Self {
         Self {
             store,
@@ -60,6 +70,37 @@ impl Syncer {
             metrics,
             replicator,
             syncing: Mutex::default(),
+            admission,
+            not_admitted: Mutex::default(),
+        }
+    }
+
+    /// Whether this node keeps the chain that `genesis` starts: it declares its kind and a
+    /// creator this node's admission policy admits (the roster's certificate is checked by the
+    /// store). A node keeps what it relays, so the same rule bounds what it spreads.
+    fn admit(&self, genesis: &SkipBlock) -> Result<(), StoreError> {
+        let refuse = |reason: String| {
+            self.metrics.chains_not_admitted.inc();
+            let mut refused = self
+                .not_admitted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if refused.len() >= MAX_NOT_ADMITTED {
+                refused.clear();
+            }
+            refused.insert(genesis.chain_id());
+            Err(StoreError::NotAdmitted(reason))
+        };
+        let Some(declared) = ChainGenesis::of_payload(genesis.payload()) else {
+            return refuse("its genesis declares no chain kind".into());
+        };
+        let Some(creator) = declared.creator() else {
+            return refuse("its genesis names no creator".into());
+        };
+        let created = self.store.chains_created_by(&creator)?;
+        match self.admission.admit(&creator, created) {
+            Ok(()) => Ok(()),
+            Err(reason) => refuse(reason),
         }
     }
 
@@ -71,6 +112,7 @@ impl Syncer {
             return Ok(false);
         }
         let stored = if block.index() == 0 {
+            self.admit(block)?;
             match linked.links.as_slice() {
                 [certificate] => self.store.create_chain(block, certificate),
                 _ => Err(StoreError::Rejected(
@@ -104,6 +146,14 @@ impl Syncer {
 
     /// Starts syncing `chain_id` from `peer` in the background, unless that sync already runs.
     pub fn spawn_sync(self: &Arc<Self>, peer: PeerId, chain_id: Hash) {
+        if self
+            .not_admitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&chain_id)
+        {
+            return;
+        }
         let key = (peer, chain_id);
         if !self
             .syncing

@@ -60,7 +60,7 @@ pub enum Error {
     )]
     InvalidProofOfPossession { key: KeyId },
     /// A signature by a key that is not allowed to sign.
-    #[error("signature by {signer}, which is not a {role} key of the policy in force")]
+    #[error("signature by {signer}, which is not one of the {role} keys entitled to sign")]
     UnknownSigner { signer: KeyId, role: &'static str },
     /// Two signatures by the same key.
     #[error("key {signer} signed twice; each key counts once")]

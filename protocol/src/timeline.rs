@@ -859,8 +859,13 @@ mod tests {
         );
         // One approval at a time, as a node checks what a peer sends it.
         check_roster_approval(&timeline, &current, &next.hash(), &block.approvals[0]).unwrap();
-        assert!(check_roster_approval(&timeline, &current, &current.hash(), &block.approvals[0]).is_err());
-        assert!(check_roster_approval(&timeline, &next, &current.hash(), &block.approvals[0]).is_err());
+        assert!(
+            check_roster_approval(&timeline, &current, &current.hash(), &block.approvals[0])
+                .is_err()
+        );
+        assert!(
+            check_roster_approval(&timeline, &next, &current.hash(), &block.approvals[0]).is_err()
+        );
         // A new member's approval does not count; approvals for another move do not either.
         let outsider = vec![KeySignature::sign(&keys[4], &digest)];
         let mut bad = block.clone();

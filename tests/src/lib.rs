@@ -49,12 +49,20 @@ pub struct DataChain {
 impl DataChain {
     /// A fresh owner and the genesis payload it signs for a chain run by `roster`.
     pub fn genesis_payload(roster: &Roster) -> (SecretKey, Vec<u8>) {
-        let owner = SecretKey::generate(&mut rand::rng());
+        Self::genesis_payload_of(SecretKey::generate(&mut rand::rng()), roster, b"test chain")
+    }
+
+    /// The genesis payload `owner` signs for a chain labelled `label` run by `roster`.
+    pub fn genesis_payload_of(
+        owner: SecretKey,
+        roster: &Roster,
+        label: &[u8],
+    ) -> (SecretKey, Vec<u8>) {
         let owners = Owners {
             keys: vec![owner.public_key()],
             threshold: 1,
         };
-        let genesis = DataGenesis::sign(owners, b"test chain".to_vec(), &roster.hash(), &[&owner]);
+        let genesis = DataGenesis::sign(owners, label.to_vec(), &roster.hash(), &[&owner]);
         (owner, ChainGenesis::Data(genesis).to_bytes())
     }
 
@@ -75,8 +83,20 @@ impl DataChain {
         members: Vec<RosterMember>,
         params: ChainParams,
     ) -> TestResult<Self> {
+        Self::create_by(core, SecretKey::generate(&mut rand::rng()), members, params).await
+    }
+
+    /// [`DataChain::create`] with `owner` as its owner (labelled with a random label, so that
+    /// one owner can create several chains).
+    pub async fn create_by(
+        core: &NodeCore,
+        owner: SecretKey,
+        members: Vec<RosterMember>,
+        params: ChainParams,
+    ) -> TestResult<Self> {
         let roster = Roster::with_default_threshold(members.clone())?;
-        let (owner, payload) = Self::genesis_payload(&roster);
+        let label: [u8; 16] = rand::random();
+        let (owner, payload) = Self::genesis_payload_of(owner, &roster, &label);
         let head = core.create_chain(members, None, params, payload).await?;
         Ok(Self::new(head.chain_id, owner, roster.hash()))
     }
@@ -236,6 +256,49 @@ impl AnswerHook for WrongShares {
             }
             other => other,
         }
+    }
+}
+
+/// A rule of a [`Mirror`]: the answer to send instead, or `None` to leave it alone.
+pub type Lie = Box<dyn Fn(&Request, &Response) -> Option<Response> + Send + Sync>;
+
+/// A malicious mirror: a node whose answers to peers (light clients, other nodes) are rewritten
+/// by the rules a test installs, the first that applies winning. Honest until told to lie.
+#[derive(Default)]
+pub struct Mirror {
+    lies: std::sync::Mutex<Vec<Lie>>,
+}
+
+impl Mirror {
+    /// Adds a rule.
+    pub fn lie(
+        &self,
+        rule: impl Fn(&Request, &Response) -> Option<Response> + Send + Sync + 'static,
+    ) {
+        self.lies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(rule));
+    }
+
+    /// Drops every rule: honest again.
+    pub fn reform(&self) {
+        self.lies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl AnswerHook for Mirror {
+    fn rewrite(&self, _: PeerId, request: &Request, answer: Response) -> Response {
+        let lies = self
+            .lies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lies.iter()
+            .find_map(|lie| lie(request, &answer))
+            .unwrap_or(answer)
     }
 }
 
@@ -414,6 +477,13 @@ impl Cluster {
             true
         })
         .await
+    }
+
+    /// Node `i`'s identity (its secret key), as its operator holds it.
+    pub fn identity(&self, i: usize) -> TestResult<chainiac_node::config::Identity> {
+        Ok(chainiac_node::config::Identity::load(
+            &self.options[i].config.key_file,
+        )?)
     }
 
     /// The roster of the nodes `members`, with the default threshold.

@@ -133,25 +133,41 @@ async fn a_timeline_moves_to_the_roster_a_threshold_of_its_members_approved() ->
     let before = roster_of_head(0)?;
     // Two of four operators approve (threshold 3): the timeline keeps its roster.
     for i in [0, 1] {
-        let (change, unreached) = cluster.core(i).approve_roster(timeline, next.clone()).await?;
+        let (change, unreached) = cluster
+            .core(i)
+            .approve_roster(timeline, next.clone())
+            .await?;
         assert_eq!(change.threshold, 3);
         assert!(unreached.is_empty(), "{unreached:?}");
     }
-    let index = cluster.core(0).store().head(&timeline)?.ok_or("head")?.index;
+    let index = cluster
+        .core(0)
+        .store()
+        .head(&timeline)?
+        .ok_or("head")?
+        .index;
     cluster.wait_everywhere(&timeline, index + 2).await?;
     assert_eq!(roster_of_head(0)?, before, "two approvals move nothing");
     // Node 4 is not a member: its approval is refused.
     let outsider = cluster.core(4).approve_roster(timeline, next.clone()).await;
     assert!(outsider.is_err());
     // The third operator approves: the timeline moves.
-    let (change, _) = cluster.core(2).approve_roster(timeline, next.clone()).await?;
+    let (change, _) = cluster
+        .core(2)
+        .approve_roster(timeline, next.clone())
+        .await?;
     assert_eq!(change.approvals, 3);
     wait_for("the timeline runs under the approved roster", || async {
         roster_of_head(3).is_ok_and(|roster| roster == next.hash())
     })
     .await?;
     // Node 4 now witnesses it: the timeline goes on under the new roster.
-    let moved = cluster.core(3).store().head(&timeline)?.ok_or("head")?.index;
+    let moved = cluster
+        .core(3)
+        .store()
+        .head(&timeline)?
+        .ok_or("head")?
+        .index;
     cluster.wait_head(4, &timeline, moved + 2).await?;
     Ok(())
 }

@@ -124,6 +124,11 @@ impl RoundReport {
     }
 }
 
+/// The most faulty witnesses a roster of `members` tolerates: `f` of `3f + 1`.
+pub fn max_faulty(members: usize) -> usize {
+    members.saturating_sub(1) / 3
+}
+
 /// Who is left out of the next attempt, and why.
 struct Exclusions {
     excluded: BTreeSet<usize>,
@@ -224,7 +229,13 @@ async fn sign_link_star(
             .collect();
         candidates.extend(local.filter(|i| !out.excluded.contains(i)));
         let not_enough = |report: &RoundReport, available: usize| {
-            if let Some((locked, witnesses)) = report.most_locked() {
+            // A block is worth completing only on the word of more witnesses than may be
+            // faulty: then at least one honest witness checked it and released a share for it.
+            // Fewer claims prove nothing (a faulty witness can claim a lock on any block it
+            // made up), and fewer locked witnesses cannot stall the position anyway.
+            if let Some((locked, witnesses)) = report.most_locked()
+                && witnesses > max_faulty(roster.len())
+            {
                 return AppendError::Locked {
                     index: block.index(),
                     block: Box::new(locked.clone()),

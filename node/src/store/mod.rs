@@ -56,6 +56,9 @@ pub enum StoreError {
     /// A chain that already exists.
     #[error("chain {0} already exists")]
     ChainExists(chainiac_protocol::Hash),
+    /// This node's admission policy does not admit the chain's creator; nothing was written.
+    #[error("this node does not keep the chain: {0}")]
+    NotAdmitted(String),
     /// The protocol rules refused the change; nothing was written.
     #[error(transparent)]
     Rejected(#[from] chainiac_protocol::Error),
