@@ -55,7 +55,7 @@ fn the_demo_runs_the_whole_story() -> TestResult {
         "{out}"
     );
     assert!(
-        out.contains("not a developer key of the policy in force"),
+        out.contains("not one of the developer keys entitled to sign"),
         "{out}"
     );
     assert!(

@@ -164,7 +164,7 @@ pub enum Request {
     ApproveRoster {
         timeline: Hash,
         roster: Box<Roster>,
-        approval: KeySignature,
+        approval: Box<KeySignature>,
     },
 }
 
@@ -317,7 +317,7 @@ impl Encode for Request {
                 .u8(APPROVE_ROSTER)
                 .value(timeline)
                 .value(roster.as_ref())
-                .value(approval),
+                .value(approval.as_ref()),
             Request::TreeRespond {
                 round,
                 challenge,
@@ -410,7 +410,7 @@ impl Decode for Request {
             APPROVE_ROSTER => Request::ApproveRoster {
                 timeline: Hash::decode_from(reader)?,
                 roster: Box::new(Roster::decode_from(reader)?),
-                approval: KeySignature::decode_from(reader)?,
+                approval: Box::new(KeySignature::decode_from(reader)?),
             },
             TREE_RESPOND => Request::TreeRespond {
                 round: Hash::decode_from(reader)?,
@@ -637,7 +637,7 @@ mod tests {
         let request = Request::ApproveRoster {
             timeline: Hash([4; 32]),
             roster: Box::new(roster),
-            approval: KeySignature::sign(&key, &Hash([5; 32])),
+            approval: Box::new(KeySignature::sign(&key, &Hash([5; 32]))),
         };
         assert_eq!(Request::from_bytes(&request.to_bytes()).ok(), Some(request));
         let answer = Response::Approvals(3);

@@ -312,7 +312,7 @@ impl NodeCore {
             let request = Request::ApproveRoster {
                 timeline,
                 roster: Box::new(roster.clone()),
-                approval,
+                approval: Box::new(approval),
             };
             async move {
                 let peer = chainiac_net::peer_id_of(key).ok()?;

@@ -370,7 +370,7 @@ impl Dispatcher {
                 let recorded = timeline_roster(store, &timeline).and_then(|current| {
                     self.parts
                         .roster_changes
-                        .record(timeline, &current, *roster, approval)
+                        .record(timeline, &current, *roster, *approval)
                 });
                 match recorded {
                     Ok(count) => Response::Approvals(u32::try_from(count).unwrap_or(u32::MAX)),

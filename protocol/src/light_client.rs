@@ -647,7 +647,7 @@ mod tests {
         let mut hijacked = world.release_chain.clone();
         let block = hijacked
             .propose(Some(rogue), {
-                let mut next = release.clone();
+                let mut next = release;
                 next.manifest.sequence = 2;
                 next.manifest.version = "1.0.1".into();
                 next.signatures = [0, 1]

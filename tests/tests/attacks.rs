@@ -222,8 +222,14 @@ async fn timeline_freeze_by_a_far_future_epoch_is_refused() -> TestResult {
     let store = attacker.store();
     let head = store.head(&timeline)?.ok_or("head")?;
     let tree = store.timeline_tree(&timeline, head.index)?;
-    for timestamp in [u64::MAX, now() + 3600] {
-        let (frozen, _) = TimelineBlock::new(Some(&tree), timestamp, timestamp, Vec::new())?;
+    // The epoch of the end of time with today's timestamp, a timestamp to match, and an hour
+    // ahead (beyond the skew).
+    for (epoch, timestamp) in [
+        (u64::MAX, now()),
+        (u64::MAX, u64::MAX),
+        (now() + 3600, now() + 3600),
+    ] {
+        let (frozen, _) = TimelineBlock::new(Some(&tree), epoch, timestamp, Vec::new())?;
         let block = next_block(&attacker, &timeline, None, frozen.to_bytes())?;
         refused_by_all(&propose(&cluster, &block).await?, "timeline block refused")?;
     }
