@@ -610,7 +610,10 @@ pub fn sign_release(bundle: &mut Bundle, key: &Identity) -> Result<PublicKey> {
 /// The roster the release chain must move to with its next release: the witnesses of the
 /// policy in force when they differ from the release chain's roster, `None` when they are the
 /// same. The roster is read by its hash from a node and checked against it.
-fn following_roster(nodes: &Nodes, project: &ProjectFile) -> Result<Option<Vec<RosterMemberJson>>> {
+fn following_roster(
+    nodes: &Nodes,
+    project: &ProjectFile,
+) -> Result<Option<(Vec<RosterMemberJson>, u32)>> {
     let (policy, _, _) = current_policy(nodes, project)?;
     let chain = project.release_chain()?;
     let head = chain_head(nodes, &chain, "cannot read the release chain")?;
@@ -626,7 +629,7 @@ fn following_roster(nodes: &Nodes, project: &ProjectFile) -> Result<Option<Vec<R
             "a node answered with another roster than the policy names".into(),
         ));
     }
-    Ok(Some(described.members))
+    Ok(Some((described.members, roster.threshold() as u32)))
 }
 
 /// Uploads the bundle's artifacts to a node and asks it to lead the release's signing round;
@@ -646,14 +649,17 @@ pub fn publish_release(
     };
     // The release chain runs under the witnesses of the policy in force: after a witness
     // change, the next release moves it there.
-    let roster = match roster {
-        Some(path) => Some(read_roster(path)?),
-        None => following_roster(&nodes, &project)?,
+    let (roster, threshold) = match roster {
+        Some(path) => (Some(read_roster(path)?), None),
+        None => match following_roster(&nodes, &project)? {
+            Some((members, threshold)) => (Some(members), Some(threshold)),
+            None => (None, None),
+        },
     };
     let body = AppendRequest {
         payload: hex::encode(release.to_bytes()),
         roster,
-        threshold: None,
+        threshold,
     };
     let mut contents = Vec::new();
     for (hash, path) in &bundle.files {

@@ -312,3 +312,110 @@ fn story(dir: &Path, net: &Path) -> TestResult {
     assert!(logs.contains("==> node-1"), "{logs}");
     Ok(())
 }
+
+/// A project moves to other witnesses only through its policy: the root keys sign a policy
+/// naming the new roster (`project policy --roster`), which moves the policy chain; the next
+/// `release publish` moves the release chain after it by itself.
+#[test]
+fn a_project_moves_to_new_witnesses_through_its_policy() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let net = dir.path().join("net");
+    ok(&["testnet", "up", "--nodes", "5", "--dir", path(&net)])?;
+    let result = move_witnesses(dir.path(), &net);
+    ok(&["testnet", "down", "--dir", path(&net)])?;
+    result
+}
+
+fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
+    let testnet: Value = serde_json::from_str(&std::fs::read_to_string(net.join("testnet.json"))?)?;
+    let nodes = testnet["nodes"].as_array().ok_or("nodes")?;
+    let apis: Vec<String> = nodes
+        .iter()
+        .map(|n| n["api"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let all: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(net.join("roster.json"))?)?;
+    let first_four = dir.join("first-four.json");
+    std::fs::write(&first_four, serde_json::to_string(&all[..4])?)?;
+    let last_four = dir.join("last-four.json");
+    std::fs::write(&last_four, serde_json::to_string(&all[1..])?)?;
+    let token = net.join("api.token");
+    let project = dir.join("project");
+    ok(&[
+        "project",
+        "create",
+        "moving",
+        "--dir",
+        path(&project),
+        "--developers",
+        "2",
+        "--threshold",
+        "1",
+        "--roster",
+        path(&first_four),
+        "--node",
+        &apis[1],
+        "--api-token",
+        path(&token),
+    ])?;
+    let changed = ok(&[
+        "project",
+        "policy",
+        "--dir",
+        path(&project),
+        "--roster",
+        path(&last_four),
+    ])?;
+    assert!(changed.contains("policy"), "{changed}");
+
+    let source = dir.join("moving.tar");
+    std::fs::write(&source, b"source")?;
+    let bundle = dir.join("bundle.json");
+    ok(&[
+        "release",
+        "create",
+        "--project-dir",
+        path(&project),
+        "--version",
+        "1.0.0",
+        "--source",
+        path(&source),
+        "--out",
+        path(&bundle),
+    ])?;
+    ok(&[
+        "release",
+        "sign",
+        "--bundle",
+        path(&bundle),
+        "--key",
+        "dev-1",
+        "--project-dir",
+        path(&project),
+    ])?;
+    let published = ok(&[
+        "release",
+        "publish",
+        "--bundle",
+        path(&bundle),
+        "--project-dir",
+        path(&project),
+    ])?;
+    assert!(published.contains("logged as block 1"), "{published}");
+
+    // Both chains now run under the last four nodes.
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("project.json"))?)?;
+    let api: std::net::SocketAddr = apis[1].parse()?;
+    let members: Vec<chainiac_api::types::RosterMemberJson> =
+        serde_json::from_value(Value::Array(all[1..].to_vec()))?;
+    let expected = chainiac_api::types::roster_from_json(&members, None)?
+        .hash()
+        .to_hex();
+    for (chain, index) in [("policy_chain", 1), ("release_chain", 1)] {
+        let id = file[chain].as_str().ok_or(chain)?;
+        let (status, block) = http(api, "GET", &format!("/chains/{id}/blocks/{index}"), None)?;
+        assert_eq!(status, 200, "{block}");
+        assert_eq!(block["roster_hash"], expected.as_str(), "{chain}");
+    }
+    Ok(())
+}

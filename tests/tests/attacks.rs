@@ -109,7 +109,7 @@ fn head(cluster: &Cluster, i: usize, chain: &Hash) -> TestResult<Option<u64>> {
 /// witnesses) moves a chain to a roster of its own. Stopped by: a data chain moves only with
 /// its owners' signatures for the new roster; a timeline only with approvals of a threshold of
 /// its members; the policy chain only to the witnesses a root-signed policy names; the release
-/// chain only to the witnesses of the policy in force (docs/protocol.md §5.4).
+/// chain only to the witnesses of the policy in force (docs/protocol.md §13.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roster_hijack_moves_no_chain_to_the_attackers_roster() -> TestResult {
     let mirror = Arc::new(Mirror::default());
@@ -249,7 +249,7 @@ async fn timeline_freeze_by_a_far_future_epoch_is_refused() -> TestResult {
 /// every genesis declares its kind and creator; it is stored, relayed or synced only with a
 /// certificate its roster signed; each witness cosigns (and each node keeps) a chain only if
 /// its operator's admission policy admits the creator: listed, or below its quota in open
-/// mode (docs/protocol.md §5.5).
+/// mode (docs/protocol.md §5.5, §13.3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn free_chain_creation_needs_the_rosters_admission() -> TestResult {
     let mirror = Arc::new(Mirror::default());

@@ -112,7 +112,9 @@ async fn releases_breaking_a_rule_are_refused_and_nothing_is_logged() -> TestRes
         )
         .await;
     match answer {
-        Response::Refused(reason) => assert!(reason.contains("developer keys entitled"), "{reason}"),
+        Response::Refused(reason) => {
+            assert!(reason.contains("developer keys entitled"), "{reason}");
+        }
         other => return Err(format!("witness committed to an invalid release: {other:?}").into()),
     }
 

@@ -37,7 +37,7 @@ pub struct NodeConfig {
 }
 
 /// Whom a node admits as creator of a new chain it is asked to witness: the operator's policy,
-/// applied before the node's witness cosigns a genesis (docs/protocol.md §5.5).
+/// applied before the node's witness cosigns a genesis (docs/protocol.md §13.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionConfig {
