@@ -16,7 +16,7 @@ use crate::artifacts::ArtifactStore;
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
 use crate::rounds::{
-    AppendError, BoxFuture, RoundConfig, RoundReport, Witness, WitnessTransport, sign_link,
+    AppendError, Asker, BoxFuture, RoundConfig, RoundReport, Witness, WitnessTransport, sign_link,
 };
 use crate::rules::release_in;
 use crate::store::{ChainHead, Store, StoreError};
@@ -304,7 +304,7 @@ impl WitnessTransport for LeaderTransport<'_> {
     ) -> BoxFuture<'_, Result<Response, String>> {
         Box::pin(async move {
             if witness == self.parts.key {
-                return Ok(self.parts.witness.answer(request));
+                return Ok(self.parts.witness.answer(Asker::OwnNode, request));
             }
             let peer = peer_id_of(&witness).map_err(|e| e.to_string())?;
             self.parts

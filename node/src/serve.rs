@@ -23,7 +23,7 @@ use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::metrics::Metrics;
 use crate::roster_changes::RosterChanges;
 use crate::rounds::{
-    BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
+    Asker, BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
 };
 use crate::rules::{chain_kind, dependencies, timeline_roster};
 use crate::store::Store;
@@ -211,6 +211,12 @@ impl Dispatcher {
                     .respond(&host, round, challenge, budget_ms)
                     .await
             }
+            request @ Request::Respond { .. } => {
+                let witness = self.parts.witness.clone();
+                tokio::task::spawn_blocking(move || witness.answer(Asker::Peer(peer), request))
+                    .await
+                    .unwrap_or_else(|_| Response::Refused("internal error".into()))
+            }
             request => {
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || this.answer_blocking(request))
@@ -251,7 +257,9 @@ impl Dispatcher {
             }
         }
         let commit = |witness: Arc<Witness>, block: Arc<SkipBlock>| {
-            tokio::task::spawn_blocking(move || witness.commit_round(round, &block, level))
+            tokio::task::spawn_blocking(move || {
+                witness.commit_round(Asker::Peer(peer), round, &block, level)
+            })
         };
         let mut result = commit(self.parts.witness.clone(), block.clone()).await;
         if let Ok(Err(Refusal::Behind { .. })) = result {
@@ -303,7 +311,6 @@ impl Dispatcher {
                 Ok(proof) => Response::Proof(Box::new(proof)),
                 Err(error) => refuse(&error),
             },
-            Request::Respond { .. } => self.parts.witness.answer(request),
             Request::Head { chain_id } => match store.head(&chain_id) {
                 Ok(head) => Response::Head(head.map(|h| HeadInfo {
                     chain_id: h.chain_id,
@@ -377,7 +384,10 @@ impl Dispatcher {
                     Err(reason) => refuse(&reason),
                 }
             }
-            Request::Commit { .. } | Request::TreeCommit { .. } | Request::TreeRespond { .. } => {
+            Request::Commit { .. }
+            | Request::Respond { .. }
+            | Request::TreeCommit { .. }
+            | Request::TreeRespond { .. } => {
                 Response::Refused("signing requests are answered by the round services".into())
             }
         }
@@ -479,8 +489,9 @@ impl SubtreeHost for TreeHost {
         challenge: Challenge,
     ) -> BoxFuture<'_, Result<ResponseShare, String>> {
         let witness = self.dispatcher.parts.witness.clone();
+        let asker = Asker::Peer(self.peer);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || witness.respond(round, &challenge))
+            tokio::task::spawn_blocking(move || witness.respond(asker, round, &challenge))
                 .await
                 .map_err(|_| "internal error".to_string())?
                 .map_err(|refusal| refusal.to_string())
@@ -488,10 +499,17 @@ impl SubtreeHost for TreeHost {
     }
 
     fn abandon_own(&self, round: Hash) {
-        self.dispatcher.parts.witness.abandon(&round);
+        self.dispatcher
+            .parts
+            .witness
+            .abandon(Asker::Peer(self.peer), &round);
     }
 
     fn sent_by(&self, key: &PublicKey) -> bool {
         peer_id_of(key).is_ok_and(|peer| peer == self.peer)
+    }
+
+    fn asker(&self) -> Asker {
+        Asker::Peer(self.peer)
     }
 }

@@ -13,7 +13,7 @@ use chainiac_net::wire::{HeadInfo, LinkedBlock, Request, Response};
 use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
-use chainiac_protocol::cosi::Roster;
+use chainiac_protocol::cosi::{Challenge, ParticipationMask, Roster};
 use chainiac_protocol::data_chain::DataBlock;
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::keys::{KeySignature, SecretKey};
@@ -549,6 +549,99 @@ async fn one_witness_claiming_a_lock_does_not_make_the_leader_log_its_block() ->
         .block_at(&chain, 1)?
         .ok_or("block 1")?;
     assert_eq!(DataChain::data_of(&block), b"the owner's block");
+    Ok(())
+}
+
+/// **Round replay by a roster member**: a witness that saw a round's id (every Commit carries
+/// it) replays the leader's Commit to the other witnesses, so that fresh nonces replace those the
+/// leader's challenge is for, and sends them a challenge of its own for that id, consuming the
+/// nonces. The honest witnesses' shares then fail or are missing, they are excluded as liars,
+/// and with each retry the same happens: no block is logged. Stopped by: a witness keeps round
+/// state per (asker, round id), refuses a reused id instead of overwriting it, and answers a
+/// challenge only for the peer that sent the Commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_witness_replaying_round_ids_cannot_break_the_honest_rounds() -> TestResult {
+    let mirror = Arc::new(Mirror::default());
+    let cluster = network(&mirror, |_, _| {}).await?;
+    let data = cluster.create_chain(0).await?;
+    let chain = data.id;
+    let net = cluster.core(MIRROR).net().clone();
+    let victims = [
+        cluster.peer_id(1)?,
+        cluster.peer_id(2)?,
+        cluster.peer_id(ATTACKER)?,
+    ];
+    let members = cluster.core(0).store().roster_of(
+        &cluster
+            .core(0)
+            .store()
+            .block_at(&chain, 0)?
+            .ok_or("genesis")?,
+    )?;
+    let mut base_point = [0x66u8; 32];
+    base_point[0] = 0x58;
+    let bogus = Challenge {
+        participants: ParticipationMask::from_indices(members.len(), 0..members.len()),
+        first: base_point,
+        second: base_point,
+    };
+    let replays = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = replays.clone();
+    mirror.lie(move |request, _| {
+        let Request::Commit {
+            round,
+            block,
+            level,
+        } = request
+        else {
+            return None;
+        };
+        if block.chain_id() != chain {
+            return None;
+        }
+        // Answer the leader only once the replays reached the other witnesses, so that they
+        // arrive before the leader's own challenge.
+        for victim in victims {
+            let replayed = [
+                Request::Commit {
+                    round: *round,
+                    block: block.clone(),
+                    level: *level,
+                },
+                Request::Respond {
+                    round: *round,
+                    challenge: bogus.clone(),
+                },
+            ];
+            for replay in replayed {
+                let net = net.clone();
+                let _ = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(net.request(victim, replay))
+                });
+            }
+        }
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        None
+    });
+    let logged = cluster
+        .core(0)
+        .append(chain, data.payload(b"under replay"), None)
+        .await?;
+    assert_eq!(logged.index, 1);
+    assert!(
+        replays.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the replaying witness saw the round"
+    );
+    let linked = cluster
+        .core(0)
+        .store()
+        .linked_block(&chain, 1)?
+        .ok_or("block 1")?;
+    assert_eq!(
+        linked.links[0].signature.mask.count(),
+        members.len(),
+        "no honest witness was excluded"
+    );
     Ok(())
 }
 

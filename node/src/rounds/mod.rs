@@ -11,4 +11,4 @@ pub mod witness;
 pub use leader::{AppendError, MAX_TREE_ATTEMPTS, RoundConfig, RoundReport, sign_link};
 pub use transport::{BoxFuture, WitnessTransport, call};
 pub use tree::{SubtreeHost, SubtreeRounds};
-pub use witness::{AnyPayload, Committed, PayloadRules, Refusal, Witness};
+pub use witness::{AnyPayload, Asker, Committed, PayloadRules, Refusal, Witness};

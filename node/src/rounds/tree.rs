@@ -28,7 +28,7 @@ use chainiac_protocol::skipchain::SkipBlock;
 use futures::future::join_all;
 
 use super::transport::{BoxFuture, WitnessTransport, call};
-use super::witness::{Committed, ROUND_TTL};
+use super::witness::{Asker, Committed, ROUND_TTL};
 
 /// Most tree rounds an interior node keeps state for at once.
 pub const MAX_SUBTREE_ROUNDS: usize = 1024;
@@ -112,6 +112,10 @@ pub trait SubtreeHost: WitnessTransport {
 
     /// Whether the request being answered was sent by the node with key `key`.
     fn sent_by(&self, key: &PublicKey) -> bool;
+
+    /// Who sent the request being answered: tree rounds are kept per asker, so that a peer
+    /// replaying a round id cannot take it from the real parent.
+    fn asker(&self) -> Asker;
 }
 
 struct SubtreeRound {
@@ -128,7 +132,7 @@ struct SubtreeRound {
 /// The tree rounds an interior node takes part in, between their commit and respond steps.
 #[derive(Default)]
 pub struct SubtreeRounds {
-    rounds: Mutex<HashMap<Hash, SubtreeRound>>,
+    rounds: Mutex<HashMap<(Asker, Hash), SubtreeRound>>,
 }
 
 impl std::fmt::Debug for SubtreeRounds {
@@ -146,7 +150,7 @@ impl SubtreeRounds {
         Self::default()
     }
 
-    fn rounds(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, SubtreeRound>> {
+    fn rounds(&self) -> std::sync::MutexGuard<'_, HashMap<(Asker, Hash), SubtreeRound>> {
         self.rounds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -188,7 +192,7 @@ impl SubtreeRounds {
         {
             let mut rounds = self.rounds();
             rounds.retain(|_, round| round.created.elapsed() < ROUND_TTL);
-            if rounds.len() >= MAX_SUBTREE_ROUNDS || rounds.contains_key(&round) {
+            if rounds.len() >= MAX_SUBTREE_ROUNDS || rounds.contains_key(&(host.asker(), round)) {
                 return refuse("too many tree rounds in progress, or a repeated round".into());
             }
         }
@@ -232,7 +236,7 @@ impl SubtreeRounds {
             roster, message, ..
         } = committed;
         self.rounds().insert(
-            round,
+            (host.asker(), round),
             SubtreeRound {
                 roster,
                 message,
@@ -262,11 +266,12 @@ impl SubtreeRounds {
         let budget = Duration::from_millis(u64::from(budget_ms.min(MAX_TREE_BUDGET_MS)));
         let state = {
             let mut rounds = self.rounds();
+            let key = (host.asker(), round);
             let from_parent = rounds
-                .get(&round)
+                .get(&key)
                 .is_some_and(|state| host.sent_by(&state.parent));
             if from_parent {
-                rounds.remove(&round)
+                rounds.remove(&key)
             } else {
                 None
             }

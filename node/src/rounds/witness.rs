@@ -11,6 +11,11 @@
 //! crashed, or too many witnesses timed out): with the level-0 record the witness keeps the
 //! block itself, and refuses a competing block by showing it (`Refusal::Locked`), so that the
 //! next leader completes that block first instead of competing with it.
+//!
+//! Round state is bound to the peer that asked for it: nonces are kept under (asker, round id),
+//! a round id an asker already uses is refused (never overwritten), and a challenge is answered
+//! only for the asker that sent the commit. Another roster member that saw a round's id cannot
+//! consume, replace or answer its nonces.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +29,7 @@ use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::skipchain::{LinkRequest, SkipBlock, TrustedBlock};
 
 use chainiac_net::wire::{Request, Response};
+use libp2p::PeerId;
 
 use crate::config::Identity;
 use crate::store::Store;
@@ -55,9 +61,22 @@ pub enum Refusal {
     /// position filled by completing that block.
     #[error("already signed block {} at index {} of this chain; complete it first", .block.hash(), .block.index())]
     Locked { block: Box<SkipBlock> },
-    /// A challenge for a round this witness has no nonces for.
+    /// A challenge for a round this witness has no nonces for (from this asker).
     #[error("unknown or expired signing round")]
     UnknownRound,
+    /// A commit for a round id this asker already used: nonces are never replaced.
+    #[error("signing round id already in use by this leader; a round id is never reused")]
+    RepeatedRound,
+}
+
+/// Who asked a witness for a round. Rounds are kept per asker, so that one peer cannot answer,
+/// replay or overwrite the round of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Asker {
+    /// This node's own leader (requests that never crossed the network).
+    OwnNode,
+    /// A peer over the network (authenticated by the connection).
+    Peer(PeerId),
 }
 
 /// Application rules for block payloads (releases, policies, timeline entries...), checked by
@@ -110,7 +129,7 @@ pub struct Witness {
     identity: Arc<Identity>,
     store: Store,
     rules: Arc<dyn PayloadRules>,
-    pending: Mutex<HashMap<Hash, PendingRound>>,
+    pending: Mutex<HashMap<(Asker, Hash), PendingRound>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -142,11 +161,12 @@ impl Witness {
     /// sees it), that this node is in the roster signing the link at `level`, and commits.
     pub fn commit(
         &self,
+        asker: Asker,
         round: Hash,
         block: &SkipBlock,
         level: u32,
     ) -> Result<Commitment, Refusal> {
-        self.commit_round(round, block, level)
+        self.commit_round(asker, round, block, level)
             .map(|committed| committed.commitment)
     }
 
@@ -154,6 +174,7 @@ impl Witness {
     /// index in the roster.
     pub fn commit_round(
         &self,
+        asker: Asker,
         round: Hash,
         block: &SkipBlock,
         level: u32,
@@ -192,6 +213,9 @@ impl Witness {
         );
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         pending.retain(|_, round| round.created.elapsed() < ROUND_TTL);
+        if pending.contains_key(&(asker, round)) {
+            return Err(Refusal::RepeatedRound);
+        }
         if pending.len() >= MAX_PENDING_ROUNDS {
             return Err(Refusal::Invalid(
                 "too many signing rounds in progress; try again".into(),
@@ -200,7 +224,7 @@ impl Witness {
         let keep = level == 0
             && pending.values().filter(|r| r.proposal.is_some()).count() < MAX_KEPT_PROPOSALS;
         pending.insert(
-            round,
+            (asker, round),
             PendingRound {
                 nonces,
                 message: request.message,
@@ -294,23 +318,28 @@ impl Witness {
         Ok((request, trusted.roster().clone()))
     }
 
-    /// Forgets the nonces of `round` (a round this witness will not answer).
-    pub fn abandon(&self, round: &Hash) {
+    /// Forgets the nonces of `asker`'s `round` (a round this witness will not answer).
+    pub fn abandon(&self, asker: Asker, round: &Hash) {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(round);
+            .remove(&(asker, *round));
     }
 
     /// Step 2: answers the challenge of `round`, consuming its nonces. The position is recorded
     /// durably before the share is returned; a position already signed for another block is
-    /// refused.
-    pub fn respond(&self, round: Hash, challenge: &Challenge) -> Result<ResponseShare, Refusal> {
+    /// refused. Only the asker that sent the commit gets an answer.
+    pub fn respond(
+        &self,
+        asker: Asker,
+        round: Hash,
+        challenge: &Challenge,
+    ) -> Result<ResponseShare, Refusal> {
         let pending = self
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&round);
+            .remove(&(asker, round));
         let pending = pending.ok_or(Refusal::UnknownRound)?;
         let share = pending
             .nonces
@@ -346,19 +375,19 @@ impl Witness {
 }
 
 impl Witness {
-    /// This witness's answer to a signing request of its own node's leader (a `Commit` or a
-    /// `Respond`; the node answers everything else).
-    pub fn answer(&self, request: Request) -> Response {
+    /// This witness's answer to a signing request of `asker` (a `Commit` or a `Respond`; the
+    /// node answers everything else).
+    pub fn answer(&self, asker: Asker, request: Request) -> Response {
         match request {
             Request::Commit {
                 round,
                 block,
                 level,
-            } => match self.commit(round, &block, level) {
+            } => match self.commit(asker, round, &block, level) {
                 Ok(commitment) => Response::Committed(commitment),
                 Err(refusal) => refusal.into(),
             },
-            Request::Respond { round, challenge } => match self.respond(round, &challenge) {
+            Request::Respond { round, challenge } => match self.respond(asker, round, &challenge) {
                 Ok(share) => Response::Responded(share),
                 Err(refusal) => refusal.into(),
             },
@@ -425,7 +454,7 @@ mod tests {
     /// Commits to `block` at level 0 and answers the challenge of a round where this witness
     /// is the only participant.
     fn sign(witness: &Witness, name: &str, block: &SkipBlock) -> Result<ResponseShare, Refusal> {
-        let committed = witness.commit_round(round(name), block, 0)?;
+        let committed = witness.commit_round(Asker::OwnNode, round(name), block, 0)?;
         let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
         aggregator
             .add_commitment(&Contribution::single(
@@ -435,7 +464,60 @@ mod tests {
             ))
             .expect("commitment");
         let challenge = aggregator.challenge().expect("challenge");
-        witness.respond(round(name), &challenge)
+        witness.respond(Asker::OwnNode, round(name), &challenge)
+    }
+
+    #[test]
+    fn round_state_is_bound_to_the_asker_that_committed() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, _) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        let leader = Asker::Peer(PeerId::random());
+        let replayer = Asker::Peer(PeerId::random());
+        let id = round("honest");
+        let committed = witness.commit_round(leader, id, &a, 0).expect("commit");
+        // Another peer replaying the leader's Commit gets a round of its own: the leader's
+        // nonces are not replaced.
+        witness
+            .commit(replayer, id, &a, 0)
+            .expect("the replayer's own round");
+        // The leader reusing its own round id is refused, not overwritten.
+        assert_eq!(
+            witness.commit(leader, id, &a, 0).err(),
+            Some(Refusal::RepeatedRound)
+        );
+        let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
+        aggregator
+            .add_commitment(&Contribution::single(
+                &committed.roster,
+                committed.index,
+                &committed.commitment,
+            ))
+            .expect("commitment");
+        let challenge = aggregator.challenge().expect("challenge");
+        // A peer that never committed cannot consume the leader's nonces.
+        assert_eq!(
+            witness
+                .respond(Asker::Peer(PeerId::random()), id, &challenge)
+                .err(),
+            Some(Refusal::UnknownRound)
+        );
+        // The leader's challenge is answered with the nonces of its commitment.
+        let share = witness.respond(leader, id, &challenge).expect("share");
+        aggregator.add_response(&share).expect("the share verifies");
+        let signature = aggregator.finish().expect("signature");
+        assert!(
+            committed
+                .roster
+                .verify(committed.message.as_bytes(), &signature)
+                .is_ok()
+        );
+        assert_eq!(
+            witness.respond(leader, id, &challenge).err(),
+            Some(Refusal::UnknownRound),
+            "nonces answer once"
+        );
     }
 
     #[test]
@@ -445,8 +527,10 @@ mod tests {
         let (a, b) = chain(&identity, &store);
         let witness = witness(&identity, &store);
         // Commit to a, never challenged: committing to b at the same position is still fine.
-        witness.commit(round("a"), &a, 0).expect("commit a");
-        witness.abandon(&round("a"));
+        witness
+            .commit(Asker::OwnNode, round("a"), &a, 0)
+            .expect("commit a");
+        witness.abandon(Asker::OwnNode, &round("a"));
         sign(&witness, "b", &b).expect("b is signed");
         assert_eq!(
             store.signed_block(&a.chain_id(), 1, 0).expect("read"),
@@ -454,7 +538,7 @@ mod tests {
         );
         // Now a is refused at commit, showing the block signed there.
         assert_eq!(
-            witness.commit(round("a2"), &a, 0).err(),
+            witness.commit(Asker::OwnNode, round("a2"), &a, 0).err(),
             Some(Refusal::Locked {
                 block: Box::new(b.clone())
             })
@@ -470,7 +554,9 @@ mod tests {
         let (a, b) = chain(&identity, &store);
         let witness = witness(&identity, &store);
         // Commit to both (nothing released yet), then answer a: b's answer is refused.
-        let committed_b = witness.commit_round(round("b"), &b, 0).expect("commit b");
+        let committed_b = witness
+            .commit_round(Asker::OwnNode, round("b"), &b, 0)
+            .expect("commit b");
         sign(&witness, "a", &a).expect("a is signed");
         let mut aggregator = Aggregator::new(&committed_b.roster, committed_b.message.as_bytes());
         aggregator
@@ -482,7 +568,9 @@ mod tests {
             .expect("commitment");
         let challenge = aggregator.challenge().expect("challenge");
         assert_eq!(
-            witness.respond(round("b"), &challenge).err(),
+            witness
+                .respond(Asker::OwnNode, round("b"), &challenge)
+                .err(),
             Some(Refusal::Equivocation { index: 1 })
         );
         assert_eq!(
@@ -500,7 +588,9 @@ mod tests {
         let witness = witness(&identity, &store);
         // Block 1 is signed (recorded), stored with its link, then block 2 is signed.
         let signature = {
-            let committed = witness.commit_round(round("link"), &a, 0).expect("commit");
+            let committed = witness
+                .commit_round(Asker::OwnNode, round("link"), &a, 0)
+                .expect("commit");
             let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
             aggregator
                 .add_commitment(&Contribution::single(
@@ -510,7 +600,9 @@ mod tests {
                 ))
                 .expect("commitment");
             let challenge = aggregator.challenge().expect("challenge");
-            let share = witness.respond(round("link"), &challenge).expect("share");
+            let share = witness
+                .respond(Asker::OwnNode, round("link"), &challenge)
+                .expect("share");
             aggregator.add_response(&share).expect("share");
             aggregator.finish().expect("signature")
         };
@@ -554,7 +646,7 @@ mod tests {
         let store = Store::open(&path).expect("reopen");
         let witness = witness(&identity, &store);
         assert_eq!(
-            witness.commit(round("b"), &b, 0).err(),
+            witness.commit(Asker::OwnNode, round("b"), &b, 0).err(),
             Some(Refusal::Locked {
                 block: Box::new(a.clone())
             })
@@ -575,13 +667,13 @@ mod tests {
         // Fill the rounds that keep their block, then sign a: only its hash is recorded.
         for i in 0..MAX_KEPT_PROPOSALS {
             witness
-                .commit(round(&format!("filler {i}")), &b, 0)
+                .commit(Asker::OwnNode, round(&format!("filler {i}")), &b, 0)
                 .expect("commit");
         }
         sign(&witness, "a", &a).expect("a is signed");
         assert_eq!(store.signed_proposal(&a.chain_id(), 1).expect("read"), None);
         assert_eq!(
-            witness.commit(round("b"), &b, 0).err(),
+            witness.commit(Asker::OwnNode, round("b"), &b, 0).err(),
             Some(Refusal::Equivocation { index: 1 })
         );
     }

@@ -74,11 +74,11 @@ impl WitnessTransport for View {
                     level,
                 } => node
                     .witness
-                    .commit(round, &block, level)
+                    .commit(host.asker(), round, &block, level)
                     .map_or_else(refuse, Response::Committed),
                 Request::Respond { round, challenge } => node
                     .witness
-                    .respond(round, &challenge)
+                    .respond(host.asker(), round, &challenge)
                     .map(|share| if faulty { corrupt(share) } else { share })
                     .map_or_else(refuse, Response::Responded),
                 Request::TreeCommit {
@@ -122,7 +122,7 @@ impl SubtreeHost for View {
         let witness = &self.net.nodes[self.me].witness;
         Box::pin(async move {
             witness
-                .commit_round(round, &block, level)
+                .commit_round(self.asker(), round, &block, level)
                 .map_err(|r| r.to_string())
         })
     }
@@ -134,16 +134,23 @@ impl SubtreeHost for View {
     ) -> BoxFuture<'_, Result<ResponseShare, String>> {
         let witness = &self.net.nodes[self.me].witness;
         let faulty = self.net.faulty.contains(&self.me);
+        let asker = self.asker();
         Box::pin(async move {
             witness
-                .respond(round, &challenge)
+                .respond(asker, round, &challenge)
                 .map(|share| if faulty { corrupt(share) } else { share })
                 .map_err(|r| r.to_string())
         })
     }
 
     fn abandon_own(&self, round: Hash) {
-        self.net.nodes[self.me].witness.abandon(&round);
+        self.net.nodes[self.me]
+            .witness
+            .abandon(self.asker(), &round);
+    }
+
+    fn asker(&self) -> Asker {
+        Asker::Peer(chainiac_net::peer_id_of(&self.net.nodes[self.from].key).expect("a valid key"))
     }
 
     fn sent_by(&self, key: &PublicKey) -> bool {
