@@ -26,6 +26,10 @@ pub const MAX_RESPONSE_LEN: usize = 32 << 20;
 pub const MAX_GOSSIP_LEN: usize = 8 << 20;
 /// Most blocks asked or served in one request.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+/// Most bytes of blocks a `Blocks` answer carries (it stops before the block that would pass
+/// this, but always carries one block): under [`MAX_RESPONSE_LEN`], so that any run of large
+/// blocks can be synced, a few answers at a time.
+pub const MAX_BLOCKS_ANSWER_BYTES: usize = 24 << 20;
 /// Most chains listed in one heads response.
 pub const MAX_HEADS: usize = 100_000;
 /// Longest error text.

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chainiac_net::wire::{
-    HeadInfo, MAX_ANCHORS, MAX_BLOCKS_PER_REQUEST, MAX_HEADS, Request, Response,
+    HeadInfo, LinkedBlock, MAX_ANCHORS, MAX_BLOCKS_ANSWER_BYTES, MAX_BLOCKS_PER_REQUEST, MAX_HEADS,
+    Request, Response,
 };
 use chainiac_net::{NetHandle, peer_id_of};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Challenge, ResponseShare};
+use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::ReleaseManifest;
@@ -26,7 +28,7 @@ use crate::rounds::{
     Asker, BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
 };
 use crate::rules::{chain_kind, dependencies, timeline_roster};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::sync::Syncer;
 use crate::verifier::Verifier;
 
@@ -295,18 +297,10 @@ impl Dispatcher {
                 chain_id,
                 from,
                 count,
-            } => {
-                let mut blocks = Vec::new();
-                for index in from..from.saturating_add(u64::from(count.min(MAX_BLOCKS_PER_REQUEST)))
-                {
-                    match store.linked_block(&chain_id, index) {
-                        Ok(Some(block)) => blocks.push(block),
-                        Ok(None) => break,
-                        Err(error) => return refuse(&error),
-                    }
-                }
-                Response::Blocks(blocks)
-            }
+            } => match blocks_answer(store, &chain_id, from, count, MAX_BLOCKS_ANSWER_BYTES) {
+                Ok(blocks) => Response::Blocks(blocks),
+                Err(error) => refuse(&error),
+            },
             Request::Proof { chain_id, from, to } => match store.skip_proof(&chain_id, from, to) {
                 Ok(proof) => Response::Proof(Box::new(proof)),
                 Err(error) => refuse(&error),
@@ -512,4 +506,30 @@ impl SubtreeHost for TreeHost {
     fn asker(&self) -> Asker {
         Asker::Peer(self.peer)
     }
+}
+
+/// The linked blocks of a `Blocks` answer: from `from`, at most `count` (and the protocol's
+/// most), stopping before the block that would take the answer past `budget` bytes (but always
+/// carrying the first, which fits any answer).
+fn blocks_answer(
+    store: &Store,
+    chain_id: &Hash,
+    from: u64,
+    count: u32,
+    budget: usize,
+) -> Result<Vec<LinkedBlock>, StoreError> {
+    let mut blocks = Vec::new();
+    let mut bytes = 0usize;
+    for index in from..from.saturating_add(u64::from(count.min(MAX_BLOCKS_PER_REQUEST))) {
+        let Some(block) = store.linked_block(chain_id, index)? else {
+            break;
+        };
+        let size = block.to_bytes().len();
+        if !blocks.is_empty() && bytes.saturating_add(size) > budget {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        blocks.push(block);
+    }
+    Ok(blocks)
 }

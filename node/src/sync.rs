@@ -202,7 +202,6 @@ impl Syncer {
             if blocks.is_empty() {
                 return Ok(stored);
             }
-            let count = blocks.len();
             let this = self.clone();
             let accepted = tokio::task::spawn_blocking(move || this.store_batch(chain_id, blocks))
                 .await
@@ -211,7 +210,9 @@ impl Syncer {
             for block in &accepted {
                 self.replicate(block, Some(peer));
             }
-            if count < MAX_BLOCKS_PER_REQUEST as usize {
+            // A short answer may have stopped at its byte budget: ask again from the new head,
+            // until an answer is empty or adds nothing.
+            if accepted.is_empty() {
                 return Ok(stored);
             }
         }

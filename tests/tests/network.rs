@@ -337,6 +337,31 @@ async fn a_late_node_syncs_1000_blocks() -> TestResult {
     Ok(())
 }
 
+/// Forty blocks of 1 MB (40 MB, more than one 32 MiB answer may carry) still reach a node
+/// that was not there when they were logged: a `Blocks` answer stops at its byte budget and the
+/// syncing node asks again from where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_node_syncs_blocks_larger_together_than_one_answer() -> TestResult {
+    let mut cluster = start(1, &[], None).await?;
+    let members = vec![cluster.publics[0].roster_member()];
+    let core = cluster.core(0);
+    let chain = DataChain::create(&core, members, ChainParams::new(2, 32)?).await?;
+    let chain_id = chain.id;
+    for i in 1..=40u8 {
+        chain.append(&core, vec![i; 1_000_000]).await?;
+    }
+    let late = cluster.add_node(1, &|_, _| {})?;
+    cluster.start_node(late).await?;
+    cluster.wait_head(1, &chain_id, 40).await?;
+    let block = cluster
+        .core(1)
+        .store()
+        .block_at(&chain_id, 40)?
+        .ok_or("block 40")?;
+    assert_eq!(DataChain::data_of(&block), vec![40u8; 1_000_000]);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_gossip_is_neither_stored_nor_accepted() -> TestResult {
     let cluster = start(3, &[], None).await?;
