@@ -1,10 +1,15 @@
 //! Rebuilding a release from its published source, the way a build verifier does before it
 //! attests: the recipe runs in a fresh directory inside a bubblewrap sandbox (no network, no
 //! host files but read-only system and toolchain directories, a cleared environment with fixed
-//! `SOURCE_DATE_EPOCH`, `TZ=UTC`, `LC_ALL=C` and umask 022), under time, memory and file-size
-//! limits; then the declared outputs are hashed. What the recipe does is hostile input: a
+//! `SOURCE_DATE_EPOCH`, `TZ=UTC`, `LC_ALL=C` and umask 022), under time, memory, file-size,
+//! process-count and disk limits (`/tmp` is a directory of the build, on disk and within its
+//! quota); then the declared outputs are hashed, resolved inside the build directory without
+//! following links. Builds never run without these limits. What the recipe does is hostile input: a
 //! failure, a timeout, a forbidden action or a missing output is a *failed* build, reported in
 //! the attestation, never an error of the verifier.
+
+mod build_dir;
+mod process_limit;
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -21,6 +26,11 @@ pub const SANDBOX_BUILD_DIR: &str = "/build";
 const LOG_TAIL: usize = 16 * 1024;
 /// How often a running build is polled for its end.
 const POLL: Duration = Duration::from_millis(20);
+/// How often a running build's disk use is measured (a build can exceed its quota by what it
+/// writes in this time, each file being capped by the file-size limit, before it is stopped).
+const DISK_CHECK: Duration = Duration::from_millis(250);
+
+use process_limit::{AppliedLimit, ProcessLimit};
 
 /// Resource limits of one build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,15 +41,21 @@ pub struct BuildLimits {
     pub memory_bytes: u64,
     /// Largest file a process may write, in bytes (also bounds the log).
     pub file_bytes: u64,
+    /// Most processes and threads the build may run at once.
+    pub processes: u64,
+    /// Most disk space the build directory (with `/tmp` and the log) may use, in bytes.
+    pub disk_bytes: u64,
 }
 
 impl Default for BuildLimits {
-    /// 15 minutes, 8 GiB of address space, 2 GiB per file.
+    /// 15 minutes, 8 GiB of address space, 2 GiB per file, 1,024 processes, 20 GiB of disk.
     fn default() -> Self {
         Self {
             time: Duration::from_secs(15 * 60),
             memory_bytes: 8 << 30,
             file_bytes: 2 << 30,
+            processes: 1024,
+            disk_bytes: 20 << 30,
         }
     }
 }
@@ -52,6 +68,16 @@ pub enum BuildError {
         "bubblewrap (bwrap) is not installed, and builds never run unsandboxed; install it (Debian: apt-get install bubblewrap)"
     )]
     NoSandbox,
+    /// prlimit is not installed.
+    #[error(
+        "prlimit is not installed, and builds never run without resource limits; install it (Debian: apt-get install util-linux)"
+    )]
+    NoPrlimit,
+    /// Nothing can bound the number of processes of a build here.
+    #[error(
+        "cannot limit the number of build processes: this node runs as root, which the per-user process limit does not bind, and cannot create a cgroup with the pids controller under /sys/fs/cgroup; builds never run without a process limit; run the node as an unprivileged user, or give it a writable pids cgroup"
+    )]
+    NoProcessLimit,
     /// The source bytes are not the ones the manifest names.
     #[error("the source does not match the manifest: expected {expected}, got {found}")]
     WrongSource { expected: Hash, found: Hash },
@@ -83,6 +109,7 @@ pub struct ReadOnlyBind {
 pub struct Sandbox {
     bwrap: PathBuf,
     prlimit: Option<PathBuf>,
+    process_limit: Option<ProcessLimit>,
     binds: Vec<ReadOnlyBind>,
     path: Vec<String>,
     env: Vec<(String, String)>,
@@ -113,6 +140,7 @@ impl Sandbox {
         Ok(Self {
             bwrap,
             prlimit: find_program("prlimit"),
+            process_limit: ProcessLimit::detect(),
             binds,
             path: vec!["/usr/local/bin".into(), "/usr/bin".into(), "/bin".into()],
             env: Vec::new(),
@@ -162,27 +190,53 @@ impl Sandbox {
         &self.binds
     }
 
+    /// Whether builds can run here with every limit in force (what a verifier checks before
+    /// it starts).
+    pub fn check_limits(&self) -> Result<(), BuildError> {
+        if self.prlimit.is_none() {
+            return Err(BuildError::NoPrlimit);
+        }
+        if self.process_limit.is_none() {
+            return Err(BuildError::NoProcessLimit);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn command(
         &self,
         limits: &BuildLimits,
+        applied: &AppliedLimit,
         build_dir: &Path,
+        tmp_dir: &Path,
         recipe: &Path,
         source: &str,
         epoch: u64,
-    ) -> Command {
-        let mut command = match &self.prlimit {
-            Some(prlimit) => {
-                let mut command = Command::new(prlimit);
+    ) -> Result<Command, BuildError> {
+        let prlimit = self.prlimit.as_ref().ok_or(BuildError::NoPrlimit)?;
+        // The first process joins the build's cgroup (if any), then becomes prlimit, which
+        // becomes bwrap: everything the recipe starts is inside the limits.
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c");
+        match applied {
+            AppliedLimit::Cgroup(cgroup) => {
                 command
-                    .arg(format!("--as={}", limits.memory_bytes))
-                    .arg(format!("--fsize={}", limits.file_bytes))
-                    .arg("--core=0")
-                    .arg("--")
-                    .arg(&self.bwrap);
-                command
+                    .arg("echo $$ > \"$0\" && exec \"$@\"")
+                    .arg(cgroup.procs_file());
             }
-            None => Command::new(&self.bwrap),
-        };
+            AppliedLimit::Rlimit(_) => {
+                command.arg("exec \"$@\"").arg("sh");
+            }
+        }
+        command
+            .arg(prlimit)
+            .arg(format!("--as={}", limits.memory_bytes))
+            .arg(format!("--fsize={}", limits.file_bytes))
+            .arg("--core=0");
+        if let AppliedLimit::Rlimit(tasks) = applied {
+            command.arg(format!("--nproc={tasks}"));
+        }
+        command.arg("--").arg(&self.bwrap);
         command.args([
             "--unshare-all",
             "--die-with-parent",
@@ -206,7 +260,10 @@ impl Sandbox {
             }
         }
         command
-            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+            .args(["--proc", "/proc", "--dev", "/dev"])
+            .arg("--bind")
+            .arg(tmp_dir)
+            .arg("/tmp")
             .arg("--bind")
             .arg(build_dir)
             .arg(SANDBOX_BUILD_DIR)
@@ -234,7 +291,7 @@ impl Sandbox {
             "-c",
             "umask 022; exec /bin/sh -eu /recipe.sh",
         ]);
-        command
+        Ok(command)
     }
 }
 
@@ -282,16 +339,25 @@ fn plain_file_name(name: &str) -> Option<&str> {
     }
 }
 
-/// An output path the recipe declares: relative, inside the build directory.
-fn output_path(build_dir: &Path, declared: &str) -> Option<PathBuf> {
-    let relative = Path::new(declared);
-    if relative
-        .components()
-        .all(|component| matches!(component, Component::Normal(_) | Component::CurDir))
-    {
-        Some(build_dir.join(relative))
-    } else {
-        None
+/// The scratch directory of one build: removed when dropped, whatever permissions the recipe
+/// left in it.
+struct Scratch(Option<tempfile::TempDir>);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |dir| dir.path())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            build_dir::make_removable(dir.path());
+            let path = dir.path().to_path_buf();
+            if let Err(error) = dir.close() {
+                tracing::warn!(path = %path.display(), %error, "cannot remove a build directory");
+            }
+        }
     }
 }
 
@@ -324,17 +390,26 @@ pub fn rebuild_keeping(
             found,
         });
     }
+    sandbox.check_limits()?;
+    let process_limit = sandbox
+        .process_limit
+        .as_ref()
+        .ok_or(BuildError::NoProcessLimit)?;
     std::fs::create_dir_all(work_dir)
         .map_err(io(format!("cannot create {}", work_dir.display())))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("chainiac-build-")
-        .tempdir_in(work_dir)
-        .map_err(io(format!(
-            "cannot create a build directory in {}",
-            work_dir.display()
-        )))?;
+    let scratch = Scratch(Some(
+        tempfile::Builder::new()
+            .prefix("chainiac-build-")
+            .tempdir_in(work_dir)
+            .map_err(io(format!(
+                "cannot create a build directory in {}",
+                work_dir.display()
+            )))?,
+    ));
     let build_dir = scratch.path().join("build");
     std::fs::create_dir(&build_dir).map_err(io("cannot create the build directory"))?;
+    let tmp_dir = scratch.path().join("tmp");
+    std::fs::create_dir(&tmp_dir).map_err(io("cannot create the build's /tmp"))?;
     let started = Instant::now();
     let failed = |failure: String, log: &[u8]| Rebuild {
         outcome: BuildOutcome::Failed,
@@ -359,56 +434,72 @@ pub fn rebuild_keeping(
     std::fs::write(&recipe, &manifest.recipe.script).map_err(io("cannot write the recipe"))?;
     let log_path = scratch.path().join("build.log");
     let log = File::create(&log_path).map_err(io("cannot create the build log"))?;
-    let mut command = sandbox.command(limits, &build_dir, &recipe, source_name, manifest.timestamp);
+    let applied = process_limit
+        .apply(limits.processes)
+        .map_err(io("cannot set up the build's process limit"))?;
+    let mut command = sandbox.command(
+        limits,
+        &applied,
+        &build_dir,
+        &tmp_dir,
+        &recipe,
+        source_name,
+        manifest.timestamp,
+    )?;
     command
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("cannot share the build log"))?)
         .stderr(log);
     let mut child = command.spawn().map_err(io("cannot start bubblewrap"))?;
     let deadline = started + limits.time;
-    let status = loop {
+    let over_quota =
+        || build_dir::disk_usage(scratch.path()).is_none_or(|used| used > limits.disk_bytes);
+    let mut next_disk_check = Instant::now() + DISK_CHECK;
+    let stopped = loop {
         if let Some(status) = child.try_wait().map_err(io("cannot wait for the build"))? {
-            break Some(status);
+            break Ok(status);
         }
-        if Instant::now() >= deadline {
+        let stop = if Instant::now() >= deadline {
+            Some(format!(
+                "the build ran past its time limit of {} s and was killed",
+                limits.time.as_secs()
+            ))
+        } else if Instant::now() >= next_disk_check {
+            next_disk_check = Instant::now() + DISK_CHECK;
+            over_quota().then(|| disk_failure(limits))
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
             // bwrap's sandbox dies with it (--die-with-parent, and its PID namespace).
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            break Err(reason);
         }
         std::thread::sleep(POLL);
     };
+    // Nothing of the build may still run while its outputs are read.
+    if let AppliedLimit::Cgroup(cgroup) = &applied {
+        cgroup.kill_all();
+    }
+    let disk_exceeded = over_quota();
     let log = std::fs::read(&log_path).map_err(io("cannot read the build log"))?;
-    let Some(status) = status else {
-        return Ok(failed(
-            format!(
-                "the build ran past its time limit of {} s and was killed",
-                limits.time.as_secs()
-            ),
-            &log,
-        ));
+    let status = match stopped {
+        Ok(status) => status,
+        Err(reason) => return Ok(failed(reason, &log)),
     };
+    if disk_exceeded {
+        return Ok(failed(disk_failure(limits), &log));
+    }
     if !status.success() {
         return Ok(failed(format!("the recipe failed ({status})"), &log));
     }
     let mut outputs = Vec::new();
     for (platform, declared) in &manifest.recipe.outputs {
-        let Some(path) = output_path(&build_dir, declared) else {
-            return Ok(failed(
-                format!("output path {declared:?} leaves the build directory"),
-                &log,
-            ));
+        let path = match build_dir::output_path(&build_dir, declared) {
+            Ok(path) => path,
+            Err(error) => return Ok(failed(error.to_string(), &log)),
         };
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => {
-                return Ok(failed(
-                    format!("output {declared} is not a regular file"),
-                    &log,
-                ));
-            }
-            Err(_) => return Ok(failed(format!("output {declared} was not produced"), &log)),
-        }
         let bytes = std::fs::read(&path).map_err(io(format!("cannot read output {declared}")))?;
         outputs.push((platform.clone(), Hash::of_artifact(&bytes)));
         if let Some(keep) = keep {
@@ -433,6 +524,13 @@ pub fn rebuild_keeping(
         failure: None,
         elapsed: started.elapsed(),
     })
+}
+
+fn disk_failure(limits: &BuildLimits) -> String {
+    format!(
+        "the build used more than its {} MiB of disk and was stopped",
+        limits.disk_bytes >> 20
+    )
 }
 
 fn tail(log: &[u8]) -> String {
@@ -571,6 +669,7 @@ mod tests {
             ("/etc/passwd", "leaves the build directory"),
             ("out/missing", "was not produced"),
             ("link", "not a regular file"),
+            ("", "not a regular file"),
         ] {
             let rebuild = run(
                 "ln -s /etc/passwd link\n",
@@ -581,6 +680,128 @@ mod tests {
             let failure = rebuild.failure.unwrap_or_default();
             assert!(failure.contains(expected), "{declared}: {failure}");
         }
+    }
+
+    #[test]
+    fn an_output_behind_a_symlinked_directory_fails() {
+        // The link would be followed on the host, where /etc is the host's.
+        let rebuild = run(
+            "ln -s /etc out\n",
+            &[("any", "out/passwd")],
+            BuildLimits::default(),
+        );
+        assert_eq!(rebuild.outcome, BuildOutcome::Failed);
+        let failure = rebuild.failure.unwrap_or_default();
+        assert!(failure.contains("symbolic link"), "{failure}");
+        assert!(rebuild.outputs.is_empty());
+    }
+
+    /// Whether a build can start more processes than `limits.processes`: what must be false
+    /// before anything like a fork bomb is run.
+    fn more_processes_than_the_limit_run(limits: BuildLimits) -> bool {
+        let script = format!(
+            "i=0; while [ $i -lt {} ]; do sleep 2 & i=$((i+1)); done; wait; mkdir -p out; echo ran > out/result\n",
+            limits.processes * 2
+        );
+        run(&script, &[("any", "out/result")], limits).outcome == BuildOutcome::Built
+    }
+
+    #[test]
+    fn a_fork_bomb_fails_the_build_and_leaves_nothing_running() {
+        let limits = BuildLimits {
+            time: Duration::from_secs(5),
+            processes: 32,
+            ..BuildLimits::default()
+        };
+        assert!(
+            !more_processes_than_the_limit_run(limits),
+            "the process limit is not in force here: refusing to run a fork bomb"
+        );
+        let work = tempfile::tempdir().expect("temp dir");
+        let source = b"bomb";
+        let manifest = manifest(
+            "bomb() { bomb | bomb & }\nbomb\nsleep 60\n",
+            &[("any", "out/result")],
+            source,
+        );
+        let started = Instant::now();
+        let rebuild =
+            rebuild(&sandbox(), &limits, &manifest, source, work.path()).expect("rebuild runs");
+        assert_eq!(rebuild.outcome, BuildOutcome::Failed);
+        assert!(started.elapsed() < Duration::from_secs(30), "not a hang");
+        assert_eq!(
+            std::fs::read_dir(work.path()).expect("work dir").count(),
+            0,
+            "the build directory is gone"
+        );
+        if let Some(ProcessLimit::Cgroup { parent }) = ProcessLimit::detect() {
+            let leftover = std::fs::read_dir(parent)
+                .expect("cgroups")
+                .flatten()
+                .any(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("chainiac-build-{}-", std::process::id()))
+                });
+            assert!(!leftover, "the build's cgroup was removed");
+        }
+    }
+
+    #[test]
+    fn a_disk_filler_fails_the_build_and_its_files_are_removed() {
+        let limits = BuildLimits {
+            time: Duration::from_secs(20),
+            disk_bytes: 4 << 20,
+            ..BuildLimits::default()
+        };
+        for filler in [
+            // Fast, many files: caught at the end of the build at the latest.
+            "i=0; while [ $i -lt 16 ]; do head -c 1048576 /dev/zero > f$i; i=$((i+1)); done\n",
+            // Into /tmp, which is on disk and inside the quota, then waiting: stopped early.
+            "head -c 8388608 /dev/zero > /tmp/fill; sleep 15\n",
+        ] {
+            let work = tempfile::tempdir().expect("temp dir");
+            let source = b"filler";
+            let manifest = manifest(filler, &[], source);
+            let started = Instant::now();
+            let rebuild =
+                rebuild(&sandbox(), &limits, &manifest, source, work.path()).expect("rebuild runs");
+            assert_eq!(rebuild.outcome, BuildOutcome::Failed, "{filler}");
+            let failure = rebuild.failure.unwrap_or_default();
+            assert!(failure.contains("MiB of disk"), "{filler}: {failure}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{filler}: stopped early"
+            );
+            assert_eq!(std::fs::read_dir(work.path()).expect("work").count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_directory_the_recipe_locked_is_removed() {
+        let work = tempfile::tempdir().expect("temp dir");
+        let source = b"locked";
+        let manifest = manifest(
+            "mkdir -p a/b && echo x > a/b/f && chmod 000 a/b a && chmod 000 .\n",
+            &[],
+            source,
+        );
+        let rebuild = rebuild(
+            &sandbox(),
+            &BuildLimits::default(),
+            &manifest,
+            source,
+            work.path(),
+        )
+        .expect("rebuild runs");
+        assert_eq!(
+            rebuild.outcome,
+            BuildOutcome::Built,
+            "{:?}",
+            rebuild.failure
+        );
+        assert_eq!(std::fs::read_dir(work.path()).expect("work").count(), 0);
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl RunningNode {
             if config.verifier.rust_toolchain {
                 sandbox = sandbox.with_host_rust();
             }
+            sandbox.check_limits()?;
             tracing::info!(
                 concurrency = config.verifier.concurrency,
                 "rebuilding releases as a build verifier"
@@ -208,6 +209,8 @@ impl RunningNode {
                     sandbox,
                     limits: crate::builder::BuildLimits {
                         time: Duration::from_secs(config.verifier.timeout_seconds),
+                        processes: config.verifier.max_processes,
+                        disk_bytes: config.verifier.disk_quota_mib.saturating_mul(1 << 20),
                         ..crate::builder::BuildLimits::default()
                     },
                     concurrency: config.verifier.concurrency,

@@ -96,6 +96,20 @@ pub struct VerifierConfig {
     /// Make the host's Rust toolchain visible (read-only) in the sandbox.
     #[serde(default = "default_true")]
     pub rust_toolchain: bool,
+    /// Most processes and threads one build may run at once.
+    #[serde(default = "default_build_processes")]
+    pub max_processes: u64,
+    /// Most disk space one build may use (its directory, `/tmp` and log), in MiB.
+    #[serde(default = "default_build_disk_mib")]
+    pub disk_quota_mib: u64,
+}
+
+fn default_build_processes() -> u64 {
+    1024
+}
+
+fn default_build_disk_mib() -> u64 {
+    20 * 1024
 }
 
 fn default_concurrency() -> usize {
@@ -117,6 +131,8 @@ impl Default for VerifierConfig {
             concurrency: default_concurrency(),
             timeout_seconds: default_build_seconds(),
             rust_toolchain: true,
+            max_processes: default_build_processes(),
+            disk_quota_mib: default_build_disk_mib(),
         }
     }
 }
@@ -320,11 +336,14 @@ impl NodeConfig {
              \n\
              [verifier]\n\
              # Rebuild releases in a bubblewrap sandbox and attest them with this node's key\n\
-             # (docs/verifiers.md). Needs bubblewrap (Debian: apt-get install bubblewrap).\n\
+             # (docs/verifiers.md). Needs bubblewrap and prlimit, and a process limit: a\n\
+             # node running as root needs a writable pids cgroup (docs/operator.md).\n\
              enabled = {verifier}\n\
              concurrency = {concurrency}\n\
              timeout_seconds = {build_seconds}\n\
              rust_toolchain = {rust}\n\
+             max_processes = {processes}\n\
+             disk_quota_mib = {disk}\n\
              \n\
              [admission]\n\
              # Which new chains this node witnesses. \"open\": any creator key, at most\n\
@@ -354,6 +373,8 @@ impl NodeConfig {
             concurrency = self.verifier.concurrency,
             build_seconds = self.verifier.timeout_seconds,
             rust = self.verifier.rust_toolchain,
+            processes = self.verifier.max_processes,
+            disk = self.verifier.disk_quota_mib,
             mode = quote(match self.admission.mode {
                 AdmissionMode::Open => "open",
                 AdmissionMode::AllowList => "allow-list",
