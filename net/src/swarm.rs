@@ -104,10 +104,12 @@ pub enum Acceptance {
 /// What the swarm task hands to the node.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A decoded request; the node answers through `reply`.
+    /// A request as it arrived, undecoded: decoding may be expensive (rosters carry proofs of
+    /// possession to check), so the node decodes it after its per-peer limits, off the swarm
+    /// task, and charges the work to `peer`. The node answers through `reply`.
     Request {
         peer: PeerId,
-        request: Request,
+        request: Vec<u8>,
         reply: oneshot::Sender<Response>,
     },
     /// A gossip message to validate, then report with [`NetHandle::report`].
@@ -126,7 +128,7 @@ enum Command {
     Request {
         peer: PeerId,
         request: Vec<u8>,
-        reply: oneshot::Sender<Result<Response, RequestError>>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
     },
     Publish {
         data: Vec<u8>,
@@ -193,7 +195,13 @@ impl NetHandle {
             })
             .await
             .map_err(|_| RequestError::Stopped)?;
-        answer.await.map_err(|_| RequestError::Stopped)?
+        let response = answer.await.map_err(|_| RequestError::Stopped)??;
+        // Decoded by the task that asked, on a blocking thread (an answer of up to 32 MiB may
+        // carry rosters to check), never on the swarm task.
+        tokio::task::spawn_blocking(move || Response::from_bytes(&response))
+            .await
+            .map_err(|_| RequestError::Stopped)?
+            .map_err(|e| RequestError::Malformed(e.to_string()))
     }
 
     /// Publishes a block on the blocks topic.
@@ -457,7 +465,7 @@ pub fn spawn(
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<NetEvent>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     /// Dialling the bootstrap peers again while the node has no connection.
@@ -687,24 +695,12 @@ impl SwarmTask {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let decoded = match Request::from_bytes(&request) {
-                        Ok(decoded) => decoded,
-                        Err(error) => {
-                            let refusal = Response::Refused(format!("malformed request: {error}"));
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .requests
-                                .send_response(channel, refusal.to_bytes());
-                            return None;
-                        }
-                    };
                     let (reply, answer) = oneshot::channel();
                     if self
                         .events
                         .try_send(NetEvent::Request {
                             peer,
-                            request: decoded,
+                            request,
                             reply,
                         })
                         .is_err()
@@ -724,9 +720,7 @@ impl SwarmTask {
                     response,
                 } => {
                     if let Some(reply) = self.pending.remove(&request_id) {
-                        let decoded = Response::from_bytes(&response)
-                            .map_err(|e| RequestError::Malformed(e.to_string()));
-                        let _ = reply.send(decoded);
+                        let _ = reply.send(Ok(response));
                     }
                 }
             },

@@ -15,6 +15,7 @@ pub mod epochs;
 pub mod gossip;
 pub mod metrics;
 pub mod node;
+pub mod peer_limits;
 pub mod replicate;
 pub mod roster_changes;
 pub mod rounds;

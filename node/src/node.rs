@@ -369,6 +369,15 @@ impl NodeCore {
                     request,
                     reply,
                 } => {
+                    // The peer's own limits first, then the node's: nothing is decoded or
+                    // spawned for a request either would refuse.
+                    let slot = match self.dispatcher.admit(peer) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            let _ = reply.send(refusal);
+                            continue;
+                        }
+                    };
                     let Ok(permit) = self.request_tasks.clone().try_acquire_owned() else {
                         self.metrics.requests_refused.inc();
                         let _ = reply.send(Response::Refused("node busy; retry later".into()));
@@ -376,7 +385,7 @@ impl NodeCore {
                     };
                     let dispatcher = self.dispatcher.clone();
                     tokio::spawn(async move {
-                        let response = dispatcher.answer(peer, request).await;
+                        let response = dispatcher.answer_bytes(slot, peer, request).await;
                         let _ = reply.send(response);
                         drop(permit);
                     });

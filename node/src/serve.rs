@@ -14,7 +14,7 @@ use chainiac_net::wire::{
 use chainiac_net::{NetHandle, peer_id_of};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Challenge, ResponseShare};
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::ReleaseManifest;
@@ -23,6 +23,7 @@ use libp2p::PeerId;
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::metrics::Metrics;
+use crate::peer_limits::{PeerLimits, PeerSlot};
 use crate::roster_changes::RosterChanges;
 use crate::rounds::{
     Asker, BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
@@ -31,9 +32,6 @@ use crate::rules::{chain_kind, dependencies, timeline_roster};
 use crate::store::{Store, StoreError};
 use crate::sync::Syncer;
 use crate::verifier::Verifier;
-
-/// Inbound requests a peer may make per second (burst: twice that).
-pub const REQUESTS_PER_SECOND: f64 = 500.0;
 
 /// Rewrites this node's answers before they leave: the seam through which tests make a node
 /// Byzantine (wrong shares, equivocation, replays) without a flag in the witness itself.
@@ -66,34 +64,6 @@ impl ProposalsSeen {
             .unwrap_or_else(PoisonError::into_inner)
             .get(chain_id)
             .is_some_and(|(seen, at)| *seen == index && at.elapsed() < within)
-    }
-}
-
-/// A token bucket per peer.
-#[derive(Debug, Default)]
-struct RateLimit {
-    buckets: Mutex<HashMap<PeerId, (f64, Instant)>>,
-}
-
-impl RateLimit {
-    fn allow(&self, peer: PeerId) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, (_, last)| last.elapsed().as_secs() < 60);
-        }
-        let now = Instant::now();
-        let (tokens, last) = buckets
-            .entry(peer)
-            .or_insert((2.0 * REQUESTS_PER_SECOND, now));
-        *tokens = (*tokens + last.elapsed().as_secs_f64() * REQUESTS_PER_SECOND)
-            .min(2.0 * REQUESTS_PER_SECOND);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -133,7 +103,7 @@ pub struct Dispatcher {
     parts: ServeParts,
     subtrees: SubtreeRounds,
     proposals: ProposalsSeen,
-    rate: RateLimit,
+    limits: PeerLimits,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -151,7 +121,7 @@ impl Dispatcher {
             parts,
             subtrees: SubtreeRounds::new(),
             proposals: ProposalsSeen::default(),
-            rate: RateLimit::default(),
+            limits: PeerLimits::default(),
         }
     }
 
@@ -169,12 +139,37 @@ impl Dispatcher {
         response
     }
 
-    /// Answers `peer`'s request: refused beyond the peer's rate; reads and challenges on a
-    /// blocking thread; commits (which may first sync from the leader) and tree rounds here.
+    /// Takes in a request of `peer` within its limits (rate and requests in flight), before it
+    /// is decoded; the refusal to send otherwise.
+    pub fn admit(&self, peer: PeerId) -> Result<PeerSlot, Response> {
+        self.limits
+            .admit(peer)
+            .map_err(|refusal| self.counted(Response::Refused(refusal.to_string())))
+    }
+
+    /// Decodes a request `peer` sent as `bytes` on a blocking thread, charges the time to the
+    /// peer, and answers it.
+    pub async fn answer_bytes(
+        self: &Arc<Self>,
+        slot: PeerSlot,
+        peer: PeerId,
+        bytes: Vec<u8>,
+    ) -> Response {
+        let request = match slot.decode(move || Request::from_bytes(&bytes)).await {
+            Ok(Ok(request)) => request,
+            Ok(Err(error)) => {
+                return self.counted(Response::Refused(format!("malformed request: {error}")));
+            }
+            Err(refusal) => return self.counted(Response::Refused(refusal.to_string())),
+        };
+        let answer = self.answer(peer, request).await;
+        drop(slot);
+        answer
+    }
+
+    /// Answers `peer`'s decoded request: reads and challenges on a blocking thread; commits
+    /// (which may first sync from the leader) and tree rounds here.
     pub async fn answer(self: &Arc<Self>, peer: PeerId, request: Request) -> Response {
-        if !self.rate.allow(peer) {
-            return self.counted(Response::Refused("rate limit exceeded; slow down".into()));
-        }
         let hook_request = self.parts.hook.as_ref().map(|_| request.clone());
         let answer = match request {
             Request::Commit {

@@ -483,6 +483,68 @@ async fn garbage_and_oversized_requests_get_errors_and_the_node_keeps_serving() 
     Ok(())
 }
 
+/// A peer whose requests are expensive to decode (a Commit carrying a roster of 9,000 members
+/// with their proofs of possession, about a second of checks each) is charged for the work:
+/// after a burst it gets refusals instead of decodes, while another peer is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expensive_requests_are_charged_to_their_sender_and_others_are_served() -> TestResult {
+    use chainiac_protocol::cosi::{Roster, RosterMember};
+    use chainiac_protocol::keys::SecretKey;
+
+    let cluster = start(3, &[], None).await?;
+    let victim = cluster.peer_id(0)?;
+    let members: Vec<RosterMember> = (0..9_000)
+        .map(|_| RosterMember::from_secret(&SecretKey::generate(&mut rand::rng())))
+        .collect();
+    let roster = Roster::with_default_threshold(members)?;
+    let block = SkipBlock::genesis(ChainParams::new(2, 8)?, roster, b"heavy".to_vec())?;
+    let heavy = Request::Commit {
+        round: Hash::default(),
+        block: Box::new(block),
+        level: 0,
+    }
+    .to_bytes();
+    assert!(heavy.len() <= chainiac_net::wire::MAX_REQUEST_LEN);
+    let attacker = cluster.core(1).net().clone();
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let attacker = attacker.clone();
+            let heavy = heavy.clone();
+            tokio::spawn(async move { attacker.request_raw(victim, heavy).await })
+        })
+        .collect();
+    let honest = cluster.core(2).net().clone();
+    let served = async {
+        let mut served = 0;
+        for _ in 0..20 {
+            if matches!(
+                honest.request(victim, Request::Heads).await,
+                Ok(Response::Heads(_))
+            ) {
+                served += 1;
+            }
+        }
+        served
+    };
+    let served = served.await;
+    let mut answers = Vec::new();
+    for request in flood {
+        answers.push(request.await?);
+    }
+    assert_eq!(served, 20, "the other peer is served during the flood");
+    let refused_for_rate = answers
+        .iter()
+        .filter(|answer| {
+            matches!(answer, Ok(Response::Refused(reason)) if reason.contains("rate limit"))
+        })
+        .count();
+    assert!(
+        refused_for_rate >= 8,
+        "at most half of the expensive requests were decoded: {answers:?}"
+    );
+    Ok(())
+}
+
 /// A client that trusts a block naming its roster by hash gets the roster from any node and
 /// checks its hash; a proof's `from` defaults to the genesis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
