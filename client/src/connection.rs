@@ -124,9 +124,9 @@ impl Connection {
             while let Some(event) = events.recv().await {
                 match event {
                     NetEvent::Request { reply, .. } => {
-                        let _ = reply.send(Response::Refused(
+                        let _ = reply.send(chainiac_net::Reply::of(&Response::Refused(
                             "this peer is a light client; it serves nothing".into(),
-                        ));
+                        )));
                     }
                     NetEvent::Gossip {
                         source,

@@ -15,6 +15,6 @@ pub mod swarm;
 pub mod wire;
 
 pub use swarm::{
-    Acceptance, NetConfig, NetError, NetEvent, NetHandle, NetInfo, PublishError, RequestError,
-    keypair_of, peer_id_of, spawn,
+    Acceptance, NetConfig, NetError, NetEvent, NetHandle, NetInfo, PublishError, Reply,
+    RequestError, keypair_of, peer_id_of, spawn,
 };

@@ -16,7 +16,9 @@ use futures::stream::FuturesUnordered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{
+    self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel,
+};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
 use prometheus_client::registry::Registry;
@@ -101,6 +103,35 @@ pub enum Acceptance {
     Reject,
 }
 
+/// An answer to a peer's request, encoded by its user (not on the swarm task), with what to
+/// keep until the answer is written out or has failed (a share of a memory budget, so that
+/// answers waiting to be written count against it).
+pub struct Reply {
+    /// The encoded response.
+    pub bytes: Vec<u8>,
+    /// Dropped once the answer is written or abandoned.
+    pub hold: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Reply {
+    /// `response`, encoded, holding nothing.
+    pub fn of(response: &Response) -> Self {
+        Self {
+            bytes: response.to_bytes(),
+            hold: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("bytes", &self.bytes.len())
+            .field("hold", &self.hold.is_some())
+            .finish()
+    }
+}
+
 /// What the swarm task hands to the node.
 #[derive(Debug)]
 pub enum NetEvent {
@@ -110,7 +141,7 @@ pub enum NetEvent {
     Request {
         peer: PeerId,
         request: Vec<u8>,
-        reply: oneshot::Sender<Response>,
+        reply: oneshot::Sender<Reply>,
     },
     /// A gossip message to validate, then report with [`NetHandle::report`].
     Gossip {
@@ -452,6 +483,7 @@ pub fn spawn(
             swarm,
             events,
             pending: HashMap::new(),
+            holding: HashMap::new(),
             listen: Vec::new(),
             bootstrap: config.bootstrap.clone(),
             redial: Backoff::default(),
@@ -466,6 +498,8 @@ struct SwarmTask {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<NetEvent>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    /// What answers being written hold (see [`Reply::hold`]).
+    holding: HashMap<InboundRequestId, Box<dyn std::any::Any + Send>>,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     /// Dialling the bootstrap peers again while the node has no connection.
@@ -503,8 +537,9 @@ impl Backoff {
 }
 
 type Answer = (
+    InboundRequestId,
     ResponseChannel<Vec<u8>>,
-    Result<Response, oneshot::error::RecvError>,
+    Result<Reply, oneshot::error::RecvError>,
 );
 
 impl SwarmTask {
@@ -525,9 +560,12 @@ impl SwarmTask {
                         answers.push(answer);
                     }
                 }
-                Some((channel, response)) = answers.next(), if !answers.is_empty() => {
-                    let response = response.unwrap_or_else(|_| Response::Refused("node shutting down".into()));
-                    let _ = self.swarm.behaviour_mut().requests.send_response(channel, response.to_bytes());
+                Some((request_id, channel, reply)) = answers.next(), if !answers.is_empty() => {
+                    let reply = reply.unwrap_or_else(|_| Reply::of(&Response::Refused("node shutting down".into())));
+                    let sent = self.swarm.behaviour_mut().requests.send_response(channel, reply.bytes);
+                    if let (Ok(()), Some(hold)) = (sent, reply.hold) {
+                        self.holding.insert(request_id, hold);
+                    }
                 }
             }
         }
@@ -693,7 +731,9 @@ impl SwarmTask {
                 ..
             })) => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request_id,
+                    request,
+                    channel,
                 } => {
                     let (reply, answer) = oneshot::channel();
                     if self
@@ -713,7 +753,7 @@ impl SwarmTask {
                             .send_response(channel, busy.to_bytes());
                         return None;
                     }
-                    return Some(Box::pin(async move { (channel, answer.await) }));
+                    return Some(Box::pin(async move { (request_id, channel, answer.await) }));
                 }
                 request_response::Message::Response {
                     request_id,
@@ -734,9 +774,20 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Requests(
-                request_response::Event::InboundFailure { peer, error, .. },
+                request_response::Event::InboundFailure {
+                    peer,
+                    error,
+                    request_id,
+                    ..
+                },
             )) => {
+                self.holding.remove(&request_id);
                 tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(
+                request_response::Event::ResponseSent { request_id, .. },
+            )) => {
+                self.holding.remove(&request_id);
             }
             _ => {}
         }

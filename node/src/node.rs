@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chainiac_net::wire::{LinkedBlock, Request, Response};
-use chainiac_net::{NetEvent, NetHandle};
+use chainiac_net::{NetEvent, NetHandle, Reply};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::keys::PublicKey;
@@ -374,13 +374,14 @@ impl NodeCore {
                     let slot = match self.dispatcher.admit(peer) {
                         Ok(slot) => slot,
                         Err(refusal) => {
-                            let _ = reply.send(refusal);
+                            let _ = reply.send(Reply::of(&refusal));
                             continue;
                         }
                     };
                     let Ok(permit) = self.request_tasks.clone().try_acquire_owned() else {
                         self.metrics.requests_refused.inc();
-                        let _ = reply.send(Response::Refused("node busy; retry later".into()));
+                        let busy = Response::Refused("node busy; retry later".into());
+                        let _ = reply.send(Reply::of(&busy));
                         continue;
                     };
                     let dispatcher = self.dispatcher.clone();

@@ -11,7 +11,7 @@ use chainiac_net::wire::{
     HeadInfo, LinkedBlock, MAX_ANCHORS, MAX_BLOCKS_ANSWER_BYTES, MAX_BLOCKS_PER_REQUEST, MAX_HEADS,
     Request, Response,
 };
-use chainiac_net::{NetHandle, peer_id_of};
+use chainiac_net::{NetHandle, Reply, peer_id_of};
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Challenge, ResponseShare};
 use chainiac_protocol::encoding::{Decode, Encode};
@@ -32,6 +32,14 @@ use crate::rules::{chain_kind, dependencies, timeline_roster};
 use crate::store::{Store, StoreError};
 use crate::sync::Syncer;
 use crate::verifier::Verifier;
+
+/// Memory for `Blocks` answers being built or written out, in MiB: each takes its budget's
+/// share, so at most ten exist at once whatever peers ask.
+pub const BLOCKS_ANSWERS_MIB: u32 = 256;
+/// One `Blocks` answer's share: its byte budget and encoding overhead.
+const BLOCKS_ANSWER_MIB: u32 = (MAX_BLOCKS_ANSWER_BYTES >> 20) as u32 + 1;
+/// How long a `Blocks` request waits for memory before it is refused.
+const BLOCKS_MEMORY_WAIT: Duration = Duration::from_secs(5);
 
 /// Rewrites this node's answers before they leave: the seam through which tests make a node
 /// Byzantine (wrong shares, equivocation, replays) without a flag in the witness itself.
@@ -104,6 +112,8 @@ pub struct Dispatcher {
     subtrees: SubtreeRounds,
     proposals: ProposalsSeen,
     limits: PeerLimits,
+    /// MiB of `Blocks` answers being built or written (see [`BLOCKS_ANSWERS_MIB`]).
+    blocks_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -122,6 +132,7 @@ impl Dispatcher {
             subtrees: SubtreeRounds::new(),
             proposals: ProposalsSeen::default(),
             limits: PeerLimits::default(),
+            blocks_memory: Arc::new(tokio::sync::Semaphore::new(BLOCKS_ANSWERS_MIB as usize)),
         }
     }
 
@@ -147,24 +158,51 @@ impl Dispatcher {
             .map_err(|refusal| self.counted(Response::Refused(refusal.to_string())))
     }
 
-    /// Decodes a request `peer` sent as `bytes` on a blocking thread, charges the time to the
-    /// peer, and answers it.
+    /// Decodes a request `peer` sent as `bytes` on a blocking thread (charging the time to the
+    /// peer), answers it, and encodes the answer. A `Blocks` answer holds its share of the
+    /// memory for such answers until it is written out.
     pub async fn answer_bytes(
         self: &Arc<Self>,
         slot: PeerSlot,
         peer: PeerId,
         bytes: Vec<u8>,
-    ) -> Response {
+    ) -> Reply {
         let request = match slot.decode(move || Request::from_bytes(&bytes)).await {
             Ok(Ok(request)) => request,
             Ok(Err(error)) => {
-                return self.counted(Response::Refused(format!("malformed request: {error}")));
+                return Reply::of(
+                    &self.counted(Response::Refused(format!("malformed request: {error}"))),
+                );
             }
-            Err(refusal) => return self.counted(Response::Refused(refusal.to_string())),
+            Err(refusal) => {
+                return Reply::of(&self.counted(Response::Refused(refusal.to_string())));
+            }
+        };
+        let memory = if matches!(request, Request::Blocks { .. }) {
+            let share = self
+                .blocks_memory
+                .clone()
+                .acquire_many_owned(BLOCKS_ANSWER_MIB);
+            match tokio::time::timeout(BLOCKS_MEMORY_WAIT, share).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return Reply::of(&self.counted(Response::Refused(
+                        "node busy serving blocks; retry later".into(),
+                    )));
+                }
+            }
+        } else {
+            None
         };
         let answer = self.answer(peer, request).await;
         drop(slot);
-        answer
+        let bytes = tokio::task::spawn_blocking(move || answer.to_bytes())
+            .await
+            .unwrap_or_else(|_| Response::Refused("internal error".into()).to_bytes());
+        Reply {
+            bytes,
+            hold: memory.map(|permit| Box::new(permit) as Box<dyn std::any::Any + Send>),
+        }
     }
 
     /// Answers `peer`'s decoded request: reads and challenges on a blocking thread; commits
