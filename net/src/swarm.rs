@@ -217,6 +217,22 @@ impl NetHandle {
         peer: PeerId,
         request: Vec<u8>,
     ) -> Result<Response, RequestError> {
+        let response = self.request_undecoded(peer, request).await?;
+        // Decoded by the task that asked, on a blocking thread (an answer of up to 32 MiB may
+        // carry rosters to check), never on the swarm task.
+        tokio::task::spawn_blocking(move || Response::from_bytes(&response))
+            .await
+            .map_err(|_| RequestError::Stopped)?
+            .map_err(|e| RequestError::Malformed(e.to_string()))
+    }
+
+    /// Sends raw bytes as a request and returns the answer's bytes, undecoded (load tests
+    /// that must not spend their own memory and time on the answers).
+    pub async fn request_undecoded(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Request {
@@ -226,13 +242,7 @@ impl NetHandle {
             })
             .await
             .map_err(|_| RequestError::Stopped)?;
-        let response = answer.await.map_err(|_| RequestError::Stopped)??;
-        // Decoded by the task that asked, on a blocking thread (an answer of up to 32 MiB may
-        // carry rosters to check), never on the swarm task.
-        tokio::task::spawn_blocking(move || Response::from_bytes(&response))
-            .await
-            .map_err(|_| RequestError::Stopped)?
-            .map_err(|e| RequestError::Malformed(e.to_string()))
+        answer.await.map_err(|_| RequestError::Stopped)?
     }
 
     /// Publishes a block on the blocks topic.

@@ -374,7 +374,7 @@ impl NodeCore {
                     let slot = match self.dispatcher.admit(peer) {
                         Ok(slot) => slot,
                         Err(refusal) => {
-                            let _ = reply.send(Reply::of(&refusal));
+                            let _ = reply.send(refusal);
                             continue;
                         }
                     };

@@ -152,10 +152,10 @@ impl Dispatcher {
 
     /// Takes in a request of `peer` within its limits (rate and requests in flight), before it
     /// is decoded; the refusal to send otherwise.
-    pub fn admit(&self, peer: PeerId) -> Result<PeerSlot, Response> {
+    pub fn admit(&self, peer: PeerId) -> Result<PeerSlot, Reply> {
         self.limits
             .admit(peer)
-            .map_err(|refusal| self.counted(Response::Refused(refusal.to_string())))
+            .map_err(|refusal| Reply::of(&self.counted(Response::Refused(refusal.to_string()))))
     }
 
     /// Decodes a request `peer` sent as `bytes` on a blocking thread (charging the time to the

@@ -31,13 +31,12 @@ fn write(target: &str, bytes: &[u8]) -> TestResult {
     Ok(())
 }
 
+/// A corpus target for a chain's payloads, with the check that a payload decodes as it.
+type PayloadTarget<'a> = (&'a str, fn(&[u8]) -> bool);
+
 /// Writes every block of `chain` on `cluster`'s node 0, with its links, roster and payload
 /// (as `payload_target`, if the payload is an object), and a skip proof over it.
-fn write_chain(
-    cluster: &Cluster,
-    chain: &Hash,
-    payload: Option<(&str, fn(&[u8]) -> bool)>,
-) -> TestResult {
+fn write_chain(cluster: &Cluster, chain: &Hash, payload: Option<PayloadTarget<'_>>) -> TestResult {
     let store = cluster.core(0).store().clone();
     let head = store.head(chain)?.ok_or("no head")?;
     for index in 0..=head.index {

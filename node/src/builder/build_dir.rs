@@ -183,7 +183,7 @@ mod tests {
         std::fs::create_dir_all(root.join("a/b")).expect("dirs");
         std::fs::write(root.join("a/b/data"), vec![7u8; 64 * 1024]).expect("file");
         for locked in ["a/b", "a"] {
-            std::fs::set_permissions(root.join(locked), std::fs::Permissions::from_mode(0))
+            std::fs::set_permissions(root.join(locked), std::fs::Permissions::from_mode(0o000))
                 .expect("chmod 000");
         }
         let used = disk_usage(&root).expect("usage");
