@@ -1,10 +1,13 @@
-//! Admission: the operator's policy on who may create chains this node witnesses. A witness
-//! cosigns a genesis (its certificate) only if the chain's creator key is admitted: listed in
-//! the configuration, or, in open mode, below its quota of chains on this node.
+//! Admission: the operator's policy on who may create chains this node witnesses, and how much
+//! disk their chains may take. A witness cosigns a genesis (its certificate) only if the chain's
+//! creator key is admitted: listed in the configuration, or, in open mode, below its quota of
+//! chains on this node. A block of an unlisted creator's chain is cosigned and kept only while
+//! the chain, and all the creator's chains together, stay within their storage quotas.
 
 use chainiac_protocol::keys::PublicKey;
 
 use crate::config::{AdmissionConfig, AdmissionMode};
+use crate::store::StorageUsage;
 
 /// The admission policy in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +15,12 @@ pub struct Admission {
     mode: AdmissionMode,
     quota: u64,
     creators: Vec<PublicKey>,
+    max_chain_bytes: u64,
+    max_creator_bytes: u64,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
 impl Default for Admission {
@@ -20,6 +29,8 @@ impl Default for Admission {
             mode: AdmissionMode::Open,
             quota: AdmissionConfig::default().quota,
             creators: Vec::new(),
+            max_chain_bytes: AdmissionConfig::default().max_chain_mib << 20,
+            max_creator_bytes: AdmissionConfig::default().max_creator_mib << 20,
         }
     }
 }
@@ -40,7 +51,44 @@ impl Admission {
             mode: config.mode,
             quota: config.quota,
             creators,
+            max_chain_bytes: config.max_chain_mib.saturating_mul(1 << 20),
+            max_creator_bytes: config.max_creator_mib.saturating_mul(1 << 20),
         })
+    }
+
+    /// Whether a block of `block_len` bytes may be added to a chain of `creator` (`None`: a
+    /// chain that names none) that takes `usage` now; the error says which quota it would
+    /// pass and what the operator can do.
+    pub fn admit_block(
+        &self,
+        creator: Option<&PublicKey>,
+        usage: StorageUsage,
+        block_len: u64,
+    ) -> Result<(), String> {
+        if creator.is_some_and(|creator| self.creators.contains(creator)) {
+            return Ok(());
+        }
+        let chain_after = usage.chain_bytes.saturating_add(block_len);
+        if chain_after > self.max_chain_bytes {
+            return Err(format!(
+                "the chain takes {} on this node and a block of {} would pass its storage quota of {} per chain (admission.max_chain_mib); its operator can raise it or list the creator in admission.creators",
+                mib(usage.chain_bytes),
+                mib(block_len),
+                mib(self.max_chain_bytes)
+            ));
+        }
+        let creator_after = usage.creator_bytes.saturating_add(block_len);
+        if let Some(creator) = creator
+            && creator_after > self.max_creator_bytes
+        {
+            return Err(format!(
+                "the chains of creator {creator} take {} on this node and a block of {} would pass its storage quota of {} per creator (admission.max_creator_mib); its operator can raise it or list the creator in admission.creators",
+                mib(usage.creator_bytes),
+                mib(block_len),
+                mib(self.max_creator_bytes)
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `creator`, who already created `created` chains on this node, may create
@@ -76,6 +124,7 @@ mod tests {
             mode: AdmissionMode::Open,
             quota: 2,
             creators: vec![key(1).to_hex()],
+            ..AdmissionConfig::default()
         })
         .expect("valid");
         assert!(admission.admit(&key(2), 0).is_ok());
@@ -91,6 +140,7 @@ mod tests {
             mode: AdmissionMode::AllowList,
             quota: 16,
             creators: vec![key(1).to_hex()],
+            ..AdmissionConfig::default()
         })
         .expect("valid");
         assert!(admission.admit(&key(1), 0).is_ok());
@@ -99,11 +149,53 @@ mod tests {
     }
 
     #[test]
+    fn blocks_are_admitted_within_the_chain_and_creator_storage_quotas() {
+        let admission = Admission::from_config(&AdmissionConfig {
+            creators: vec![key(1).to_hex()],
+            max_chain_mib: 2,
+            max_creator_mib: 3,
+            ..AdmissionConfig::default()
+        })
+        .expect("valid");
+        let mib = 1u64 << 20;
+        let usage = |chain: u64, creator: u64| StorageUsage {
+            chain_bytes: chain,
+            creator_bytes: creator,
+        };
+        assert!(
+            admission
+                .admit_block(Some(&key(2)), usage(mib, mib), mib)
+                .is_ok()
+        );
+        let chain = admission
+            .admit_block(Some(&key(2)), usage(mib, mib), mib + 1)
+            .unwrap_err();
+        assert!(chain.contains("admission.max_chain_mib"), "{chain}");
+        let creator = admission
+            .admit_block(Some(&key(2)), usage(mib, 5 * mib / 2), mib)
+            .unwrap_err();
+        assert!(creator.contains("admission.max_creator_mib"), "{creator}");
+        // Listed creators have no quota; a chain without a creator has the chain quota only.
+        assert!(
+            admission
+                .admit_block(Some(&key(1)), usage(9 * mib, 9 * mib), mib)
+                .is_ok()
+        );
+        assert!(
+            admission
+                .admit_block(None, usage(mib, 9 * mib), mib)
+                .is_ok()
+        );
+        assert!(admission.admit_block(None, usage(2 * mib, 0), 1).is_err());
+    }
+
+    #[test]
     fn a_bad_creator_key_is_named() {
         let error = Admission::from_config(&AdmissionConfig {
             mode: AdmissionMode::AllowList,
             quota: 16,
             creators: vec!["zz".into()],
+            ..AdmissionConfig::default()
         })
         .unwrap_err();
         assert!(error.contains("\"zz\""), "{error}");

@@ -5,9 +5,11 @@
 //! `DIR/<hash>.obao`. A slice sent to a peer carries the tree nodes that prove it against the
 //! artifact's hash, so a downloader checks each slice as it arrives.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use chainiac_net::download::MAX_ARTIFACT_SIZE;
 use chainiac_net::wire::SLICE_LEN;
@@ -147,10 +149,159 @@ impl ArtifactStore {
     }
 }
 
+/// Files of the artifact directory not written since some time: artifacts (content or tree)
+/// and the temporary files of writes that never finished.
+#[derive(Debug, Default)]
+pub struct StaleFiles {
+    /// Artifacts whose content and tree were both last written before the time.
+    pub artifacts: BTreeSet<Hash>,
+    /// Temporary files of interrupted writes.
+    pub leftovers: Vec<PathBuf>,
+}
+
+impl StaleFiles {
+    /// Whether there is nothing to collect.
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty() && self.leftovers.is_empty()
+    }
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Artifacts removed.
+    pub artifacts: usize,
+    /// Temporary files removed.
+    pub leftovers: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+impl ArtifactStore {
+    /// The files not written since `written_before`. Files that are neither artifacts nor
+    /// temporary files of this store are not ours and are left alone.
+    pub fn stale(&self, written_before: SystemTime) -> Result<StaleFiles, ArtifactError> {
+        let mut stale = StaleFiles::default();
+        let mut fresh = HashSet::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io_error(&self.dir))? {
+            let entry = entry.map_err(io_error(&self.dir))?;
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if !metadata.is_file() {
+                continue;
+            }
+            let old = metadata
+                .modified()
+                .is_ok_and(|modified| modified < written_before);
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            let stem = name.strip_suffix(".obao").unwrap_or(name);
+            if let Ok(hash) = Hash::from_hex(stem) {
+                if old {
+                    stale.artifacts.insert(hash);
+                } else {
+                    fresh.insert(hash);
+                }
+            } else if old
+                && name.contains(".tmp-")
+                && name
+                    .get(..64)
+                    .is_some_and(|hex| Hash::from_hex(hex).is_ok())
+            {
+                stale.leftovers.push(entry.path());
+            }
+        }
+        // An artifact one of whose files was written recently is being written now.
+        stale.artifacts.retain(|hash| !fresh.contains(hash));
+        Ok(stale)
+    }
+
+    /// Removes the `stale` artifacts that are not `referenced`, and the leftovers.
+    pub fn collect(
+        &self,
+        stale: &StaleFiles,
+        referenced: &HashSet<Hash>,
+    ) -> Result<Collected, ArtifactError> {
+        let mut collected = Collected::default();
+        let mut remove = |path: &Path| -> Result<bool, ArtifactError> {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(path) {
+                Ok(()) => {
+                    collected.bytes += size;
+                    Ok(true)
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(source) => Err(ArtifactError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            }
+        };
+        let mut artifacts = 0;
+        let mut leftovers = 0;
+        for hash in stale.artifacts.iter().filter(|h| !referenced.contains(h)) {
+            // The content first: without it the artifact is not `has`, whatever happens next.
+            let content = remove(&self.content_path(hash))?;
+            let tree = remove(&self.tree_path(hash))?;
+            if content || tree {
+                artifacts += 1;
+            }
+        }
+        for path in &stale.leftovers {
+            if remove(path)? {
+                leftovers += 1;
+            }
+        }
+        collected.artifacts = artifacts;
+        collected.leftovers = leftovers;
+        Ok(collected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chainiac_net::download::verify_slice;
+    use std::time::Duration;
+
+    #[test]
+    fn unreferenced_artifacts_and_leftovers_older_than_the_grace_are_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let kept = store.put(b"named by a logged release").unwrap();
+        let orphan = store.put(b"uploaded for a refused release").unwrap();
+        let leftover = dir.path().join(format!("{}.tmp-77", orphan.to_hex()));
+        std::fs::write(&leftover, b"half").unwrap();
+        let foreign = dir.path().join("README");
+        std::fs::write(&foreign, b"the operator's").unwrap();
+        let referenced = HashSet::from([kept]);
+
+        // Everything was written just now: nothing is stale yet.
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert!(store.stale(hour_ago).unwrap().is_empty());
+
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let stale = store.stale(later).unwrap();
+        assert_eq!(stale.artifacts, BTreeSet::from([kept, orphan]));
+        assert_eq!(stale.leftovers, vec![leftover.clone()]);
+        let collected = store.collect(&stale, &referenced).unwrap();
+        assert_eq!(collected.artifacts, 1);
+        assert_eq!(collected.leftovers, 1);
+        assert!(collected.bytes >= b"uploaded for a refused release".len() as u64 + 4);
+        assert!(store.has(&kept));
+        assert!(!store.has(&orphan));
+        assert!(!store.tree_path(&orphan).exists());
+        assert!(!leftover.exists());
+        assert!(foreign.exists(), "files that are not ours stay");
+        // Collecting again finds nothing more.
+        let again = store
+            .collect(&store.stale(later).unwrap(), &referenced)
+            .unwrap();
+        assert_eq!(again, Collected::default());
+    }
 
     fn content(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()

@@ -231,7 +231,11 @@ impl Sandbox {
         command
             .arg(prlimit)
             .arg(format!("--as={}", limits.memory_bytes))
-            .arg(format!("--fsize={}", limits.file_bytes))
+            // A file may not be larger than the whole quota either.
+            .arg(format!(
+                "--fsize={}",
+                limits.file_bytes.min(limits.disk_bytes)
+            ))
             .arg("--core=0");
         if let AppliedLimit::Rlimit(tasks) = applied {
             command.arg(format!("--nproc={tasks}"));

@@ -8,6 +8,7 @@ pub mod anchoring;
 pub mod antientropy;
 pub mod api;
 pub mod append;
+pub mod artifact_garbage;
 pub mod artifacts;
 pub mod builder;
 pub mod config;
@@ -25,3 +26,8 @@ pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod verifier;
+
+/// The fuzzing engine of `fuzz/` (the round-logic target runs in this crate's unit tests).
+#[cfg(test)]
+#[path = "../../fuzz/engine.rs"]
+mod fuzz_engine;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub gossip_rejected: Counter,
     /// New chains from peers not kept: their creator is not admitted here.
     pub chains_not_admitted: Counter,
+    /// Blocks from peers not kept: their chain or its creator is over its storage quota.
+    pub blocks_over_quota: Counter,
     /// Requests answered.
     pub requests_served: Counter,
     /// Requests refused (invalid, rate-limited, or out of bounds).
@@ -89,6 +91,11 @@ impl Metrics {
             "chains_not_admitted",
             "New chains from peers not kept because this node does not admit their creator",
             metrics.chains_not_admitted.clone(),
+        );
+        registry.register(
+            "blocks_over_quota",
+            "Blocks from peers not kept because their chain or its creator is over its storage quota",
+            metrics.blocks_over_quota.clone(),
         );
         registry.register(
             "requests_served",

@@ -38,7 +38,12 @@ struct PeerState {
     in_flight: usize,
     /// One decode at a time per peer.
     decoding: Arc<tokio::sync::Semaphore>,
+    /// `Blocks` answers of this peer being built or written.
+    blocks: Arc<tokio::sync::Semaphore>,
 }
+
+/// `Blocks` answers of one peer built or written at once.
+pub const BLOCKS_ANSWERS_PER_PEER: usize = 2;
 
 /// The per-peer limits of one node.
 #[derive(Debug, Default)]
@@ -68,6 +73,7 @@ impl PeerLimits {
             refilled: now,
             in_flight: 0,
             decoding: Arc::new(tokio::sync::Semaphore::new(1)),
+            blocks: Arc::new(tokio::sync::Semaphore::new(BLOCKS_ANSWERS_PER_PEER)),
         });
         state.tokens = (state.tokens
             + now.duration_since(state.refilled).as_secs_f64() * REQUESTS_PER_SECOND)
@@ -117,6 +123,18 @@ impl PeerSlot {
         .map_err(|_| Refusal::Rate)?;
         self.charge(work);
         Ok(decoded)
+    }
+
+    /// Waits for one of the peer's turns to have a `Blocks` answer built and written (held
+    /// until the answer is written).
+    pub async fn blocks_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let turns = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.peer)
+            .map(|state| state.blocks.clone())?;
+        turns.acquire_owned().await.ok()
     }
 
     fn has_tokens(&self) -> bool {

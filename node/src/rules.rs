@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::data_chain::DataBlock;
-use chainiac_protocol::encoding::Decode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::project::{
     ChainGenesis, check_policy_change, check_release, check_witnesses, policy_of_block,
 };
@@ -20,7 +20,7 @@ use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry};
 
 use crate::admission::Admission;
 use crate::rounds::PayloadRules;
-use crate::store::{Store, StoreError};
+use crate::store::{StorageUsage, Store, StoreError};
 
 /// The release a block carries, if it is a block of a release chain.
 pub fn release_in(store: &Store, block: &SkipBlock) -> Result<Option<Release>, StoreError> {
@@ -161,7 +161,7 @@ fn check_timeline(
     let tree = proposed
         .check_changes(chain_id, &previous_tree, store)
         .map_err(|e| refused(e.to_string()))?;
-    store.remember_timeline_tree(block.hash(), std::sync::Arc::new(tree));
+    store.remember_timeline_tree(block.index(), block.hash(), std::sync::Arc::new(tree));
     Ok(())
 }
 
@@ -246,7 +246,25 @@ impl ProjectRules {
         let created = store
             .chains_created_by(&creator)
             .map_err(|e| e.to_string())?;
-        self.admission.admit(&creator, created).map_err(refused)
+        self.admission.admit(&creator, created).map_err(refused)?;
+        let usage = StorageUsage {
+            chain_bytes: 0,
+            creator_bytes: store.creator_bytes(&creator).map_err(|e| e.to_string())?,
+        };
+        self.admission
+            .admit_block(Some(&creator), usage, genesis.to_bytes().len() as u64)
+            .map_err(refused)
+    }
+
+    /// A proposed block of a stored chain: within the storage quotas of the chain and its
+    /// creator.
+    fn check_storage(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
+        let (creator, usage) = store
+            .storage_usage(&block.chain_id())
+            .map_err(|e| e.to_string())?;
+        self.admission
+            .admit_block(creator.as_ref(), usage, block.to_bytes().len() as u64)
+            .map_err(|reason| format!("block refused: {reason}"))
     }
 }
 
@@ -289,6 +307,7 @@ impl PayloadRules for ProjectRules {
         if block.index() == 0 {
             return self.check_genesis(store, block);
         }
+        self.check_storage(store, block)?;
         let previous_index = block.index() - 1;
         let roster_after = block.roster().hash();
         match chain_kind(store, &chain_id).map_err(|e| e.to_string())? {

@@ -76,6 +76,7 @@ pub struct RunningNode {
     epochs_task: JoinHandle<()>,
     verifier_task: JoinHandle<()>,
     anti_entropy_task: JoinHandle<()>,
+    artifact_garbage_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     api_stop: oneshot::Sender<()>,
 }
@@ -250,6 +251,15 @@ impl RunningNode {
             )
             .run(),
         );
+        let artifact_garbage_task = tokio::spawn(crate::artifact_garbage::run(
+            core.clone(),
+            Duration::from_secs(
+                config
+                    .artifacts
+                    .keep_unreferenced_hours
+                    .saturating_mul(3600),
+            ),
+        ));
         let verifier_task = tokio::spawn({
             let verifier = core.verifier().cloned();
             async move {
@@ -287,6 +297,7 @@ impl RunningNode {
             epochs_task,
             verifier_task,
             anti_entropy_task,
+            artifact_garbage_task,
             api_task,
             api_stop,
         })
@@ -314,6 +325,8 @@ impl RunningNode {
         let _ = self.verifier_task.await;
         self.anti_entropy_task.abort();
         let _ = self.anti_entropy_task.await;
+        self.artifact_garbage_task.abort();
+        let _ = self.artifact_garbage_task.await;
         self.core.net().shutdown().await;
         let _ = self.events_task.await;
         // Tasks spawned for requests, sync and anchoring end once the network is gone (a round

@@ -38,6 +38,8 @@ use crate::verifier::Verifier;
 pub const BLOCKS_ANSWERS_MIB: u32 = 256;
 /// One `Blocks` answer's share: its byte budget and encoding overhead.
 const BLOCKS_ANSWER_MIB: u32 = (MAX_BLOCKS_ANSWER_BYTES >> 20) as u32 + 1;
+/// Longest a witness syncs from a leader before it answers the leader's commit.
+const COMMIT_SYNC_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a `Blocks` request waits for memory before it is refused.
 const BLOCKS_MEMORY_WAIT: Duration = Duration::from_secs(5);
 
@@ -179,12 +181,17 @@ impl Dispatcher {
             }
         };
         let memory = if matches!(request, Request::Blocks { .. }) {
+            // One peer's answers are built and written two at a time (answers it does not
+            // read stay held until the request times out), so that no peer can take the whole
+            // budget from the others; its further requests wait their turn.
+            let deadline = tokio::time::Instant::now() + BLOCKS_MEMORY_WAIT;
+            let turn = tokio::time::timeout_at(deadline, slot.blocks_turn()).await;
             let share = self
                 .blocks_memory
                 .clone()
                 .acquire_many_owned(BLOCKS_ANSWER_MIB);
-            match tokio::time::timeout(BLOCKS_MEMORY_WAIT, share).await {
-                Ok(Ok(permit)) => Some(permit),
+            match (turn, tokio::time::timeout_at(deadline, share).await) {
+                (Ok(Some(turn)), Ok(Ok(share))) => Some((turn, share)),
                 _ => {
                     return Reply::of(&self.counted(Response::Refused(
                         "node busy serving blocks; retry later".into(),
@@ -201,7 +208,7 @@ impl Dispatcher {
             .unwrap_or_else(|_| Response::Refused("internal error".into()).to_bytes());
         Reply {
             bytes,
-            hold: memory.map(|permit| Box::new(permit) as Box<dyn std::any::Any + Send>),
+            hold: memory.map(|held| Box::new(held) as Box<dyn std::any::Any + Send>),
         }
     }
 
@@ -284,8 +291,24 @@ impl Dispatcher {
                 .await
                 .unwrap_or_default()
         };
+        // Syncing from the leader is bounded: a peer that drips blocks slowly must not hold
+        // this request (and its slot) for longer than a round could wait for it.
+        let sync = |chain: Hash| async move {
+            match tokio::time::timeout(
+                COMMIT_SYNC_DEADLINE,
+                self.parts.syncer.sync_chain(peer, chain),
+            )
+            .await
+            {
+                Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "not done within {} s",
+                    COMMIT_SYNC_DEADLINE.as_secs()
+                )),
+            }
+        };
         for chain in needed {
-            if let Err(error) = self.parts.syncer.sync_chain(peer, chain).await {
+            if let Err(error) = sync(chain).await {
                 return Err(Refusal::Invalid(format!(
                     "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
                 )));
@@ -298,7 +321,7 @@ impl Dispatcher {
         };
         let mut result = commit(self.parts.witness.clone(), block.clone()).await;
         if let Ok(Err(Refusal::Behind { .. })) = result {
-            if let Err(error) = self.parts.syncer.sync_chain(peer, block.chain_id()).await {
+            if let Err(error) = sync(block.chain_id()).await {
                 return Err(Refusal::Invalid(format!(
                     "witness is behind and could not sync from the leader: {error}"
                 )));

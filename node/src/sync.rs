@@ -5,17 +5,21 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chainiac_net::wire::{LinkedBlock, MAX_BLOCKS_PER_REQUEST, Request, Response};
+use chainiac_net::wire::{
+    LinkedBlock, MAX_BLOCKS_ANSWER_BYTES, MAX_BLOCKS_PER_REQUEST, Request, Response,
+};
 use chainiac_net::{NetHandle, RequestError};
 use chainiac_protocol::Hash;
+use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::skipchain::MAX_PAYLOAD_LEN;
 use chainiac_protocol::skipchain::SkipBlock;
 use libp2p::PeerId;
 
 use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
-use crate::store::{Store, StoreError};
+use crate::store::{StorageUsage, Store, StoreError};
 
 /// Why a sync from a peer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +102,40 @@ impl Syncer {
             return refuse("its genesis names no creator".into());
         };
         let created = self.store.chains_created_by(&creator)?;
-        match self.admission.admit(&creator, created) {
+        let usage = StorageUsage {
+            chain_bytes: 0,
+            creator_bytes: self.store.creator_bytes(&creator)?,
+        };
+        let len = genesis.to_bytes().len() as u64;
+        match self
+            .admission
+            .admit(&creator, created)
+            .and_then(|()| self.admission.admit_block(Some(&creator), usage, len))
+        {
             Ok(()) => Ok(()),
             Err(reason) => refuse(reason),
         }
+    }
+
+    /// Whether this node keeps `block` of a stored chain: within the storage quotas of the
+    /// chain and its creator. A chain over its quota is not synced again (until a restart).
+    fn admit_block(&self, block: &SkipBlock) -> Result<(), StoreError> {
+        let (creator, usage) = self.store.storage_usage(&block.chain_id())?;
+        let len = block.to_bytes().len() as u64;
+        self.admission
+            .admit_block(creator.as_ref(), usage, len)
+            .map_err(|reason| {
+                self.metrics.blocks_over_quota.inc();
+                let mut refused = self
+                    .not_admitted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if refused.len() >= MAX_NOT_ADMITTED {
+                    refused.clear();
+                }
+                refused.insert(block.chain_id());
+                StoreError::NotAdmitted(reason)
+            })
     }
 
     /// Validates and stores a block received from a peer. Returns whether it was new. If not
@@ -122,6 +156,8 @@ impl Syncer {
                     },
                 )),
             }
+        } else if let Err(reason) = self.admit_block(block) {
+            Err(reason)
         } else if durable {
             self.store.append(block, &linked.links)
         } else {
@@ -202,6 +238,11 @@ impl Syncer {
             if blocks.is_empty() {
                 return Ok(stored);
             }
+            // A full answer (by count, or by bytes: it stopped at its budget before a block
+            // that did not fit) may have more behind it; any other answer is the peer's head.
+            let full = blocks.len() >= MAX_BLOCKS_PER_REQUEST as usize
+                || blocks.iter().map(|b| b.to_bytes().len()).sum::<usize>()
+                    >= MAX_BLOCKS_ANSWER_BYTES.saturating_sub(MAX_PAYLOAD_LEN + (64 << 10));
             let this = self.clone();
             let accepted = tokio::task::spawn_blocking(move || this.store_batch(chain_id, blocks))
                 .await
@@ -210,9 +251,7 @@ impl Syncer {
             for block in &accepted {
                 self.replicate(block, Some(peer));
             }
-            // A short answer may have stopped at its byte budget: ask again from the new head,
-            // until an answer is empty or adds nothing.
-            if accepted.is_empty() {
+            if !full || accepted.is_empty() {
                 return Ok(stored);
             }
         }

@@ -13,7 +13,7 @@ use chainiac_protocol::cosi::{
     Aggregator, CollectiveSignature, Contribution, ResponseShare, Roster, RosterMember, commit,
     local_round,
 };
-use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::encoding::{Decode, Encode, VERSION, Writer};
 use chainiac_protocol::keys::SecretKey;
 use chainiac_protocol::skipchain::{
     ChainParams, ForwardLink, ProofStep, SkipBlock, SkipProof, TrustedBlock,
@@ -434,8 +434,44 @@ fn client_catch_up(c: &mut Criterion) {
     group.finish();
 }
 
+/// Decoding a roster: every proof of possession verified (members never seen), against the
+/// same roster seen before (proofs remembered).
+fn roster_decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("roster_decode");
+    group.sample_size(10);
+    for n in [100usize, 1000] {
+        group.throughput(Throughput::Elements(n as u64));
+        let mut seed = 1_000u64;
+        group.bench_function(BenchmarkId::new("unseen_members", n), |b| {
+            b.iter_batched(
+                || {
+                    seed += 1;
+                    let mut rng = StdRng::seed_from_u64(seed);
+                    let members: Vec<RosterMember> = (0..n)
+                        .map(|_| RosterMember::from_secret(&SecretKey::generate(&mut rng)))
+                        .collect();
+                    // Encoded by hand: building the roster would check (and remember) the
+                    // proofs before the measurement.
+                    let threshold = Roster::default_threshold(n) as u32;
+                    let mut writer = Writer::new();
+                    writer.u8(VERSION).u32(threshold).list(&members);
+                    writer.finish()
+                },
+                |bytes| Roster::from_bytes(black_box(&bytes)).expect("decodes"),
+                criterion::BatchSize::PerIteration,
+            );
+        });
+        let bytes = witnesses(n, 77).roster.to_bytes();
+        group.bench_function(BenchmarkId::new("seen_before", n), |b| {
+            b.iter(|| Roster::from_bytes(black_box(&bytes)).expect("decodes"));
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    roster_decode,
     cosi_verification,
     leader_round,
     skip_proof,

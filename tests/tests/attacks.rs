@@ -137,17 +137,33 @@ async fn roster_hijack_moves_no_chain_to_the_attackers_roster() -> TestResult {
     refused_by_all(&propose(&cluster, &block).await?, "data block refused")?;
 
     // Timeline: a well-formed epoch that moves to the attacker's roster, without approvals.
+    // The timeline moves every second: a witness ahead of the attacker's node refuses the
+    // block for its index first, so the attacker tries again from its newer head.
     let store = attacker.store();
-    let timeline_head = store.head(&timeline)?.ok_or("timeline head")?;
-    let tree = store.timeline_tree(&timeline, timeline_head.index)?;
-    let (epoch_block, _) = TimelineBlock::new(Some(&tree), now() + 1, now() + 1, Vec::new())?;
-    let block = next_block(
-        &attacker,
-        &timeline,
-        Some(own.clone()),
-        epoch_block.to_bytes(),
-    )?;
-    refused_by_all(&propose(&cluster, &block).await?, "timeline member")?;
+    let mut tries = 0;
+    loop {
+        let timeline_head = store.head(&timeline)?.ok_or("timeline head")?;
+        let tree = store.timeline_tree(&timeline, timeline_head.index)?;
+        let (epoch_block, _) = TimelineBlock::new(Some(&tree), now() + 1, now() + 1, Vec::new())?;
+        let block = next_block(
+            &attacker,
+            &timeline,
+            Some(own.clone()),
+            epoch_block.to_bytes(),
+        )?;
+        match refused_by_all(&propose(&cluster, &block).await?, "timeline member") {
+            Ok(()) => break,
+            Err(error)
+                if tries < 10
+                    && (error.to_string().contains("does not follow the head")
+                        || error.to_string().contains("behind")) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 
     // Policy chain: the developer threshold signs a policy naming the attacker's roster (a
     // root change), and a root-signed policy is attached to another roster than it names.
@@ -689,6 +705,88 @@ async fn a_web_page_cannot_write_through_the_operators_api() -> TestResult {
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    Ok(())
+}
+
+/// **Disk filling by an admitted creator**: a creator the open admission lets in appends large
+/// blocks to its chains on the honest roster, or gossips a chain of its own roster, until the
+/// honest nodes' disks are full. Stopped by: a block is cosigned and kept only while its chain
+/// (`admission.max_chain_mib`) and all its creator's chains (`admission.max_creator_mib`) stay
+/// within their storage quotas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> TestResult {
+    let mirror = Arc::new(Mirror::default());
+    let cluster = network(&mirror, |i, options| {
+        if i != ATTACKER {
+            options.config.admission.max_chain_mib = 1;
+            options.config.admission.max_creator_mib = 2;
+        }
+    })
+    .await?;
+    let honest = cluster.roster(&HONEST)?;
+    let attacker = cluster.core(ATTACKER);
+    let owner: [u8; 32] = rand::random();
+    // Three blocks of 340,000 bytes fit in 1 MiB with the genesis; a fourth does not.
+    let big = vec![0x5a; 340_000];
+    let mut chains = Vec::new();
+    for _ in 0..2 {
+        let chain = DataChain::create_by(
+            &attacker,
+            SecretKey::from_seed(&owner),
+            honest.members().to_vec(),
+            ChainParams::new(2, 32)?,
+        )
+        .await?;
+        for _ in 0..3 {
+            chain.append(&attacker, &big).await?;
+        }
+        let refusal = chain
+            .append(&attacker, &big)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .ok_or("a block past the chain quota was cosigned")?;
+        assert!(refusal.contains("admission.max_chain_mib"), "{refusal}");
+        chains.push(chain);
+    }
+    // The creator's third chain starts (its genesis is small) but takes no large block.
+    let third = DataChain::create_by(
+        &attacker,
+        SecretKey::from_seed(&owner),
+        honest.members().to_vec(),
+        ChainParams::new(2, 32)?,
+    )
+    .await?;
+    let refusal = third
+        .append(&attacker, &big)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .ok_or("a block past the creator quota was cosigned")?;
+    assert!(refusal.contains("admission.max_creator_mib"), "{refusal}");
+
+    // A chain of the attacker's own roster, which it signs alone: the honest nodes keep it
+    // up to the quota and not a block further.
+    let own = DataChain::create(
+        &attacker,
+        cluster.roster(&[ATTACKER])?.members().to_vec(),
+        ChainParams::new(2, 32)?,
+    )
+    .await?;
+    for _ in 0..4 {
+        own.append(&attacker, &big).await?;
+    }
+    for i in HONEST {
+        let core = cluster.core(i);
+        wait_for(
+            &format!("node {i} declines the block over the quota"),
+            || async { core.metrics().blocks_over_quota.get() >= 1 },
+        )
+        .await?;
+        assert_eq!(head(&cluster, i, &own.id)?, Some(3), "node {i}");
+        let usage = core.store().storage_usage(&own.id)?.1;
+        assert!(usage.chain_bytes <= 1 << 20, "node {i}: {usage:?}");
+    }
     Ok(())
 }
 

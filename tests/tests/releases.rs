@@ -1,11 +1,11 @@
 //! Releases end to end over real nodes: the witnesses' refusals, artifact mirroring and a lying
 //! mirror, and a light client catching up across many releases and roster changes.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chainiac_client::{Connection, select_artifact};
 use chainiac_net::wire::{Request, Response};
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_tests::{Cluster, Project, TestResult, wait_for};
 
@@ -128,6 +128,43 @@ async fn releases_breaking_a_rule_are_refused_and_nothing_is_logged() -> TestRes
     // And the valid release still goes through.
     project.publish_next(&leader, "1.1.0", None).await?;
     cluster.wait_everywhere(&project.release_chain, 2).await?;
+
+    // Artifacts uploaded for a refused release are collected once older than the grace
+    // period; those of the logged releases stay.
+    let refused = project.release_with("9.9.9", 3, &[&project.developers[0]]);
+    assert!(
+        refused
+            .publish(&leader, project.release_chain, None)
+            .await
+            .is_err()
+    );
+    let orphans: Vec<_> = refused.files.iter().map(|(a, _)| a.hash).collect();
+    assert!(orphans.iter().all(|hash| leader.artifacts().has(hash)));
+    let mut logged = Vec::new();
+    for index in 1..=2 {
+        let block = leader
+            .store()
+            .block_at(&project.release_chain, index)?
+            .ok_or("logged block")?;
+        let release = chainiac_protocol::release::Release::from_bytes(block.payload())?;
+        logged.extend(release.manifest.artifacts().into_iter().map(|a| a.hash));
+    }
+    // Within the grace period nothing goes.
+    let grace = Duration::from_secs(3600);
+    let within = chainiac_node::artifact_garbage::collect(
+        leader.store(),
+        leader.artifacts(),
+        SystemTime::now() - grace,
+    )?;
+    assert_eq!(within.artifacts, 0);
+    let collected = chainiac_node::artifact_garbage::collect(
+        leader.store(),
+        leader.artifacts(),
+        SystemTime::now() + grace,
+    )?;
+    assert_eq!(collected.artifacts, orphans.len(), "{collected:?}");
+    assert!(orphans.iter().all(|hash| !leader.artifacts().has(hash)));
+    assert!(logged.iter().all(|hash| leader.artifacts().has(hash)));
     Ok(())
 }
 

@@ -34,6 +34,31 @@ pub struct NodeConfig {
     /// Which new chains this node's witness cosigns (whose creators it admits).
     #[serde(default)]
     pub admission: AdmissionConfig,
+    /// Release artifacts stored by this node.
+    #[serde(default)]
+    pub artifacts: ArtifactsConfig,
+}
+
+/// Artifact storage: how long an uploaded artifact no logged release names is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// Hours an artifact that no stored release names is kept after it was written (uploaded
+    /// for a release that was refused, or never sent); logged releases' artifacts stay.
+    #[serde(default = "default_keep_unreferenced_hours")]
+    pub keep_unreferenced_hours: u64,
+}
+
+fn default_keep_unreferenced_hours() -> u64 {
+    24
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            keep_unreferenced_hours: default_keep_unreferenced_hours(),
+        }
+    }
 }
 
 /// Whom a node admits as creator of a new chain it is asked to witness: the operator's policy,
@@ -52,6 +77,20 @@ pub struct AdmissionConfig {
     /// timeline creator's key, a data chain's owner keys.
     #[serde(default)]
     pub creators: Vec<String>,
+    /// Most bytes of blocks one chain of an unlisted creator may take on this node, in MiB.
+    #[serde(default = "default_max_chain_mib")]
+    pub max_chain_mib: u64,
+    /// Most bytes of blocks all the chains of one unlisted creator may take, in MiB.
+    #[serde(default = "default_max_creator_mib")]
+    pub max_creator_mib: u64,
+}
+
+fn default_max_chain_mib() -> u64 {
+    1024
+}
+
+fn default_max_creator_mib() -> u64 {
+    4096
 }
 
 /// The admission modes.
@@ -75,6 +114,8 @@ impl Default for AdmissionConfig {
             mode: AdmissionMode::Open,
             quota: default_quota(),
             creators: Vec::new(),
+            max_chain_mib: default_max_chain_mib(),
+            max_creator_mib: default_max_creator_mib(),
         }
     }
 }
@@ -258,6 +299,7 @@ impl NodeConfig {
             anchor: AnchorConfig::default(),
             verifier: VerifierConfig::default(),
             admission: AdmissionConfig::default(),
+            artifacts: ArtifactsConfig::default(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
                 token_file: Some(dir.join("api.token")),
@@ -351,7 +393,16 @@ impl NodeConfig {
              # keys, timeline creators, data-chain owners). Listed creators have no quota.\n\
              mode = {mode}\n\
              quota = {quota}\n\
-             creators = [{creators}]\n",
+             creators = [{creators}]\n\
+             # Disk one chain, and all the chains of one creator, may take here (MiB); listed\n\
+             # creators have no quota. Blocks beyond are neither cosigned nor kept.\n\
+             max_chain_mib = {max_chain}\n\
+             max_creator_mib = {max_creator}\n\
+             \n\
+             [artifacts]\n\
+             # Hours an uploaded artifact that no logged release names (its release was\n\
+             # refused, or never sent) is kept before it is removed.\n\
+             keep_unreferenced_hours = {keep_unreferenced}\n",
             data_dir = quote(&self.data_dir.display().to_string()),
             key_file = quote(&self.key_file.display().to_string()),
             listen = list(&self.network.listen),
@@ -381,6 +432,9 @@ impl NodeConfig {
             }),
             quota = self.admission.quota,
             creators = list(&self.admission.creators),
+            max_chain = self.admission.max_chain_mib,
+            max_creator = self.admission.max_creator_mib,
+            keep_unreferenced = self.artifacts.keep_unreferenced_hours,
         )
     }
 }

@@ -7,6 +7,8 @@ pub mod leader;
 pub mod transport;
 pub mod tree;
 pub mod witness;
+#[cfg(test)]
+mod witness_fuzz;
 
 pub use leader::{AppendError, MAX_TREE_ATTEMPTS, RoundConfig, RoundReport, sign_link};
 pub use transport::{BoxFuture, WitnessTransport, call};

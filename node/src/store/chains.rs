@@ -421,7 +421,7 @@ impl Store {
             trusted.roster().hash().0,
             trusted.roster().to_bytes(),
         );
-        self.put_block(&mut batch, genesis);
+        self.put_block(&mut batch, genesis)?;
         self.kv.write(batch)?;
         let head = ChainHead {
             chain_id,
@@ -432,9 +432,11 @@ impl Store {
         Ok(head)
     }
 
-    fn put_block(&self, batch: &mut Batch, block: &SkipBlock) {
+    fn put_block(&self, batch: &mut Batch, block: &SkipBlock) -> StoreResult<()> {
         let chain_id = block.chain_id();
-        batch.put(Column::Blocks, block.hash().0, block.to_bytes());
+        let encoded = block.to_bytes();
+        self.count_block(batch, block, encoded.len() as u64)?;
+        batch.put(Column::Blocks, block.hash().0, encoded);
         batch.put(
             Column::ChainIndex,
             index_key(&chain_id, block.index()),
@@ -445,6 +447,7 @@ impl Store {
             chain_id.0,
             head_value(block.index(), &block.hash()),
         );
+        Ok(())
     }
 
     /// The forward links a proposed next block of its chain needs, after checking it as the
@@ -513,7 +516,7 @@ impl Store {
         if let BlockRoster::Full(roster) = block.roster() {
             batch.put(Column::Rosters, roster.hash().0, roster.to_bytes());
         }
-        self.put_block(&mut batch, block);
+        self.put_block(&mut batch, block)?;
         if durable {
             self.kv.write(batch)?;
         } else {

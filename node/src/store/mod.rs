@@ -16,12 +16,15 @@ mod guard;
 mod memory;
 mod rocks;
 mod timelines;
+mod usage;
 
 pub use backend::{Batch, Column, KeyValue};
 pub use chains::{ChainHead, Store};
 pub use digest::HeadsDigest;
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
+pub use timelines::TIMELINE_CHECKPOINT_INTERVAL;
+pub use usage::StorageUsage;
 
 /// Version of the on-disk layout, stored under `meta/schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -400,6 +400,103 @@ fn timeline_trees_fold_from_the_stored_blocks_and_match_their_commitments() {
 }
 
 #[test]
+fn timeline_trees_are_checkpointed_so_no_tree_is_more_than_an_interval_of_folding_away() {
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry, TimelineTree};
+
+    let mut w = Witnesses::new(4);
+    let backend: Arc<dyn KeyValue> = Arc::new(MemoryBackend::new());
+    let store = Store::with_backend(backend.clone());
+    store.set_timeline_checkpoint_interval(4);
+    let genesis = genesis(&w);
+    let timeline = genesis.chain_id();
+    store
+        .create_chain(&genesis, &w.certificate(&genesis))
+        .expect("create");
+    let mut previous: Option<TimelineTree> = None;
+    let mut roots = vec![TimelineTree::empty().root()];
+    for epoch in 1..=11u8 {
+        // Each epoch moves one of five chains (adding it the first time).
+        let changes = vec![TimelineEntry {
+            chain_id: Hash([epoch % 5; 32]),
+            head: Hash([epoch; 32]),
+        }];
+        let (payload, tree) =
+            TimelineBlock::new(previous.as_ref(), u64::from(epoch), 100, changes).expect("block");
+        let block = w.next(&store, &timeline, None, &payload.to_bytes());
+        let links = w.links(&store, &block);
+        store.append(&block, &links).expect("append");
+        roots.push(tree.root());
+        previous = Some(tree);
+    }
+    let checkpoints = |kv: &Arc<dyn KeyValue>| {
+        kv.scan_prefix(Column::Meta, b"timeline-tree/", usize::MAX)
+            .expect("scan")
+            .len()
+    };
+    assert_eq!(checkpoints(&backend), 0);
+    // Folding block 11 from the genesis checkpoints the trees of blocks 4 and 8 on its way.
+    assert_eq!(
+        store.timeline_tree(&timeline, 11).expect("tree").root(),
+        roots[11]
+    );
+    assert_eq!(checkpoints(&backend), 2);
+
+    // A checkpoint that does not match its block is ignored (the fold goes back to the one
+    // before) and written again.
+    let key = |index: u64| {
+        let mut key = b"timeline-tree/".to_vec();
+        key.extend_from_slice(timeline.as_bytes());
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    };
+    let good = backend
+        .get(Column::Meta, &key(8))
+        .expect("get")
+        .expect("checkpoint 8");
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let mut batch = Batch::new();
+    batch.put(Column::Meta, key(8), bad);
+    backend.write(batch).expect("write");
+    let restarted = Store::with_backend(backend.clone());
+    restarted.set_timeline_checkpoint_interval(4);
+    assert_eq!(
+        restarted.timeline_tree(&timeline, 10).expect("tree").root(),
+        roots[10]
+    );
+    assert_eq!(backend.get(Column::Meta, &key(8)).expect("get"), Some(good));
+
+    // After a restart, a tree needs only the blocks after the checkpoint before it: with the
+    // blocks 1 to 7 gone, the trees of 8 to 11 are still there; 5 to 7 are not.
+    let mut batch = Batch::new();
+    for index in 1..=7u64 {
+        let mut chain_index = timeline.as_bytes().to_vec();
+        chain_index.extend_from_slice(&index.to_be_bytes());
+        batch.delete(Column::ChainIndex, chain_index);
+    }
+    backend.write(batch).expect("write");
+    let restarted = Store::with_backend(backend.clone());
+    restarted.set_timeline_checkpoint_interval(4);
+    for index in 8..=11 {
+        assert_eq!(
+            restarted
+                .timeline_tree(&timeline, index)
+                .expect("tree")
+                .root(),
+            roots[index as usize],
+            "{index}"
+        );
+    }
+    let error = restarted
+        .timeline_tree(&timeline, 6)
+        .err()
+        .unwrap_or_default();
+    assert!(error.contains("is not stored here"), "{error}");
+}
+
+#[test]
 fn a_chain_is_stored_only_with_its_rosters_certificate_and_counted_by_creator() {
     use chainiac_protocol::data_chain::{DataGenesis, Owners};
     use chainiac_protocol::encoding::Encode;
@@ -452,4 +549,78 @@ fn a_chain_is_stored_only_with_its_rosters_certificate_and_counted_by_creator() 
         vec![certificate],
         "the genesis travels with its certificate"
     );
+}
+
+#[test]
+fn the_disk_of_each_chain_and_creator_is_counted_and_recounted_for_older_stores() {
+    use chainiac_protocol::data_chain::{DataGenesis, Owners};
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::project::ChainGenesis;
+
+    let mut w = Witnesses::new(4);
+    let backend: Arc<dyn KeyValue> = Arc::new(MemoryBackend::new());
+    let store = Store::with_backend(backend.clone());
+    let owner = SecretKey::from_seed(&[9; 32]);
+    let data_genesis = |label: &[u8]| {
+        let roster = w.roster(0..4);
+        let data = DataGenesis::sign(
+            Owners::new(vec![owner.public_key()], 1).expect("owners"),
+            label.to_vec(),
+            &roster.hash(),
+            &[&owner],
+        );
+        SkipBlock::genesis(
+            ChainParams::new(2, 32).expect("params"),
+            roster,
+            ChainGenesis::Data(data).to_bytes(),
+        )
+        .expect("genesis")
+    };
+    let first = data_genesis(b"first");
+    let second = data_genesis(b"second");
+    let mut sizes = std::collections::HashMap::new();
+    for genesis in [&first, &second] {
+        let certificate = w.certificate(genesis);
+        store.create_chain(genesis, &certificate).expect("create");
+        let mut bytes = genesis.to_bytes().len() as u64;
+        for _ in 0..3 {
+            let block = w.next(&store, &genesis.chain_id(), None, &[7; 1000]);
+            bytes += block.to_bytes().len() as u64;
+            let links = w.links(&store, &block);
+            store.append(&block, &links).expect("append");
+        }
+        sizes.insert(genesis.chain_id(), bytes);
+    }
+    let total: u64 = sizes.values().sum();
+    let (creator, usage) = store.storage_usage(&first.chain_id()).expect("usage");
+    assert_eq!(creator, Some(owner.public_key()));
+    assert_eq!(usage.chain_bytes, sizes[&first.chain_id()]);
+    assert_eq!(usage.creator_bytes, total);
+    assert!(usage.chain_bytes > 3000);
+
+    // A store written before the counters: they are recounted from the blocks.
+    let counters = backend
+        .scan_prefix(Column::Meta, b"c", usize::MAX)
+        .expect("scan")
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(b"chain-bytes/") || key.starts_with(b"creator-bytes/"))
+        .collect::<Vec<_>>();
+    assert_eq!(counters.len(), 3, "two chains and one creator");
+    let mut batch = Batch::new();
+    for (key, _) in counters {
+        batch.delete(Column::Meta, key);
+    }
+    backend.write(batch).expect("write");
+    let (_, recounted) = store.storage_usage(&first.chain_id()).expect("usage");
+    assert_eq!(recounted, usage);
+    // And counting goes on from there.
+    let block = w.next(&store, &first.chain_id(), None, b"more");
+    let links = w.links(&store, &block);
+    store.append(&block, &links).expect("append");
+    let (_, after) = store.storage_usage(&first.chain_id()).expect("usage");
+    assert_eq!(
+        after.chain_bytes,
+        usage.chain_bytes + block.to_bytes().len() as u64
+    );
+    assert_eq!(after.creator_bytes, total + block.to_bytes().len() as u64);
 }

@@ -1,119 +1,279 @@
 //! The entries each stored timeline block commits to. A timeline block carries only the heads
 //! that changed since the previous one, so the entries of block `i` are the changes of blocks
-//! `1..=i` folded together. The store keeps the trees of the newest blocks it computed, keyed by
-//! block hash, and folds forward from the nearest one it has (or from the genesis).
+//! `1..=i` folded together. The store keeps the trees of the newest blocks it computed in
+//! memory, keyed by block hash, and a checkpoint of the tree of every
+//! [`TIMELINE_CHECKPOINT_INTERVAL`]-th block on disk, so that any tree (an inclusion proof of
+//! an old index, the head's tree after a restart) is at most that many blocks of folding away.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Decode;
+use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_protocol::timeline::{HeadSource, TimelineBlock, TimelineEntry, TimelineTree};
 
-use super::{Store, StoreError, StoreResult};
+use super::{Batch, Column, Store, StoreError, StoreResult};
 
+/// Timeline blocks between two trees checkpointed on disk.
+pub const TIMELINE_CHECKPOINT_INTERVAL: u64 = 1024;
 /// Most trees kept in memory.
 const MAX_TREES: usize = 8;
 /// Most entries kept in memory over all trees (about 128 bytes each with the tree's nodes);
-/// the newest tree is always kept.
+/// the tree of the highest index is always kept.
 const MAX_CACHED_ENTRIES: usize = 1 << 22;
+/// Key prefix of checkpointed trees in the meta column: `timeline-tree/` ‖ timeline chain id
+/// ‖ index (u64 big-endian); the value is the block's hash ‖ its entries (chain id ‖ head).
+const CHECKPOINT_PREFIX: &[u8] = b"timeline-tree/";
+/// Bytes of one entry in a checkpoint.
+const ENTRY_LEN: usize = 64;
 
-/// Timeline trees of recent blocks, newest last.
-#[derive(Default)]
+fn checkpoint_key(timeline: &Hash, index: u64) -> Vec<u8> {
+    let mut key = CHECKPOINT_PREFIX.to_vec();
+    key.extend_from_slice(timeline.as_bytes());
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// A cached tree: the index of its block, the block's hash, the tree.
+type CachedTree = (u64, Hash, Arc<TimelineTree>);
+
+/// Timeline trees of recent blocks, and how often trees are checkpointed.
 pub(super) struct TimelineTrees {
-    trees: Mutex<VecDeque<(Hash, Arc<TimelineTree>)>>,
+    trees: Mutex<VecDeque<CachedTree>>,
+    checkpoint_interval: AtomicU64,
+}
+
+impl Default for TimelineTrees {
+    fn default() -> Self {
+        Self {
+            trees: Mutex::default(),
+            checkpoint_interval: AtomicU64::new(TIMELINE_CHECKPOINT_INTERVAL),
+        }
+    }
 }
 
 impl TimelineTrees {
+    fn interval(&self) -> u64 {
+        self.checkpoint_interval.load(Ordering::Relaxed).max(1)
+    }
+
     fn get(&self, block: &Hash) -> Option<Arc<TimelineTree>> {
         let trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
         trees
             .iter()
             .rev()
-            .find(|(hash, _)| hash == block)
-            .map(|(_, tree)| tree.clone())
+            .find(|(_, hash, _)| hash == block)
+            .map(|(_, _, tree)| tree.clone())
     }
 
-    fn insert(&self, block: Hash, tree: Arc<TimelineTree>) {
+    /// Keeps `tree`; when over the limits, the trees of the lowest indexes go first, so that a
+    /// request for an old index never pushes out the trees the witnesses are working on.
+    fn insert(&self, index: u64, block: Hash, tree: Arc<TimelineTree>) {
         let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        if trees.iter().any(|(hash, _)| *hash == block) {
+        if trees.iter().any(|(_, hash, _)| *hash == block) {
             return;
         }
-        trees.push_back((block, tree));
+        trees.push_back((index, block, tree));
         while trees.len() > 1
             && (trees.len() > MAX_TREES
-                || trees.iter().map(|(_, t)| t.len()).sum::<usize>() > MAX_CACHED_ENTRIES)
+                || trees.iter().map(|(_, _, t)| t.len()).sum::<usize>() > MAX_CACHED_ENTRIES)
         {
-            trees.pop_front();
+            let lowest = trees
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (index, _, _))| *index)
+                .map(|(position, _)| position);
+            match lowest {
+                Some(position) => {
+                    trees.remove(position);
+                }
+                None => break,
+            }
         }
     }
 }
 
 impl Store {
     /// The tree timeline block `index` of `timeline` commits to (the empty tree for the
-    /// genesis). Folds the changes of the blocks after the nearest tree in memory, and checks
-    /// the result against the block's commitment.
+    /// genesis). Folds the changes of the blocks after the nearest tree in memory or on disk,
+    /// checks each checkpoint it passes and the result against their blocks' commitments, and
+    /// checkpoints every [`TIMELINE_CHECKPOINT_INTERVAL`]-th tree it computes.
     pub fn timeline_tree(&self, timeline: &Hash, index: u64) -> Result<Arc<TimelineTree>, String> {
         if index == 0 {
             return Ok(Arc::new(TimelineTree::empty()));
         }
-        let read = |at: u64| -> Result<chainiac_protocol::skipchain::SkipBlock, String> {
-            self.block_at(timeline, at)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("timeline block {at} is not stored here"))
-        };
-        let decode = |at: u64, payload: &[u8]| {
-            TimelineBlock::from_bytes(payload)
-                .map_err(|e| format!("timeline block {at} is invalid: {e}"))
-        };
-        let target_block = read(index)?;
+        let target_block = self.timeline_block(timeline, index)?;
         let target = target_block.hash();
         if let Some(tree) = self.timelines.get(&target) {
+            self.checkpoint_if_due(timeline, index, &target, &tree)?;
             return Ok(tree);
         }
-        // Walk back to the newest block whose tree is in memory, keeping the blocks after it
-        // (newest first), so that each block is read once.
-        let mut unfolded = vec![decode(index, target_block.payload())?];
+        let interval = self.timelines.interval();
+        if index.is_multiple_of(interval)
+            && let Some(tree) = self.checkpoint(timeline, &target_block)?
+        {
+            let tree = Arc::new(tree);
+            self.timelines.insert(index, target, tree.clone());
+            return Ok(tree);
+        }
+        // Walk back to the newest block whose tree is in memory or checkpointed, keeping the
+        // blocks after it (newest first), so that each block is read once.
+        let mut unfolded = vec![(index, decode_timeline(index, &target_block)?)];
         let mut base = Arc::new(TimelineTree::empty());
         for earlier in (1..index).rev() {
-            let block = read(earlier)?;
+            let block = self.timeline_block(timeline, earlier)?;
             if let Some(tree) = self.timelines.get(&block.hash()) {
                 base = tree;
                 break;
             }
-            unfolded.push(decode(earlier, block.payload())?);
+            if earlier.is_multiple_of(interval)
+                && let Some(tree) = self.checkpoint(timeline, &block)?
+            {
+                base = Arc::new(tree);
+                break;
+            }
+            unfolded.push((earlier, decode_timeline(earlier, &block)?));
         }
-        // Later changes override earlier ones; the tree is built once.
+        // Fold forward, one segment per checkpoint passed; within a segment later changes
+        // override earlier ones and the tree is built once.
         let mut changes: BTreeMap<Hash, Hash> = BTreeMap::new();
-        for decoded in unfolded.iter().rev() {
+        let mut folded = base;
+        for (at, decoded) in unfolded.into_iter().rev() {
             for change in &decoded.changes {
                 changes.insert(change.chain_id, change.head);
             }
+            if at != index && !at.is_multiple_of(interval) {
+                continue;
+            }
+            let segment: Vec<TimelineEntry> = std::mem::take(&mut changes)
+                .into_iter()
+                .filter(|(chain_id, head)| folded.head_of(chain_id) != Some(*head))
+                .map(|(chain_id, head)| TimelineEntry { chain_id, head })
+                .collect();
+            let tree = folded
+                .with_changes(&segment)
+                .map_err(|e| format!("timeline blocks up to {at} do not fold: {e}"))?;
+            if tree.root() != decoded.commit.root || tree.len() as u64 != decoded.commit.chain_count
+            {
+                return Err(format!(
+                    "timeline block {at} does not commit to the changes of the blocks before it"
+                ));
+            }
+            folded = Arc::new(tree);
+            if at.is_multiple_of(interval) {
+                let hash = self.timeline_block(timeline, at)?.hash();
+                self.checkpoint_if_due(timeline, at, &hash, &folded)?;
+            }
         }
-        let changes: Vec<TimelineEntry> = changes
-            .into_iter()
-            .filter(|(chain_id, head)| base.head_of(chain_id) != Some(*head))
-            .map(|(chain_id, head)| TimelineEntry { chain_id, head })
-            .collect();
-        let tree = base
-            .with_changes(&changes)
-            .map_err(|e| format!("timeline blocks up to {index} do not fold: {e}"))?;
-        let commit = unfolded[0].commit;
-        if tree.root() != commit.root || tree.len() as u64 != commit.chain_count {
-            return Err(format!(
-                "timeline block {index} does not commit to the changes of the blocks before it"
-            ));
-        }
-        let tree = Arc::new(tree);
-        self.timelines.insert(target, tree.clone());
-        Ok(tree)
+        self.timelines.insert(index, target, folded.clone());
+        Ok(folded)
     }
 
-    /// Keeps `tree` as the tree of timeline block `block` (a block a witness just checked, or a
-    /// leader just built), so that it is not folded again.
-    pub fn remember_timeline_tree(&self, block: Hash, tree: Arc<TimelineTree>) {
-        self.timelines.insert(block, tree);
+    /// Keeps `tree` as the tree of timeline block `block` at `index` (a block a witness just
+    /// checked, or a leader just built), so that it is not folded again.
+    pub fn remember_timeline_tree(&self, index: u64, block: Hash, tree: Arc<TimelineTree>) {
+        self.timelines.insert(index, block, tree);
     }
+
+    /// Checkpoints every `interval`-th tree instead (tests use small intervals).
+    #[cfg(test)]
+    pub(super) fn set_timeline_checkpoint_interval(&self, interval: u64) {
+        self.timelines
+            .checkpoint_interval
+            .store(interval, Ordering::Relaxed);
+    }
+
+    fn timeline_block(&self, timeline: &Hash, at: u64) -> Result<SkipBlock, String> {
+        self.block_at(timeline, at)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("timeline block {at} is not stored here"))
+    }
+
+    /// The checkpointed tree of timeline block `block`, if one is stored and it matches the
+    /// block's commitment (one that does not is ignored, and replaced once folded again).
+    fn checkpoint(
+        &self,
+        timeline: &Hash,
+        block: &SkipBlock,
+    ) -> Result<Option<TimelineTree>, String> {
+        let index = block.index();
+        let Some(value) = self
+            .kv
+            .get(Column::Meta, &checkpoint_key(timeline, index))
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let Some((hash, entries)) = value.split_first_chunk::<32>() else {
+            return Ok(None);
+        };
+        if *hash != *block.hash().as_bytes() || entries.len() % ENTRY_LEN != 0 {
+            tracing::warn!(
+                index,
+                "ignoring a timeline checkpoint that does not match its block"
+            );
+            return Ok(None);
+        }
+        let entries = entries
+            .chunks_exact(ENTRY_LEN)
+            .map(|entry| {
+                let (chain_id, head) = entry.split_at(32);
+                TimelineEntry {
+                    chain_id: Hash(chain_id.try_into().unwrap_or_default()),
+                    head: Hash(head.try_into().unwrap_or_default()),
+                }
+            })
+            .collect();
+        let commit = decode_timeline(index, block)?.commit;
+        match TimelineTree::build(entries) {
+            Ok(tree) if tree.root() == commit.root && tree.len() as u64 == commit.chain_count => {
+                Ok(Some(tree))
+            }
+            _ => {
+                tracing::warn!(
+                    index,
+                    "ignoring a timeline checkpoint that does not match its block"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the checkpoint of the tree of block `index` when the index is a checkpoint's
+    /// and none is stored yet.
+    fn checkpoint_if_due(
+        &self,
+        timeline: &Hash,
+        index: u64,
+        block: &Hash,
+        tree: &TimelineTree,
+    ) -> Result<(), String> {
+        if index == 0 || !index.is_multiple_of(self.timelines.interval()) {
+            return Ok(());
+        }
+        let key = checkpoint_key(timeline, index);
+        let mut value = Vec::with_capacity(32 + tree.len() * ENTRY_LEN);
+        value.extend_from_slice(block.as_bytes());
+        for entry in tree.entries() {
+            value.extend_from_slice(entry.chain_id.as_bytes());
+            value.extend_from_slice(entry.head.as_bytes());
+        }
+        // Written again when absent or different (a checkpoint found not to match its block).
+        let stored = self.kv.get(Column::Meta, &key).map_err(|e| e.to_string())?;
+        if stored.as_deref() == Some(value.as_slice()) {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        batch.put(Column::Meta, key, value);
+        self.kv.write(batch).map_err(|e| e.to_string())
+    }
+}
+
+fn decode_timeline(at: u64, block: &SkipBlock) -> Result<TimelineBlock, String> {
+    TimelineBlock::from_bytes(block.payload())
+        .map_err(|e| format!("timeline block {at} is invalid: {e}"))
 }
 
 /// What the timeline rules ask of a witness's store.
@@ -129,5 +289,38 @@ impl HeadSource for Store {
             .block(block)?
             .filter(|block| block.chain_id() == *chain_id)
             .map(|block| block.index()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_of(chains: u8) -> Arc<TimelineTree> {
+        let entries = (0..chains)
+            .map(|chain| TimelineEntry {
+                chain_id: Hash([chain; 32]),
+                head: Hash([1; 32]),
+            })
+            .collect();
+        Arc::new(TimelineTree::build(entries).expect("tree"))
+    }
+
+    #[test]
+    fn an_old_tree_never_pushes_out_the_newest_ones() {
+        let trees = TimelineTrees::default();
+        for index in 100..100 + MAX_TREES as u64 {
+            trees.insert(index, Hash([index as u8; 32]), tree_of(2));
+        }
+        // A request for an old index is answered, but its tree is the first to go.
+        trees.insert(3, Hash([3; 32]), tree_of(2));
+        assert!(trees.get(&Hash([3; 32])).is_none());
+        for index in 100..100 + MAX_TREES as u64 {
+            assert!(trees.get(&Hash([index as u8; 32])).is_some(), "{index}");
+        }
+        // A newer tree replaces the lowest.
+        trees.insert(200, Hash([200; 32]), tree_of(2));
+        assert!(trees.get(&Hash([100; 32])).is_none());
+        assert!(trees.get(&Hash([200; 32])).is_some());
     }
 }

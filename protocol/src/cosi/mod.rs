@@ -14,6 +14,7 @@
 
 mod layout;
 mod mask;
+mod possessions;
 mod roster;
 mod round;
 mod signature;
@@ -24,6 +25,7 @@ pub use layout::{
     child_budget,
 };
 pub use mask::ParticipationMask;
+pub use possessions::MAX_REMEMBERED_POSSESSIONS;
 pub use roster::{MAX_ROSTER_SIZE, Roster, RosterMember};
 pub use round::{
     Aggregator, Challenge, Commitment, Contribution, ResponseShare, SigningNonces, commit,

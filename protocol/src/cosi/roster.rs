@@ -98,9 +98,7 @@ impl Roster {
                 reason: format!("key {} appears twice", pair[0]),
             });
         }
-        for member in &members {
-            member.key.verify_possession(&member.possession)?;
-        }
+        super::possessions::check(&members)?;
         let full_sum = members.iter().map(|member| member.key.point()).sum();
         let full_key = ed25519_dalek::VerifyingKey::from(full_sum);
         let hash = Hash::of(domain::ROSTER, &[&encode_roster(&members, threshold)]);
@@ -294,6 +292,37 @@ mod tests {
         assert!(Roster::new(members(&s), 5).is_err());
         assert!(Roster::new(members(&s), 3).is_ok());
         assert!(Roster::new(Vec::new(), 1).is_err());
+    }
+
+    #[test]
+    fn a_roster_seen_again_costs_no_verification_and_a_bad_proof_still_fails() {
+        use super::super::possessions::VERIFIED_HERE;
+        let verified = || VERIFIED_HERE.with(|count| count.get());
+        // Keys no other test uses: the memo is shared by the whole process.
+        let s: Vec<SecretKey> = (0..6u8)
+            .map(|i| SecretKey::from_seed(&[0xA0 + i; 32]))
+            .collect();
+        let roster = Roster::new(members(&s), 5).expect("roster");
+        let bytes = roster.to_bytes();
+        let before = verified();
+        let again = Roster::from_bytes(&bytes).expect("decodes");
+        assert_eq!(again.hash(), roster.hash());
+        assert_eq!(verified(), before, "every proof was verified before");
+        // Another threshold over the same members: still nothing to verify.
+        assert!(Roster::new(members(&s), 4).is_ok());
+        assert_eq!(verified(), before);
+        // A member's key with another member's proof is a new pair, verified, and refused.
+        let mut forged = members(&s);
+        forged[2].possession = forged[3].possession;
+        assert!(Roster::new(forged, 5).is_err());
+        assert_eq!(verified(), before + 1);
+        // One new member: one verification.
+        let mut grown = members(&s);
+        grown.push(RosterMember::from_secret(&SecretKey::from_seed(
+            &[0xAF; 32],
+        )));
+        assert!(Roster::new(grown, 5).is_ok());
+        assert_eq!(verified(), before + 2);
     }
 
     #[test]
