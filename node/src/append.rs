@@ -186,7 +186,10 @@ impl Appender {
                 .map_err(NodeError::Invalid)?;
             if let Some(release) = release_in(&parts.store, &block)? {
                 for artifact in release.manifest.artifacts() {
-                    if !parts.artifacts.has(&artifact.hash) {
+                    // Touched, so that the garbage collector keeps it while the round runs.
+                    if !parts.artifacts.has(&artifact.hash)
+                        || parts.artifacts.touch(&artifact.hash).is_err()
+                    {
                         return Err(NodeError::Invalid(format!(
                             "artifact {} ({}) is not stored on this node; upload it (PUT /artifacts) before publishing, so that the release can be served",
                             artifact.name, artifact.hash

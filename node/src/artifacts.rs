@@ -79,6 +79,8 @@ impl ArtifactStore {
         let (tree, root) = bao::encode::outboard(bytes);
         let hash = Hash(*root.as_bytes());
         if self.has(&hash) {
+            // Uploaded again: fresh for the garbage collector's grace period.
+            self.touch(&hash)?;
             return Ok(hash);
         }
         for (path, data) in [
@@ -96,6 +98,20 @@ impl ArtifactStore {
             let _ = dir.sync_all();
         }
         Ok(hash)
+    }
+
+    /// Marks a stored artifact as written now, so that the garbage collector keeps it for
+    /// another grace period (a release about to be published names it).
+    pub fn touch(&self, hash: &Hash) -> Result<(), ArtifactError> {
+        let now = SystemTime::now();
+        for path in [self.content_path(hash), self.tree_path(hash)] {
+            let file = File::options()
+                .append(true)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            file.set_modified(now).map_err(io_error(&path))?;
+        }
+        Ok(())
     }
 
     /// Whether the artifact is stored.
@@ -151,8 +167,10 @@ impl ArtifactStore {
 
 /// Files of the artifact directory not written since some time: artifacts (content or tree)
 /// and the temporary files of writes that never finished.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StaleFiles {
+    /// The time the files were not written since.
+    pub written_before: SystemTime,
     /// Artifacts whose content and tree were both last written before the time.
     pub artifacts: BTreeSet<Hash>,
     /// Temporary files of interrupted writes.
@@ -181,7 +199,11 @@ impl ArtifactStore {
     /// The files not written since `written_before`. Files that are neither artifacts nor
     /// temporary files of this store are not ours and are left alone.
     pub fn stale(&self, written_before: SystemTime) -> Result<StaleFiles, ArtifactError> {
-        let mut stale = StaleFiles::default();
+        let mut stale = StaleFiles {
+            written_before,
+            artifacts: BTreeSet::new(),
+            leftovers: Vec::new(),
+        };
         let mut fresh = HashSet::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io_error(&self.dir))? {
             let entry = entry.map_err(io_error(&self.dir))?;
@@ -243,6 +265,16 @@ impl ArtifactStore {
         let mut artifacts = 0;
         let mut leftovers = 0;
         for hash in stale.artifacts.iter().filter(|h| !referenced.contains(h)) {
+            // Touched since it was found stale (uploaded again, or named by a release being
+            // published): kept.
+            let fresh = |path: PathBuf| {
+                std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified >= stale.written_before)
+            };
+            if fresh(self.content_path(hash)) || fresh(self.tree_path(hash)) {
+                continue;
+            }
             // The content first: without it the artifact is not `has`, whatever happens next.
             let content = remove(&self.content_path(hash))?;
             let tree = remove(&self.tree_path(hash))?;
@@ -273,6 +305,7 @@ mod tests {
         let store = ArtifactStore::open(dir.path()).unwrap();
         let kept = store.put(b"named by a logged release").unwrap();
         let orphan = store.put(b"uploaded for a refused release").unwrap();
+        let republished = store.put(b"uploaded long before its release").unwrap();
         let leftover = dir.path().join(format!("{}.tmp-77", orphan.to_hex()));
         std::fs::write(&leftover, b"half").unwrap();
         let foreign = dir.path().join("README");
@@ -283,22 +316,33 @@ mod tests {
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
         assert!(store.stale(hour_ago).unwrap().is_empty());
 
-        let later = SystemTime::now() + Duration::from_secs(3600);
-        let stale = store.stale(later).unwrap();
-        assert_eq!(stale.artifacts, BTreeSet::from([kept, orphan]));
+        // Two hours later (every file aged by two hours).
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let file = File::options()
+                .append(true)
+                .open(entry.unwrap().path())
+                .unwrap();
+            file.set_modified(two_hours_ago).unwrap();
+        }
+        let stale = store.stale(hour_ago).unwrap();
+        assert_eq!(stale.artifacts, BTreeSet::from([kept, orphan, republished]));
         assert_eq!(stale.leftovers, vec![leftover.clone()]);
+        // Uploaded again (its release is being published) after the collector looked: kept.
+        store.put(b"uploaded long before its release").unwrap();
         let collected = store.collect(&stale, &referenced).unwrap();
         assert_eq!(collected.artifacts, 1);
         assert_eq!(collected.leftovers, 1);
         assert!(collected.bytes >= b"uploaded for a refused release".len() as u64 + 4);
         assert!(store.has(&kept));
+        assert!(store.has(&republished));
         assert!(!store.has(&orphan));
         assert!(!store.tree_path(&orphan).exists());
         assert!(!leftover.exists());
         assert!(foreign.exists(), "files that are not ours stay");
         // Collecting again finds nothing more.
         let again = store
-            .collect(&store.stale(later).unwrap(), &referenced)
+            .collect(&store.stale(hour_ago).unwrap(), &referenced)
             .unwrap();
         assert_eq!(again, Collected::default());
     }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::data_chain::DataBlock;
-use chainiac_protocol::encoding::{Decode, Encode};
+use chainiac_protocol::encoding::Decode;
 use chainiac_protocol::project::{
     ChainGenesis, check_policy_change, check_release, check_witnesses, policy_of_block,
 };
@@ -161,7 +161,12 @@ fn check_timeline(
     let tree = proposed
         .check_changes(chain_id, &previous_tree, store)
         .map_err(|e| refused(e.to_string()))?;
-    store.remember_timeline_tree(block.index(), block.hash(), std::sync::Arc::new(tree));
+    store.remember_timeline_tree(
+        *chain_id,
+        block.index(),
+        block.hash(),
+        std::sync::Arc::new(tree),
+    );
     Ok(())
 }
 
@@ -251,19 +256,21 @@ impl ProjectRules {
             chain_bytes: 0,
             creator_bytes: store.creator_bytes(&creator).map_err(|e| e.to_string())?,
         };
+        let cost = store.block_cost(genesis).map_err(|e| e.to_string())?;
         self.admission
-            .admit_block(Some(&creator), usage, genesis.to_bytes().len() as u64)
+            .admit_block(Some(&creator), usage, cost)
             .map_err(refused)
     }
 
     /// A proposed block of a stored chain: within the storage quotas of the chain and its
-    /// creator.
+    /// creator (counting, for a release, the artifacts every node will mirror).
     fn check_storage(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
         let (creator, usage) = store
             .storage_usage(&block.chain_id())
             .map_err(|e| e.to_string())?;
+        let cost = store.block_cost(block).map_err(|e| e.to_string())?;
         self.admission
-            .admit_block(creator.as_ref(), usage, block.to_bytes().len() as u64)
+            .admit_block(creator.as_ref(), usage, cost)
             .map_err(|reason| format!("block refused: {reason}"))
     }
 }

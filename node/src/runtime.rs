@@ -170,6 +170,12 @@ impl RunningNode {
         let (net, events, peer_id) =
             chainiac_net::spawn(keypair, &net_config, Some(metrics.network_registry()))?;
         let admission = Admission::from_config(&config.admission).map_err(StartError::Config)?;
+        store.limit_timeline_checkpoints({
+            let admission = admission.clone();
+            Arc::new(move |creator, usage, cost| {
+                admission.admit_block(creator, usage, cost).is_ok()
+            })
+        });
         let witness = Witness::new(
             identity.clone(),
             store.clone(),

@@ -19,6 +19,7 @@ use libp2p::PeerId;
 use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
+use crate::rules::policy_in_force;
 use crate::store::{StorageUsage, Store, StoreError};
 
 /// Why a sync from a peer stopped.
@@ -98,6 +99,29 @@ impl Syncer {
         let Some(declared) = ChainGenesis::of_payload(genesis.payload()) else {
             return refuse("its genesis declares no chain kind".into());
         };
+        // The creator is taken from the genesis's signatures, so they are checked first: a
+        // genesis naming someone else's key would otherwise spend (or escape) that key's quotas.
+        let roster = genesis.roster().hash();
+        if let Err(error) = declared.check(roster) {
+            return refuse(format!("its genesis does not verify: {error}"));
+        }
+        if let ChainGenesis::Release { policy_chain, .. } = &declared {
+            match policy_in_force(&self.store, policy_chain) {
+                Ok((policy, _)) => {
+                    if let Err(error) = declared.check_release_chain(&policy.policy, roster) {
+                        return refuse(format!(
+                            "its genesis is not signed by the roots of its policy: {error}"
+                        ));
+                    }
+                }
+                // Not marked as refused: the policy chain may arrive later.
+                Err(reason) => {
+                    return Err(StoreError::NotAdmitted(format!(
+                        "its policy chain {policy_chain} is not stored here yet ({reason})"
+                    )));
+                }
+            }
+        }
         let Some(creator) = declared.creator() else {
             return refuse("its genesis names no creator".into());
         };
@@ -106,7 +130,7 @@ impl Syncer {
             chain_bytes: 0,
             creator_bytes: self.store.creator_bytes(&creator)?,
         };
-        let len = genesis.to_bytes().len() as u64;
+        let len = self.store.block_cost(genesis)?;
         match self
             .admission
             .admit(&creator, created)
@@ -118,22 +142,16 @@ impl Syncer {
     }
 
     /// Whether this node keeps `block` of a stored chain: within the storage quotas of the
-    /// chain and its creator. A chain over its quota is not synced again (until a restart).
+    /// chain and its creator (for a release, counting the artifacts it would mirror). The
+    /// chain is not marked as refused: the block may be a forgery that never verifies, which
+    /// must not stop the chain's honest blocks.
     fn admit_block(&self, block: &SkipBlock) -> Result<(), StoreError> {
         let (creator, usage) = self.store.storage_usage(&block.chain_id())?;
-        let len = block.to_bytes().len() as u64;
+        let cost = self.store.block_cost(block)?;
         self.admission
-            .admit_block(creator.as_ref(), usage, len)
+            .admit_block(creator.as_ref(), usage, cost)
             .map_err(|reason| {
                 self.metrics.blocks_over_quota.inc();
-                let mut refused = self
-                    .not_admitted
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if refused.len() >= MAX_NOT_ADMITTED {
-                    refused.clear();
-                }
-                refused.insert(block.chain_id());
                 StoreError::NotAdmitted(reason)
             })
     }

@@ -434,8 +434,8 @@ fn client_catch_up(c: &mut Criterion) {
     group.finish();
 }
 
-/// Decoding a roster: every proof of possession verified (members never seen), against the
-/// same roster seen before (proofs remembered).
+/// Decoding a roster never seen (every key and proof of possession checked), against the same
+/// bytes decoded before (remembered by hash).
 fn roster_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("roster_decode");
     group.sample_size(10);
@@ -450,8 +450,8 @@ fn roster_decode(c: &mut Criterion) {
                     let members: Vec<RosterMember> = (0..n)
                         .map(|_| RosterMember::from_secret(&SecretKey::generate(&mut rng)))
                         .collect();
-                    // Encoded by hand: building the roster would check (and remember) the
-                    // proofs before the measurement.
+                    // Encoded by hand: building the roster would check the proofs before the
+                    // measurement.
                     let threshold = Roster::default_threshold(n) as u32;
                     let mut writer = Writer::new();
                     writer.u8(VERSION).u32(threshold).list(&members);

@@ -14,10 +14,11 @@ use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Challenge, ParticipationMask, Roster};
-use chainiac_protocol::data_chain::DataBlock;
+use chainiac_protocol::data_chain::{DataBlock, DataGenesis, Owners};
 use chainiac_protocol::encoding::Encode;
 use chainiac_protocol::keys::{KeySignature, SecretKey};
 use chainiac_protocol::policy::SignedPolicy;
+use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::{ChainParams, LinkRequest, SkipBlock};
 use chainiac_protocol::timeline::{Freshness, TimelineBlock};
 use chainiac_tests::{Cluster, DataChain, Mirror, Project, TestResult, now, wait_for};
@@ -712,14 +713,18 @@ async fn a_web_page_cannot_write_through_the_operators_api() -> TestResult {
 /// blocks to its chains on the honest roster, or gossips a chain of its own roster, until the
 /// honest nodes' disks are full. Stopped by: a block is cosigned and kept only while its chain
 /// (`admission.max_chain_mib`) and all its creator's chains (`admission.max_creator_mib`) stay
-/// within their storage quotas.
+/// within their storage quotas; and a genesis's creator counts only once its signatures verify
+/// (a genesis claiming another creator's key would spend, or escape, that key's quotas).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> TestResult {
     let mirror = Arc::new(Mirror::default());
-    let cluster = network(&mirror, |i, options| {
+    let listed = SecretKey::generate(&mut rand::rng()).public_key();
+    let listed_hex = listed.to_hex();
+    let cluster = network(&mirror, move |i, options| {
         if i != ATTACKER {
             options.config.admission.max_chain_mib = 1;
             options.config.admission.max_creator_mib = 2;
+            options.config.admission.creators = vec![listed_hex.clone()];
         }
     })
     .await?;
@@ -786,6 +791,51 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         assert_eq!(head(&cluster, i, &own.id)?, Some(3), "node {i}");
         let usage = core.store().storage_usage(&own.id)?.1;
         assert!(usage.chain_bytes <= 1 << 20, "node {i}: {usage:?}");
+    }
+
+    // A genesis that claims a listed creator's key (listed creators have no quota) is not kept:
+    // the creator counts only once the genesis's signatures verify.
+    let roster = cluster.roster(&[ATTACKER])?;
+    let mut forged = DataGenesis::sign(
+        Owners::new(vec![listed], 1)?,
+        b"not mine".to_vec(),
+        &roster.hash(),
+        &[&SecretKey::generate(&mut rand::rng())],
+    );
+    forged.signatures[0].signer = listed;
+    let genesis = SkipBlock::genesis(
+        ChainParams::new(2, 32)?,
+        roster.clone(),
+        ChainGenesis::Data(forged).to_bytes(),
+    )?;
+    let identity = cluster.identity(ATTACKER)?;
+    let certificate = LinkRequest::for_genesis(&genesis)?.sign_locally(
+        genesis.chain_id(),
+        &roster,
+        &[identity.secret()],
+        &mut rand::rng(),
+    )?;
+    let declined_before: Vec<u64> = HONEST
+        .iter()
+        .map(|&i| cluster.core(i).metrics().chains_not_admitted.get())
+        .collect();
+    attacker
+        .net()
+        .publish(
+            LinkedBlock {
+                block: genesis.clone(),
+                links: vec![certificate],
+            }
+            .to_bytes(),
+        )
+        .await?;
+    for (n, i) in HONEST.into_iter().enumerate() {
+        let core = cluster.core(i);
+        wait_for(&format!("node {i} declines the forged genesis"), || async {
+            core.metrics().chains_not_admitted.get() > declined_before[n]
+        })
+        .await?;
+        assert_eq!(head(&cluster, i, &genesis.chain_id())?, None, "node {i}");
     }
     Ok(())
 }

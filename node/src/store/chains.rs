@@ -113,12 +113,17 @@ pub(super) fn hash_from(what: &'static str, bytes: &[u8]) -> StoreResult<Hash> {
 impl Store {
     /// Opens (or creates) the RocksDB store at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        Ok(Self::with_backend(Arc::new(RocksBackend::open(path)?)))
+        let store = Self::with_backend(Arc::new(RocksBackend::open(path)?));
+        store.count_usage_once()?;
+        Ok(store)
     }
 
     /// An empty store in memory.
     pub fn in_memory() -> Self {
-        Self::with_backend(Arc::new(MemoryBackend::new()))
+        let store = Self::with_backend(Arc::new(MemoryBackend::new()));
+        // Nothing to count in an empty store: only the marker is written.
+        let _ = store.count_usage_once();
+        store
     }
 
     /// A store over any backend.
@@ -434,9 +439,8 @@ impl Store {
 
     fn put_block(&self, batch: &mut Batch, block: &SkipBlock) -> StoreResult<()> {
         let chain_id = block.chain_id();
-        let encoded = block.to_bytes();
-        self.count_block(batch, block, encoded.len() as u64)?;
-        batch.put(Column::Blocks, block.hash().0, encoded);
+        self.count_block(batch, block)?;
+        batch.put(Column::Blocks, block.hash().0, block.to_bytes());
         batch.put(
             Column::ChainIndex,
             index_key(&chain_id, block.index()),

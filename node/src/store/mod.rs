@@ -23,7 +23,7 @@ pub use chains::{ChainHead, Store};
 pub use digest::HeadsDigest;
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
-pub use timelines::TIMELINE_CHECKPOINT_INTERVAL;
+pub use timelines::{CheckpointBudget, TIMELINE_CHECKPOINT_INTERVAL};
 pub use usage::StorageUsage;
 
 /// Version of the on-disk layout, stored under `meta/schema_version`.

@@ -552,7 +552,7 @@ fn a_chain_is_stored_only_with_its_rosters_certificate_and_counted_by_creator() 
 }
 
 #[test]
-fn the_disk_of_each_chain_and_creator_is_counted_and_recounted_for_older_stores() {
+fn the_disk_of_each_chain_and_creator_is_counted_and_counted_once_for_older_stores() {
     use chainiac_protocol::data_chain::{DataGenesis, Owners};
     use chainiac_protocol::encoding::Encode;
     use chainiac_protocol::project::ChainGenesis;
@@ -598,7 +598,7 @@ fn the_disk_of_each_chain_and_creator_is_counted_and_recounted_for_older_stores(
     assert_eq!(usage.creator_bytes, total);
     assert!(usage.chain_bytes > 3000);
 
-    // A store written before the counters: they are recounted from the blocks.
+    // A store written before the counters: they are counted from the blocks, once.
     let counters = backend
         .scan_prefix(Column::Meta, b"c", usize::MAX)
         .expect("scan")
@@ -611,8 +611,20 @@ fn the_disk_of_each_chain_and_creator_is_counted_and_recounted_for_older_stores(
         batch.delete(Column::Meta, key);
     }
     backend.write(batch).expect("write");
+    assert_eq!(
+        store.storage_usage(&first.chain_id()).expect("usage").1,
+        StorageUsage::default()
+    );
+    store.count_usage_once().expect("count");
     let (_, recounted) = store.storage_usage(&first.chain_id()).expect("usage");
     assert_eq!(recounted, usage);
+    // Once: the marker is there now.
+    assert!(
+        backend
+            .get(Column::Meta, b"usage-counted")
+            .expect("get")
+            .is_some()
+    );
     // And counting goes on from there.
     let block = w.next(&store, &first.chain_id(), None, b"more");
     let links = w.links(&store, &block);
@@ -623,4 +635,58 @@ fn the_disk_of_each_chain_and_creator_is_counted_and_recounted_for_older_stores(
         usage.chain_bytes + block.to_bytes().len() as u64
     );
     assert_eq!(after.creator_bytes, total + block.to_bytes().len() as u64);
+}
+
+#[test]
+fn a_release_costs_its_block_and_the_artifacts_it_makes_every_node_mirror() {
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::project::ChainGenesis;
+    use chainiac_protocol::release::{
+        ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
+    };
+
+    let mut w = Witnesses::new(4);
+    let store = Store::in_memory();
+    let genesis = genesis(&w);
+    store
+        .create_chain(&genesis, &w.certificate(&genesis))
+        .expect("create");
+    let artifact = |name: &str, size: u64| ArtifactRef {
+        name: name.into(),
+        hash: Hash([size as u8; 32]),
+        size,
+    };
+    let release = Release {
+        manifest: ReleaseManifest {
+            project: "hello".into(),
+            version: "1.0.0".into(),
+            sequence: 1,
+            source: artifact("hello.tar", 3 << 20),
+            recipe: BuildRecipe {
+                script: "make".into(),
+                outputs: vec![("linux-x86_64".into(), "out/hello".into())],
+            },
+            binaries: vec![BinaryArtifact {
+                platform: "linux-x86_64".into(),
+                artifact: artifact("hello", 5 << 20),
+            }],
+            policy: Hash([1; 32]),
+            timestamp: 1,
+        },
+        signatures: Vec::new(),
+        attestations: Vec::new(),
+    };
+    let block = w.next(&store, &genesis.chain_id(), None, &release.to_bytes());
+    let encoded = block.to_bytes().len() as u64;
+    let release_chain = ChainGenesis::Release {
+        project: "hello".into(),
+        policy_chain: Hash([1; 32]),
+        signatures: Vec::new(),
+    };
+    assert_eq!(
+        super::usage::storage_cost(Some(&release_chain), &block),
+        encoded + (8 << 20)
+    );
+    // Any other chain: the block alone.
+    assert_eq!(super::usage::storage_cost(None, &block), encoded);
 }

@@ -5,16 +5,17 @@
 //! [`TIMELINE_CHECKPOINT_INTERVAL`]-th block on disk, so that any tree (an inclusion proof of
 //! an old index, the head's tree after a restart) is at most that many blocks of folding away.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Decode;
+use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_protocol::timeline::{HeadSource, TimelineBlock, TimelineEntry, TimelineTree};
 
-use super::{Batch, Column, Store, StoreError, StoreResult};
+use super::{Batch, Column, StorageUsage, Store, StoreError, StoreResult};
 
 /// Timeline blocks between two trees checkpointed on disk.
 pub const TIMELINE_CHECKPOINT_INTERVAL: u64 = 1024;
@@ -36,13 +37,26 @@ fn checkpoint_key(timeline: &Hash, index: u64) -> Vec<u8> {
     key
 }
 
-/// A cached tree: the index of its block, the block's hash, the tree.
-type CachedTree = (u64, Hash, Arc<TimelineTree>);
+/// A cached tree: its timeline, the index and hash of its block, the tree.
+type CachedTree = (Hash, u64, Hash, Arc<TimelineTree>);
 
-/// Timeline trees of recent blocks, and how often trees are checkpointed.
+/// Whether a checkpoint of `cost` bytes may be written for a timeline of `creator` that takes
+/// `usage` (the node's storage quotas; without one, every checkpoint is written).
+pub type CheckpointBudget =
+    Arc<dyn Fn(Option<&PublicKey>, StorageUsage, u64) -> bool + Send + Sync>;
+
+/// Most checkpoints remembered as written in this run (beyond, they are compared again).
+const MAX_CHECKPOINTED: usize = 4096;
+
+/// Timeline trees of recent blocks, how often trees are checkpointed, and what may be.
 pub(super) struct TimelineTrees {
     trees: Mutex<VecDeque<CachedTree>>,
     checkpoint_interval: AtomicU64,
+    /// Blocks whose checkpoint is known to be on disk.
+    checkpointed: Mutex<HashSet<Hash>>,
+    /// One fold at a time: concurrent requests for a tree wait and find it folded.
+    folding: Mutex<()>,
+    budget: Mutex<Option<CheckpointBudget>>,
 }
 
 impl Default for TimelineTrees {
@@ -50,6 +64,9 @@ impl Default for TimelineTrees {
         Self {
             trees: Mutex::default(),
             checkpoint_interval: AtomicU64::new(TIMELINE_CHECKPOINT_INTERVAL),
+            checkpointed: Mutex::default(),
+            folding: Mutex::default(),
+            budget: Mutex::default(),
         }
     }
 }
@@ -64,34 +81,51 @@ impl TimelineTrees {
         trees
             .iter()
             .rev()
-            .find(|(_, hash, _)| hash == block)
-            .map(|(_, _, tree)| tree.clone())
+            .find(|(_, _, hash, _)| hash == block)
+            .map(|(_, _, _, tree)| tree.clone())
     }
 
-    /// Keeps `tree`; when over the limits, the trees of the lowest indexes go first, so that a
-    /// request for an old index never pushes out the trees the witnesses are working on.
-    fn insert(&self, index: u64, block: Hash, tree: Arc<TimelineTree>) {
+    /// Keeps `tree`, forgetting the oldest trees when over the limits. A tree older than every
+    /// cached tree of its timeline is not kept when the cache is full, so that a request for an
+    /// old index never pushes out the trees the witnesses are working on.
+    fn insert(&self, timeline: Hash, index: u64, block: Hash, tree: Arc<TimelineTree>) {
         let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        if trees.iter().any(|(_, hash, _)| *hash == block) {
+        if trees.iter().any(|(_, _, hash, _)| *hash == block) {
             return;
         }
-        trees.push_back((index, block, tree));
+        let full = trees.len() >= MAX_TREES;
+        let older_than_its_timeline = trees
+            .iter()
+            .filter(|(cached, ..)| *cached == timeline)
+            .all(|(_, cached_index, ..)| *cached_index > index);
+        if full && older_than_its_timeline && trees.iter().any(|(t, ..)| *t == timeline) {
+            return;
+        }
+        trees.push_back((timeline, index, block, tree));
         while trees.len() > 1
             && (trees.len() > MAX_TREES
-                || trees.iter().map(|(_, _, t)| t.len()).sum::<usize>() > MAX_CACHED_ENTRIES)
+                || trees.iter().map(|(.., t)| t.len()).sum::<usize>() > MAX_CACHED_ENTRIES)
         {
-            let lowest = trees
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (index, _, _))| *index)
-                .map(|(position, _)| position);
-            match lowest {
-                Some(position) => {
-                    trees.remove(position);
-                }
-                None => break,
-            }
+            trees.pop_front();
         }
+    }
+
+    fn is_checkpointed(&self, block: &Hash) -> bool {
+        self.checkpointed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(block)
+    }
+
+    fn mark_checkpointed(&self, block: Hash) {
+        let mut checkpointed = self
+            .checkpointed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if checkpointed.len() >= MAX_CHECKPOINTED {
+            checkpointed.clear();
+        }
+        checkpointed.insert(block);
     }
 }
 
@@ -110,37 +144,52 @@ impl Store {
             self.checkpoint_if_due(timeline, index, &target, &tree)?;
             return Ok(tree);
         }
+        let _folding = self
+            .timelines
+            .folding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another request may have folded it meanwhile.
+        if let Some(tree) = self.timelines.get(&target) {
+            return Ok(tree);
+        }
         let interval = self.timelines.interval();
         if index.is_multiple_of(interval)
             && let Some(tree) = self.checkpoint(timeline, &target_block)?
         {
             let tree = Arc::new(tree);
-            self.timelines.insert(index, target, tree.clone());
+            self.timelines.mark_checkpointed(target);
+            self.timelines
+                .insert(*timeline, index, target, tree.clone());
             return Ok(tree);
         }
-        // Walk back to the newest block whose tree is in memory or checkpointed, keeping the
-        // blocks after it (newest first), so that each block is read once.
-        let mut unfolded = vec![(index, decode_timeline(index, &target_block)?)];
-        let mut base = Arc::new(TimelineTree::empty());
+        // Walk back to the newest block whose tree is in memory or checkpointed.
+        let mut base = (0, Arc::new(TimelineTree::empty()));
         for earlier in (1..index).rev() {
             let block = self.timeline_block(timeline, earlier)?;
             if let Some(tree) = self.timelines.get(&block.hash()) {
-                base = tree;
+                base = (earlier, tree);
                 break;
             }
             if earlier.is_multiple_of(interval)
                 && let Some(tree) = self.checkpoint(timeline, &block)?
             {
-                base = Arc::new(tree);
+                base = (earlier, Arc::new(tree));
                 break;
             }
-            unfolded.push((earlier, decode_timeline(earlier, &block)?));
         }
-        // Fold forward, one segment per checkpoint passed; within a segment later changes
+        // Fold forward, reading each block again (so that memory holds one segment's changes,
+        // not every block), one segment per checkpoint passed; within a segment later changes
         // override earlier ones and the tree is built once.
+        let (base_index, mut folded) = base;
         let mut changes: BTreeMap<Hash, Hash> = BTreeMap::new();
-        let mut folded = base;
-        for (at, decoded) in unfolded.into_iter().rev() {
+        for at in base_index + 1..=index {
+            let block = if at == index {
+                target_block.clone()
+            } else {
+                self.timeline_block(timeline, at)?
+            };
+            let decoded = decode_timeline(at, &block)?;
             for change in &decoded.changes {
                 changes.insert(change.chain_id, change.head);
             }
@@ -162,19 +211,32 @@ impl Store {
                 ));
             }
             folded = Arc::new(tree);
-            if at.is_multiple_of(interval) {
-                let hash = self.timeline_block(timeline, at)?.hash();
-                self.checkpoint_if_due(timeline, at, &hash, &folded)?;
-            }
+            self.checkpoint_if_due(timeline, at, &block.hash(), &folded)?;
         }
-        self.timelines.insert(index, target, folded.clone());
+        self.timelines
+            .insert(*timeline, index, target, folded.clone());
         Ok(folded)
+    }
+
+    /// Limits the checkpoints written to what `budget` admits (the node's storage quotas).
+    pub fn limit_timeline_checkpoints(&self, budget: CheckpointBudget) {
+        *self
+            .timelines
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(budget);
     }
 
     /// Keeps `tree` as the tree of timeline block `block` at `index` (a block a witness just
     /// checked, or a leader just built), so that it is not folded again.
-    pub fn remember_timeline_tree(&self, index: u64, block: Hash, tree: Arc<TimelineTree>) {
-        self.timelines.insert(index, block, tree);
+    pub fn remember_timeline_tree(
+        &self,
+        timeline: Hash,
+        index: u64,
+        block: Hash,
+        tree: Arc<TimelineTree>,
+    ) {
+        self.timelines.insert(timeline, index, block, tree);
     }
 
     /// Checkpoints every `interval`-th tree instead (tests use small intervals).
@@ -209,11 +271,19 @@ impl Store {
         let Some((hash, entries)) = value.split_first_chunk::<32>() else {
             return Ok(None);
         };
-        if *hash != *block.hash().as_bytes() || entries.len() % ENTRY_LEN != 0 {
+        let mismatch = || {
+            self.timelines
+                .checkpointed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&block.hash());
             tracing::warn!(
                 index,
                 "ignoring a timeline checkpoint that does not match its block"
             );
+        };
+        if *hash != *block.hash().as_bytes() || entries.len() % ENTRY_LEN != 0 {
+            mismatch();
             return Ok(None);
         }
         let entries = entries
@@ -232,17 +302,15 @@ impl Store {
                 Ok(Some(tree))
             }
             _ => {
-                tracing::warn!(
-                    index,
-                    "ignoring a timeline checkpoint that does not match its block"
-                );
+                mismatch();
                 Ok(None)
             }
         }
     }
 
-    /// Writes the checkpoint of the tree of block `index` when the index is a checkpoint's
-    /// and none is stored yet.
+    /// Writes the checkpoint of the tree of block `index` when the index is a checkpoint's,
+    /// none is stored yet, and the timeline's storage quotas admit it; its bytes count as the
+    /// timeline's.
     fn checkpoint_if_due(
         &self,
         timeline: &Hash,
@@ -250,7 +318,10 @@ impl Store {
         block: &Hash,
         tree: &TimelineTree,
     ) -> Result<(), String> {
-        if index == 0 || !index.is_multiple_of(self.timelines.interval()) {
+        if index == 0
+            || !index.is_multiple_of(self.timelines.interval())
+            || self.timelines.is_checkpointed(block)
+        {
             return Ok(());
         }
         let key = checkpoint_key(timeline, index);
@@ -260,14 +331,34 @@ impl Store {
             value.extend_from_slice(entry.chain_id.as_bytes());
             value.extend_from_slice(entry.head.as_bytes());
         }
-        // Written again when absent or different (a checkpoint found not to match its block).
+        let _guard = self.lock();
+        // Written again only when absent or different (one found not to match its block).
         let stored = self.kv.get(Column::Meta, &key).map_err(|e| e.to_string())?;
         if stored.as_deref() == Some(value.as_slice()) {
+            self.timelines.mark_checkpointed(*block);
+            return Ok(());
+        }
+        let cost = value.len() as u64;
+        let (creator, usage) = self.storage_usage(timeline).map_err(|e| e.to_string())?;
+        let budget = self
+            .timelines
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if budget.is_some_and(|admits| !admits(creator.as_ref(), usage, cost)) {
+            tracing::debug!(%timeline, index, "timeline checkpoint not written: over the storage quota");
             return Ok(());
         }
         let mut batch = Batch::new();
+        if stored.is_none() {
+            self.charge(&mut batch, timeline, creator.as_ref(), cost)
+                .map_err(|e| e.to_string())?;
+        }
         batch.put(Column::Meta, key, value);
-        self.kv.write(batch).map_err(|e| e.to_string())
+        self.kv.write(batch).map_err(|e| e.to_string())?;
+        self.timelines.mark_checkpointed(*block);
+        Ok(())
     }
 }
 
@@ -309,17 +400,18 @@ mod tests {
     #[test]
     fn an_old_tree_never_pushes_out_the_newest_ones() {
         let trees = TimelineTrees::default();
+        let timeline = Hash([0xee; 32]);
         for index in 100..100 + MAX_TREES as u64 {
-            trees.insert(index, Hash([index as u8; 32]), tree_of(2));
+            trees.insert(timeline, index, Hash([index as u8; 32]), tree_of(2));
         }
         // A request for an old index is answered, but its tree is the first to go.
-        trees.insert(3, Hash([3; 32]), tree_of(2));
+        trees.insert(timeline, 3, Hash([3; 32]), tree_of(2));
         assert!(trees.get(&Hash([3; 32])).is_none());
         for index in 100..100 + MAX_TREES as u64 {
             assert!(trees.get(&Hash([index as u8; 32])).is_some(), "{index}");
         }
         // A newer tree replaces the lowest.
-        trees.insert(200, Hash([200; 32]), tree_of(2));
+        trees.insert(timeline, 200, Hash([200; 32]), tree_of(2));
         assert!(trees.get(&Hash([100; 32])).is_none());
         assert!(trees.get(&Hash([200; 32])).is_some());
     }

@@ -12,20 +12,20 @@
 //! Two nonces combined with a binding factor over all commitments (as in MuSig2) keep
 //! concurrent sessions safe; proofs of possession on every roster key keep key summation safe.
 
+mod decoded_rosters;
 mod layout;
 mod mask;
-mod possessions;
 mod roster;
 mod round;
 mod signature;
 mod tree;
 
+pub use decoded_rosters::MAX_REMEMBERED_MEMBERS;
 pub use layout::{
     MAX_TREE_BRANCHING, MAX_TREE_DEPTH, RoundTree, TreeLayout, blame_for_incomplete_subtree,
     child_budget,
 };
 pub use mask::ParticipationMask;
-pub use possessions::MAX_REMEMBERED_POSSESSIONS;
 pub use roster::{MAX_ROSTER_SIZE, Roster, RosterMember};
 pub use round::{
     Aggregator, Challenge, Commitment, Contribution, ResponseShare, SigningNonces, commit,

@@ -98,7 +98,9 @@ impl Roster {
                 reason: format!("key {} appears twice", pair[0]),
             });
         }
-        super::possessions::check(&members)?;
+        for member in &members {
+            member.key.verify_possession(&member.possession)?;
+        }
         let full_sum = members.iter().map(|member| member.key.point()).sum();
         let full_key = ed25519_dalek::VerifyingKey::from(full_sum);
         let hash = Hash::of(domain::ROSTER, &[&encode_roster(&members, threshold)]);
@@ -255,12 +257,32 @@ impl Encode for Roster {
     }
 }
 
+/// Bytes of one encoded member: its key and its proof of possession.
+const MEMBER_LEN: usize = 32 + 64;
+
 impl Decode for Roster {
+    /// A roster decoded before (the same bytes) comes from memory; others are checked in full.
     fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
         reader.version("roster")?;
         let threshold = reader.u32("roster threshold")?;
-        let members = reader.list(MAX_ROSTER_SIZE, "roster members")?;
-        Self::new(members, threshold)
+        let count = reader.count(MAX_ROSTER_SIZE, "roster members")?;
+        let encoded_members = reader.take(count * MEMBER_LEN, "roster members")?;
+        let mut header = Writer::new();
+        header
+            .u8(crate::encoding::VERSION)
+            .u32(threshold)
+            .count(count);
+        let hash = Hash::of(domain::ROSTER, &[&header.finish(), encoded_members]);
+        if let Some(roster) = super::decoded_rosters::get(&hash) {
+            return Ok(roster);
+        }
+        let mut members_reader = Reader::new(encoded_members);
+        let members = (0..count)
+            .map(|_| RosterMember::decode_from(&mut members_reader))
+            .collect::<Result<Vec<_>>>()?;
+        let roster = Self::new(members, threshold)?;
+        super::decoded_rosters::remember(&roster);
+        Ok(roster)
     }
 }
 
@@ -295,34 +317,30 @@ mod tests {
     }
 
     #[test]
-    fn a_roster_seen_again_costs_no_verification_and_a_bad_proof_still_fails() {
-        use super::super::possessions::VERIFIED_HERE;
-        let verified = || VERIFIED_HERE.with(|count| count.get());
-        // Keys no other test uses: the memo is shared by the whole process.
-        let s: Vec<SecretKey> = (0..6u8)
-            .map(|i| SecretKey::from_seed(&[0xA0 + i; 32]))
-            .collect();
-        let roster = Roster::new(members(&s), 5).expect("roster");
+    fn a_roster_decoded_again_comes_from_memory_and_other_bytes_are_checked() {
+        let s = secrets(5);
+        let roster = Roster::new(members(&s), 4).expect("roster");
         let bytes = roster.to_bytes();
-        let before = verified();
+        let first = Roster::from_bytes(&bytes).expect("decodes");
         let again = Roster::from_bytes(&bytes).expect("decodes");
+        assert!(Arc::ptr_eq(&first.inner, &again.inner), "decoded once");
         assert_eq!(again.hash(), roster.hash());
-        assert_eq!(verified(), before, "every proof was verified before");
-        // Another threshold over the same members: still nothing to verify.
-        assert!(Roster::new(members(&s), 4).is_ok());
-        assert_eq!(verified(), before);
-        // A member's key with another member's proof is a new pair, verified, and refused.
-        let mut forged = members(&s);
-        forged[2].possession = forged[3].possession;
-        assert!(Roster::new(forged, 5).is_err());
-        assert_eq!(verified(), before + 1);
-        // One new member: one verification.
-        let mut grown = members(&s);
-        grown.push(RosterMember::from_secret(&SecretKey::from_seed(
-            &[0xAF; 32],
-        )));
-        assert!(Roster::new(grown, 5).is_ok());
-        assert_eq!(verified(), before + 2);
+        assert_eq!(again.to_bytes(), bytes);
+        // Another threshold over the same members is another roster.
+        let other = Roster::new(members(&s), 5).expect("roster").to_bytes();
+        let decoded = Roster::from_bytes(&other).expect("decodes");
+        assert_eq!(decoded.threshold(), 5);
+        // A member's key with another member's proof: other bytes, checked, refused.
+        let mut forged = bytes.clone();
+        let proof = |i: usize| 9 + i * MEMBER_LEN + 32;
+        let third: Vec<u8> = forged[proof(3)..proof(3) + 64].to_vec();
+        forged[proof(2)..proof(2) + 64].copy_from_slice(&third);
+        assert!(Roster::from_bytes(&forged).is_err());
+        // Truncated or padded encodings still fail or leave bytes, as without the memo.
+        assert!(Roster::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut padded = bytes;
+        padded.push(0);
+        assert!(Roster::from_bytes(&padded).is_err());
     }
 
     #[test]
