@@ -297,8 +297,14 @@ async fn free_chain_creation_needs_the_rosters_admission() -> TestResult {
     refused_by_all(&propose(&cluster, &raw).await?, "declare a chain kind")?;
 
     // Open mode: the attacker's key creates two chains on the honest roster, not a third.
-    create(attacker.clone(), honest.clone()).await?;
-    create(attacker.clone(), honest.clone()).await?;
+    // (A witness counts the chains it stores: the third is proposed once the first two are
+    // everywhere.)
+    for _ in 0..2 {
+        let chain = create(attacker.clone(), honest.clone()).await?;
+        for i in HONEST {
+            cluster.wait_head(i, &chain.id, 0).await?;
+        }
+    }
     let third = create(attacker.clone(), honest.clone()).await;
     let refusal = third.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(refusal.contains("quota"), "{refusal}");
@@ -745,6 +751,10 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         for _ in 0..3 {
             chain.append(&attacker, &big).await?;
         }
+        // Witnesses count what they store: every one holds the three blocks before the fourth.
+        for i in HONEST {
+            cluster.wait_head(i, &chain.id, 3).await?;
+        }
         let refusal = chain
             .append(&attacker, &big)
             .await
@@ -762,6 +772,9 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         ChainParams::new(2, 32)?,
     )
     .await?;
+    for i in HONEST {
+        cluster.wait_head(i, &third.id, 0).await?;
+    }
     let refusal = third
         .append(&attacker, &big)
         .await

@@ -426,7 +426,7 @@ impl Store {
             trusted.roster().hash().0,
             trusted.roster().to_bytes(),
         );
-        self.put_block(&mut batch, genesis)?;
+        self.put_block(&mut batch, genesis, certificate.to_bytes().len() as u64)?;
         self.kv.write(batch)?;
         let head = ChainHead {
             chain_id,
@@ -437,9 +437,11 @@ impl Store {
         Ok(head)
     }
 
-    fn put_block(&self, batch: &mut Batch, block: &SkipBlock) -> StoreResult<()> {
+    /// Adds `block` to `batch`, counting its cost and `links_len` bytes of links stored with
+    /// it against its chain and creator.
+    fn put_block(&self, batch: &mut Batch, block: &SkipBlock, links_len: u64) -> StoreResult<()> {
         let chain_id = block.chain_id();
-        self.count_block(batch, block)?;
+        self.count_block(batch, block, links_len)?;
         batch.put(Column::Blocks, block.hash().0, block.to_bytes());
         batch.put(
             Column::ChainIndex,
@@ -507,20 +509,23 @@ impl Store {
         let _guard = self.lock();
         let requests = self.link_requests(block)?;
         let mut batch = Batch::new();
+        let mut links_len = 0u64;
         for (request, link) in
             LinkRequest::for_append(&requests, links, block.index().saturating_sub(1))?
         {
             self.check_link(&block.chain_id(), request, link)?;
+            let encoded = link.to_bytes();
+            links_len += encoded.len() as u64;
             batch.put(
                 Column::ForwardLinks,
                 link_key(&link.from, link.level),
-                checksummed(&link.to_bytes()),
+                checksummed(&encoded),
             );
         }
         if let BlockRoster::Full(roster) = block.roster() {
             batch.put(Column::Rosters, roster.hash().0, roster.to_bytes());
         }
-        self.put_block(&mut batch, block)?;
+        self.put_block(&mut batch, block, links_len)?;
         if durable {
             self.kv.write(batch)?;
         } else {
@@ -568,10 +573,21 @@ impl Store {
         let request = LinkRequest::matching(&requests, link)?;
         self.check_link(&target.chain_id(), request, link)?;
         let mut batch = Batch::new();
+        let encoded = link.to_bytes();
+        let chain_id = target.chain_id();
+        let creator = self
+            .chain_genesis(&chain_id)?
+            .and_then(|genesis| genesis.creator());
+        self.charge(
+            &mut batch,
+            &chain_id,
+            creator.as_ref(),
+            encoded.len() as u64,
+        )?;
         batch.put(
             Column::ForwardLinks,
             link_key(&link.from, link.level),
-            checksummed(&link.to_bytes()),
+            checksummed(&encoded),
         );
         self.kv.write(batch)
     }

@@ -582,11 +582,14 @@ fn the_disk_of_each_chain_and_creator_is_counted_and_counted_once_for_older_stor
     for genesis in [&first, &second] {
         let certificate = w.certificate(genesis);
         store.create_chain(genesis, &certificate).expect("create");
-        let mut bytes = genesis.to_bytes().len() as u64;
+        let links_len = |links: &[ForwardLink]| -> u64 {
+            links.iter().map(|l| l.to_bytes().len() as u64).sum()
+        };
+        let mut bytes = (genesis.to_bytes().len() + certificate.to_bytes().len()) as u64;
         for _ in 0..3 {
             let block = w.next(&store, &genesis.chain_id(), None, &[7; 1000]);
-            bytes += block.to_bytes().len() as u64;
             let links = w.links(&store, &block);
+            bytes += block.to_bytes().len() as u64 + links_len(&links);
             store.append(&block, &links).expect("append");
         }
         sizes.insert(genesis.chain_id(), bytes);
@@ -630,11 +633,10 @@ fn the_disk_of_each_chain_and_creator_is_counted_and_counted_once_for_older_stor
     let links = w.links(&store, &block);
     store.append(&block, &links).expect("append");
     let (_, after) = store.storage_usage(&first.chain_id()).expect("usage");
-    assert_eq!(
-        after.chain_bytes,
-        usage.chain_bytes + block.to_bytes().len() as u64
-    );
-    assert_eq!(after.creator_bytes, total + block.to_bytes().len() as u64);
+    let cost: u64 = block.to_bytes().len() as u64
+        + links.iter().map(|l| l.to_bytes().len() as u64).sum::<u64>();
+    assert_eq!(after.chain_bytes, usage.chain_bytes + cost);
+    assert_eq!(after.creator_bytes, total + cost);
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! storage quotas of admission (docs/operator.md). Counters live in the meta column:
 //! `chain-bytes/ ‖ chain id` and `creator-bytes/ ‖ creator key`, u64 little-endian.
 //!
-//! What a block costs is its encoding, plus, for a release, the sizes of the artifacts it
-//! names (every node mirrors them), plus the timeline checkpoints written for a timeline. A store
+//! What a block costs is its encoding and its forward links, plus, for a release, the sizes of
+//! the artifacts it names (every node mirrors them), plus the timeline checkpoints written for a
+//! timeline. A store
 //! written before the counters existed is counted once when it is opened.
 
 use chainiac_protocol::Hash;
@@ -141,8 +142,14 @@ impl Store {
         Ok(())
     }
 
-    /// Adds the counter updates for storing `block` to `batch`.
-    pub(super) fn count_block(&self, batch: &mut Batch, block: &SkipBlock) -> StoreResult<()> {
+    /// Adds the counter updates for storing `block` and `links_len` bytes of its links to
+    /// `batch`.
+    pub(super) fn count_block(
+        &self,
+        batch: &mut Batch,
+        block: &SkipBlock,
+        links_len: u64,
+    ) -> StoreResult<()> {
         let chain_id = block.chain_id();
         let genesis = if block.index() == 0 {
             ChainGenesis::of_payload(block.payload())
@@ -155,7 +162,12 @@ impl Store {
         } else {
             storage_cost(genesis.as_ref(), block)
         };
-        self.charge(batch, &chain_id, creator.as_ref(), cost)
+        self.charge(
+            batch,
+            &chain_id,
+            creator.as_ref(),
+            cost.saturating_add(links_len),
+        )
     }
 
     /// Counts every chain of a store written before the counters existed (once: a marker
@@ -178,9 +190,16 @@ impl Store {
             let genesis = self.chain_genesis(&head.chain_id)?;
             let mut bytes = 0u64;
             for index in 0..=head.index {
-                if let Some(block) = self.block_at(&head.chain_id, index)? {
+                if let Some(linked) = self.linked_block(&head.chain_id, index)? {
                     let declared = if index == 0 { None } else { genesis.as_ref() };
-                    bytes = bytes.saturating_add(storage_cost(declared, &block));
+                    let links: u64 = linked
+                        .links
+                        .iter()
+                        .map(|link| link.to_bytes().len() as u64)
+                        .sum();
+                    bytes = bytes
+                        .saturating_add(storage_cost(declared, &linked.block))
+                        .saturating_add(links);
                 }
             }
             batch.put(
