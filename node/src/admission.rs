@@ -7,7 +7,12 @@
 use chainiac_protocol::keys::PublicKey;
 
 use crate::config::{AdmissionConfig, AdmissionMode};
-use crate::store::StorageUsage;
+use chainiac_protocol::encoding::Decode;
+use chainiac_protocol::project::ChainGenesis;
+use chainiac_protocol::skipchain::SkipBlock;
+use chainiac_protocol::timeline::TimelineBlock;
+
+use crate::store::{StorageUsage, Store};
 
 /// The admission policy in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +22,7 @@ pub struct Admission {
     creators: Vec<PublicKey>,
     max_chain_bytes: u64,
     max_creator_bytes: u64,
+    max_timeline_chains: u64,
 }
 
 fn mib(bytes: u64) -> String {
@@ -31,6 +37,7 @@ impl Default for Admission {
             creators: Vec::new(),
             max_chain_bytes: AdmissionConfig::default().max_chain_mib << 20,
             max_creator_bytes: AdmissionConfig::default().max_creator_mib << 20,
+            max_timeline_chains: AdmissionConfig::default().max_timeline_chains,
         }
     }
 }
@@ -53,7 +60,51 @@ impl Admission {
             creators,
             max_chain_bytes: config.max_chain_mib.saturating_mul(1 << 20),
             max_creator_bytes: config.max_creator_mib.saturating_mul(1 << 20),
+            max_timeline_chains: config.max_timeline_chains,
         })
+    }
+
+    /// Whether this node cosigns or keeps `block` of a chain it stores: within the storage
+    /// quotas of the chain and its creator, and, for a timeline, within the size of tree this
+    /// node builds for an unlisted creator.
+    pub fn admit_stored_block(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
+        let (creator, usage) = store
+            .storage_usage(&block.chain_id())
+            .map_err(|e| e.to_string())?;
+        let cost = store.block_cost(block).map_err(|e| e.to_string())?;
+        self.admit_block(creator.as_ref(), usage, cost)?;
+        let timeline = matches!(
+            store
+                .chain_genesis(&block.chain_id())
+                .map_err(|e| e.to_string())?,
+            Some(ChainGenesis::Timeline { .. })
+        );
+        if timeline && block.index() > 0 {
+            // An undecodable payload is the timeline rules' to refuse.
+            if let Ok(proposed) = TimelineBlock::from_bytes(block.payload()) {
+                self.admit_timeline_tree(creator.as_ref(), proposed.commit.chain_count)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node builds the tree of a timeline of `creator` recording `chain_count`
+    /// chains (what every witness check and inclusion proof of the timeline needs in memory:
+    /// about 100 bytes per chain).
+    pub fn admit_timeline_tree(
+        &self,
+        creator: Option<&PublicKey>,
+        chain_count: u64,
+    ) -> Result<(), String> {
+        if creator.is_some_and(|creator| self.creators.contains(creator))
+            || chain_count <= self.max_timeline_chains
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the timeline records {chain_count} chains, more than the {} this node keeps a tree of for a creator it does not list (admission.max_timeline_chains); its operator can raise it or list the creator in admission.creators",
+            self.max_timeline_chains
+        ))
     }
 
     /// Whether a block of `block_len` bytes may be added to a chain of `creator` (`None`: a
@@ -187,6 +238,30 @@ mod tests {
                 .is_ok()
         );
         assert!(admission.admit_block(None, usage(2 * mib, 0), 1).is_err());
+    }
+
+    #[test]
+    fn timeline_trees_are_built_up_to_a_size_for_unlisted_creators() {
+        let admission = Admission::from_config(&AdmissionConfig {
+            creators: vec![key(1).to_hex()],
+            max_timeline_chains: 10,
+            ..AdmissionConfig::default()
+        })
+        .expect("valid");
+        assert!(admission.admit_timeline_tree(Some(&key(2)), 10).is_ok());
+        let refused = admission
+            .admit_timeline_tree(Some(&key(2)), 11)
+            .unwrap_err();
+        assert!(
+            refused.contains("admission.max_timeline_chains"),
+            "{refused}"
+        );
+        assert!(admission.admit_timeline_tree(None, 11).is_err());
+        assert!(
+            admission
+                .admit_timeline_tree(Some(&key(1)), 1 << 30)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -263,14 +263,11 @@ impl ProjectRules {
     }
 
     /// A proposed block of a stored chain: within the storage quotas of the chain and its
-    /// creator (counting, for a release, the artifacts every node will mirror).
+    /// creator (counting, for a release, the artifacts every node will mirror), and for a
+    /// timeline within the tree size kept for its creator.
     fn check_storage(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
-        let (creator, usage) = store
-            .storage_usage(&block.chain_id())
-            .map_err(|e| e.to_string())?;
-        let cost = store.block_cost(block).map_err(|e| e.to_string())?;
         self.admission
-            .admit_block(creator.as_ref(), usage, cost)
+            .admit_stored_block(store, block)
             .map_err(|reason| format!("block refused: {reason}"))
     }
 }

@@ -19,6 +19,7 @@ use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::ReleaseManifest;
 use chainiac_protocol::skipchain::SkipBlock;
+use chainiac_protocol::timeline::TimelineBlock;
 use libp2p::PeerId;
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
@@ -476,6 +477,21 @@ impl Dispatcher {
         if index == 0 {
             return Err("the timeline genesis lists no chain".into());
         }
+        // The tree is built in memory: only up to the size this node keeps for the creator.
+        let block = store
+            .block_at(timeline, index)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("timeline block {index} is not stored here"))?;
+        let declared = TimelineBlock::from_bytes(block.payload())
+            .map_err(|e| format!("timeline block {index} is invalid: {e}"))?;
+        let creator = store
+            .chain_genesis(timeline)
+            .map_err(|e| e.to_string())?
+            .and_then(|genesis| genesis.creator());
+        self.parts
+            .syncer
+            .admission()
+            .admit_timeline_tree(creator.as_ref(), declared.commit.chain_count)?;
         let (entry, proof) = store
             .timeline_tree(timeline, index)?
             .prove(chain_id)

@@ -142,18 +142,22 @@ impl Syncer {
     }
 
     /// Whether this node keeps `block` of a stored chain: within the storage quotas of the
-    /// chain and its creator (for a release, counting the artifacts it would mirror). The
+    /// chain and its creator (for a release, counting the artifacts it would mirror; for a
+    /// timeline, within the tree size kept for its creator). The
     /// chain is not marked as refused: the block may be a forgery that never verifies, which
     /// must not stop the chain's honest blocks.
     fn admit_block(&self, block: &SkipBlock) -> Result<(), StoreError> {
-        let (creator, usage) = self.store.storage_usage(&block.chain_id())?;
-        let cost = self.store.block_cost(block)?;
         self.admission
-            .admit_block(creator.as_ref(), usage, cost)
+            .admit_stored_block(&self.store, block)
             .map_err(|reason| {
                 self.metrics.blocks_over_quota.inc();
                 StoreError::NotAdmitted(reason)
             })
+    }
+
+    /// The admission policy the node keeps chains by.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Validates and stores a block received from a peer. Returns whether it was new. If not

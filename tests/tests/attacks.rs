@@ -15,7 +15,7 @@ use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::{Challenge, ParticipationMask, Roster};
 use chainiac_protocol::data_chain::{DataBlock, DataGenesis, Owners};
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::{KeySignature, SecretKey};
 use chainiac_protocol::policy::SignedPolicy;
 use chainiac_protocol::project::ChainGenesis;
@@ -730,6 +730,7 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         if i != ATTACKER {
             options.config.admission.max_chain_mib = 1;
             options.config.admission.max_creator_mib = 2;
+            options.config.admission.max_timeline_chains = 2;
             options.config.admission.creators = vec![listed_hex.clone()];
         }
     })
@@ -849,6 +850,35 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         })
         .await?;
         assert_eq!(head(&cluster, i, &genesis.chain_id())?, None, "node {i}");
+    }
+
+    // A timeline of the attacker's own roster recording more chains than the honest nodes
+    // build a tree of for an unlisted creator (its tree is held in memory to witness it and
+    // prove inclusion in it): its genesis is kept, its first block is not.
+    let over_before: Vec<u64> = HONEST
+        .iter()
+        .map(|&i| cluster.core(i).metrics().blocks_over_quota.get())
+        .collect();
+    let timeline = cluster.create_timeline(ATTACKER, &[ATTACKER], 1).await?;
+    cluster.wait_head(ATTACKER, &timeline, 1).await?;
+    let recorded = TimelineBlock::from_bytes(
+        attacker
+            .store()
+            .block_at(&timeline, 1)?
+            .ok_or("timeline block 1")?
+            .payload(),
+    )?
+    .commit
+    .chain_count;
+    assert!(recorded > 2, "{recorded} chains");
+    for (n, i) in HONEST.into_iter().enumerate() {
+        let core = cluster.core(i);
+        cluster.wait_head(i, &timeline, 0).await?;
+        wait_for(&format!("node {i} declines the large timeline"), || async {
+            core.metrics().blocks_over_quota.get() > over_before[n]
+        })
+        .await?;
+        assert_eq!(head(&cluster, i, &timeline)?, Some(0), "node {i}");
     }
     Ok(())
 }

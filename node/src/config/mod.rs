@@ -83,6 +83,14 @@ pub struct AdmissionConfig {
     /// Most bytes of blocks all the chains of one unlisted creator may take, in MiB.
     #[serde(default = "default_max_creator_mib")]
     pub max_creator_mib: u64,
+    /// Most chains a timeline of an unlisted creator may record for this node to build its
+    /// tree (witness it, keep its blocks, prove inclusion in it).
+    #[serde(default = "default_max_timeline_chains")]
+    pub max_timeline_chains: u64,
+}
+
+fn default_max_timeline_chains() -> u64 {
+    100_000
 }
 
 fn default_max_chain_mib() -> u64 {
@@ -116,6 +124,7 @@ impl Default for AdmissionConfig {
             creators: Vec::new(),
             max_chain_mib: default_max_chain_mib(),
             max_creator_mib: default_max_creator_mib(),
+            max_timeline_chains: default_max_timeline_chains(),
         }
     }
 }
@@ -398,6 +407,8 @@ impl NodeConfig {
              # creators have no quota. Blocks beyond are neither cosigned nor kept.\n\
              max_chain_mib = {max_chain}\n\
              max_creator_mib = {max_creator}\n\
+             # Chains a timeline of an unlisted creator may record (its tree is kept in memory).\n\
+             max_timeline_chains = {max_timeline_chains}\n\
              \n\
              [artifacts]\n\
              # Hours an uploaded artifact that no logged release names (its release was\n\
@@ -434,6 +445,7 @@ impl NodeConfig {
             creators = list(&self.admission.creators),
             max_chain = self.admission.max_chain_mib,
             max_creator = self.admission.max_creator_mib,
+            max_timeline_chains = self.admission.max_timeline_chains,
             keep_unreferenced = self.artifacts.keep_unreferenced_hours,
         )
     }
