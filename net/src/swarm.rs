@@ -519,6 +519,14 @@ struct SwarmTask {
     lookup: Backoff,
 }
 
+/// The peer id a multiaddress ends with, if any.
+fn peer_in(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|protocol| match protocol {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
 /// Doubling waits, counted in discovery ticks.
 #[derive(Debug, Default)]
 struct Backoff {
@@ -582,21 +590,33 @@ impl SwarmTask {
     }
 
     /// Looks for more peers while the node has few: a Kademlia lookup of its own neighbourhood
-    /// (which connects to the peers found), and with no connection at all, the bootstrap peers
-    /// again, with backoff.
+    /// (which connects to the peers found), and the bootstrap peers it is not connected to
+    /// again, with backoff (all of them with no connection at all; otherwise those whose
+    /// address names their peer id, so that a bootstrap peer that was not listening yet when
+    /// the node started is not left to the lookups alone).
     fn discover(&mut self) {
         let connected = self.swarm.connected_peers().count();
-        if connected == 0 {
-            if self.redial.tick() {
-                for address in self.bootstrap.clone() {
-                    if let Err(error) = self.swarm.dial(address.clone()) {
-                        tracing::debug!(%address, %error, "cannot dial bootstrap peer");
-                    }
+        let missing: Vec<Multiaddr> = self
+            .bootstrap
+            .iter()
+            .filter(|address| match peer_in(address) {
+                Some(peer) => !self.swarm.is_connected(&peer),
+                None => connected == 0,
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            self.redial.reset();
+        } else if self.redial.tick() {
+            for address in missing {
+                if let Err(error) = self.swarm.dial(address.clone()) {
+                    tracing::debug!(%address, %error, "cannot dial bootstrap peer");
                 }
             }
+        }
+        if connected == 0 {
             return;
         }
-        self.redial.reset();
         if connected < DISCOVERY_TARGET && self.lookup.tick() {
             // Fails only with an empty routing table, which the next connection fills.
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -817,5 +837,60 @@ mod tests {
         assert_eq!(acted, [1, 3, 7, 15, 31, 47, 63, 79]);
         backoff.reset();
         assert!(backoff.tick(), "acts on the first tick after a reset");
+    }
+
+    /// A bootstrap peer that was not listening yet when the node started is dialled again
+    /// although the node has other connections (as in a testnet whose nodes start together).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bootstrap_peer_that_starts_late_is_dialled_again() -> Result<(), String> {
+        let config = |listen: &str, bootstrap: Vec<Multiaddr>| NetConfig {
+            listen: vec![listen.parse().expect("address")],
+            bootstrap,
+            request_timeout: Duration::from_secs(5),
+        };
+        let late_key = Keypair::generate_ed25519();
+        let late_id = late_key.public().to_peer_id();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let late_address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{late_id}")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let (node, _node_events, _) = spawn(
+            Keypair::generate_ed25519(),
+            &config("/ip4/127.0.0.1/tcp/0", vec![late_address]),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        // The node has a connection (so it is not alone), but not to the late peer.
+        let mut listen = Vec::new();
+        for _ in 0..500 {
+            listen = node.info().await.listen;
+            if !listen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (_other, _other_events, _) = spawn(
+            Keypair::generate_ed25519(),
+            &config("/ip4/127.0.0.1/tcp/0", listen),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let (_late, _late_events, _) = spawn(
+            late_key,
+            &config(&format!("/ip4/127.0.0.1/tcp/{port}"), Vec::new()),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !node.info().await.peers.contains(&late_id) {
+            if tokio::time::Instant::now() > deadline {
+                return Err("the late bootstrap peer was never dialled again".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 }
