@@ -12,7 +12,7 @@ use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::SkipBlock;
 use chainiac_protocol::timeline::TimelineBlock;
 
-use crate::store::{StorageUsage, Store};
+use crate::store::{StorageUsage, Store, storage_cost};
 
 /// The admission policy in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,18 +68,17 @@ impl Admission {
     /// quotas of the chain and its creator, and, for a timeline, within the size of tree this
     /// node builds for an unlisted creator.
     pub fn admit_stored_block(&self, store: &Store, block: &SkipBlock) -> Result<(), String> {
+        let chain_id = block.chain_id();
+        let genesis = store.chain_genesis(&chain_id).map_err(|e| e.to_string())?;
         let (creator, usage) = store
-            .storage_usage(&block.chain_id())
+            .usage_under(&chain_id, genesis.as_ref())
             .map_err(|e| e.to_string())?;
-        let cost = store.block_cost(block).map_err(|e| e.to_string())?;
-        self.admit_block(creator.as_ref(), usage, cost)?;
-        let timeline = matches!(
-            store
-                .chain_genesis(&block.chain_id())
-                .map_err(|e| e.to_string())?,
-            Some(ChainGenesis::Timeline { .. })
-        );
-        if timeline && block.index() > 0 {
+        self.admit_block(
+            creator.as_ref(),
+            usage,
+            storage_cost(genesis.as_ref(), block),
+        )?;
+        if matches!(genesis, Some(ChainGenesis::Timeline { .. })) && block.index() > 0 {
             // An undecodable payload is the timeline rules' to refuse.
             if let Ok(proposed) = TimelineBlock::from_bytes(block.payload()) {
                 self.admit_timeline_tree(creator.as_ref(), proposed.commit.chain_count)?;

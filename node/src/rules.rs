@@ -20,7 +20,7 @@ use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry};
 
 use crate::admission::Admission;
 use crate::rounds::PayloadRules;
-use crate::store::{StorageUsage, Store, StoreError};
+use crate::store::{StorageUsage, Store, StoreError, storage_cost};
 
 /// The release a block carries, if it is a block of a release chain.
 pub fn release_in(store: &Store, block: &SkipBlock) -> Result<Option<Release>, StoreError> {
@@ -35,9 +35,63 @@ pub fn release_in(store: &Store, block: &SkipBlock) -> Result<Option<Release>, S
 
 /// What a chain is, from its genesis payload.
 pub fn chain_kind(store: &Store, chain_id: &Hash) -> Result<Option<ChainGenesis>, StoreError> {
-    Ok(store
-        .block_at(chain_id, 0)?
-        .and_then(|genesis| ChainGenesis::of_payload(genesis.payload())))
+    store.chain_genesis(chain_id)
+}
+
+/// Why a node does not take a new chain.
+#[derive(Debug)]
+pub enum GenesisRefusal {
+    /// Not yet checkable: the policy chain a release genesis names is not stored here.
+    PolicyUnknown(String),
+    /// The genesis breaks a rule, or its creator is not admitted here.
+    Refused(String),
+    /// The store failed.
+    Store(StoreError),
+}
+
+/// Whether this node takes the chain `genesis` starts (a witness certifies it, a node keeps it
+/// from a peer): it declares its kind and checks on its own (signed by its creator for its
+/// roster), a release chain is created by the roots of the policy in force and run by its
+/// witnesses, and the creator, counted only once those signatures verify, is admitted and
+/// within its storage quota.
+pub fn admit_genesis(
+    admission: &Admission,
+    store: &Store,
+    genesis: &SkipBlock,
+) -> Result<(), GenesisRefusal> {
+    let refused = GenesisRefusal::Refused;
+    let declared = ChainGenesis::of_payload(genesis.payload()).ok_or_else(|| {
+        refused("its genesis payload does not declare a chain kind (policy, release, timeline or data chain); witnesses cosign no chain whose rules they cannot tell".into())
+    })?;
+    let roster = genesis.roster().hash();
+    declared.check(roster).map_err(|e| refused(e.to_string()))?;
+    if let ChainGenesis::Release { policy_chain, .. } = &declared {
+        let (policy, _) =
+            policy_in_force(store, policy_chain).map_err(GenesisRefusal::PolicyUnknown)?;
+        declared
+            .check_release_chain(&policy.policy, roster)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    let creator = declared
+        .creator()
+        .ok_or_else(|| refused("its genesis names no creator".into()))?;
+    let created = store
+        .chains_created_by(&creator)
+        .map_err(GenesisRefusal::Store)?;
+    admission.admit(&creator, created).map_err(refused)?;
+    let usage = StorageUsage {
+        chain_bytes: 0,
+        creator_bytes: store
+            .creator_bytes(&creator)
+            .map_err(GenesisRefusal::Store)?,
+    };
+    admission
+        .admit_block(
+            Some(&creator),
+            usage,
+            storage_cost(Some(&declared), genesis),
+        )
+        .map_err(refused)
 }
 
 /// The policy in force for a project: the head of its policy chain, with that block's hash.
@@ -229,37 +283,14 @@ pub struct ProjectRules {
 }
 
 impl ProjectRules {
-    /// A proposed genesis: it declares its kind and checks on its own (signed by its creator
-    /// for its roster), a release chain is created by the roots of the policy in force and run
-    /// by its witnesses, and the creator is admitted by this node's admission policy.
+    /// A proposed genesis: see [`admit_genesis`].
     fn check_genesis(&self, store: &Store, genesis: &SkipBlock) -> Result<(), String> {
-        let refused = |reason: String| format!("new chain refused: {reason}");
-        let declared = ChainGenesis::of_payload(genesis.payload()).ok_or_else(|| {
-            refused("its genesis payload does not declare a chain kind (policy, release, timeline or data chain); witnesses cosign no chain whose rules they cannot tell".into())
-        })?;
-        let roster = genesis.roster().hash();
-        declared.check(roster).map_err(|e| refused(e.to_string()))?;
-        if let ChainGenesis::Release { policy_chain, .. } = &declared {
-            let (policy, _) = policy_in_force(store, policy_chain).map_err(refused)?;
-            declared
-                .check_release_chain(&policy.policy, roster)
-                .map_err(|e| refused(e.to_string()))?;
-        }
-        let creator = declared
-            .creator()
-            .ok_or_else(|| refused("its genesis names no creator".into()))?;
-        let created = store
-            .chains_created_by(&creator)
-            .map_err(|e| e.to_string())?;
-        self.admission.admit(&creator, created).map_err(refused)?;
-        let usage = StorageUsage {
-            chain_bytes: 0,
-            creator_bytes: store.creator_bytes(&creator).map_err(|e| e.to_string())?,
-        };
-        let cost = store.block_cost(genesis).map_err(|e| e.to_string())?;
-        self.admission
-            .admit_block(Some(&creator), usage, cost)
-            .map_err(refused)
+        admit_genesis(&self.admission, store, genesis).map_err(|refusal| match refusal {
+            GenesisRefusal::PolicyUnknown(reason) | GenesisRefusal::Refused(reason) => {
+                format!("new chain refused: {reason}")
+            }
+            GenesisRefusal::Store(error) => error.to_string(),
+        })
     }
 
     /// A proposed block of a stored chain: within the storage quotas of the chain and its

@@ -19,7 +19,6 @@ use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::release::ReleaseManifest;
 use chainiac_protocol::skipchain::SkipBlock;
-use chainiac_protocol::timeline::TimelineBlock;
 use libp2p::PeerId;
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
@@ -29,7 +28,7 @@ use crate::roster_changes::RosterChanges;
 use crate::rounds::{
     Asker, BoxFuture, Committed, Refusal, SubtreeHost, SubtreeRounds, Witness, WitnessTransport,
 };
-use crate::rules::{chain_kind, dependencies, timeline_roster};
+use crate::rules::{chain_kind, dependencies, timeline_at, timeline_roster};
 use crate::store::{Store, StoreError};
 use crate::sync::Syncer;
 use crate::verifier::Verifier;
@@ -466,32 +465,19 @@ impl Dispatcher {
         chain_id: &Hash,
     ) -> Result<Response, String> {
         let store = &self.parts.store;
-        if !matches!(
-            chain_kind(store, timeline),
-            Ok(Some(ChainGenesis::Timeline { .. }))
-        ) {
+        let genesis = chain_kind(store, timeline).map_err(|e| e.to_string())?;
+        if !matches!(genesis, Some(ChainGenesis::Timeline { .. })) {
             return Err(format!(
                 "{timeline} is not a timeline chain this node holds"
             ));
         }
-        if index == 0 {
-            return Err("the timeline genesis lists no chain".into());
-        }
         // The tree is built in memory: only up to the size this node keeps for the creator.
-        let block = store
-            .block_at(timeline, index)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("timeline block {index} is not stored here"))?;
-        let declared = TimelineBlock::from_bytes(block.payload())
-            .map_err(|e| format!("timeline block {index} is invalid: {e}"))?;
-        let creator = store
-            .chain_genesis(timeline)
-            .map_err(|e| e.to_string())?
-            .and_then(|genesis| genesis.creator());
-        self.parts
-            .syncer
-            .admission()
-            .admit_timeline_tree(creator.as_ref(), declared.commit.chain_count)?;
+        let declared =
+            timeline_at(store, timeline, index)?.ok_or("the timeline genesis lists no chain")?;
+        self.parts.syncer.admission().admit_timeline_tree(
+            genesis.and_then(|genesis| genesis.creator()).as_ref(),
+            declared.commit.chain_count,
+        )?;
         let (entry, proof) = store
             .timeline_tree(timeline, index)?
             .prove(chain_id)

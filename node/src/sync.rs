@@ -11,7 +11,6 @@ use chainiac_net::wire::{
 use chainiac_net::{NetHandle, RequestError};
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::MAX_PAYLOAD_LEN;
 use chainiac_protocol::skipchain::SkipBlock;
 use libp2p::PeerId;
@@ -19,8 +18,8 @@ use libp2p::PeerId;
 use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::replicate::Replicator;
-use crate::rules::policy_in_force;
-use crate::store::{StorageUsage, Store, StoreError};
+use crate::rules::{GenesisRefusal, admit_genesis};
+use crate::store::{Store, StoreError};
 
 /// Why a sync from a peer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -80,64 +79,29 @@ impl Syncer {
         }
     }
 
-    /// Whether this node keeps the chain that `genesis` starts: it declares its kind and a
-    /// creator this node's admission policy admits (the roster's certificate is checked by the
-    /// store). A node keeps what it relays, so the same rule bounds what it spreads.
+    /// Whether this node keeps the chain that `genesis` starts: the witness's rule
+    /// ([`admit_genesis`]; the roster's certificate is checked by the store). A node keeps what
+    /// it relays, so the same rule bounds what it spreads.
     fn admit(&self, genesis: &SkipBlock) -> Result<(), StoreError> {
-        let refuse = |reason: String| {
-            self.metrics.chains_not_admitted.inc();
-            let mut refused = self
-                .not_admitted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if refused.len() >= MAX_NOT_ADMITTED {
-                refused.clear();
-            }
-            refused.insert(genesis.chain_id());
-            Err(StoreError::NotAdmitted(reason))
-        };
-        let Some(declared) = ChainGenesis::of_payload(genesis.payload()) else {
-            return refuse("its genesis declares no chain kind".into());
-        };
-        // The creator is taken from the genesis's signatures, so they are checked first: a
-        // genesis naming someone else's key would otherwise spend (or escape) that key's quotas.
-        let roster = genesis.roster().hash();
-        if let Err(error) = declared.check(roster) {
-            return refuse(format!("its genesis does not verify: {error}"));
-        }
-        if let ChainGenesis::Release { policy_chain, .. } = &declared {
-            match policy_in_force(&self.store, policy_chain) {
-                Ok((policy, _)) => {
-                    if let Err(error) = declared.check_release_chain(&policy.policy, roster) {
-                        return refuse(format!(
-                            "its genesis is not signed by the roots of its policy: {error}"
-                        ));
-                    }
-                }
-                // Not marked as refused: the policy chain may arrive later.
-                Err(reason) => {
-                    return Err(StoreError::NotAdmitted(format!(
-                        "its policy chain {policy_chain} is not stored here yet ({reason})"
-                    )));
-                }
-            }
-        }
-        let Some(creator) = declared.creator() else {
-            return refuse("its genesis names no creator".into());
-        };
-        let created = self.store.chains_created_by(&creator)?;
-        let usage = StorageUsage {
-            chain_bytes: 0,
-            creator_bytes: self.store.creator_bytes(&creator)?,
-        };
-        let len = self.store.block_cost(genesis)?;
-        match self
-            .admission
-            .admit(&creator, created)
-            .and_then(|()| self.admission.admit_block(Some(&creator), usage, len))
-        {
+        match admit_genesis(&self.admission, &self.store, genesis) {
             Ok(()) => Ok(()),
-            Err(reason) => refuse(reason),
+            Err(GenesisRefusal::Refused(reason)) => {
+                self.metrics.chains_not_admitted.inc();
+                let mut refused = self
+                    .not_admitted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if refused.len() >= MAX_NOT_ADMITTED {
+                    refused.clear();
+                }
+                refused.insert(genesis.chain_id());
+                Err(StoreError::NotAdmitted(reason))
+            }
+            // Not marked as refused: the policy chain may arrive later.
+            Err(GenesisRefusal::PolicyUnknown(reason)) => Err(StoreError::NotAdmitted(format!(
+                "its policy chain is not stored here yet ({reason})"
+            ))),
+            Err(GenesisRefusal::Store(error)) => Err(error),
         }
     }
 

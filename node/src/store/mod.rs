@@ -24,7 +24,7 @@ pub use digest::HeadsDigest;
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
 pub use timelines::{CheckpointBudget, TIMELINE_CHECKPOINT_INTERVAL};
-pub use usage::StorageUsage;
+pub use usage::{StorageUsage, storage_cost};
 
 /// Version of the on-disk layout, stored under `meta/schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;

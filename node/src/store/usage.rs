@@ -42,9 +42,9 @@ fn counter(value: Option<Vec<u8>>) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
-/// What storing `block` costs, for a chain declared by `genesis` (the block's own payload for
-/// a genesis): its encoding, and for a release the artifacts it names.
-pub(super) fn storage_cost(genesis: Option<&ChainGenesis>, block: &SkipBlock) -> u64 {
+/// What storing `block` costs, for a chain declared by `genesis`: its encoding, and for a
+/// release (past its genesis) the artifacts it names.
+pub fn storage_cost(genesis: Option<&ChainGenesis>, block: &SkipBlock) -> u64 {
     let encoded = block.to_bytes().len() as u64;
     let artifacts = match genesis {
         Some(ChainGenesis::Release { .. }) if block.index() > 0 => {
@@ -71,17 +71,6 @@ impl Store {
             .and_then(|genesis| ChainGenesis::of_payload(genesis.payload())))
     }
 
-    /// What storing `block` of a stored chain (or a genesis) costs.
-    pub fn block_cost(&self, block: &SkipBlock) -> StoreResult<u64> {
-        if block.index() == 0 {
-            return Ok(storage_cost(None, block));
-        }
-        Ok(storage_cost(
-            self.chain_genesis(&block.chain_id())?.as_ref(),
-            block,
-        ))
-    }
-
     /// Bytes `chain_id` takes here.
     pub fn chain_bytes(&self, chain_id: &Hash) -> StoreResult<u64> {
         Ok(counter(self.kv.get(
@@ -100,9 +89,17 @@ impl Store {
 
     /// The creator of a stored chain and the disk it and its creator's chains take.
     pub fn storage_usage(&self, chain_id: &Hash) -> StoreResult<(Option<PublicKey>, StorageUsage)> {
-        let creator = self
-            .chain_genesis(chain_id)?
-            .and_then(|genesis| genesis.creator());
+        let genesis = self.chain_genesis(chain_id)?;
+        self.usage_under(chain_id, genesis.as_ref())
+    }
+
+    /// [`Store::storage_usage`] for a chain whose declared kind the caller already read.
+    pub fn usage_under(
+        &self,
+        chain_id: &Hash,
+        genesis: Option<&ChainGenesis>,
+    ) -> StoreResult<(Option<PublicKey>, StorageUsage)> {
+        let creator = genesis.and_then(ChainGenesis::creator);
         let creator_bytes = match &creator {
             Some(creator) => self.creator_bytes(creator)?,
             None => 0,
@@ -157,11 +154,7 @@ impl Store {
             self.chain_genesis(&chain_id)?
         };
         let creator = genesis.as_ref().and_then(ChainGenesis::creator);
-        let cost = if block.index() == 0 {
-            storage_cost(None, block)
-        } else {
-            storage_cost(genesis.as_ref(), block)
-        };
+        let cost = storage_cost(genesis.as_ref(), block);
         self.charge(
             batch,
             &chain_id,
@@ -191,14 +184,13 @@ impl Store {
             let mut bytes = 0u64;
             for index in 0..=head.index {
                 if let Some(linked) = self.linked_block(&head.chain_id, index)? {
-                    let declared = if index == 0 { None } else { genesis.as_ref() };
                     let links: u64 = linked
                         .links
                         .iter()
                         .map(|link| link.to_bytes().len() as u64)
                         .sum();
                     bytes = bytes
-                        .saturating_add(storage_cost(declared, &linked.block))
+                        .saturating_add(storage_cost(genesis.as_ref(), &linked.block))
                         .saturating_add(links);
                 }
             }
