@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chainiac_client::{ClientError, Connection};
 use chainiac_net::wire::{HeadInfo, LinkedBlock, Request, Response};
+use chainiac_node::metrics::Metrics;
 use chainiac_node::node::NodeCore;
 use chainiac_node::runtime::NodeOptions;
 use chainiac_protocol::Hash;
@@ -19,7 +20,7 @@ use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::{KeySignature, SecretKey};
 use chainiac_protocol::policy::SignedPolicy;
 use chainiac_protocol::project::ChainGenesis;
-use chainiac_protocol::skipchain::{ChainParams, LinkRequest, SkipBlock};
+use chainiac_protocol::skipchain::{ChainParams, ForwardLink, LinkRequest, SkipBlock};
 use chainiac_protocol::timeline::{Freshness, TimelineBlock};
 use chainiac_tests::{Cluster, DataChain, Mirror, Project, TestResult, now, wait_for};
 
@@ -102,6 +103,67 @@ fn refused_by_all(answers: &[Response], because: &str) -> TestResult {
 /// Node `i`'s head of `chain`.
 fn head(cluster: &Cluster, i: usize, chain: &Hash) -> TestResult<Option<u64>> {
     Ok(cluster.core(i).store().head(chain)?.map(|h| h.index))
+}
+
+/// One of a node's counters.
+type Counted = fn(&Metrics) -> u64;
+
+/// `counted` on each honest node.
+fn honest_counts(cluster: &Cluster, counted: Counted) -> Vec<u64> {
+    HONEST
+        .iter()
+        .map(|&i| counted(cluster.core(i).metrics()))
+        .collect()
+}
+
+/// Waits until `counted` rose above `before` on every honest node; `what` names the event.
+async fn wait_honest_counts_rise(
+    cluster: &Cluster,
+    before: &[u64],
+    counted: Counted,
+    what: &str,
+) -> TestResult {
+    for (n, i) in HONEST.into_iter().enumerate() {
+        let core = cluster.core(i);
+        wait_for(&format!("node {i} {what}"), || async {
+            counted(core.metrics()) > before[n]
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Gossips `block` with `links` from the attacker's node.
+async fn gossip_from_attacker(
+    cluster: &Cluster,
+    block: &SkipBlock,
+    links: Vec<ForwardLink>,
+) -> TestResult {
+    let linked = LinkedBlock {
+        block: block.clone(),
+        links,
+    };
+    cluster
+        .core(ATTACKER)
+        .net()
+        .publish(linked.to_bytes())
+        .await?;
+    Ok(())
+}
+
+/// The certificate of `genesis` signed by the attacker's node alone, as the roster `roster`.
+fn certified_by_attacker(
+    cluster: &Cluster,
+    genesis: &SkipBlock,
+    roster: &Roster,
+) -> TestResult<ForwardLink> {
+    let identity = cluster.identity(ATTACKER)?;
+    Ok(LinkRequest::for_genesis(genesis)?.sign_locally(
+        genesis.chain_id(),
+        roster,
+        &[identity.secret()],
+        &mut rand::rng(),
+    )?)
 }
 
 // ------------------------------------------------------------------------------ authority
@@ -334,60 +396,28 @@ async fn free_chain_creation_needs_the_rosters_admission() -> TestResult {
     // A genesis gossiped without its certificate is rejected (and its sender penalised).
     let (_, payload) = DataChain::genesis_payload(&honest);
     let uncertified = SkipBlock::genesis(ChainParams::new(2, 32)?, honest.clone(), payload)?;
-    let rejected_before: Vec<u64> = HONEST
-        .iter()
-        .map(|&i| cluster.core(i).metrics().gossip_rejected.get())
-        .collect();
-    attacker
-        .net()
-        .publish(
-            LinkedBlock {
-                block: uncertified.clone(),
-                links: Vec::new(),
-            }
-            .to_bytes(),
-        )
-        .await?;
-    for (n, i) in HONEST.into_iter().enumerate() {
-        let core = cluster.core(i);
-        wait_for(&format!("node {i} rejects the gossip"), || async {
-            core.metrics().gossip_rejected.get() > rejected_before[n]
-        })
-        .await?;
+    let rejected: Counted = |metrics| metrics.gossip_rejected.get();
+    let rejected_before = honest_counts(&cluster, rejected);
+    gossip_from_attacker(&cluster, &uncertified, Vec::new()).await?;
+    wait_honest_counts_rise(&cluster, &rejected_before, rejected, "rejects the gossip").await?;
+    for i in HONEST {
         assert_eq!(head(&cluster, i, &uncertified.chain_id())?, None);
     }
 
     // Nor with a certificate the attacker signed with its own key for the honest roster.
     let (_, payload) = DataChain::genesis_payload(&honest);
     let genesis = SkipBlock::genesis(ChainParams::new(2, 32)?, honest.clone(), payload)?;
-    let identity = cluster.identity(ATTACKER)?;
-    let certificate = LinkRequest::for_genesis(&genesis)?.sign_locally(
-        genesis.chain_id(),
-        &cluster.roster(&[ATTACKER])?,
-        &[identity.secret()],
-        &mut rand::rng(),
-    )?;
-    let rejected_before: Vec<u64> = HONEST
-        .iter()
-        .map(|&i| cluster.core(i).metrics().gossip_rejected.get())
-        .collect();
-    attacker
-        .net()
-        .publish(
-            LinkedBlock {
-                block: genesis.clone(),
-                links: vec![certificate],
-            }
-            .to_bytes(),
-        )
-        .await?;
-    for (n, i) in HONEST.into_iter().enumerate() {
-        let core = cluster.core(i);
-        wait_for(
-            &format!("node {i} rejects the forged certificate"),
-            || async { core.metrics().gossip_rejected.get() > rejected_before[n] },
-        )
-        .await?;
+    let certificate = certified_by_attacker(&cluster, &genesis, &cluster.roster(&[ATTACKER])?)?;
+    let rejected_before = honest_counts(&cluster, rejected);
+    gossip_from_attacker(&cluster, &genesis, vec![certificate]).await?;
+    wait_honest_counts_rise(
+        &cluster,
+        &rejected_before,
+        rejected,
+        "rejects the forged certificate",
+    )
+    .await?;
+    for i in HONEST {
         assert_eq!(head(&cluster, i, &genesis.chain_id())?, None);
     }
     Ok(())
@@ -822,43 +852,26 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
         roster.clone(),
         ChainGenesis::Data(forged).to_bytes(),
     )?;
-    let identity = cluster.identity(ATTACKER)?;
-    let certificate = LinkRequest::for_genesis(&genesis)?.sign_locally(
-        genesis.chain_id(),
-        &roster,
-        &[identity.secret()],
-        &mut rand::rng(),
-    )?;
-    let declined_before: Vec<u64> = HONEST
-        .iter()
-        .map(|&i| cluster.core(i).metrics().chains_not_admitted.get())
-        .collect();
-    attacker
-        .net()
-        .publish(
-            LinkedBlock {
-                block: genesis.clone(),
-                links: vec![certificate],
-            }
-            .to_bytes(),
-        )
-        .await?;
-    for (n, i) in HONEST.into_iter().enumerate() {
-        let core = cluster.core(i);
-        wait_for(&format!("node {i} declines the forged genesis"), || async {
-            core.metrics().chains_not_admitted.get() > declined_before[n]
-        })
-        .await?;
+    let certificate = certified_by_attacker(&cluster, &genesis, &roster)?;
+    let declined: Counted = |metrics| metrics.chains_not_admitted.get();
+    let declined_before = honest_counts(&cluster, declined);
+    gossip_from_attacker(&cluster, &genesis, vec![certificate]).await?;
+    wait_honest_counts_rise(
+        &cluster,
+        &declined_before,
+        declined,
+        "declines the forged genesis",
+    )
+    .await?;
+    for i in HONEST {
         assert_eq!(head(&cluster, i, &genesis.chain_id())?, None, "node {i}");
     }
 
     // A timeline of the attacker's own roster recording more chains than the honest nodes
     // build a tree of for an unlisted creator (its tree is held in memory to witness it and
     // prove inclusion in it): its genesis is kept, its first block is not.
-    let over_before: Vec<u64> = HONEST
-        .iter()
-        .map(|&i| cluster.core(i).metrics().blocks_over_quota.get())
-        .collect();
+    let over_quota: Counted = |metrics| metrics.blocks_over_quota.get();
+    let over_before = honest_counts(&cluster, over_quota);
     let timeline = cluster.create_timeline(ATTACKER, &[ATTACKER], 1).await?;
     cluster.wait_head(ATTACKER, &timeline, 1).await?;
     let recorded = TimelineBlock::from_bytes(
@@ -871,13 +884,17 @@ async fn a_creator_over_its_storage_quota_is_neither_cosigned_nor_kept() -> Test
     .commit
     .chain_count;
     assert!(recorded > 2, "{recorded} chains");
-    for (n, i) in HONEST.into_iter().enumerate() {
-        let core = cluster.core(i);
+    for i in HONEST {
         cluster.wait_head(i, &timeline, 0).await?;
-        wait_for(&format!("node {i} declines the large timeline"), || async {
-            core.metrics().blocks_over_quota.get() > over_before[n]
-        })
-        .await?;
+    }
+    wait_honest_counts_rise(
+        &cluster,
+        &over_before,
+        over_quota,
+        "declines the large timeline",
+    )
+    .await?;
+    for i in HONEST {
         assert_eq!(head(&cluster, i, &timeline)?, Some(0), "node {i}");
     }
     Ok(())
