@@ -738,18 +738,8 @@ mod tests {
             0,
             "the build directory is gone"
         );
-        if let Some(ProcessLimit::Cgroup { parent }) = ProcessLimit::detect() {
-            let leftover = std::fs::read_dir(parent)
-                .expect("cgroups")
-                .flatten()
-                .any(|entry| {
-                    entry
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("chainiac-build-{}-", std::process::id()))
-                });
-            assert!(!leftover, "the build's cgroup was removed");
-        }
+        // That the build's cgroup is emptied and removed is tested on the cgroup itself
+        // (process_limit.rs): other builds of this test binary share its name prefix.
     }
 
     #[test]

@@ -338,17 +338,25 @@ impl RunningNode {
         // Tasks spawned for requests, sync and anchoring end once the network is gone (a round
         // in flight within its timeouts); the store closes when the last of them drops its
         // handle, which a restart in the same process needs.
+        // Tasks that hold only the store (a sync or a mirror spawned by a service) are waited
+        // for too: shutdown returns once the database is closed.
         let core = self.core;
+        let store = core.store().clone();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_PATIENCE;
         while Arc::strong_count(&core) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if Arc::strong_count(&core) > 1 {
+        drop(core);
+        // This function's own handle is the one left once every other is gone.
+        while store.handles() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if store.handles() > 1 {
             tracing::warn!(
-                "tasks still hold the node after {} s; the store closes when they end",
+                "tasks still hold the node's store after {} s; it closes when they end",
                 SHUTDOWN_PATIENCE.as_secs()
             );
         }
-        drop(core);
+        drop(store);
     }
 }

@@ -159,3 +159,53 @@ fn tasks_of(uid: u32) -> u64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checked on the cgroup itself rather than through a whole build, where other builds of
+    /// the same test process (run in parallel) create cgroups with the same name prefix.
+    #[test]
+    fn a_build_cgroup_full_of_processes_is_emptied_and_removed_when_dropped() {
+        let Some(limit @ ProcessLimit::Cgroup { .. }) = ProcessLimit::detect() else {
+            eprintln!("no writable pids cgroup here: builds use RLIMIT_NPROC, nothing to remove");
+            return;
+        };
+        let Ok(AppliedLimit::Cgroup(cgroup)) = limit.apply(16) else {
+            panic!("a cgroup limit applies as a cgroup");
+        };
+        let dir = cgroup.dir.clone();
+        let mut sleepers = std::process::Command::new("sh")
+            .arg("-c")
+            // More sleepers than the limit: the cgroup fills up and stays full (a fork bomb's
+            // population may die out when its forks fail, which makes a flaky test).
+            .arg("echo $$ > \"$1\" && i=0 && while [ $i -lt 32 ]; do sleep 60 & i=$((i+1)); done; wait")
+            .arg("sh")
+            .arg(cgroup.procs_file())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sh runs");
+        // pids.current counts every task of the cgroup (v1 and v2); cgroup.procs may list
+        // fewer while processes fork and exit.
+        let tasks = || {
+            std::fs::read_to_string(dir.join("pids.current"))
+                .ok()
+                .and_then(|count| count.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tasks() < 16 {
+            assert!(
+                Instant::now() < deadline,
+                "the processes never reached the limit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(tasks(), 16, "pids.max bounds the tasks of the cgroup");
+        drop(cgroup);
+        assert!(!dir.exists(), "the cgroup directory is removed");
+        let _ = sleepers.wait();
+    }
+}

@@ -137,6 +137,11 @@ impl Store {
         }
     }
 
+    /// How many handles share this store's database (it closes when the last is dropped).
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.kv)
+    }
+
     // ------------------------------------------------------------------ reads
 
     /// Reads a content-addressed value and checks that it hashes to the key it is stored under.
