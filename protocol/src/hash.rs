@@ -50,6 +50,9 @@ pub mod domain {
     /// Id of a signing round a leader starts (with the link message, the attempt and 16
     /// random bytes), so that ids of two rounds never collide.
     pub const ROUND_ID: &str = "chainiac v1 round id";
+    /// Seed of a chain position's view leaders (chain id, index): every member derives the
+    /// same leader for each view.
+    pub const ROUND_LEADER: &str = "chainiac v1 round leader";
     /// Gossip message id: every node derives it from the message bytes alone, so a message
     /// relayed by several peers is recognised as one. Other implementations must match it.
     pub const GOSSIP_MESSAGE_ID: &str = "chainiac v1 gossip id";

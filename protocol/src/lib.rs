@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod agreement;
 pub mod anchor;
 pub mod cosi;
 pub mod data_chain;
