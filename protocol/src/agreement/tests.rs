@@ -371,3 +371,15 @@ fn an_idle_position_runs_no_timer_and_a_member_alone_ahead_waits() {
         [Action::Broadcast(Message::ViewChange { view: 1, .. })]
     ));
 }
+
+#[test]
+fn the_leader_derivation_vector_of_the_documentation() {
+    let seed = seed();
+    let leaders: Vec<Member> = (0..5).map(|view| four().leader(&seed, view)).collect();
+    assert_eq!(seed.to_hex(), VECTOR_SEED);
+    assert_eq!(leaders, VECTOR_LEADERS);
+}
+
+/// docs/protocol.md §9.5.
+const VECTOR_SEED: &str = "5a9f02ec84fe2dfcabac3243c660fbb6586ba44205bc0466bb08b0912bfe1da2";
+const VECTOR_LEADERS: [Member; 5] = [2, 3, 0, 1, 2];
