@@ -469,8 +469,95 @@ fn roster_decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// All members of a roster of `n` (`f = (n-1)/3`, threshold `n - f`) decide one position,
+/// messages delivered in order, in-process: the CPU cost of agreement without signatures or a
+/// network. With `silent_first_leader`, the leader of view 0 never speaks, so the position is
+/// decided after a view change (simulated clock: when nothing is in flight, time jumps to the
+/// next deadline). Returns (messages, the view decided in, the simulated time in ms).
+fn decide_position(n: u32, silent_first_leader: bool) -> (usize, u32, u64) {
+    use chainiac_protocol::agreement::{Action, Agreement, Event, Quorum, Timing};
+    use std::collections::VecDeque;
+    let f = (n - 1) / 3;
+    let quorum = Quorum::new(n, n - f).expect("valid");
+    let seed = Quorum::position_seed(&Hash::of("chainiac bench chain", &[]), 1);
+    let silent = silent_first_leader.then(|| quorum.leader(&seed, 0));
+    let timing = Timing::default();
+    let mut members: Vec<Agreement> = (0..n)
+        .map(|me| Agreement::new(quorum, seed, me, timing))
+        .collect();
+    let mut queue = VecDeque::new();
+    let mut now = 0;
+    let candidate = Hash::of("chainiac bench block", &[]);
+    for me in 0..n {
+        if Some(me) != silent {
+            let actions = members[me as usize].handle(Event::Candidate(candidate), now);
+            queue.extend(actions.into_iter().map(|action| (me, action)));
+        }
+    }
+    let mut messages = 0;
+    let mut decided_view = 0;
+    loop {
+        while let Some((from, action)) = queue.pop_front() {
+            let deliveries: Vec<(u32, _)> = match action {
+                Action::Send { to, message } => vec![(to, message)],
+                Action::Broadcast(message) => (0..n)
+                    .filter(|to| *to != from)
+                    .map(|to| (to, message.clone()))
+                    .collect(),
+                Action::Decided(certificate) => {
+                    decided_view = certificate.statement.view;
+                    continue;
+                }
+                Action::Persist(_) => continue,
+            };
+            for (to, message) in deliveries {
+                messages += 1;
+                if Some(to) == silent {
+                    continue;
+                }
+                let actions =
+                    members[to as usize].handle(Event::Received { from, message }, now);
+                queue.extend(actions.into_iter().map(|action| (to, action)));
+            }
+        }
+        let live = (0..n).filter(|me| Some(*me) != silent);
+        if live.clone().all(|me| members[me as usize].decided().is_some()) {
+            return (messages, decided_view, now);
+        }
+        now = live
+            .filter_map(|me| members[me as usize].next_deadline())
+            .min()
+            .expect("an undecided member has a deadline");
+        for me in (0..n).filter(|me| Some(*me) != silent) {
+            if members[me as usize].next_deadline().is_some_and(|at| at <= now) {
+                let actions = members[me as usize].handle(Event::Tick, now);
+                queue.extend(actions.into_iter().map(|action| (me, action)));
+            }
+        }
+    }
+}
+
+fn agreement(c: &mut Criterion) {
+    let mut group = c.benchmark_group("agreement_position");
+    group.measurement_time(Duration::from_secs(5));
+    for n in [4u32, 16, 64] {
+        for silent in [false, true] {
+            let (messages, view, at) = decide_position(n, silent);
+            let case = if silent { "first_leader_silent" } else { "all_honest" };
+            println!(
+                "agreement n={n} {case}: {messages} messages, decided in view {view} at {at} ms of simulated time (default timing, no network delay)"
+            );
+            group.bench_with_input(BenchmarkId::new(case, n), &n, |b, &n| {
+                b.iter(|| black_box(decide_position(n, silent)));
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    agreement,
     roster_decode,
     cosi_verification,
     leader_round,
