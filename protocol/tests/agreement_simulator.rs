@@ -12,7 +12,8 @@
 //!
 //! A failing schedule prints its seed; `AGREEMENT_SEED=<seed> cargo test --workspace --
 //! agreement_simulator` runs that one alone (with `AGREEMENT_MEMBERS=<n>`);
-//! `AGREEMENT_TRACE=1` prints its messages.
+//! `AGREEMENT_TRACE=1` prints its messages; `AGREEMENT_ROUND=k` runs the k-th range of seeds
+//! instead of the first (for longer runs than CI's).
 
 // A test harness: a broken invariant of the simulation itself is a test failure.
 #![allow(clippy::expect_used)]
@@ -791,10 +792,15 @@ fn run_schedules(members: u32, schedules: u64) {
     {
         return;
     }
+    // Another range of seeds for longer local runs (`AGREEMENT_ROUND=1`, 2, ...).
+    let round: u64 = std::env::var("AGREEMENT_ROUND")
+        .ok()
+        .and_then(|round| round.parse().ok())
+        .unwrap_or(0);
     let seeds: Vec<u64> = match only {
         Some(seed) => vec![seed],
         None => (0..schedules)
-            .map(|i| u64::from(members) << 32 | i)
+            .map(|i| u64::from(members) << 32 | (round * schedules + i))
             .collect(),
     };
     let (mut events, mut worst_view, mut longest) = (0, 0, 0);
