@@ -515,13 +515,15 @@ fn decide_position(n: u32, silent_first_leader: bool) -> (usize, u32, u64) {
                 if Some(to) == silent {
                     continue;
                 }
-                let actions =
-                    members[to as usize].handle(Event::Received { from, message }, now);
+                let actions = members[to as usize].handle(Event::Received { from, message }, now);
                 queue.extend(actions.into_iter().map(|action| (to, action)));
             }
         }
         let live = (0..n).filter(|me| Some(*me) != silent);
-        if live.clone().all(|me| members[me as usize].decided().is_some()) {
+        if live
+            .clone()
+            .all(|me| members[me as usize].decided().is_some())
+        {
             return (messages, decided_view, now);
         }
         now = live
@@ -529,7 +531,10 @@ fn decide_position(n: u32, silent_first_leader: bool) -> (usize, u32, u64) {
             .min()
             .expect("an undecided member has a deadline");
         for me in (0..n).filter(|me| Some(*me) != silent) {
-            if members[me as usize].next_deadline().is_some_and(|at| at <= now) {
+            if members[me as usize]
+                .next_deadline()
+                .is_some_and(|at| at <= now)
+            {
                 let actions = members[me as usize].handle(Event::Tick, now);
                 queue.extend(actions.into_iter().map(|action| (me, action)));
             }
@@ -543,7 +548,11 @@ fn agreement(c: &mut Criterion) {
     for n in [4u32, 16, 64] {
         for silent in [false, true] {
             let (messages, view, at) = decide_position(n, silent);
-            let case = if silent { "first_leader_silent" } else { "all_honest" };
+            let case = if silent {
+                "first_leader_silent"
+            } else {
+                "all_honest"
+            };
             println!(
                 "agreement n={n} {case}: {messages} messages, decided in view {view} at {at} ms of simulated time (default timing, no network delay)"
             );

@@ -255,7 +255,7 @@ impl World {
                 return;
             }
         }
-        let max_delay = if self.healed() { 20 } else { 120 };
+        let max_delay = if self.healed() { 60 } else { 120 };
         let delay = self.rng.random_range(1..=max_delay);
         self.schedule(self.now + delay, Occurrence::Deliver { from, to, wire });
     }
@@ -355,16 +355,38 @@ impl World {
     }
 
     fn broadcast(&mut self, member: Member, index: u64, message: &Message) {
-        if let (Some(Byzantine::Equivocating), Message::Propose { view, .. }) =
-            (self.hosts[member as usize].byzantine, message)
+        let host = &self.hosts[member as usize];
+        if let (Some(Byzantine::Equivocating), Message::Certified(certificate)) =
+            (host.byzantine, message)
+            && certificate.statement.phase == Phase::Prepare
         {
-            let junk = JUNK + self.rng.random_range(0..1_000_000);
-            let other = block_of(index, junk);
-            self.payloads.insert(other, junk);
-            let second = Message::Propose {
-                view: *view,
-                block: other,
-                justification: None,
+            // Its own prepare certificate reaches one member only: a lock the next leaders
+            // have to learn of.
+            let to = self.rng.random_range(0..self.quorum.members());
+            self.output(member, to, index, message.clone());
+            return;
+        }
+        if let (Some(Byzantine::Equivocating), Message::Propose { view, block, .. }) =
+            (host.byzantine, message)
+        {
+            // The second proposal: the block of an older certificate it holds (a stale but
+            // valid justification), else a block of its own.
+            let second = match &host.durable.lock {
+                Some(lock) if lock.statement.block != *block => Message::Propose {
+                    view: *view,
+                    block: lock.statement.block,
+                    justification: Some(lock.clone()),
+                },
+                _ => {
+                    let junk = JUNK + self.rng.random_range(0..1_000_000);
+                    let other = block_of(index, junk);
+                    self.payloads.insert(other, junk);
+                    Message::Propose {
+                        view: *view,
+                        block: other,
+                        justification: None,
+                    }
+                }
             };
             // Each member gets one of the two proposals, or both in either order.
             for to in 0..self.quorum.members() {
@@ -401,6 +423,11 @@ impl World {
         let block = certificate.statement.block;
         let host = &mut self.hosts[member as usize];
         if host.byzantine.is_none() {
+            assert!(
+                self.payloads.contains_key(&block),
+                "seed {}: decided block {block:?} at index {index} was nobody's proposal",
+                self.seed
+            );
             if let Some(earlier) = self.decided.get(&index) {
                 assert_eq!(
                     *earlier, block,
@@ -684,7 +711,11 @@ impl World {
                     if host.byzantine.is_none() && host.machine.is_some() {
                         let peer = self.rng.random_range(0..self.quorum.members());
                         let index = host.index;
+                        let pool = host.pool.clone();
                         self.send(member, peer, Wire::SyncRequest(index));
+                        for payload in pool {
+                            self.send(member, peer, Wire::Candidate(payload));
+                        }
                     }
                     self.schedule(self.now + ANTI_ENTROPY_MS, Occurrence::AntiEntropy(member));
                 }

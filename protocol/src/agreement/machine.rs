@@ -62,8 +62,9 @@ pub struct Agreement {
     /// Proposals for views this member has not reached, by view (from their leaders).
     early_proposals: BTreeMap<View, (Hash, Option<Certificate>)>,
     collection: Collection,
-    /// Members already sent the commit certificate.
-    told_decision: BTreeSet<Member>,
+    /// The view each member spoke of when it was last sent the commit certificate: a member
+    /// is told again when it speaks of a later view (the first answer may have been lost).
+    told_decision: BTreeMap<Member, View>,
 }
 
 impl Agreement {
@@ -106,7 +107,7 @@ impl Agreement {
             views_of: BTreeMap::new(),
             early_proposals: BTreeMap::new(),
             collection: Collection::default(),
-            told_decision: BTreeSet::new(),
+            told_decision: BTreeMap::new(),
         }
     }
 
@@ -137,7 +138,7 @@ impl Agreement {
 
     /// When the host must call `handle(Event::Tick, ..)` next, if at all.
     pub fn next_deadline(&self) -> Option<u64> {
-        if self.durable.decided.is_some() {
+        if self.durable.decided.is_some() || !self.active {
             return None;
         }
         let grace = self.waiting_to_propose().then(|| {
@@ -209,8 +210,15 @@ impl Agreement {
 
     fn on_message(&mut self, from: Member, message: Message, now: u64, actions: &mut Vec<Action>) {
         if let Some(decision) = &self.durable.decided {
-            // A member still working on a decided position learns the decision, once.
-            if self.told_decision.insert(from) {
+            // A member still working on a decided position learns the decision, once per view
+            // it speaks of.
+            let view = message.view();
+            if self
+                .told_decision
+                .get(&from)
+                .is_none_or(|told| view > *told)
+            {
+                self.told_decision.insert(from, view);
                 actions.push(Action::Send {
                     to: from,
                     message: Message::Certified(decision.clone()),
@@ -218,7 +226,6 @@ impl Agreement {
             }
             return;
         }
-        self.activate(now);
         match message {
             Message::Propose {
                 view,
@@ -243,6 +250,8 @@ impl Agreement {
     fn learn_and_follow(&mut self, certificate: &Certificate, now: u64, actions: &mut Vec<Action>) {
         self.learn_prepared(certificate);
         if certificate.statement.view > self.view {
+            // Evidence of a running position: it wakes this member up too.
+            self.activate(now);
             self.enter_view(certificate.statement.view, now, actions);
         }
     }
@@ -269,6 +278,7 @@ impl Agreement {
         if from != self.leader(view) || view < self.view {
             return;
         }
+        self.activate(now);
         if let Some(certificate) = &justification {
             let fits = self.valid_prepare(certificate)
                 && certificate.statement.block == block
@@ -404,6 +414,7 @@ impl Agreement {
         if !self.quorum.certifies(&certificate) || self.durable.decided.is_some() {
             return;
         }
+        self.activate(now);
         let Statement { phase, view, block } = certificate.statement;
         if phase == Phase::Commit {
             self.decide(certificate, actions);
@@ -457,6 +468,12 @@ impl Agreement {
         }
         let known = self.views_of.entry(from).or_insert(view);
         *known = (*known).max(view);
+        // A position wakes up when more members speak of it than can be faulty: one faulty
+        // member alone cannot set a whole roster changing views on a position with nothing to
+        // decide.
+        if self.views_of.len() > self.quorum.faults_tolerated() as usize {
+            self.activate(now);
+        }
         // Follow the others once more members are ahead than can be faulty: at least one
         // honest member timed out there.
         let mut ahead: Vec<View> = self.views_of.values().copied().collect();
@@ -507,6 +524,10 @@ impl Agreement {
         self.quorum_in_view_since = None;
         self.announce_deadline = None;
         if view > 0 {
+            // Written before it is announced: a restarted member comes back to a view at least
+            // as late as the one the others count it in.
+            self.durable.view = view;
+            actions.push(Action::Persist(Box::new(self.durable.clone())));
             self.announce(now, actions);
         }
         self.arm_timer(now);
@@ -593,8 +614,10 @@ impl Agreement {
         self.vote_prepare(block, justification.as_ref(), actions);
         if self.durable.prepared != Some((view, block)) {
             // Cannot happen: the highest certificate is at least the lock. Propose nothing
-            // rather than a block this member would not vote for.
+            // rather than a block this member would not vote for, and wait for the view to
+            // time out (no grace deadline left to spin on).
             self.durable.proposal = None;
+            self.quorum_in_view_since = None;
             return;
         }
         actions.push(Action::Broadcast(Message::Propose {

@@ -25,7 +25,9 @@
 //!
 //! [`Agreement`] is pure: `handle(event, now) -> actions`, no I/O, no clock, no randomness.
 //! The host delivers messages whose sender the transport authenticated and whose certificates'
-//! signatures it verified, performs the actions in order — a [`Action::Persist`] is durable
+//! signatures it verified, and a `Propose` only once it holds the proposed block and its rules
+//! accept it (a member votes for the hash it is given: validity is the host's); it performs the
+//! actions in order — a [`Action::Persist`] is durable
 //! before any later action leaves the node — and calls `handle(Event::Tick, now)` at
 //! [`Agreement::next_deadline`].
 
@@ -77,6 +79,17 @@ pub struct Certificate {
     pub statement: Statement,
     /// The members who signed, strictly increasing.
     pub signers: Vec<Member>,
+}
+
+impl Message {
+    /// The view a message speaks of.
+    pub fn view(&self) -> View {
+        match self {
+            Self::Propose { view, .. } | Self::ViewChange { view, .. } => *view,
+            Self::Vote(statement) => statement.view,
+            Self::Certified(certificate) => certificate.statement.view,
+        }
+    }
 }
 
 /// A message between roster members about one position.
@@ -166,7 +179,10 @@ impl Quorum {
     /// How many Byzantine members agreement stays safe and live with: the largest `f` with
     /// `2·threshold > members + f` and `members − f >= threshold`.
     pub fn faults_tolerated(&self) -> u32 {
-        (2 * self.threshold - self.members - 1).min(self.members - self.threshold)
+        let (members, threshold) = (u64::from(self.members), u64::from(self.threshold));
+        let safe = 2 * threshold - members - 1;
+        // Both bounds are below `members`, a u32.
+        safe.min(members - threshold) as u32
     }
 
     /// The leader of `view` at the position whose seed is `seed` ([`Quorum::position_seed`]):
