@@ -50,6 +50,8 @@ enum Byzantine {
     Replaying,
     /// Follows the protocol towards half of the roster only.
     HalfRoster,
+    /// Follows the protocol, and announces far-future views (up to `View::MAX`).
+    Racing,
 }
 
 #[derive(Clone, Debug)]
@@ -126,7 +128,15 @@ struct World {
     decided: BTreeMap<u64, Hash>,
     /// Index at which some honest member started working after the heal, per index: the view
     /// each such position was decided in.
-    views_after_heal: Vec<View>,
+    /// (when the position was first started, the view it was decided in), for positions
+    /// started after the heal; judged at the end against the last restart after the heal.
+    views_after_heal: Vec<(u64, View)>,
+    /// The network healed and every member crashed after the heal is back: from then on
+    /// positions must decide within the view bound.
+    calm_since: u64,
+    /// Members that were answered about an old index (the host answers once; anti-entropy
+    /// repairs the rest), so that no one can make honest members amplify its messages.
+    answered_old: HashSet<(Member, Member, u64)>,
     /// When an honest member first started working on each index.
     first_started: BTreeMap<u64, u64>,
     events: u64,
@@ -158,6 +168,7 @@ impl World {
             Byzantine::Equivocating,
             Byzantine::Replaying,
             Byzantine::HalfRoster,
+            Byzantine::Racing,
         ];
         let hosts = (0..n)
             .map(|member| Host {
@@ -202,6 +213,8 @@ impl World {
             honest_payloads: BTreeSet::new(),
             decided: BTreeMap::new(),
             views_after_heal: Vec::new(),
+            calm_since: heal_at,
+            answered_old: HashSet::new(),
             first_started: BTreeMap::new(),
             events: 0,
             progress: false,
@@ -220,6 +233,13 @@ impl World {
             if world.hosts[member as usize].byzantine.is_none() && world.rng.random_bool(0.3) {
                 let crash = world.rng.random_range(0..world.heal_at);
                 let restart = world.rng.random_range(crash..world.heal_at);
+                world.schedule(crash, Occurrence::Crash(member));
+                world.schedule(restart, Occurrence::Restart(member));
+            } else if world.hosts[member as usize].byzantine.is_none() && world.rng.random_bool(0.1)
+            {
+                // A crash after the heal, restarting within 3 s.
+                let crash = world.heal_at + world.rng.random_range(0..3_000);
+                let restart = crash + world.rng.random_range(1..3_000);
                 world.schedule(crash, Occurrence::Crash(member));
                 world.schedule(restart, Occurrence::Restart(member));
             }
@@ -437,10 +457,8 @@ impl World {
             }
             self.decided.insert(index, block);
             self.progress = true;
-            if self
-                .first_started
-                .get(&index)
-                .is_some_and(|&at| at >= self.heal_at)
+            if let Some(&started) = self.first_started.get(&index)
+                && started >= self.heal_at
             {
                 if std::env::var_os("AGREEMENT_TRACE").is_some() {
                     eprintln!(
@@ -448,7 +466,8 @@ impl World {
                         self.now, certificate.statement.view
                     );
                 }
-                self.views_after_heal.push(certificate.statement.view);
+                self.views_after_heal
+                    .push((started, certificate.statement.view));
             }
         }
         let host = &mut self.hosts[member as usize];
@@ -484,7 +503,9 @@ impl World {
         }
         if index < host.index {
             let certificate = host.chain[index as usize].clone();
-            if !matches!(&message, Message::Certified(c) if c.statement.phase == Phase::Commit) {
+            let commit =
+                matches!(&message, Message::Certified(c) if c.statement.phase == Phase::Commit);
+            if !commit && self.answered_old.insert((member, from, index)) {
                 self.output(member, from, index, Message::Certified(certificate));
             }
             return;
@@ -598,6 +619,30 @@ impl World {
                 let old = host.replayable[self.rng.random_range(0..host.replayable.len())].clone();
                 let target = self.rng.random_range(0..self.quorum.members());
                 self.send(to, target, old);
+            }
+        }
+        if self.hosts[to as usize].byzantine == Some(Byzantine::Racing)
+            && let Wire::Agreement { index, .. } = &wire
+            && self.rng.random_bool(0.2)
+        {
+            let view = if self.rng.random_bool(0.1) {
+                View::MAX
+            } else {
+                self.rng.random_range(1..100_000)
+            };
+            let index = *index;
+            for target in 0..self.quorum.members() {
+                self.send(
+                    to,
+                    target,
+                    Wire::Agreement {
+                        index,
+                        message: Message::ViewChange {
+                            view,
+                            prepared: None,
+                        },
+                    },
+                );
             }
         }
         match wire {
@@ -721,6 +766,9 @@ impl World {
                 }
                 Occurrence::Restart(member) => {
                     self.progress = true;
+                    if self.healed() {
+                        self.calm_since = self.calm_since.max(self.now);
+                    }
                     self.start_machine(member);
                 }
                 Occurrence::Submit(payload) => {
@@ -763,7 +811,13 @@ impl World {
         Outcome {
             state,
             logged: self.everything_logged(),
-            max_view_after_heal: self.views_after_heal.iter().copied().max().unwrap_or(0),
+            max_view_after_heal: self
+                .views_after_heal
+                .iter()
+                .filter(|(started, _)| *started >= self.calm_since)
+                .map(|(_, view)| *view)
+                .max()
+                .unwrap_or(0),
             events: self.events,
             now: self.now,
         }

@@ -446,3 +446,147 @@ fn a_certificate_older_than_the_lock_does_not_unlock_it() {
         b
     );
 }
+
+#[test]
+fn a_restarted_leader_repeats_its_proposal_and_makes_no_other() {
+    let quorum = four();
+    let leader = quorum.leader(&seed(), 0);
+    let mut agreement = Agreement::new(quorum, seed(), leader, timing());
+    let (first, second) = (block("first"), block("second"));
+    let _ = agreement.handle(Event::Candidate(first), 0);
+    let durable = agreement.durable().clone();
+    assert_eq!(durable.proposal, Some((0, first, None)));
+
+    let mut restarted = Agreement::restore(quorum, seed(), leader, timing(), durable);
+    let _ = restarted.handle(Event::Candidate(second), 1);
+    let actions = restarted.resume(2);
+    let proposals: Vec<&Action> = actions
+        .iter()
+        .filter(|action| matches!(action, Action::Broadcast(Message::Propose { .. })))
+        .collect();
+    assert_eq!(
+        proposals,
+        [&Action::Broadcast(Message::Propose {
+            view: 0,
+            block: first,
+            justification: None
+        })]
+    );
+    // Its own vote still counts: two more prepare votes make the certificate.
+    let prepare = Statement {
+        phase: Phase::Prepare,
+        view: 0,
+        block: first,
+    };
+    let others: Vec<Member> = (0..4).filter(|m| *m != leader).collect();
+    for (at, from) in others.iter().take(2).enumerate() {
+        let actions = restarted.handle(
+            Event::Received {
+                from: *from,
+                message: Message::Vote(prepare),
+            },
+            3 + at as u64,
+        );
+        if at == 1 {
+            assert!(actions.iter().any(|action| matches!(
+                action,
+                Action::Broadcast(Message::Certified(c)) if c.statement == prepare && c.signers.contains(&leader)
+            )));
+        }
+    }
+}
+
+#[test]
+fn malformed_evidence_is_ignored() {
+    let (mut agreement, leader0, _) = follower();
+    let b = block("b");
+    // A justification from the proposal's own view (or later) is no justification.
+    let same_view = Event::Received {
+        from: leader0,
+        message: Message::Propose {
+            view: 0,
+            block: b,
+            justification: Some(certificate(Phase::Prepare, 0, b, &[0, 1, 2])),
+        },
+    };
+    assert!(agreement.handle(same_view, 0).is_empty());
+    // A commit certificate is no justification either.
+    let commit = Event::Received {
+        from: leader0,
+        message: Message::Propose {
+            view: 0,
+            block: b,
+            justification: Some(certificate(Phase::Commit, 0, b, &[0, 1, 2])),
+        },
+    };
+    assert!(agreement.handle(commit, 1).is_empty());
+    // An announcement carrying a certificate from after the announced view is dropped whole.
+    let from_the_future = Event::Received {
+        from: leader0,
+        message: Message::ViewChange {
+            view: 3,
+            prepared: Some(certificate(Phase::Prepare, 5, b, &[0, 1, 2])),
+        },
+    };
+    assert!(agreement.handle(from_the_future, 2).is_empty());
+    assert_eq!(agreement.view(), 0);
+}
+
+#[test]
+fn proposals_too_far_ahead_are_not_kept() {
+    let quorum = Quorum::new(7, 5).expect("valid");
+    let me = 0;
+    let mut agreement = Agreement::new(quorum, seed(), me, timing());
+    let b = block("b");
+    let propose = |view| Event::Received {
+        from: quorum.leader(&seed(), view),
+        message: Message::Propose {
+            view,
+            block: b,
+            justification: None,
+        },
+    };
+    // Pick views this member does not lead.
+    let near = (1..MAX_VIEWS_AHEAD)
+        .rev()
+        .find(|v| quorum.leader(&seed(), *v) != me)
+        .expect("a view led by another");
+    let far = (MAX_VIEWS_AHEAD + 1..MAX_VIEWS_AHEAD + 8)
+        .find(|v| quorum.leader(&seed(), *v) != me)
+        .expect("a view led by another");
+    let _ = agreement.handle(propose(near), 0);
+    let _ = agreement.handle(propose(far), 1);
+    // Reaching each view by evidence: the kept proposal is voted for at once, the other not.
+    let reach = |agreement: &mut Agreement, view: View, at: u64| {
+        agreement.handle(
+            Event::Received {
+                from: (me + 1) % 7,
+                message: Message::Certified(certificate(
+                    Phase::Prepare,
+                    view,
+                    block("elsewhere"),
+                    &[1, 2, 3, 4, 5],
+                )),
+            },
+            at,
+        )
+    };
+    // Entering `near` votes for the proposal kept for it (before the certificate that brought
+    // the member there locks it on another block); entering `far` finds nothing kept.
+    let actions = reach(&mut agreement, near, 2);
+    assert_eq!(agreement.view(), near);
+    assert!(
+        votes(&actions)
+            .iter()
+            .any(|(_, s)| s.phase == Phase::Prepare && s.block == b && s.view == near),
+        "the proposal kept for view {near} is voted once the member gets there"
+    );
+    let actions = reach(&mut agreement, far, 3);
+    assert_eq!(agreement.view(), far);
+    assert!(
+        !votes(&actions)
+            .iter()
+            .any(|(_, s)| s.phase == Phase::Prepare),
+        "a proposal {far} views ahead was not kept"
+    );
+}
