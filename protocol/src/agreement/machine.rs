@@ -12,7 +12,7 @@ use crate::Hash;
 /// the certificate it is locked on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Durable {
-    /// The view the member was in when it last voted.
+    /// The latest view the member entered (written before it announces it) or voted in.
     pub view: View,
     /// The prepare certificate the member is locked on.
     pub lock: Option<Certificate>,
@@ -44,8 +44,8 @@ pub struct Agreement {
     timing: Timing,
     durable: Durable,
     view: View,
-    /// Whether there is anything to agree on yet (a candidate or another member's message):
-    /// an idle position runs no timer.
+    /// Whether there is anything to agree on yet (a candidate, its leader's proposal, a valid
+    /// certificate, or more than `f` members speaking of it): an idle position runs no timer.
     active: bool,
     view_deadline: Option<u64>,
     /// While the view's clock waits for a threshold of members: when to announce the view

@@ -81,17 +81,6 @@ pub struct Certificate {
     pub signers: Vec<Member>,
 }
 
-impl Message {
-    /// The view a message speaks of.
-    pub fn view(&self) -> View {
-        match self {
-            Self::Propose { view, .. } | Self::ViewChange { view, .. } => *view,
-            Self::Vote(statement) => statement.view,
-            Self::Certified(certificate) => certificate.statement.view,
-        }
-    }
-}
-
 /// A message between roster members about one position.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
@@ -112,6 +101,17 @@ pub enum Message {
         view: View,
         prepared: Option<Certificate>,
     },
+}
+
+impl Message {
+    /// The view a message speaks of.
+    pub fn view(&self) -> View {
+        match self {
+            Self::Propose { view, .. } | Self::ViewChange { view, .. } => *view,
+            Self::Vote(statement) => statement.view,
+            Self::Certified(certificate) => certificate.statement.view,
+        }
+    }
 }
 
 /// What happens to a member.

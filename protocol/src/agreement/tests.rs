@@ -590,3 +590,131 @@ fn proposals_too_far_ahead_are_not_kept() {
         "a proposal {far} views ahead was not kept"
     );
 }
+
+/// One event of a random script, from the point of view of member 0 of seven (f = 2).
+fn arbitrary_event() -> impl proptest::strategy::Strategy<Value = (u64, Event)> {
+    use proptest::prelude::*;
+    let blocks = prop_oneof![Just(block("x")), Just(block("y")), Just(block("z"))];
+    let signers = proptest::collection::btree_set(0u32..8, 0..8)
+        .prop_map(|set| set.into_iter().collect::<Vec<Member>>());
+    let phase = prop_oneof![Just(Phase::Prepare), Just(Phase::Commit)];
+    let certificate =
+        (phase, 0u32..8, blocks.clone(), signers).prop_map(|(phase, view, block, signers)| {
+            Certificate {
+                statement: Statement { phase, view, block },
+                signers,
+            }
+        });
+    let statement = (
+        prop_oneof![Just(Phase::Prepare), Just(Phase::Commit)],
+        0u32..8,
+        blocks.clone(),
+    )
+        .prop_map(|(phase, view, block)| Statement { phase, view, block });
+    let message = prop_oneof![
+        (
+            0u32..8,
+            blocks.clone(),
+            proptest::option::of(certificate.clone())
+        )
+            .prop_map(|(view, block, justification)| Message::Propose {
+                view,
+                block,
+                justification
+            }),
+        statement.prop_map(Message::Vote),
+        certificate.clone().prop_map(Message::Certified),
+        (0u32..10, proptest::option::of(certificate))
+            .prop_map(|(view, prepared)| Message::ViewChange { view, prepared }),
+    ];
+    // Proposals mostly come from their view's leader, or they would all be ignored.
+    let quorum = Quorum::new(7, 5).expect("valid");
+    let sender = move |(from, message): (Member, Message)| {
+        let from = match &message {
+            Message::Propose { view, .. } if from < 5 => quorum.leader(&seed(), *view),
+            _ => from,
+        };
+        Event::Received { from, message }
+    };
+    let event = prop_oneof![
+        blocks.prop_map(Event::Candidate),
+        Just(Event::Tick),
+        (0u32..7, message.clone()).prop_map(sender),
+        (0u32..7, message).prop_map(sender),
+    ];
+    (0u64..3_000, event)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, .. proptest::prelude::ProptestConfig::default() })]
+
+    /// Whatever it is sent, a member never votes twice in a view or backwards, sends a vote
+    /// only after persisting it, commits only to the block it is locked on, never lowers its
+    /// lock, decides at most once and only on a commit certificate, and never asks to be woken
+    /// up in the past after a tick.
+    #[test]
+    fn a_member_keeps_its_invariants_whatever_it_is_sent(
+        script in proptest::collection::vec(arbitrary_event(), 1..120),
+        leader_of_everything in proptest::prelude::any::<bool>(),
+    ) {
+        let quorum = Quorum::new(7, 5).expect("valid");
+        // Member 0, or the leader of view 0 (so that the leader's paths run too).
+        let me = if leader_of_everything { quorum.leader(&seed(), 0) } else { 0 };
+        let mut agreement = Agreement::new(quorum, seed(), me, timing());
+        let mut now = 0;
+        let mut persisted = Durable::default();
+        let mut decisions = 0;
+        for (step, event) in script {
+            now += step;
+            let tick = event == Event::Tick;
+            for action in agreement.handle(event, now) {
+                match action {
+                    Action::Persist(durable) => {
+                        for (before, after) in [
+                            (persisted.prepared, durable.prepared),
+                            (persisted.committed, durable.committed),
+                        ] {
+                            if let (Some(old), Some(new)) = (before, after) && old != new {
+                                proptest::prop_assert!(new.0 > old.0, "votes {old:?} then {new:?}");
+                            }
+                            proptest::prop_assert!(before.is_none() || after.is_some());
+                        }
+                        if let Some((view, block)) = durable.committed {
+                            let lock = durable.lock.as_ref().map(|lock| lock.statement);
+                            proptest::prop_assert_eq!(
+                                lock,
+                                Some(Statement { phase: Phase::Prepare, view, block })
+                            );
+                        }
+                        let lock_view = |d: &Durable| d.lock.as_ref().map(|l| l.statement.view);
+                        proptest::prop_assert!(lock_view(&durable) >= lock_view(&persisted));
+                        persisted = *durable;
+                    }
+                    Action::Send { to, message } => {
+                        proptest::prop_assert!(to < 7 && to != me);
+                        if let Message::Vote(statement) = message {
+                            let voted = match statement.phase {
+                                Phase::Prepare => persisted.prepared,
+                                Phase::Commit => persisted.committed,
+                            };
+                            proptest::prop_assert_eq!(voted, Some((statement.view, statement.block)));
+                            proptest::prop_assert_eq!(to, quorum.leader(&seed(), statement.view));
+                        }
+                    }
+                    Action::Broadcast(_) => {}
+                    Action::Decided(certificate) => {
+                        decisions += 1;
+                        proptest::prop_assert_eq!(certificate.statement.phase, Phase::Commit);
+                        proptest::prop_assert!(quorum.certifies(&certificate));
+                        proptest::prop_assert_eq!(persisted.decided.as_ref(), Some(&certificate));
+                    }
+                }
+            }
+            if tick {
+                proptest::prop_assert!(agreement.next_deadline().is_none_or(|next| next > now));
+            }
+            proptest::prop_assert_eq!(agreement.durable(), &persisted);
+        }
+        proptest::prop_assert!(decisions <= 1);
+    }
+}
