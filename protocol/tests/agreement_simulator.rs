@@ -355,11 +355,8 @@ impl World {
             }
             match action {
                 Action::Persist(durable) => {
-                    for (vote, phase) in [
-                        (durable.prepared, Phase::Prepare),
-                        (durable.committed, Phase::Commit),
-                    ] {
-                        if let Some((view, block)) = vote {
+                    for phase in [Phase::Prepare, Phase::Commit] {
+                        if let Some((view, block)) = durable.vote(phase) {
                             let statement = Statement { phase, view, block };
                             self.signed.insert((member, index, statement));
                         }

@@ -27,12 +27,48 @@ pub struct Durable {
     pub decided: Option<Certificate>,
 }
 
+impl Durable {
+    /// The member's last vote of `phase`: (view, block).
+    pub fn vote(&self, phase: Phase) -> Option<(View, Hash)> {
+        match phase {
+            Phase::Prepare => self.prepared,
+            Phase::Commit => self.committed,
+        }
+    }
+
+    /// Whether the member already voted `phase` in `view` or a later view.
+    fn voted_since(&self, phase: Phase, view: View) -> bool {
+        self.vote(phase).is_some_and(|(voted, _)| voted >= view)
+    }
+}
+
 /// The leader's collection of votes in its current view.
 #[derive(Debug, Default)]
 struct Collection {
     prepare: BTreeSet<Member>,
     commit: BTreeSet<Member>,
     prepare_certified: bool,
+}
+
+impl Collection {
+    fn voters(&mut self, phase: Phase) -> &mut BTreeSet<Member> {
+        match phase {
+            Phase::Prepare => &mut self.prepare,
+            Phase::Commit => &mut self.commit,
+        }
+    }
+
+    /// The certificate of `statement`, once `threshold` members voted it.
+    fn certificate(&self, statement: Statement, threshold: usize) -> Option<Certificate> {
+        let voters = match statement.phase {
+            Phase::Prepare => &self.prepare,
+            Phase::Commit => &self.commit,
+        };
+        (voters.len() >= threshold).then(|| Certificate {
+            statement,
+            signers: voters.iter().copied().collect(),
+        })
+    }
 }
 
 /// One member's agreement on one position. See the module documentation.
@@ -306,11 +342,7 @@ impl Agreement {
         actions: &mut Vec<Action>,
     ) {
         let view = self.view;
-        if self
-            .durable
-            .prepared
-            .is_some_and(|(voted, _)| voted >= view)
-        {
+        if self.durable.voted_since(Phase::Prepare, view) {
             return;
         }
         let allowed = match &self.durable.lock {
@@ -331,16 +363,25 @@ impl Agreement {
         self.durable.view = view;
         self.durable.prepared = Some((view, block));
         actions.push(Action::Persist(Box::new(self.durable.clone())));
-        let statement = Statement {
-            phase: Phase::Prepare,
-            view,
-            block,
-        };
-        if self.leader(view) == self.me {
-            self.collection.prepare.insert(self.me);
+        self.cast(
+            Statement {
+                phase: Phase::Prepare,
+                view,
+                block,
+            },
+            actions,
+        );
+    }
+
+    /// Gives a vote (already persisted) to the view's leader: counted at once when this member
+    /// leads.
+    fn cast(&mut self, statement: Statement, actions: &mut Vec<Action>) {
+        let leader = self.leader(statement.view);
+        if leader == self.me {
+            self.collection.voters(statement.phase).insert(self.me);
         } else {
             actions.push(Action::Send {
-                to: self.leader(view),
+                to: leader,
                 message: Message::Vote(statement),
             });
         }
@@ -356,14 +397,7 @@ impl Agreement {
         if *proposed_view != self.view || *block != statement.block {
             return;
         }
-        match statement.phase {
-            Phase::Prepare => {
-                self.collection.prepare.insert(from);
-            }
-            Phase::Commit => {
-                self.collection.commit.insert(from);
-            }
-        }
+        self.collection.voters(statement.phase).insert(from);
         self.certify(now, actions);
     }
 
@@ -376,30 +410,23 @@ impl Agreement {
             return;
         }
         let threshold = self.quorum.threshold() as usize;
-        if !self.collection.prepare_certified && self.collection.prepare.len() >= threshold {
+        let statement = |phase| Statement { phase, view, block };
+        if !self.collection.prepare_certified
+            && let Some(prepared) = self
+                .collection
+                .certificate(statement(Phase::Prepare), threshold)
+        {
             self.collection.prepare_certified = true;
-            let certificate = Certificate {
-                statement: Statement {
-                    phase: Phase::Prepare,
-                    view,
-                    block,
-                },
-                signers: self.collection.prepare.iter().copied().collect(),
-            };
-            actions.push(Action::Broadcast(Message::Certified(certificate.clone())));
-            self.on_certificate(certificate, now, actions);
+            actions.push(Action::Broadcast(Message::Certified(prepared.clone())));
+            self.on_certificate(prepared, now, actions);
         }
-        if self.durable.decided.is_none() && self.collection.commit.len() >= threshold {
-            let certificate = Certificate {
-                statement: Statement {
-                    phase: Phase::Commit,
-                    view,
-                    block,
-                },
-                signers: self.collection.commit.iter().copied().collect(),
-            };
-            actions.push(Action::Broadcast(Message::Certified(certificate.clone())));
-            self.decide(certificate, actions);
+        if self.durable.decided.is_none()
+            && let Some(committed) = self
+                .collection
+                .certificate(statement(Phase::Commit), threshold)
+        {
+            actions.push(Action::Broadcast(Message::Certified(committed.clone())));
+            self.decide(committed, actions);
         }
     }
 
@@ -420,36 +447,23 @@ impl Agreement {
             self.decide(certificate, actions);
             return;
         }
-        self.learn_prepared(&certificate);
-        if view > self.view {
-            // A prepare certificate shows that members holding a threshold moved on to `view`.
-            self.enter_view(view, now, actions);
-        }
-        if view != self.view
-            || self
-                .durable
-                .committed
-                .is_some_and(|(voted, _)| voted >= view)
-        {
+        self.learn_and_follow(&certificate, now, actions);
+        if view != self.view || self.durable.voted_since(Phase::Commit, view) {
             return;
         }
         self.durable.view = view;
         self.durable.lock = Some(certificate);
         self.durable.committed = Some((view, block));
         actions.push(Action::Persist(Box::new(self.durable.clone())));
-        if self.leader(view) == self.me {
-            self.collection.commit.insert(self.me);
-            self.certify(now, actions);
-        } else {
-            actions.push(Action::Send {
-                to: self.leader(view),
-                message: Message::Vote(Statement {
-                    phase: Phase::Commit,
-                    view,
-                    block,
-                }),
-            });
-        }
+        self.cast(
+            Statement {
+                phase: Phase::Commit,
+                view,
+                block,
+            },
+            actions,
+        );
+        self.certify(now, actions);
     }
 
     fn on_view_change(
@@ -561,6 +575,18 @@ impl Agreement {
             && self.proposal_choice().is_some()
     }
 
+    /// When the leader of the current view may propose: once a threshold of members entered the
+    /// view, at once if every member did (as in view 0), else after the grace for the others'
+    /// certificates.
+    fn proposal_due(&self) -> Option<u64> {
+        let since = self.quorum_in_view_since?;
+        if self.members_in_view() >= self.quorum.members() as usize {
+            Some(since)
+        } else {
+            Some(since.saturating_add(self.timing.proposal_grace(self.view)))
+        }
+    }
+
     /// What the leader of the current view proposes: the block of the highest prepare
     /// certificate it knows (which every honest lock allows), else its oldest candidate.
     fn proposal_choice(&self) -> Option<(Hash, Option<Certificate>)> {
@@ -573,9 +599,7 @@ impl Agreement {
         }
     }
 
-    /// As the leader of the current view, proposes once it may: at once in view 0; in later
-    /// views once a threshold of members entered the view and either every member did or the
-    /// grace for their certificates passed.
+    /// As the leader of the current view, proposes once it may ([`Self::proposal_due`]).
     fn try_propose(&mut self, now: u64, actions: &mut Vec<Action>) {
         if self.durable.decided.is_some() || self.leader(self.view) != self.me {
             return;
@@ -597,14 +621,8 @@ impl Agreement {
             }
             return;
         }
-        if self.view > 0 {
-            let Some(since) = self.quorum_in_view_since else {
-                return;
-            };
-            let everyone = self.members_in_view() >= self.quorum.members() as usize;
-            if !everyone && now < since.saturating_add(self.timing.proposal_grace(self.view)) {
-                return;
-            }
+        if self.proposal_due().is_none_or(|due| now < due) {
+            return;
         }
         let Some((block, justification)) = self.proposal_choice() else {
             return;

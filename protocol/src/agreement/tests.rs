@@ -693,11 +693,10 @@ proptest::proptest! {
                     Action::Send { to, message } => {
                         proptest::prop_assert!(to < 7 && to != me);
                         if let Message::Vote(statement) = message {
-                            let voted = match statement.phase {
-                                Phase::Prepare => persisted.prepared,
-                                Phase::Commit => persisted.committed,
-                            };
-                            proptest::prop_assert_eq!(voted, Some((statement.view, statement.block)));
+                            proptest::prop_assert_eq!(
+                                persisted.vote(statement.phase),
+                                Some((statement.view, statement.block))
+                            );
                             proptest::prop_assert_eq!(to, quorum.leader(&seed(), statement.view));
                         }
                     }
