@@ -2,6 +2,7 @@
 //! peer controls. One request-response protocol carries sync and signing-round requests; one
 //! gossip topic carries new blocks.
 
+use chainiac_protocol::agreement::{SignedCertificate, SignedMessage};
 use chainiac_protocol::anchor::AnchorProof;
 use chainiac_protocol::cosi::{
     Challenge, Commitment, Contribution, ParticipationMask, ResponseShare, Roster, TreeLayout,
@@ -170,6 +171,25 @@ pub enum Request {
         roster: Box<Roster>,
         approval: Box<KeySignature>,
     },
+    /// Agreement on position (`chain_id`, `index`) between members of the roster of block
+    /// `index - 1` (docs/protocol.md §9.5): `message` with its evidence, and the block it is
+    /// about when the sender holds it (a proposal always carries it). Answered with
+    /// [`Response::Noted`] or a refusal.
+    Agreement {
+        chain_id: Hash,
+        index: u64,
+        message: SignedMessage,
+        block: Option<Box<SkipBlock>>,
+    },
+    /// A block a publisher wants logged as the next block of its chain, forwarded to the
+    /// members of the roster that decides it. Answered with [`Response::Noted`].
+    Candidate { block: Box<SkipBlock> },
+    /// The commit certificate deciding `block` at its position: a witness signs a forward
+    /// link into a block only once shown its decision. Answered with [`Response::Noted`].
+    Decided {
+        block: Box<SkipBlock>,
+        certificate: SignedCertificate,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -220,6 +240,8 @@ pub enum Response {
     HeadsBuckets(Vec<Hash>),
     /// How many approvals of the roster change the peer now holds.
     Approvals(u32),
+    /// An agreement message, candidate or decision was checked and taken into account.
+    Noted,
 }
 
 const HEADS: u8 = 0;
@@ -253,6 +275,10 @@ const HEADS_BUCKETS: u8 = 26;
 const HEADS_IN_BUCKET: u8 = 27;
 const APPROVE_ROSTER: u8 = 28;
 const APPROVALS: u8 = 29;
+const AGREEMENT: u8 = 30;
+const CANDIDATE: u8 = 31;
+const DECIDED: u8 = 32;
+const NOTED: u8 = 33;
 
 impl Encode for Request {
     fn encode_to(&self, writer: &mut Writer) {
@@ -331,6 +357,27 @@ impl Encode for Request {
                 .value(round)
                 .value(challenge)
                 .u32(*budget_ms),
+            Request::Agreement {
+                chain_id,
+                index,
+                message,
+                block,
+            } => {
+                writer
+                    .u8(AGREEMENT)
+                    .value(chain_id)
+                    .u64(*index)
+                    .value(message);
+                match block {
+                    Some(block) => writer.u8(1).value(block.as_ref()),
+                    None => writer.u8(0),
+                }
+            }
+            Request::Candidate { block } => writer.u8(CANDIDATE).value(block.as_ref()),
+            Request::Decided { block, certificate } => writer
+                .u8(DECIDED)
+                .value(block.as_ref())
+                .value(certificate),
         };
     }
 }
@@ -421,6 +468,23 @@ impl Decode for Request {
                 challenge: Challenge::decode_from(reader)?,
                 budget_ms: reader.u32("time budget")?,
             },
+            AGREEMENT => Request::Agreement {
+                chain_id: Hash::decode_from(reader)?,
+                index: reader.u64("index")?,
+                message: SignedMessage::decode_from(reader)?,
+                block: if reader.bool("block present")? {
+                    Some(Box::new(SkipBlock::decode_from(reader)?))
+                } else {
+                    None
+                },
+            },
+            CANDIDATE => Request::Candidate {
+                block: Box::new(SkipBlock::decode_from(reader)?),
+            },
+            DECIDED => Request::Decided {
+                block: Box::new(SkipBlock::decode_from(reader)?),
+                certificate: SignedCertificate::decode_from(reader)?,
+            },
             tag => {
                 return Err(Error::InvalidTag {
                     what: "request kind",
@@ -488,6 +552,7 @@ impl Encode for Response {
             }
             Response::HeadsBuckets(buckets) => writer.u8(HEADS_BUCKETS).list(buckets),
             Response::Approvals(count) => writer.u8(APPROVALS).u32(*count),
+            Response::Noted => writer.u8(NOTED),
         };
     }
 }
@@ -543,6 +608,7 @@ impl Decode for Response {
                 Response::HeadsBuckets(buckets)
             }
             APPROVALS => Response::Approvals(reader.u32("approvals")?),
+            NOTED => Response::Noted,
             tag => {
                 return Err(Error::InvalidTag {
                     what: "response kind",
@@ -678,6 +744,56 @@ mod tests {
             .expect("roster");
         SkipBlock::genesis(ChainParams::new(2, 8).expect("params"), roster, vec![7])
             .expect("genesis")
+    }
+
+    #[test]
+    fn agreement_messages_round_trip() {
+        use chainiac_protocol::agreement::{Phase, Statement};
+        use chainiac_protocol::keys::Signature;
+        let statement = Statement {
+            phase: Phase::Commit,
+            view: 2,
+            block: block().hash(),
+        };
+        let certificate = SignedCertificate {
+            statement,
+            signatures: vec![(0, Signature([1; 64])), (2, Signature([2; 64]))],
+        };
+        let requests = [
+            Request::Agreement {
+                chain_id: Hash([1; 32]),
+                index: 9,
+                message: SignedMessage::Propose {
+                    view: 3,
+                    block: block().hash(),
+                    justification: Some(certificate.clone()),
+                },
+                block: Some(Box::new(block())),
+            },
+            Request::Agreement {
+                chain_id: Hash([1; 32]),
+                index: 9,
+                message: SignedMessage::Vote {
+                    statement,
+                    signature: Signature([3; 64]),
+                },
+                block: None,
+            },
+            Request::Candidate {
+                block: Box::new(block()),
+            },
+            Request::Decided {
+                block: Box::new(block()),
+                certificate,
+            },
+        ];
+        for (request, tag) in requests.into_iter().zip([AGREEMENT, AGREEMENT, CANDIDATE, DECIDED]) {
+            let bytes = request.to_bytes();
+            assert_eq!(bytes[1], tag);
+            assert_eq!(Request::from_bytes(&bytes).ok(), Some(request));
+            assert!(Request::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        }
+        assert_eq!(Response::from_bytes(&Response::Noted.to_bytes()).ok(), Some(Response::Noted));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! is checked by this node's own rules first (so the submitter hears the precise rule that
 //! failed), then signed by one round per forward link, stored, and gossiped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chainiac_net::wire::{LinkedBlock, Request, Response};
 use chainiac_net::{NetHandle, peer_id_of};
@@ -12,6 +13,9 @@ use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::skipchain::{ChainParams, LinkRequest, SkipBlock};
 
+use futures::future::join_all;
+
+use crate::agreement::{Agreements, Decision};
 use crate::artifacts::ArtifactStore;
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
@@ -22,8 +26,9 @@ use crate::rules::release_in;
 use crate::store::{ChainHead, Store, StoreError};
 use crate::verifier::{Attestations, Verifier};
 
-/// Most blocks of failed rounds one append completes before its own block.
-const MAX_COMPLETED_LOCKS: usize = 4;
+/// Most positions one append may lose to competing blocks before it gives up (each time, its
+/// block is proposed again after the one decided).
+const MAX_LOST_POSITIONS: usize = 16;
 
 /// Errors of node operations requested through the API.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,10 @@ pub struct AppendParts {
     pub metrics: Arc<Metrics>,
     /// Gossip, to publish what is logged.
     pub gossip: Arc<Gossip>,
+    /// Agreement, which decides each block before its links are signed.
+    pub agreements: Arc<Agreements>,
+    /// Mirroring: a decided block this node logs may be a release whose artifacts it lacks.
+    pub replicator: Arc<crate::replicate::Replicator>,
 }
 
 /// The leader service.
@@ -154,7 +163,8 @@ impl Appender {
             locks.entry(chain_id).or_default().clone()
         };
         let _guard = lock.lock().await;
-        let mut completed = 0;
+        let deadline = Instant::now() + parts.rounds.decision_timeout;
+        let mut lost = 0;
         loop {
             let head = parts
                 .store
@@ -197,53 +207,154 @@ impl Appender {
                     }
                 }
             }
-            match self.log_block(block).await {
-                Err(NodeError::Append(AppendError::Locked {
-                    block: locked,
-                    witnesses,
-                    ..
-                })) if completed < MAX_COMPLETED_LOCKS => {
-                    completed += 1;
-                    tracing::info!(
-                        chain = %chain_id,
-                        index = locked.index(),
-                        locked = %locked.hash(),
-                        witnesses,
-                        "witnesses are locked on a block of a failed round; completing it first"
-                    );
-                    self.complete_locked(&previous, *locked).await?;
-                }
-                logged => return logged,
+            let block = Arc::new(block);
+            let logged = self.decide(&block, deadline).await?;
+            if logged.hash == block.hash() {
+                return Ok(logged);
+            }
+            lost += 1;
+            tracing::info!(
+                chain = %chain_id,
+                index = block.index(),
+                logged = %logged.hash,
+                "another block was decided at this index; proposing again after it"
+            );
+            if lost >= MAX_LOST_POSITIONS {
+                parts.metrics.appends_failed.inc();
+                return Err(NodeError::Append(AppendError::Contended {
+                    positions: lost,
+                }));
             }
         }
     }
 
-    /// Completes `locked`, a block some witnesses already signed after `previous` in a round
-    /// that failed: checked like any proposal (successor of `previous`, payload rules), then
-    /// signed and logged. Every witness either signs it or is locked on it, unless the
-    /// witnesses are split between two blocks; then this fails with the split.
-    async fn complete_locked(
-        &self,
-        previous: &SkipBlock,
-        locked: SkipBlock,
-    ) -> Result<ChainHead, NodeError> {
-        if locked.chain_id() != previous.chain_id()
-            || locked.index() != previous.index() + 1
-            || locked.back_links().first() != Some(&previous.hash())
-        {
-            return Err(NodeError::Invalid(format!(
-                "a witness is locked on block {}, which does not follow the head {}",
-                locked.hash(),
-                previous.hash()
-            )));
+    /// Offers `block` to be decided at its position and waits until a block is logged there
+    /// (this block or a competing one), offering it again every view's base time (offers may be
+    /// lost, members may restart). Returns the head logged at that index.
+    async fn decide(&self, block: &Arc<SkipBlock>, deadline: Instant) -> Result<ChainHead, NodeError> {
+        let parts = &self.parts;
+        let chain_id = block.chain_id();
+        let index = block.index();
+        let mut appended = parts.store.watch_appends();
+        let period = Duration::from_millis(parts.agreements.timing().base_ms.max(1));
+        let logged = |store: &Store| -> Result<Option<ChainHead>, NodeError> {
+            Ok(store.block_at(&chain_id, index)?.map(|logged| ChainHead {
+                chain_id,
+                index,
+                hash: logged.hash(),
+            }))
+        };
+        loop {
+            if let Some(head) = logged(&parts.store)? {
+                return Ok(head);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                parts.metrics.appends_failed.inc();
+                let roster = parts.agreements.deciding_roster(block).map(|(roster, _)| roster);
+                let position = chainiac_protocol::agreement::Position { chain_id, index };
+                return Err(NodeError::Append(AppendError::Undecided {
+                    index,
+                    seconds: parts.rounds.decision_timeout.as_secs(),
+                    view: parts.agreements.view(&position),
+                    threshold: roster.as_ref().map_or(0, |r| r.threshold()),
+                    members: roster.as_ref().map_or(0, |r| r.len()),
+                }));
+            }
+            match parts.agreements.offer(block.clone()).await {
+                Ok(refusals) if refusals.is_empty() => {}
+                Ok(refusals) => {
+                    let (roster, _) = parts
+                        .agreements
+                        .deciding_roster(block)
+                        .map_err(NodeError::Invalid)?;
+                    // More refusals than members the roster can do without: an honest member
+                    // refused, so the others (same rules) will too.
+                    if refusals.len() > roster.len() - roster.threshold() {
+                        parts.metrics.appends_failed.inc();
+                        let reasons: Vec<String> = refusals
+                            .iter()
+                            .map(|(key, reason)| format!("{key}: {reason}"))
+                            .collect();
+                        return Err(NodeError::Invalid(format!(
+                            "{} of the {} members deciding block {index} refused it: {}",
+                            refusals.len(),
+                            roster.len(),
+                            reasons.join("; ")
+                        )));
+                    }
+                }
+                Err(reason) => {
+                    if let Some(head) = logged(&parts.store)? {
+                        return Ok(head);
+                    }
+                    return Err(NodeError::Invalid(reason));
+                }
+            }
+            let until = tokio::time::Instant::from_std((now + period).min(deadline));
+            loop {
+                tokio::select! {
+                    changed = appended.changed() => {
+                        if changed.is_err() || logged(&parts.store)?.is_some() {
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
         }
-        self.parts.witness.check_rules(&locked).map_err(|reason| {
-            NodeError::Invalid(format!(
-                "a witness is locked on block {}, which breaks a rule: {reason}",
-                locked.hash()
-            ))
-        })?;
-        self.log_block(locked).await
+    }
+
+    /// Gets the forward links into `decision.block`, decided at its position, signed and stores
+    /// it: every witness of the links' rosters is first shown the commit certificate (a witness
+    /// signs a link only into a decided block), then one signing round per link runs. Several
+    /// members may do this at once; whoever stores it first wins and the others find it stored.
+    pub async fn notarize(&self, decision: &Decision) -> Result<(), NodeError> {
+        let parts = &self.parts;
+        let block = decision.block.as_ref();
+        let chain_id = block.chain_id();
+        if parts.store.block_at(&chain_id, block.index())?.is_some() {
+            return Ok(());
+        }
+        let requests = parts.store.link_requests(block)?;
+        let mut witnesses = BTreeSet::new();
+        for request in &requests {
+            if let Some(source) = parts.store.block_at(&chain_id, request.from_index)? {
+                for member in parts.store.roster_of(&source)?.members() {
+                    witnesses.insert(member.key);
+                }
+            }
+        }
+        parts.witness.record_decision(chain_id, block.index(), block.hash());
+        let shown = witnesses
+            .into_iter()
+            .filter(|key| *key != parts.key)
+            .filter_map(|key| peer_id_of(&key).ok())
+            .map(|peer| {
+                let request = Request::Decided {
+                    block: Box::new(block.clone()),
+                    certificate: decision.certificate.clone(),
+                };
+                let net = parts.net.clone();
+                let timeout = parts.rounds.commit_timeout;
+                async move {
+                    if let Ok(Ok(Response::Refused(reason))) =
+                        tokio::time::timeout(timeout, net.request(peer, request)).await
+                    {
+                        tracing::debug!(%peer, %reason, "a witness refused the decision");
+                    }
+                }
+            });
+        join_all(shown).await;
+        match self.log_block(block.clone()).await {
+            Err(NodeError::Store(_)) | Err(NodeError::Append(AppendError::Store(_)))
+                if parts.store.block_at(&chain_id, block.index())?.map(|b| b.hash())
+                    == Some(block.hash()) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     fn count_round(&self, report: &RoundReport) {
@@ -289,6 +400,7 @@ impl Appender {
         }
         let head = parts.store.append(&block, &links)?;
         parts.metrics.blocks_led.inc();
+        parts.replicator.replicate(&block, None);
         parts.gossip.publish(LinkedBlock { block, links }).await;
         Ok(head)
     }

@@ -4,6 +4,7 @@
 //! state; the rules they apply are in `chainiac_protocol`, the network in `chainiac_net`.
 
 pub mod admission;
+pub mod agreement;
 pub mod anchoring;
 pub mod antientropy;
 pub mod api;

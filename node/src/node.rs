@@ -16,6 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::admission::Admission;
+use crate::agreement::{Agreements, Decision};
 use crate::anchoring::Anchoring;
 use crate::append::{AppendParts, Appender, NodeError};
 use crate::artifacts::ArtifactStore;
@@ -88,6 +89,9 @@ pub struct NodeCore {
     syncer: Arc<Syncer>,
     gossip: Arc<Gossip>,
     appender: Appender,
+    agreements: Arc<Agreements>,
+    /// Decisions for the notary (taken once by [`NodeCore::run_agreement`]).
+    decisions: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Decision>>>,
     dispatcher: Arc<Dispatcher>,
     roster_changes: Arc<RosterChanges>,
     request_tasks: Arc<Semaphore>,
@@ -131,7 +135,7 @@ impl NodeCore {
             store.clone(),
             net.clone(),
             metrics.clone(),
-            replicator,
+            replicator.clone(),
             admission,
         ));
         let gossip = Arc::new(Gossip::new(
@@ -141,6 +145,15 @@ impl NodeCore {
             syncer.clone(),
             gossip_hook,
         ));
+        let (agreements, decisions) = Agreements::new(
+            identity.clone(),
+            store.clone(),
+            net.clone(),
+            witness.clone(),
+            rounds.timing(),
+            rounds.commit_timeout + rounds.respond_timeout + rounds.view_base,
+        );
+        let agreements = Arc::new(agreements);
         let appender = Appender::new(AppendParts {
             key: identity.public().key,
             store: store.clone(),
@@ -151,6 +164,8 @@ impl NodeCore {
             verifier: verifier.clone(),
             metrics: metrics.clone(),
             gossip: gossip.clone(),
+            agreements: agreements.clone(),
+            replicator: replicator.clone(),
         });
         let roster_changes = Arc::new(RosterChanges::default());
         let dispatcher = Arc::new(Dispatcher::new(ServeParts {
@@ -162,6 +177,7 @@ impl NodeCore {
             metrics: metrics.clone(),
             syncer: syncer.clone(),
             roster_changes: roster_changes.clone(),
+            agreements: agreements.clone(),
             hook: answer_hook,
         }));
         Self {
@@ -177,6 +193,8 @@ impl NodeCore {
             syncer,
             gossip,
             appender,
+            agreements,
+            decisions: std::sync::Mutex::new(Some(decisions)),
             dispatcher,
             roster_changes,
             request_tasks: Arc::new(Semaphore::new(MAX_REQUEST_TASKS)),
@@ -222,6 +240,47 @@ impl NodeCore {
     /// Its round settings.
     pub fn rounds(&self) -> &RoundConfig {
         &self.rounds
+    }
+
+    /// Its agreement service.
+    pub fn agreements(&self) -> &Arc<Agreements> {
+        &self.agreements
+    }
+
+    /// Runs agreement until the node stops: keeps the machines' time, and logs each decided
+    /// block (its forward links signed, stored, gossiped). The member that led the deciding
+    /// view logs it at once; the others wait a view's base time and log it if it is still
+    /// missing, so that a leader crashing after the decision does not leave the position
+    /// unlogged.
+    pub async fn run_agreement(self: Arc<Self>) {
+        let decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(mut decisions) = decisions else {
+            return;
+        };
+        let patience = self.agreements.patience();
+        let notary = async {
+            while let Some(decision) = decisions.recv().await {
+                let core = self.clone();
+                tokio::spawn(async move {
+                    if !decision.led {
+                        tokio::time::sleep(patience).await;
+                    }
+                    let block = decision.block.clone();
+                    if let Err(error) = core.appender.notarize(&decision).await {
+                        tracing::warn!(chain = %block.chain_id(), index = block.index(), %error, "could not log a decided block; another member may");
+                    }
+                });
+            }
+        };
+        // Both run in this task, so that aborting it stops the timer too.
+        tokio::select! {
+            () = self.agreements.clone().run() => {}
+            () = notary => {}
+        }
     }
 
     /// Its sync service.

@@ -74,6 +74,7 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     events_task: JoinHandle<()>,
     epochs_task: JoinHandle<()>,
+    agreement_task: JoinHandle<()>,
     verifier_task: JoinHandle<()>,
     anti_entropy_task: JoinHandle<()>,
     artifact_garbage_task: JoinHandle<()>,
@@ -248,6 +249,7 @@ impl RunningNode {
         let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));
         let epochs_task = tokio::spawn(crate::epochs::run(core.clone()));
+        let agreement_task = tokio::spawn(core.clone().run_agreement());
         let anti_entropy_task = tokio::spawn(
             AntiEntropy::new(
                 core.store().clone(),
@@ -301,6 +303,7 @@ impl RunningNode {
             api_addr,
             events_task,
             epochs_task,
+            agreement_task,
             verifier_task,
             anti_entropy_task,
             artifact_garbage_task,
@@ -327,6 +330,8 @@ impl RunningNode {
         let _ = self.api_task.await;
         self.epochs_task.abort();
         let _ = self.epochs_task.await;
+        self.agreement_task.abort();
+        let _ = self.agreement_task.await;
         self.verifier_task.abort();
         let _ = self.verifier_task.await;
         self.anti_entropy_task.abort();

@@ -21,6 +21,7 @@ use chainiac_protocol::release::ReleaseManifest;
 use chainiac_protocol::skipchain::SkipBlock;
 use libp2p::PeerId;
 
+use crate::agreement::{Agreements, Received};
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::metrics::Metrics;
 use crate::peer_limits::{PeerLimits, PeerSlot};
@@ -96,6 +97,8 @@ pub struct ServeParts {
     pub syncer: Arc<Syncer>,
     /// Timeline roster changes waiting for approvals.
     pub roster_changes: Arc<RosterChanges>,
+    /// Agreement on the next block of each chain.
+    pub agreements: Arc<Agreements>,
     /// Test seam: rewrites answers before they leave.
     pub hook: Option<Arc<dyn AnswerHook>>,
 }
@@ -259,6 +262,57 @@ impl Dispatcher {
                     .await
                     .unwrap_or_else(|_| Response::Refused("internal error".into()))
             }
+            Request::Agreement {
+                chain_id,
+                index,
+                message,
+                block,
+            } => self.agreement(peer, chain_id, index, message, block).await,
+            Request::Candidate { block } => {
+                let agreements = self.parts.agreements.clone();
+                let chain_id = block.chain_id();
+                let index = block.index();
+                let behind = self
+                    .parts
+                    .store
+                    .head(&chain_id)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|head| head.index + 1 < index);
+                if behind {
+                    let _ = self.sync_from(peer, chain_id).await;
+                }
+                tokio::task::spawn_blocking(move || agreements.receive_candidate(peer, *block))
+                    .await
+                    .unwrap_or_else(|_| Err("internal error".into()))
+                    .map_or_else(Response::Refused, |()| Response::Noted)
+            }
+            Request::Decided { block, certificate } => {
+                let accept = |witness: Arc<Witness>, block: SkipBlock, certificate| {
+                    tokio::task::spawn_blocking(move || {
+                        witness.accept_decision(&block, &certificate)
+                    })
+                };
+                let mut accepted = accept(
+                    self.parts.witness.clone(),
+                    (*block).clone(),
+                    certificate.clone(),
+                )
+                .await;
+                if let Ok(Err(Refusal::Behind { .. })) = accepted {
+                    if let Err(error) = self.sync_from(peer, block.chain_id()).await {
+                        return Response::Refused(format!(
+                            "this node is behind and could not sync from the sender: {error}"
+                        ));
+                    }
+                    accepted = accept(self.parts.witness.clone(), *block, certificate).await;
+                }
+                match accepted {
+                    Ok(Ok(())) => Response::Noted,
+                    Ok(Err(refusal)) => refusal.into(),
+                    Err(_) => Response::Refused("internal error".into()),
+                }
+            }
             request => {
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || this.answer_blocking(request))
@@ -271,6 +325,55 @@ impl Dispatcher {
             _ => answer,
         };
         self.counted(answer)
+    }
+
+    /// Syncs `chain_id` from `peer`, bounded in time like a witness's sync before a commit.
+    async fn sync_from(&self, peer: PeerId, chain_id: Hash) -> Result<(), String> {
+        match tokio::time::timeout(
+            COMMIT_SYNC_DEADLINE,
+            self.parts.syncer.sync_chain(peer, chain_id),
+        )
+        .await
+        {
+            Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "not done within {} s",
+                COMMIT_SYNC_DEADLINE.as_secs()
+            )),
+        }
+    }
+
+    /// An agreement message from `peer`: handed to the agreement service, after syncing the
+    /// chain from the sender if the position is ahead of this node's head.
+    async fn agreement(
+        &self,
+        peer: PeerId,
+        chain_id: Hash,
+        index: u64,
+        message: chainiac_protocol::agreement::SignedMessage,
+        block: Option<Box<SkipBlock>>,
+    ) -> Response {
+        let receive = |message, block: Option<Box<SkipBlock>>| {
+            let agreements = self.parts.agreements.clone();
+            tokio::task::spawn_blocking(move || {
+                agreements.receive(peer, chain_id, index, message, block.map(|b| *b))
+            })
+        };
+        let mut received = receive(message.clone(), block.clone()).await;
+        if let Ok(Ok(Received::Behind)) = received {
+            if let Err(error) = self.sync_from(peer, chain_id).await {
+                return Response::Refused(format!(
+                    "this node is behind and could not sync from the sender: {error}"
+                ));
+            }
+            received = receive(message, block).await;
+        }
+        match received {
+            Ok(Ok(Received::Noted)) => Response::Noted,
+            Ok(Ok(Received::Behind)) => Response::Refused("this node is behind; it is syncing".into()),
+            Ok(Err(reason)) => Response::Refused(reason),
+            Err(_) => Response::Refused("internal error".into()),
+        }
     }
 
     /// This node's witness commits for a round led by (or forwarded from) `peer`, syncing from
@@ -433,6 +536,9 @@ impl Dispatcher {
                     Ok(count) => Response::Approvals(u32::try_from(count).unwrap_or(u32::MAX)),
                     Err(reason) => refuse(&reason),
                 }
+            }
+            Request::Agreement { .. } | Request::Candidate { .. } | Request::Decided { .. } => {
+                Response::Refused("agreement requests are answered by the agreement service".into())
             }
             Request::Commit { .. }
             | Request::Respond { .. }

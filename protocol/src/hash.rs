@@ -53,6 +53,10 @@ pub mod domain {
     /// Seed of a chain position's view leaders (chain id, index): every member derives the
     /// same leader for each view.
     pub const ROUND_LEADER: &str = "chainiac v1 round leader";
+    /// A member's agreement vote at a chain position:
+    /// `chain id ‖ u64 index ‖ u8 phase (0 prepare, 1 commit) ‖ u32 view ‖ block hash`,
+    /// signed with Ed25519 by the member's key. Certificates are lists of such signatures.
+    pub const AGREEMENT_VOTE: &str = "chainiac v1 agreement vote";
     /// Gossip message id: every node derives it from the message bytes alone, so a message
     /// relayed by several peers is recognised as one. Other implementations must match it.
     pub const GOSSIP_MESSAGE_ID: &str = "chainiac v1 gossip id";

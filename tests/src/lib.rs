@@ -365,6 +365,8 @@ impl Cluster {
         let mut options = NodeOptions::new(config);
         options.rounds.commit_timeout = Duration::from_secs(3);
         options.rounds.respond_timeout = Duration::from_secs(3);
+        options.rounds.view_base = Duration::from_secs(1);
+        options.rounds.decision_timeout = Duration::from_secs(60);
         setup(i, &mut options);
         self.options.push(options);
         self.publics.push(created.public);

@@ -561,12 +561,16 @@ async fn a_light_client_refuses_a_policy_change_the_policy_does_not_allow() -> T
 /// single witness says it is locked on. Here witness 2 is down and witness 3 claims a lock on
 /// a block the owner signed but never asked to log at that position (it reorders the owner's
 /// blocks: the leader's own block would then be refused as a replay). Stopped by: a leader
-/// completes a locked block only when more witnesses than may be faulty (f of 3f+1) report the
-/// same lock; fewer prove nothing and cannot stall the position.
+/// never logs a block on witnesses' word; the roster decides each position by agreement and a
+/// witness signs links only into the decided block, so the claim proves nothing and the
+/// owner's block is logged once enough honest witnesses are back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_witness_claiming_a_lock_does_not_make_the_leader_log_its_block() -> TestResult {
     let mirror = Arc::new(Mirror::default());
-    let mut cluster = network(&mirror, |_, _| {}).await?;
+    let mut cluster = network(&mirror, |_, options| {
+        options.rounds.decision_timeout = std::time::Duration::from_secs(15);
+    })
+    .await?;
     let data = cluster.create_chain(0).await?;
     let wanted = data.payload(b"the owner's block");
     let other = data.payload(b"signed for later");
@@ -579,23 +583,18 @@ async fn one_witness_claiming_a_lock_does_not_make_the_leader_log_its_block() ->
         _ => None,
     });
     cluster.stop_node(2).await;
-    let error = cluster
-        .core(0)
-        .append(chain, wanted.clone(), None)
-        .await
-        .err()
-        .ok_or("the append went through without enough witnesses")?;
-    assert!(
-        error.to_string().contains("not enough witnesses"),
-        "{error}"
-    );
-    assert_eq!(head(&cluster, 0, &chain)?, Some(0), "nothing was logged");
-    // Witness 2 is back and 3 is honest again: the owner's block is logged where it asked.
+    // The liar lies only in its answers: if its own node logs the decided block, the append
+    // succeeds; otherwise it times out. Either way the claimed block is never logged.
+    if let Err(error) = cluster.core(0).append(chain, wanted.clone(), None).await {
+        assert!(
+            error.to_string().contains("not decided and logged"),
+            "{error}"
+        );
+    }
     mirror.reform();
     cluster.start_node(2).await?;
     cluster.wait_connected().await?;
-    let logged = cluster.core(0).append(chain, wanted, None).await?;
-    assert_eq!(logged.index, 1);
+    cluster.wait_head(0, &chain, 1).await?;
     let block = cluster
         .core(0)
         .store()

@@ -33,6 +33,12 @@ pub struct RoundConfig {
     pub tree_branching: usize,
     /// Smallest roster signed along a tree; smaller rosters sign in a star.
     pub tree_min_roster: usize,
+    /// How long a member of a deciding roster stays in view 0 of agreement; each later view
+    /// waits twice as long as the one before, up to 64 times this (docs/protocol.md §9.5).
+    pub view_base: Duration,
+    /// How long an append waits for its block to be decided and logged before it reports
+    /// failure (the block stays offered: it may still be logged later).
+    pub decision_timeout: Duration,
 }
 
 impl Default for RoundConfig {
@@ -42,11 +48,23 @@ impl Default for RoundConfig {
             respond_timeout: Duration::from_secs(5),
             tree_branching: 8,
             tree_min_roster: 32,
+            view_base: Duration::from_secs(2),
+            decision_timeout: Duration::from_secs(120),
         }
     }
 }
 
 impl RoundConfig {
+    /// The agreement's view timing.
+    pub fn timing(&self) -> chainiac_protocol::agreement::Timing {
+        chainiac_protocol::agreement::Timing {
+            base_ms: u64::try_from(self.view_base.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            ..Default::default()
+        }
+    }
+
     /// Whether a roster of `members` signs along a tree: large enough, and more than one level
     /// deep (a one-level tree is a star).
     pub fn uses_tree(&self, members: usize) -> bool {
@@ -86,6 +104,23 @@ pub enum AppendError {
         block: Box<SkipBlock>,
         witnesses: usize,
     },
+    /// The block was not decided and logged in time: too few members of its deciding roster
+    /// are reachable, they are still changing views, or too few witnesses sign its links.
+    #[error(
+        "block {index} was not decided and logged within {seconds} s (this node's view: {view:?}): at least {threshold} of the {members} members of the roster deciding it must be reachable, agree and sign its links. Bring witnesses back online and retry; the block stays offered and may still be logged"
+    )]
+    Undecided {
+        index: u64,
+        seconds: u64,
+        view: Option<u32>,
+        threshold: usize,
+        members: usize,
+    },
+    /// Other blocks kept winning the positions this append proposed at.
+    #[error(
+        "{positions} blocks by other publishers were decided before this one; the chain is busy, retry later"
+    )]
+    Contended { positions: usize },
     /// The block or store refused.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

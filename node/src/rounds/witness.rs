@@ -17,11 +17,12 @@
 //! only for the asker that sent the commit. Another roster member that saw a round's id cannot
 //! consume, replace or answer its nonces.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chainiac_protocol::Hash;
+use chainiac_protocol::agreement::{Position, SignedCertificate};
 use chainiac_protocol::cosi::{
     Challenge, Commitment, ResponseShare, Roster, SigningNonces, commit,
 };
@@ -41,6 +42,8 @@ pub const ROUND_TTL: Duration = Duration::from_secs(60);
 /// Most pending rounds that keep their whole proposed block (at most 1 MiB each, the request
 /// bound) to record it with the guard; beyond, only the hash is recorded.
 pub const MAX_KEPT_PROPOSALS: usize = 64;
+/// Most decided positions a witness remembers (a decision is shown again if forgotten).
+pub const MAX_DECISIONS: usize = 4096;
 
 /// Why a witness refuses to take part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +70,12 @@ pub enum Refusal {
     /// A commit for a round id this asker already used: nonces are never replaced.
     #[error("signing round id already in use by this leader; a round id is never reused")]
     RepeatedRound,
+    /// The block is not known to be decided at its position: a witness signs a link into a
+    /// block only once shown its commit certificate (`Decided`).
+    #[error(
+        "block {index} ({block}) is not decided at its position as far as this witness knows; send its commit certificate first"
+    )]
+    Undecided { index: u64, block: Hash },
 }
 
 /// Who asked a witness for a round. Rounds are kept per asker, so that one peer cannot answer,
@@ -130,6 +139,8 @@ pub struct Witness {
     store: Store,
     rules: Arc<dyn PayloadRules>,
     pending: Mutex<HashMap<(Asker, Hash), PendingRound>>,
+    /// The block decided at each position this witness was shown a commit certificate for.
+    decisions: Mutex<BTreeMap<Position, Hash>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -148,7 +159,74 @@ impl Witness {
             store,
             rules,
             pending: Mutex::default(),
+            decisions: Mutex::default(),
         }
+    }
+
+    /// Remembers that `block` is decided at (`chain_id`, `index`): this node's own agreement
+    /// decided it, or [`Witness::accept_decision`] checked its certificate.
+    pub fn record_decision(&self, chain_id: Hash, index: u64, block: Hash) {
+        let mut decisions = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
+        if decisions.len() >= MAX_DECISIONS {
+            decisions.pop_first();
+        }
+        decisions.insert(Position { chain_id, index }, block);
+    }
+
+    /// The block decided at (`chain_id`, `index`), if this witness knows.
+    pub fn decision(&self, chain_id: Hash, index: u64) -> Option<Hash> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&Position { chain_id, index })
+            .copied()
+    }
+
+    /// Checks `certificate`, a commit certificate for `block` by the roster of the block
+    /// before it (which this node must hold), and remembers the decision.
+    pub fn accept_decision(
+        &self,
+        block: &SkipBlock,
+        certificate: &SignedCertificate,
+    ) -> Result<(), Refusal> {
+        let chain_id = block.chain_id();
+        let index = block.index();
+        let invalid = |reason: String| Refusal::Invalid(reason);
+        if index == 0 {
+            return Err(invalid("a genesis is not decided by agreement".into()));
+        }
+        if certificate.statement.block != block.hash() {
+            return Err(invalid("the certificate is for another block".into()));
+        }
+        let previous = self
+            .store
+            .block_at(&chain_id, index - 1)
+            .map_err(|e| invalid(e.to_string()))?;
+        let Some(previous) = previous else {
+            let head = self
+                .store
+                .head(&chain_id)
+                .map_err(|e| invalid(e.to_string()))?;
+            return Err(Refusal::Behind {
+                head: head.map(|head| head.index),
+                proposed: index,
+            });
+        };
+        if block.back_links().first() != Some(&previous.hash()) {
+            return Err(invalid(format!(
+                "block {index} does not follow block {} of this chain",
+                index - 1
+            )));
+        }
+        let roster = self
+            .store
+            .roster_of(&previous)
+            .map_err(|e| invalid(e.to_string()))?;
+        certificate
+            .verify_decision(&Position { chain_id, index }, &roster)
+            .map_err(|e| invalid(format!("invalid commit certificate: {e}")))?;
+        self.record_decision(chain_id, index, block.hash());
+        Ok(())
     }
 
     /// Checks `block`'s payload with this witness's payload rules (what a leader does before
@@ -192,6 +270,12 @@ impl Witness {
         self.rules
             .check(&self.store, block)
             .map_err(Refusal::Invalid)?;
+        if block.index() > 0 && self.decision(chain_id, block.index()) != Some(block.hash()) {
+            return Err(Refusal::Undecided {
+                index: block.index(),
+                block: block.hash(),
+            });
+        }
         let signed = self
             .store
             .signed_block(&chain_id, block.index(), level)
@@ -447,6 +531,12 @@ mod tests {
         Witness::new(identity.clone(), store.clone(), Arc::new(AnyPayload))
     }
 
+    /// What the node's agreement does once `block` is decided (a witness signs links only
+    /// into decided blocks; these tests are about the guard beneath that rule).
+    fn decide(witness: &Witness, block: &SkipBlock) {
+        witness.record_decision(block.chain_id(), block.index(), block.hash());
+    }
+
     fn round(name: &str) -> Hash {
         Hash::of("test round", &[name.as_bytes()])
     }
@@ -454,6 +544,7 @@ mod tests {
     /// Commits to `block` at level 0 and answers the challenge of a round where this witness
     /// is the only participant.
     fn sign(witness: &Witness, name: &str, block: &SkipBlock) -> Result<ResponseShare, Refusal> {
+        decide(witness, block);
         let committed = witness.commit_round(Asker::OwnNode, round(name), block, 0)?;
         let mut aggregator = Aggregator::new(&committed.roster, committed.message.as_bytes());
         aggregator
@@ -476,6 +567,7 @@ mod tests {
         let leader = Asker::Peer(PeerId::random());
         let replayer = Asker::Peer(PeerId::random());
         let id = round("honest");
+        decide(&witness, &a);
         let committed = witness.commit_round(leader, id, &a, 0).expect("commit");
         // Another peer replaying the leader's Commit gets a round of its own: the leader's
         // nonces are not replaced.
@@ -527,6 +619,7 @@ mod tests {
         let (a, b) = chain(&identity, &store);
         let witness = witness(&identity, &store);
         // Commit to a, never challenged: committing to b at the same position is still fine.
+        decide(&witness, &a);
         witness
             .commit(Asker::OwnNode, round("a"), &a, 0)
             .expect("commit a");
@@ -537,6 +630,7 @@ mod tests {
             Some(b.hash())
         );
         // Now a is refused at commit, showing the block signed there.
+        decide(&witness, &a);
         assert_eq!(
             witness.commit(Asker::OwnNode, round("a2"), &a, 0).err(),
             Some(Refusal::Locked {
@@ -554,6 +648,7 @@ mod tests {
         let (a, b) = chain(&identity, &store);
         let witness = witness(&identity, &store);
         // Commit to both (nothing released yet), then answer a: b's answer is refused.
+        decide(&witness, &b);
         let committed_b = witness
             .commit_round(Asker::OwnNode, round("b"), &b, 0)
             .expect("commit b");
@@ -588,6 +683,7 @@ mod tests {
         let witness = witness(&identity, &store);
         // Block 1 is signed (recorded), stored with its link, then block 2 is signed.
         let signature = {
+            decide(&witness, &a);
             let committed = witness
                 .commit_round(Asker::OwnNode, round("link"), &a, 0)
                 .expect("commit");
@@ -645,6 +741,7 @@ mod tests {
         };
         let store = Store::open(&path).expect("reopen");
         let witness = witness(&identity, &store);
+        decide(&witness, &b);
         assert_eq!(
             witness.commit(Asker::OwnNode, round("b"), &b, 0).err(),
             Some(Refusal::Locked {
@@ -665,6 +762,7 @@ mod tests {
         let (a, b) = chain(&identity, &store);
         let witness = witness(&identity, &store);
         // Fill the rounds that keep their block, then sign a: only its hash is recorded.
+        decide(&witness, &b);
         for i in 0..MAX_KEPT_PROPOSALS {
             witness
                 .commit(Asker::OwnNode, round(&format!("filler {i}")), &b, 0)
@@ -672,6 +770,7 @@ mod tests {
         }
         sign(&witness, "a", &a).expect("a is signed");
         assert_eq!(store.signed_proposal(&a.chain_id(), 1).expect("read"), None);
+        decide(&witness, &b);
         assert_eq!(
             witness.commit(Asker::OwnNode, round("b"), &b, 0).err(),
             Some(Refusal::Equivocation { index: 1 })

@@ -103,6 +103,9 @@ pub(crate) fn run_script(bytes: &[u8]) -> Result<bool, String> {
             0 => {
                 let block = &world.candidates[usize::from(arg) % world.candidates.len()];
                 let level = u32::from((arg >> 4) % 2);
+                // The guard beneath agreement is what is exercised: whichever block is asked
+                // for is taken as decided (in a node only one ever is).
+                witness.record_decision(block.chain_id(), block.index(), block.hash());
                 let result = witness.commit_round(asker, round, block, level);
                 let key = (asker_index, round_byte);
                 match result {

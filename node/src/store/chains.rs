@@ -44,6 +44,8 @@ pub struct Store {
     pub(super) timelines: Arc<super::timelines::TimelineTrees>,
     /// The heads digest, computed at first use and then kept up to date by every write.
     digest: Arc<Mutex<Option<HeadsDigest>>>,
+    /// Counts blocks stored, so that tasks can wait for a chain to move.
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,7 +136,13 @@ impl Store {
             rosters: Arc::default(),
             timelines: Arc::default(),
             digest: Arc::default(),
+            appended: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Changes whenever a block is stored: wait on it, then read the heads.
+    pub fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// How many handles share this store's database (it closes when the last is dropped).
@@ -259,6 +267,7 @@ impl Store {
 
     /// Records a head change in the digest (with the write lock held, after the write).
     fn update_digest(&self, previous: Option<ChainHead>, head: &ChainHead) {
+        self.appended.send_modify(|count| *count = count.wrapping_add(1));
         if let Some(digest) = self
             .digest
             .lock()

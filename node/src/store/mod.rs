@@ -7,6 +7,7 @@
 //! with a level-0 forward link that verifies with its source roster. Everything read back is
 //! checked against its hash or checksum, so a corrupted disk is reported, never served.
 
+mod agreement;
 mod anchors;
 mod backend;
 mod builds;

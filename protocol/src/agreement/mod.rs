@@ -32,10 +32,14 @@
 //! [`Agreement::next_deadline`].
 
 mod machine;
+mod signed;
 #[cfg(test)]
 mod tests;
 
 pub use machine::{Agreement, Durable};
+pub use signed::{
+    DurableRecord, EvidenceError, Position, SignedCertificate, SignedMessage, quorum_of,
+};
 
 use crate::Hash;
 

@@ -207,6 +207,7 @@ fn tree_config() -> RoundConfig {
         respond_timeout: Duration::from_secs(2),
         tree_branching: 2,
         tree_min_roster: 4,
+        ..RoundConfig::default()
     }
 }
 
@@ -230,6 +231,10 @@ async fn append(
             .map(|b| b.hash())
     })
     .expect("block");
+    for node in &net.nodes {
+        node.witness
+            .record_decision(chain_id, block.index(), block.hash());
+    }
     let view = View {
         net: net.clone(),
         me: leader,
@@ -331,6 +336,10 @@ async fn tree_requests_only_from_the_parent_and_over_valid_layouts() {
     let roster = store.roster_of(&genesis).expect("roster");
     let block = SkipBlock::successor(&genesis, &roster, None, vec![], |_| Some(genesis.hash()))
         .expect("block");
+    for node in &net.nodes {
+        node.witness
+            .record_decision(chain_id, block.index(), block.hash());
+    }
     let Ok(tree) = RoundTree::for_leader(0, ParticipationMask::full(9), 2) else {
         panic!("tree")
     };
