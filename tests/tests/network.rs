@@ -602,3 +602,69 @@ async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestRes
     );
     Ok(())
 }
+
+/// Three publishers append to one chain at once through three different nodes of a roster of
+/// seven: every position is contended. Before agreement, two leaders at one index could leave
+/// the witnesses locked on two blocks for ever ("split locks", docs/security.md). Now every
+/// position is decided once: every acknowledged append is logged exactly once, in the same
+/// chain on every node, and a publisher that lost a position (its signed sequence number is then
+/// stale, a data-chain rule) signs again and retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_publishers_racing_through_different_nodes_are_all_logged_once() -> TestResult {
+    const PUBLISHERS: usize = 3;
+    const APPENDS: usize = 4;
+    let cluster = std::sync::Arc::new(start(7, &[], None).await?);
+    let chain = std::sync::Arc::new(cluster.create_chain(0).await?);
+    let chain_id = chain.id;
+    let mut publishers = Vec::new();
+    for publisher in 0..PUBLISHERS {
+        let cluster = cluster.clone();
+        let chain = chain.clone();
+        publishers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for append in 0..APPENDS {
+                let data = format!("publisher {publisher} append {append}").into_bytes();
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match chain.append(&cluster.core(publisher), &data).await {
+                        Ok(head) => {
+                            acknowledged.push((head.index, data));
+                            break;
+                        }
+                        Err(error) if attempts < 20 => {
+                            eprintln!("publisher {publisher}: {error}; signing again");
+                        }
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
+            }
+            Ok(acknowledged)
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for publisher in publishers {
+        acknowledged.extend(publisher.await??);
+    }
+    let total = (PUBLISHERS * APPENDS) as u64;
+    assert_eq!(acknowledged.len() as u64, total);
+    let last = acknowledged.iter().map(|(index, _)| *index).max().ok_or("appends")?;
+    for i in 0..7 {
+        cluster.wait_head(i, &chain_id, last).await?;
+    }
+    assert_same_chain(&cluster, &chain_id, last, &(1..7).collect::<Vec<_>>())?;
+    let core = cluster.core(0);
+    for (index, data) in &acknowledged {
+        let block = core.store().block_at(&chain_id, *index)?.ok_or("acknowledged block")?;
+        assert_eq!(&DataChain::data_of(&block), data, "block {index}");
+    }
+    let mut logged = Vec::new();
+    for index in 1..=last {
+        let block = core.store().block_at(&chain_id, index)?.ok_or("block")?;
+        logged.push(DataChain::data_of(&block).to_vec());
+    }
+    logged.sort();
+    logged.dedup();
+    assert_eq!(logged.len() as u64, last, "no data logged twice");
+    Ok(())
+}
