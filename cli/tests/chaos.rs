@@ -1,7 +1,9 @@
 //! Agreement under crashes, with real `chainiac node run` processes on 127.0.0.1: seven nodes
 //! form the roster of one chain; three publishers append to it at once through three different
 //! nodes while, every few seconds for a minute, a node picked at random is killed with SIGKILL
-//! and restarted (its agreement promises come back from its RocksDB store). At the end every
+//! and restarted (its agreement promises come back from its RocksDB store), and one member is
+//! Byzantine throughout (it equivocates as a leader, votes for two blocks, and replays every
+//! message it receives to the others). At the end every
 //! node holds the same chain, no position is stuck (one more append through each publisher's
 //! node is logged), and every append a node acknowledged is in the chain, exactly once.
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chainiac_tests::process::ProcessNetwork;
+use chainiac_tests::process::{BYZANTINE_AGREEMENT_VARIABLE, ProcessNetwork};
 use chainiac_tests::{DataChain, PATIENCE, TestResult, http};
 
 /// How long nodes are killed and restarted while the publishers append.
@@ -56,6 +58,13 @@ fn seven_nodes_with_three_publishers_survive_kill_9_every_few_seconds() -> TestR
         .unwrap_or(0x5eed_c4a0_5000_0007);
     eprintln!("chaos schedule seed {seed} (rerun with CHAOS_SEED={seed})");
     let mut network = ProcessNetwork::start(binary(), NODES, 2, NODES - 1)?;
+    // The last node is a faulty roster member for the whole run (and is killed like any other).
+    let byzantine = NODES - 1;
+    network.nodes[byzantine].kill()?;
+    network.nodes[byzantine].env(BYZANTINE_AGREEMENT_VARIABLE, "1");
+    let others = network.addresses()?;
+    network.nodes[byzantine].start(&others)?;
+    network.wait_peers(NODES - 1)?;
     let roster = network.roster(0..NODES)?;
     let chain = Arc::new(network.nodes[0].create_chain(&roster)?);
     let everyone: Vec<usize> = (0..NODES).collect();

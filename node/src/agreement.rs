@@ -84,6 +84,19 @@ struct Open {
     certificates: HashMap<Statement, SignedCertificate>,
 }
 
+/// How this node behaves in agreement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Conduct {
+    /// As the protocol says.
+    #[default]
+    Honest,
+    /// Test only (`CHAINIAC_TEST_BYZANTINE_AGREEMENT=1`): as a faulty member would. As a
+    /// leader it proposes another block to every other member; with each vote it also votes
+    /// for another block it holds; and it replays every message it receives to the other
+    /// members. Honest members must stay safe and live with up to `f` such members.
+    Byzantine,
+}
+
 /// Where a candidate came from.
 #[derive(Clone, Copy)]
 enum Offer {
@@ -107,6 +120,7 @@ pub struct Agreements {
     witness: Arc<Witness>,
     timing: Timing,
     patience: Duration,
+    conduct: Conduct,
     clock: Instant,
     open: Mutex<HashMap<Position, Open>>,
     wake: Notify,
@@ -130,6 +144,7 @@ impl Agreements {
         witness: Arc<Witness>,
         timing: Timing,
         patience: Duration,
+        conduct: Conduct,
     ) -> (Self, mpsc::UnboundedReceiver<Decision>) {
         let (decisions, receiver) = mpsc::unbounded_channel();
         let service = Self {
@@ -139,6 +154,7 @@ impl Agreements {
             witness,
             timing,
             patience,
+            conduct,
             clock: Instant::now(),
             open: Mutex::default(),
             wake: Notify::new(),
@@ -298,6 +314,7 @@ impl Agreements {
         let Some(state) = self.open_position(&mut open, position)? else {
             return Err("this node is not a member of the roster deciding this block".into());
         };
+        let peer_from = peer;
         let from = state
             .peers
             .iter()
@@ -320,6 +337,26 @@ impl Agreements {
             .verify(&position, &state.roster, from)
             .map_err(|e| e.to_string())?;
         state.remember(&message, from);
+        if self.conduct == Conduct::Byzantine {
+            let replay = Request::Agreement {
+                chain_id,
+                index,
+                message: message.clone(),
+                block: state.blocks.get(&message.block().unwrap_or_default()).map(|b| Box::new((**b).clone())),
+            };
+            let me = state.me as usize;
+            let replays: Vec<Outgoing> = state
+                .peers
+                .iter()
+                .enumerate()
+                .filter(|(member, peer)| *member != me && **peer != peer_from)
+                .map(|(_, peer)| Outgoing {
+                    to: *peer,
+                    request: replay.clone(),
+                })
+                .collect();
+            self.send(replays);
+        }
         let actions = state.machine.handle(
             Event::Received {
                 from,
@@ -444,6 +481,9 @@ impl Agreements {
                     }
                 }
                 Action::Send { to, message } => {
+                    if self.conduct == Conduct::Byzantine {
+                        outgoing.extend(self.double_vote(state, to, &message));
+                    }
                     if let Some(request) = self.request(state, &message) {
                         if let Some(peer) = state.peers.get(to as usize) {
                             outgoing.push(Outgoing {
@@ -454,9 +494,32 @@ impl Agreements {
                     }
                 }
                 Action::Broadcast(message) => {
+                    let split = match (&message, self.conduct) {
+                        (Message::Propose { view, block, .. }, Conduct::Byzantine) => state
+                            .blocks
+                            .keys()
+                            .find(|other| *other != block)
+                            .copied()
+                            .and_then(|other| {
+                                self.request(
+                                    state,
+                                    &Message::Propose {
+                                        view: *view,
+                                        block: other,
+                                        justification: None,
+                                    },
+                                )
+                            }),
+                        _ => None,
+                    };
                     if let Some(request) = self.request(state, &message) {
                         for (member, peer) in state.peers.iter().enumerate() {
-                            if member != state.me as usize {
+                            if member % 2 == 1 && let Some(split) = &split {
+                                outgoing.push(Outgoing {
+                                    to: *peer,
+                                    request: split.clone(),
+                                });
+                            } else if member != state.me as usize {
                                 outgoing.push(Outgoing {
                                     to: *peer,
                                     request: request.clone(),
@@ -527,6 +590,23 @@ impl Agreements {
         {
             self.deliver(state, true);
         }
+    }
+
+    /// Byzantine conduct: with a vote for one block, a signed vote for another block held.
+    fn double_vote(&self, state: &mut Open, to: Member, message: &Message) -> Option<Outgoing> {
+        let Message::Vote(statement) = message else {
+            return None;
+        };
+        let other = *state.blocks.keys().find(|other| **other != statement.block)?;
+        let forged = Statement {
+            block: other,
+            ..*statement
+        };
+        let request = self.request(state, &Message::Vote(forged))?;
+        Some(Outgoing {
+            to: *state.peers.get(to as usize)?,
+            request,
+        })
     }
 
     /// The request carrying `message` with its evidence (and its block, when held).

@@ -16,7 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::admission::Admission;
-use crate::agreement::{Agreements, Decision};
+use crate::agreement::{Agreements, Conduct, Decision};
 use crate::anchoring::Anchoring;
 use crate::append::{AppendParts, Appender, NodeError};
 use crate::artifacts::ArtifactStore;
@@ -64,6 +64,8 @@ pub struct NodeParts {
     pub admission: Admission,
     /// Its metrics (the network may have registered its own in them already).
     pub metrics: Metrics,
+    /// How it behaves in agreement (Byzantine only in tests).
+    pub conduct: Conduct,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -122,6 +124,7 @@ impl NodeCore {
             gossip_hook,
             admission,
             metrics,
+            conduct,
         } = parts;
         let metrics = Arc::new(metrics);
         let witness = Arc::new(witness);
@@ -152,6 +155,7 @@ impl NodeCore {
             witness.clone(),
             rounds.timing(),
             rounds.commit_timeout + rounds.respond_timeout + rounds.view_base,
+            conduct,
         );
         let agreements = Arc::new(agreements);
         let appender = Appender::new(AppendParts {

@@ -19,6 +19,7 @@ use crate::config::{Identity, NodeConfig};
 use crate::gossip::GossipHook;
 use crate::metrics::Metrics;
 use crate::node::{NodeCore, NodeParts};
+use crate::agreement::Conduct;
 use crate::rounds::{RoundConfig, Witness};
 use crate::rules::ProjectRules;
 use crate::serve::AnswerHook;
@@ -39,7 +40,15 @@ pub struct NodeOptions {
     pub answer_hook: Option<Arc<dyn AnswerHook>>,
     /// Test seam: drops gossip messages before validation. `None` in every real node.
     pub gossip_hook: Option<Arc<dyn GossipHook>>,
+    /// Test seam: how the node behaves in agreement. [`Conduct::Honest`] in every real node;
+    /// the environment variable [`BYZANTINE_AGREEMENT_VARIABLE`] makes a node process
+    /// Byzantine (tests of real processes).
+    pub conduct: Conduct,
 }
+
+/// Setting this environment variable (to anything) makes a node misbehave in agreement as a
+/// faulty roster member would ([`Conduct::Byzantine`]). For tests only.
+pub const BYZANTINE_AGREEMENT_VARIABLE: &str = "CHAINIAC_TEST_BYZANTINE_AGREEMENT";
 
 impl std::fmt::Debug for NodeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,6 +57,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("rounds", &self.rounds)
             .field("answer_hook", &self.answer_hook.is_some())
             .field("gossip_hook", &self.gossip_hook.is_some())
+            .field("conduct", &self.conduct)
             .finish()
     }
 }
@@ -60,6 +70,7 @@ impl NodeOptions {
             rounds: RoundConfig::default(),
             answer_hook: None,
             gossip_hook: None,
+            conduct: Conduct::Honest,
         }
     }
 }
@@ -232,6 +243,14 @@ impl RunningNode {
         } else {
             None
         };
+        let conduct = if std::env::var_os(BYZANTINE_AGREEMENT_VARIABLE).is_some() {
+            tracing::warn!(
+                "{BYZANTINE_AGREEMENT_VARIABLE} is set: this node misbehaves in agreement (a test of faulty members); never set it on a real node"
+            );
+            Conduct::Byzantine
+        } else {
+            options.conduct
+        };
         let core = NodeCore::new(NodeParts {
             identity,
             store,
@@ -245,6 +264,7 @@ impl RunningNode {
             gossip_hook: options.gossip_hook.clone(),
             admission,
             metrics,
+            conduct,
         });
         let core = Arc::new(core);
         let events_task = tokio::spawn(core.clone().run_events(events));

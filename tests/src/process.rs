@@ -14,6 +14,8 @@ use chainiac_protocol::Hash;
 
 use crate::{DataChain, PATIENCE, TestResult, http, wait_for_blocking};
 
+pub use chainiac_node::runtime::BYZANTINE_AGREEMENT_VARIABLE;
+
 /// A free TCP port on loopback (bound then released: another process may take it meanwhile,
 /// which a test run alone on a machine does not meet).
 pub fn free_port() -> TestResult<u16> {
@@ -33,6 +35,8 @@ pub struct NodeProcess {
     child: Option<Child>,
     /// Extra settings for `config.toml`'s `[network]` table, as TOML lines.
     network: Vec<String>,
+    /// Extra environment variables of the process.
+    env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
@@ -53,7 +57,13 @@ impl NodeProcess {
             p2p: free_port()?,
             child: None,
             network: Vec::new(),
+            env: Vec::new(),
         })
+    }
+
+    /// Sets an environment variable of the process (from its next start).
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Sets the anti-entropy period (written to the configuration before each start).
@@ -101,6 +111,7 @@ impl NodeProcess {
             .args(["--api", &self.api.to_string()])
             .env("CHAINIAC_LOG", "warn")
             .env_remove("CHAINIAC_BOOTSTRAP")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if !bootstrap.is_empty() {

@@ -604,7 +604,7 @@ async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestRes
 }
 
 /// Three publishers append to one chain at once through three different nodes of a roster of
-/// seven: every position is contended. Before agreement, two leaders at one index could leave
+/// seven, one of which is Byzantine: every position is contended. Before agreement, two leaders at one index could leave
 /// the witnesses locked on two blocks for ever ("split locks", docs/security.md). Now every
 /// position is decided once: every acknowledged append is logged exactly once, in the same
 /// chain on every node, and a publisher that lost a position (its signed sequence number is then
@@ -613,7 +613,16 @@ async fn the_api_serves_rosters_by_hash_and_proofs_from_the_genesis() -> TestRes
 async fn three_publishers_racing_through_different_nodes_are_all_logged_once() -> TestResult {
     const PUBLISHERS: usize = 3;
     const APPENDS: usize = 4;
-    let cluster = std::sync::Arc::new(start(7, &[], None).await?);
+    // Node 6 is a faulty member: it equivocates as a leader, votes for two blocks and replays
+    // what it receives.
+    let cluster = std::sync::Arc::new(
+        Cluster::start_with_options(7, &|i, options: &mut NodeOptions| {
+            if i == 6 {
+                options.conduct = chainiac_node::agreement::Conduct::Byzantine;
+            }
+        })
+        .await?,
+    );
     let chain = std::sync::Arc::new(cluster.create_chain(0).await?);
     let chain_id = chain.id;
     let mut publishers = Vec::new();
