@@ -25,8 +25,17 @@ fn binary() -> &'static Path {
 }
 
 /// The data of block `index` of `chain` on the node at `api`, with the block's hash.
-fn block_at(api: std::net::SocketAddr, chain: &DataChain, index: u64) -> TestResult<(String, Vec<u8>)> {
-    let (status, body) = http(api, "GET", &format!("/chains/{}/blocks/{index}", chain.id), None)?;
+fn block_at(
+    api: std::net::SocketAddr,
+    chain: &DataChain,
+    index: u64,
+) -> TestResult<(String, Vec<u8>)> {
+    let (status, body) = http(
+        api,
+        "GET",
+        &format!("/chains/{}/blocks/{index}", chain.id),
+        None,
+    )?;
     if status != 200 {
         return Err(format!("block {index}: status {status}: {body}").into());
     }
@@ -133,7 +142,11 @@ fn seven_nodes_with_three_publishers_survive_kill_9_every_few_seconds() -> TestR
         acknowledged.len()
     );
     assert!(kills >= 10, "only {kills} kills");
-    assert!(acknowledged.len() >= 10, "only {} appends acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 10,
+        "only {} appends acknowledged",
+        acknowledged.len()
+    );
 
     // No position is stuck: one more append through each publisher's node is logged.
     network.wait_peers(NODES - 1)?;
@@ -150,25 +163,45 @@ fn seven_nodes_with_three_publishers_survive_kill_9_every_few_seconds() -> TestR
                     break;
                 }
                 outcome if Instant::now() > deadline => {
-                    return Err(format!("publisher {publisher} cannot append after the chaos: {outcome:?}").into());
+                    return Err(format!(
+                        "publisher {publisher} cannot append after the chaos: {outcome:?}"
+                    )
+                    .into());
                 }
                 _ => std::thread::sleep(Duration::from_millis(200)),
             }
         }
     }
-    network.wait_block(&everyone, &chain.id, last, Duration::from_millis(50), PATIENCE)?;
+    network.wait_block(
+        &everyone,
+        &chain.id,
+        last,
+        Duration::from_millis(50),
+        PATIENCE,
+    )?;
 
     // One chain everywhere, every acknowledged append in it exactly once.
     let mut seen = std::collections::HashSet::new();
     for index in 1..=last {
         let (hash, data) = block_at(apis[0], &chain, index)?;
-        assert!(seen.insert(data.clone()), "block {index}: data logged twice");
+        assert!(
+            seen.insert(data.clone()),
+            "block {index}: data logged twice"
+        );
         for api in &apis[1..] {
-            assert_eq!(block_at(*api, &chain, index)?.0, hash, "block {index} differs on {api}");
+            assert_eq!(
+                block_at(*api, &chain, index)?.0,
+                hash,
+                "block {index} differs on {api}"
+            );
         }
     }
     for (index, data) in &acknowledged {
-        assert_eq!(&block_at(apis[0], &chain, *index)?.1, data, "acknowledged block {index}");
+        assert_eq!(
+            &block_at(apis[0], &chain, *index)?.1,
+            data,
+            "acknowledged block {index}"
+        );
     }
     Ok(())
 }

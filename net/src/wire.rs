@@ -374,10 +374,9 @@ impl Encode for Request {
                 }
             }
             Request::Candidate { block } => writer.u8(CANDIDATE).value(block.as_ref()),
-            Request::Decided { block, certificate } => writer
-                .u8(DECIDED)
-                .value(block.as_ref())
-                .value(certificate),
+            Request::Decided { block, certificate } => {
+                writer.u8(DECIDED).value(block.as_ref()).value(certificate)
+            }
         };
     }
 }
@@ -787,13 +786,19 @@ mod tests {
                 certificate,
             },
         ];
-        for (request, tag) in requests.into_iter().zip([AGREEMENT, AGREEMENT, CANDIDATE, DECIDED]) {
+        for (request, tag) in requests
+            .into_iter()
+            .zip([AGREEMENT, AGREEMENT, CANDIDATE, DECIDED])
+        {
             let bytes = request.to_bytes();
             assert_eq!(bytes[1], tag);
             assert_eq!(Request::from_bytes(&bytes).ok(), Some(request));
             assert!(Request::from_bytes(&bytes[..bytes.len() - 1]).is_err());
         }
-        assert_eq!(Response::from_bytes(&Response::Noted.to_bytes()).ok(), Some(Response::Noted));
+        assert_eq!(
+            Response::from_bytes(&Response::Noted.to_bytes()).ok(),
+            Some(Response::Noted)
+        );
     }
 
     #[test]

@@ -79,6 +79,8 @@ struct Open {
     offered_by_members: HashSet<Hash>,
     /// When the decision was last handed to the node to be logged.
     delivered: Option<Instant>,
+    /// Blocks written to the store with the record (those its promises name).
+    persisted_blocks: HashSet<Hash>,
     /// Vote signatures received, for certificates this node may build as a leader.
     votes: HashMap<Statement, BTreeMap<Member, Signature>>,
     certificates: HashMap<Statement, SignedCertificate>,
@@ -95,6 +97,15 @@ pub enum Conduct {
     /// for another block it holds; and it replays every message it receives to the other
     /// members. Honest members must stay safe and live with up to `f` such members.
     Byzantine,
+}
+
+/// Why a block is kept at a position.
+#[derive(Clone, Copy)]
+enum Kept {
+    /// Offered by a publisher's node (anyone).
+    Candidate,
+    /// This node's own offer, or carried by a verified member's message.
+    Evidence,
 }
 
 /// Where a candidate came from.
@@ -197,10 +208,7 @@ impl Agreements {
             .block_at(&chain_id, block.index().saturating_sub(1))
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("block {} of the chain is missing", block.index() - 1))?;
-        let roster = self
-            .store
-            .roster_of(&previous)
-            .map_err(|e| e.to_string())?;
+        let roster = self.store.roster_of(&previous).map_err(|e| e.to_string())?;
         let peers = roster
             .members()
             .iter()
@@ -214,9 +222,19 @@ impl Agreements {
     /// and the block is forwarded to every other member, so that whoever leads proposes it.
     /// Called again from time to time while the position is undecided (messages may be lost).
     /// Returns the members that refused it, with their reasons.
-    pub async fn offer(&self, block: Arc<SkipBlock>) -> Result<Vec<(PublicKey, String)>, String> {
+    pub async fn offer(
+        self: &Arc<Self>,
+        block: Arc<SkipBlock>,
+    ) -> Result<Vec<(PublicKey, String)>, String> {
         let (roster, peers) = self.deciding_roster(&block)?;
-        let outgoing = self.candidate(block.clone(), Offer::Here)?;
+        // Store writes and reads: not on the async workers.
+        let outgoing = {
+            let this = self.clone();
+            let block = block.clone();
+            tokio::task::spawn_blocking(move || this.candidate(block, Offer::Here))
+                .await
+                .map_err(|_| "internal error".to_string())??
+        };
         self.send(outgoing);
         let me = self.identity.public().key;
         let asked = roster
@@ -246,6 +264,15 @@ impl Agreements {
 
     /// A candidate block from `peer` (a publisher's node forwarding it).
     pub fn receive_candidate(&self, peer: PeerId, block: SkipBlock) -> Result<(), String> {
+        // A settled position is not the offerer's concern here: it learns the block logged
+        // there by gossip or sync, and offers its own block again after it.
+        let head = self
+            .store
+            .head(&block.chain_id())
+            .map_err(|e| e.to_string())?;
+        if head.is_some_and(|head| head.index >= block.index()) {
+            return Ok(());
+        }
         self.check_block(&block)?;
         let outgoing = self.candidate(Arc::new(block), Offer::From(peer))?;
         self.send(outgoing);
@@ -259,17 +286,25 @@ impl Agreements {
             index: block.index(),
         };
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = self.open_position(&mut open, position)? else {
+        let Some(state) = self.open_position(&mut open, position, None)? else {
             return Ok(Vec::new());
         };
         let hash = block.hash();
-        state.keep_block(block)?;
+        state.keep_block(
+            block,
+            match offer {
+                Offer::Here => Kept::Evidence,
+                Offer::From(_) => Kept::Candidate,
+            },
+        )?;
         match offer {
             Offer::Here => {
                 state.offered_here.insert(hash);
             }
             Offer::From(peer) => {
-                if state.peers.contains(&peer) && state.offered_by_members.len() < MAX_BLOCKS_PER_POSITION {
+                if state.peers.contains(&peer)
+                    && state.offered_by_members.len() < MAX_BLOCKS_PER_POSITION
+                {
                     state.offered_by_members.insert(hash);
                 }
             }
@@ -281,13 +316,16 @@ impl Agreements {
         Ok(outgoing)
     }
 
-    /// An agreement message from `peer` about (`chain_id`, `index`).
+    /// An agreement message from `peer` about (`chain_id`, `index`). Only a member of the
+    /// deciding roster is heard; its evidence is verified before anything is kept, and an
+    /// attached block is checked (outside the state lock: rules may read the store) before the
+    /// machine may vote for it.
     pub fn receive(
         &self,
         peer: PeerId,
         chain_id: Hash,
         index: u64,
-        message: SignedMessage,
+        message: &SignedMessage,
         block: Option<SkipBlock>,
     ) -> Result<Received, String> {
         let position = Position { chain_id, index };
@@ -305,53 +343,65 @@ impl Agreements {
                 head.index
             ));
         }
-        if let Some(block) = &block {
-            if Some(block.hash()) != message.block() {
-                return Err("the attached block is not the one the message is about".into());
-            }
+        if let Some(block) = &block
+            && Some(block.hash()) != message.block()
+        {
+            return Err("the attached block is not the one the message is about".into());
+        }
+        // First pass: who speaks, is the evidence valid, is the block new here.
+        let (from, verified, unknown_block) = {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = self
+                .open_position(&mut open, position, Some(peer))?
+                .ok_or("this node is not a member of the roster deciding this block")?;
+            let from = state
+                .peers
+                .iter()
+                .position(|member| *member == peer)
+                .ok_or("only members of the deciding roster take part in its agreement")?;
+            let from = Member::try_from(from).map_err(|_| "roster too large")?;
+            let verified = message
+                .verify(&position, &state.roster, from)
+                .map_err(|e| e.to_string())?;
+            let unknown = block
+                .as_ref()
+                .is_some_and(|block| !state.blocks.contains_key(&block.hash()));
+            (from, verified, unknown)
+        };
+        if unknown_block && let Some(block) = &block {
+            self.check_block(block)?;
         }
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = self.open_position(&mut open, position)? else {
-            return Err("this node is not a member of the roster deciding this block".into());
+        let Some(state) = open.get_mut(&position) else {
+            return Err("the position was settled meanwhile".into());
         };
-        let peer_from = peer;
-        let from = state
-            .peers
-            .iter()
-            .position(|member| *member == peer)
-            .ok_or("only members of the deciding roster take part in its agreement")?;
-        let from = Member::try_from(from).map_err(|_| "roster too large")?;
         if let Some(block) = block {
-            if !state.blocks.contains_key(&block.hash()) {
-                // Checked outside the lock would race the head; rules are cheap next to a round.
-                self.check_block(&block)?;
-                state.keep_block(Arc::new(block))?;
-            }
+            state.keep_block(Arc::new(block), Kept::Evidence)?;
         }
-        if let SignedMessage::Propose { block, .. } = &message {
-            if !state.blocks.contains_key(block) {
-                return Err("a proposal must carry its block".into());
-            }
+        if let SignedMessage::Propose { block, .. } = message
+            && !state.blocks.contains_key(block)
+        {
+            return Err("a proposal must carry its block".into());
         }
-        let verified = message
-            .verify(&position, &state.roster, from)
-            .map_err(|e| e.to_string())?;
-        state.remember(&message, from);
+        state.remember(message, from);
         if self.conduct == Conduct::Byzantine {
             let replay = Request::Agreement {
                 chain_id,
                 index,
                 message: message.clone(),
-                block: state.blocks.get(&message.block().unwrap_or_default()).map(|b| Box::new((**b).clone())),
+                block: message
+                    .block()
+                    .and_then(|hash| state.blocks.get(&hash))
+                    .map(|block| Box::new((**block).clone())),
             };
             let me = state.me as usize;
             let replays: Vec<Outgoing> = state
                 .peers
                 .iter()
                 .enumerate()
-                .filter(|(member, peer)| *member != me && **peer != peer_from)
-                .map(|(_, peer)| Outgoing {
-                    to: *peer,
+                .filter(|(member, other)| *member != me && **other != peer)
+                .map(|(_, other)| Outgoing {
+                    to: *other,
                     request: replay.clone(),
                 })
                 .collect();
@@ -377,6 +427,7 @@ impl Agreements {
         &self,
         open: &'a mut HashMap<Position, Open>,
         position: Position,
+        sender: Option<PeerId>,
     ) -> Result<Option<&'a mut Open>, String> {
         if !open.contains_key(&position) {
             self.prune(open);
@@ -399,10 +450,7 @@ impl Agreements {
                 .block(&head.hash)
                 .map_err(|e| e.to_string())?
                 .ok_or("the head block is missing")?;
-            let roster = self
-                .store
-                .roster_of(&previous)
-                .map_err(|e| e.to_string())?;
+            let roster = self.store.roster_of(&previous).map_err(|e| e.to_string())?;
             let Some(me) = roster.index_of(&self.identity.public().key) else {
                 return Ok(None);
             };
@@ -412,12 +460,22 @@ impl Agreements {
                 .iter()
                 .map(|member| peer_id_of(&member.key).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
+            // A stranger does not get to open positions.
+            if sender.is_some_and(|sender| !peers.contains(&sender)) {
+                return Err(
+                    "only members of the deciding roster take part in its agreement".into(),
+                );
+            }
             let record = self
                 .store
                 .agreement_record(&position.chain_id, position.index)
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default();
             let me = Member::try_from(me).map_err(|_| "roster too large")?;
+            let kept = self
+                .store
+                .agreement_blocks(&position.chain_id, position.index)
+                .map_err(|e| e.to_string())?;
             let machine =
                 Agreement::restore(quorum, position.seed(), me, self.timing, record.durable());
             let mut state = Open {
@@ -426,10 +484,14 @@ impl Agreements {
                 peers,
                 me,
                 machine,
-                blocks: HashMap::new(),
+                blocks: kept
+                    .iter()
+                    .map(|block| (block.hash(), Arc::new(block.clone())))
+                    .collect(),
                 offered_here: HashSet::new(),
                 offered_by_members: HashSet::new(),
                 delivered: None,
+                persisted_blocks: kept.iter().map(SkipBlock::hash).collect(),
                 votes: HashMap::new(),
                 certificates: record
                     .certificates()
@@ -465,15 +527,41 @@ impl Agreements {
                     let record = DurableRecord::of(&durable, |certificate| {
                         state.signed(certificate, &self.identity)
                     });
-                    let written = record.ok_or_else(|| "a certificate's signatures are missing".to_string()).and_then(|record| {
-                        self.store
-                            .record_agreement(
-                                &state.position.chain_id,
-                                state.position.index,
-                                &record,
-                            )
-                            .map_err(|e| e.to_string())
-                    });
+                    // The blocks the promises name are kept with them: after a restart this
+                    // member may have to propose or log them, and may be the only one left
+                    // holding them.
+                    let named = [
+                        durable.lock.as_ref().map(|c| c.statement.block),
+                        durable.prepared.map(|(_, block)| block),
+                        durable.committed.map(|(_, block)| block),
+                        durable.proposal.as_ref().map(|(_, block, _)| *block),
+                        durable.decided.as_ref().map(|c| c.statement.block),
+                    ];
+                    let new_blocks: Vec<Arc<SkipBlock>> = named
+                        .into_iter()
+                        .flatten()
+                        .filter(|hash| !state.persisted_blocks.contains(hash))
+                        .filter_map(|hash| state.blocks.get(&hash).cloned())
+                        .collect();
+                    let written = record
+                        .ok_or_else(|| "a certificate's signatures are missing".to_string())
+                        .and_then(|record| {
+                            let blocks: Vec<&SkipBlock> =
+                                new_blocks.iter().map(|b| b.as_ref()).collect();
+                            self.store
+                                .record_agreement(
+                                    &state.position.chain_id,
+                                    state.position.index,
+                                    &record,
+                                    &blocks,
+                                )
+                                .map_err(|e| e.to_string())
+                        });
+                    if written.is_ok() {
+                        state
+                            .persisted_blocks
+                            .extend(new_blocks.iter().map(|block| block.hash()));
+                    }
                     if let Err(error) = written {
                         // Nothing after an unwritten promise may leave the node.
                         tracing::error!(position = ?state.position, %error, "cannot persist agreement state; its messages are not sent");
@@ -484,13 +572,10 @@ impl Agreements {
                     if self.conduct == Conduct::Byzantine {
                         outgoing.extend(self.double_vote(state, to, &message));
                     }
-                    if let Some(request) = self.request(state, &message) {
-                        if let Some(peer) = state.peers.get(to as usize) {
-                            outgoing.push(Outgoing {
-                                to: *peer,
-                                request,
-                            });
-                        }
+                    if let Some(request) = self.request(state, &message)
+                        && let Some(peer) = state.peers.get(to as usize)
+                    {
+                        outgoing.push(Outgoing { to: *peer, request });
                     }
                 }
                 Action::Broadcast(message) => {
@@ -514,7 +599,9 @@ impl Agreements {
                     };
                     if let Some(request) = self.request(state, &message) {
                         for (member, peer) in state.peers.iter().enumerate() {
-                            if member % 2 == 1 && let Some(split) = &split {
+                            if member % 2 == 1
+                                && let Some(split) = &split
+                            {
                                 outgoing.push(Outgoing {
                                     to: *peer,
                                     request: split.clone(),
@@ -536,8 +623,11 @@ impl Agreements {
 
     fn decided(&self, state: &mut Open, certificate: &Certificate) {
         let position = state.position;
-        self.witness
-            .record_decision(position.chain_id, position.index, certificate.statement.block);
+        self.witness.record_decision(
+            position.chain_id,
+            position.index,
+            certificate.statement.block,
+        );
         tracing::info!(chain = %position.chain_id, index = position.index, view = certificate.statement.view, block = %certificate.statement.block, "position decided");
         self.deliver(state, false);
     }
@@ -560,14 +650,15 @@ impl Agreements {
         };
         // Whoever offered the block logs it (it holds what the block refers to, such as a
         // release's artifacts); if no member did, the leader that proposed it.
-        let proposed = state
-            .machine
-            .durable()
-            .proposal
-            .as_ref()
-            .is_some_and(|(view, proposed, _)| {
-                *view == certificate.statement.view && *proposed == block
-            });
+        let proposed =
+            state
+                .machine
+                .durable()
+                .proposal
+                .as_ref()
+                .is_some_and(|(view, proposed, _)| {
+                    *view == certificate.statement.view && *proposed == block
+                });
         let led = again
             || state.offered_here.contains(&block)
             || (proposed && !state.offered_by_members.contains(&block));
@@ -597,7 +688,10 @@ impl Agreements {
         let Message::Vote(statement) = message else {
             return None;
         };
-        let other = *state.blocks.keys().find(|other| **other != statement.block)?;
+        let other = *state
+            .blocks
+            .keys()
+            .find(|other| **other != statement.block)?;
         let forged = Statement {
             block: other,
             ..*statement
@@ -626,9 +720,7 @@ impl Agreements {
             },
             Message::Vote(statement) => SignedMessage::Vote {
                 statement: *statement,
-                signature: state
-                    .position
-                    .sign_vote(self.identity.secret(), statement),
+                signature: state.position.sign_vote(self.identity.secret(), statement),
             },
             Message::Certified(certificate) => {
                 SignedMessage::Certified(state.signed(certificate, &self.identity)?)
@@ -669,8 +761,12 @@ impl Agreements {
                     Ok(Ok(Response::Refused(reason))) => {
                         tracing::debug!(peer = %to, %reason, "agreement message refused");
                     }
-                    Ok(Ok(_)) => tracing::debug!(peer = %to, "unexpected answer to an agreement message"),
-                    Ok(Err(error)) => tracing::debug!(peer = %to, %error, "agreement message not delivered"),
+                    Ok(Ok(_)) => {
+                        tracing::debug!(peer = %to, "unexpected answer to an agreement message");
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(peer = %to, %error, "agreement message not delivered");
+                    }
                     Err(_) => tracing::debug!(peer = %to, "agreement message timed out"),
                 }
             });
@@ -703,7 +799,13 @@ impl Agreements {
     /// Keeps the machines' time until the node stops.
     pub async fn run(self: Arc<Self>) {
         loop {
-            let next = self.tick();
+            let next = {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.tick())
+                    .await
+                    .ok()
+                    .flatten()
+            };
             // Decided positions not logged yet are looked at every few view base times.
             let idle = self.patience;
             let wait = next.map_or(idle, |due| {
@@ -727,9 +829,17 @@ impl Agreements {
 }
 
 impl Open {
-    fn keep_block(&mut self, block: Arc<SkipBlock>) -> Result<(), String> {
-        if self.blocks.len() >= MAX_BLOCKS_PER_POSITION && !self.blocks.contains_key(&block.hash())
-        {
+    fn keep_block(&mut self, block: Arc<SkipBlock>, kept: Kept) -> Result<(), String> {
+        if self.blocks.contains_key(&block.hash()) {
+            return Ok(());
+        }
+        // Blocks offered by anyone may take half the room; the rest is for blocks of verified
+        // messages of members (proposals, certificates), so that offers cannot crowd them out.
+        let room = match kept {
+            Kept::Candidate => MAX_BLOCKS_PER_POSITION / 2,
+            Kept::Evidence => MAX_BLOCKS_PER_POSITION,
+        };
+        if self.blocks.len() >= room {
             return Err("too many blocks proposed at this position".into());
         }
         self.blocks.insert(block.hash(), block);
@@ -765,11 +875,16 @@ impl Open {
             | SignedMessage::Certified(certificate) => {
                 if self.certificates.len() >= MAX_CERTIFICATES_PER_POSITION {
                     let keep = self.machine.durable().clone();
-                    let persisted: Vec<Statement> = [keep.lock, keep.decided]
-                        .into_iter()
-                        .flatten()
-                        .map(|c| c.statement)
-                        .collect();
+                    let persisted: Vec<Statement> = [
+                        keep.lock,
+                        keep.decided,
+                        keep.proposal
+                            .and_then(|(_, _, justification)| justification),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.statement)
+                    .collect();
                     if let Some(oldest) = self
                         .certificates
                         .keys()
@@ -795,7 +910,11 @@ impl Open {
 
     /// The signatures of `certificate`: one this node received, or one it builds as the
     /// leader from the votes it received and its own.
-    fn signed(&mut self, certificate: &Certificate, identity: &Identity) -> Option<SignedCertificate> {
+    fn signed(
+        &mut self,
+        certificate: &Certificate,
+        identity: &Identity,
+    ) -> Option<SignedCertificate> {
         if let Some(known) = self.certificates.get(&certificate.statement) {
             return Some(known.clone());
         }
@@ -821,7 +940,8 @@ impl Open {
             statement: certificate.statement,
             signatures,
         };
-        self.certificates.insert(certificate.statement, signed.clone());
+        self.certificates
+            .insert(certificate.statement, signed.clone());
         Some(signed)
     }
 }

@@ -231,11 +231,17 @@ impl Appender {
     /// Offers `block` to be decided at its position and waits until a block is logged there
     /// (this block or a competing one), offering it again every view's base time (offers may be
     /// lost, members may restart). Returns the head logged at that index.
-    async fn decide(&self, block: &Arc<SkipBlock>, deadline: Instant) -> Result<ChainHead, NodeError> {
+    async fn decide(
+        &self,
+        block: &Arc<SkipBlock>,
+        deadline: Instant,
+    ) -> Result<ChainHead, NodeError> {
         let parts = &self.parts;
         let chain_id = block.chain_id();
         let index = block.index();
         let mut appended = parts.store.watch_appends();
+        // Whether the previous offer was refused by more members than the roster can spare.
+        let mut refused_last_time = false;
         let period = Duration::from_millis(parts.agreements.timing().base_ms.max(1));
         let logged = |store: &Store| -> Result<Option<ChainHead>, NodeError> {
             Ok(store.block_at(&chain_id, index)?.map(|logged| ChainHead {
@@ -251,7 +257,10 @@ impl Appender {
             let now = Instant::now();
             if now >= deadline {
                 parts.metrics.appends_failed.inc();
-                let roster = parts.agreements.deciding_roster(block).map(|(roster, _)| roster);
+                let roster = parts
+                    .agreements
+                    .deciding_roster(block)
+                    .map(|(roster, _)| roster);
                 let position = chainiac_protocol::agreement::Position { chain_id, index };
                 return Err(NodeError::Append(AppendError::Undecided {
                     index,
@@ -262,15 +271,19 @@ impl Appender {
                 }));
             }
             match parts.agreements.offer(block.clone()).await {
-                Ok(refusals) if refusals.is_empty() => {}
+                Ok(refusals) if refusals.is_empty() => refused_last_time = false,
                 Ok(refusals) => {
                     let (roster, _) = parts
                         .agreements
                         .deciding_roster(block)
                         .map_err(NodeError::Invalid)?;
-                    // More refusals than members the roster can do without: an honest member
-                    // refused, so the others (same rules) will too.
-                    if refusals.len() > roster.len() - roster.threshold() {
+                    // More refusals than members the roster can do without, twice in a row
+                    // (a member may refuse once while it catches up): an honest member refused,
+                    // so the others (same rules) will too.
+                    let too_many = refusals.len() > roster.len() - roster.threshold();
+                    let give_up = too_many && refused_last_time;
+                    refused_last_time = too_many;
+                    if give_up {
                         parts.metrics.appends_failed.inc();
                         let reasons: Vec<String> = refusals
                             .iter()
@@ -325,7 +338,9 @@ impl Appender {
                 }
             }
         }
-        parts.witness.record_decision(chain_id, block.index(), block.hash());
+        parts
+            .witness
+            .record_decision(chain_id, block.index(), block.hash());
         let shown = witnesses
             .into_iter()
             .filter(|key| *key != parts.key)
@@ -348,7 +363,10 @@ impl Appender {
         join_all(shown).await;
         match self.log_block(block.clone()).await {
             Err(NodeError::Store(_)) | Err(NodeError::Append(AppendError::Store(_)))
-                if parts.store.block_at(&chain_id, block.index())?.map(|b| b.hash())
+                if parts
+                    .store
+                    .block_at(&chain_id, block.index())?
+                    .map(|b| b.hash())
                     == Some(block.hash()) =>
             {
                 Ok(())

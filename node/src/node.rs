@@ -169,7 +169,7 @@ impl NodeCore {
             metrics: metrics.clone(),
             gossip: gossip.clone(),
             agreements: agreements.clone(),
-            replicator: replicator.clone(),
+            replicator,
         });
         let roster_changes = Arc::new(RosterChanges::default());
         let dispatcher = Arc::new(Dispatcher::new(ServeParts {
@@ -266,9 +266,22 @@ impl NodeCore {
             return;
         };
         let patience = self.agreements.patience();
+        // One attempt per position at a time: a decision handed over again while an attempt
+        // runs is dropped.
+        let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<(Hash, u64)>>> =
+            Arc::default();
         let notary = async {
             while let Some(decision) = decisions.recv().await {
+                let position = (decision.block.chain_id(), decision.block.index());
+                if !in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(position)
+                {
+                    continue;
+                }
                 let core = self.clone();
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
                     if !decision.led {
                         tokio::time::sleep(patience).await;
@@ -277,6 +290,10 @@ impl NodeCore {
                     if let Err(error) = core.appender.notarize(&decision).await {
                         tracing::warn!(chain = %block.chain_id(), index = block.index(), %error, "could not log a decided block; another member may");
                     }
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&position);
                 });
             }
         };

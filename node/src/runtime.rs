@@ -12,6 +12,7 @@ use chainiac_anchor::{EthereumAnchor, EthereumConfig};
 use chainiac_net::NetConfig;
 
 use crate::admission::Admission;
+use crate::agreement::Conduct;
 use crate::anchoring::Anchoring;
 use crate::antientropy::AntiEntropy;
 use crate::artifacts::ArtifactStore;
@@ -19,7 +20,6 @@ use crate::config::{Identity, NodeConfig};
 use crate::gossip::GossipHook;
 use crate::metrics::Metrics;
 use crate::node::{NodeCore, NodeParts};
-use crate::agreement::Conduct;
 use crate::rounds::{RoundConfig, Witness};
 use crate::rules::ProjectRules;
 use crate::serve::AnswerHook;
@@ -46,8 +46,9 @@ pub struct NodeOptions {
     pub conduct: Conduct,
 }
 
-/// Setting this environment variable (to anything) makes a node misbehave in agreement as a
-/// faulty roster member would ([`Conduct::Byzantine`]). For tests only.
+/// Setting this environment variable (to anything) makes a node of a debug or test build
+/// misbehave in agreement as a faulty roster member would ([`Conduct::Byzantine`]); release
+/// builds ignore it. For tests only.
 pub const BYZANTINE_AGREEMENT_VARIABLE: &str = "CHAINIAC_TEST_BYZANTINE_AGREEMENT";
 
 impl std::fmt::Debug for NodeOptions {
@@ -243,7 +244,10 @@ impl RunningNode {
         } else {
             None
         };
-        let conduct = if std::env::var_os(BYZANTINE_AGREEMENT_VARIABLE).is_some() {
+        // Release builds ignore the variable: only test builds can be told to misbehave.
+        let conduct = if cfg!(debug_assertions)
+            && std::env::var_os(BYZANTINE_AGREEMENT_VARIABLE).is_some()
+        {
             tracing::warn!(
                 "{BYZANTINE_AGREEMENT_VARIABLE} is set: this node misbehaves in agreement (a test of faulty members); never set it on a real node"
             );

@@ -356,7 +356,7 @@ impl Dispatcher {
         let receive = |message, block: Option<Box<SkipBlock>>| {
             let agreements = self.parts.agreements.clone();
             tokio::task::spawn_blocking(move || {
-                agreements.receive(peer, chain_id, index, message, block.map(|b| *b))
+                agreements.receive(peer, chain_id, index, &message, block.map(|b| *b))
             })
         };
         let mut received = receive(message.clone(), block.clone()).await;
@@ -370,7 +370,9 @@ impl Dispatcher {
         }
         match received {
             Ok(Ok(Received::Noted)) => Response::Noted,
-            Ok(Ok(Received::Behind)) => Response::Refused("this node is behind; it is syncing".into()),
+            Ok(Ok(Received::Behind)) => {
+                Response::Refused("this node is behind; it is syncing".into())
+            }
             Ok(Err(reason)) => Response::Refused(reason),
             Err(_) => Response::Refused("internal error".into()),
         }

@@ -250,7 +250,11 @@ async fn a_witness_signs_no_link_into_a_block_that_was_not_decided() -> TestResu
     assert_eq!(logged.index, 1);
     for i in 0..4 {
         cluster.wait_head(i, &chain_id, 1).await?;
-        let block = cluster.core(i).store().block_at(&chain_id, 1)?.ok_or("block 1")?;
+        let block = cluster
+            .core(i)
+            .store()
+            .block_at(&chain_id, 1)?
+            .ok_or("block 1")?;
         assert_eq!(DataChain::data_of(&block), b"mine", "node {i}");
     }
     Ok(())
@@ -290,7 +294,11 @@ async fn witnesses_down_one_tolerated_two_refused_then_recovered() -> TestResult
     cluster.wait_connected().await?;
     for i in 0..3 {
         cluster.wait_head(i, &chain_id, 3).await?;
-        let block = cluster.core(i).store().block_at(&chain_id, 3)?.ok_or("block 3")?;
+        let block = cluster
+            .core(i)
+            .store()
+            .block_at(&chain_id, 3)?
+            .ok_or("block 3")?;
         assert_eq!(DataChain::data_of(&block), b"3", "node {i}");
     }
     let head = chain.append(&cluster.core(0), b"4".to_vec()).await?;
@@ -657,14 +665,21 @@ async fn three_publishers_racing_through_different_nodes_are_all_logged_once() -
     }
     let total = (PUBLISHERS * APPENDS) as u64;
     assert_eq!(acknowledged.len() as u64, total);
-    let last = acknowledged.iter().map(|(index, _)| *index).max().ok_or("appends")?;
+    let last = acknowledged
+        .iter()
+        .map(|(index, _)| *index)
+        .max()
+        .ok_or("appends")?;
     for i in 0..7 {
         cluster.wait_head(i, &chain_id, last).await?;
     }
     assert_same_chain(&cluster, &chain_id, last, &(1..7).collect::<Vec<_>>())?;
     let core = cluster.core(0);
     for (index, data) in &acknowledged {
-        let block = core.store().block_at(&chain_id, *index)?.ok_or("acknowledged block")?;
+        let block = core
+            .store()
+            .block_at(&chain_id, *index)?
+            .ok_or("acknowledged block")?;
         assert_eq!(&DataChain::data_of(&block), data, "block {index}");
     }
     let mut logged = Vec::new();

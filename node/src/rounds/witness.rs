@@ -42,7 +42,8 @@ pub const ROUND_TTL: Duration = Duration::from_secs(60);
 /// Most pending rounds that keep their whole proposed block (at most 1 MiB each, the request
 /// bound) to record it with the guard; beyond, only the hash is recorded.
 pub const MAX_KEPT_PROPOSALS: usize = 64;
-/// Most decided positions a witness remembers (a decision is shown again if forgotten).
+/// Most chains a witness remembers a pending decision for (a decision is shown again if
+/// forgotten).
 pub const MAX_DECISIONS: usize = 4096;
 
 /// Why a witness refuses to take part.
@@ -139,8 +140,9 @@ pub struct Witness {
     store: Store,
     rules: Arc<dyn PayloadRules>,
     pending: Mutex<HashMap<(Asker, Hash), PendingRound>>,
-    /// The block decided at each position this witness was shown a commit certificate for.
-    decisions: Mutex<BTreeMap<Position, Hash>>,
+    /// Per chain, the block decided at the position after this node's head, once shown its
+    /// commit certificate (only that position's links are signed next).
+    decisions: Mutex<BTreeMap<Hash, (u64, Hash)>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -166,11 +168,14 @@ impl Witness {
     /// Remembers that `block` is decided at (`chain_id`, `index`): this node's own agreement
     /// decided it, or [`Witness::accept_decision`] checked its certificate.
     pub fn record_decision(&self, chain_id: Hash, index: u64, block: Hash) {
-        let mut decisions = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
-        if decisions.len() >= MAX_DECISIONS {
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if decisions.len() >= MAX_DECISIONS && !decisions.contains_key(&chain_id) {
             decisions.pop_first();
         }
-        decisions.insert(Position { chain_id, index }, block);
+        decisions.insert(chain_id, (index, block));
     }
 
     /// The block decided at (`chain_id`, `index`), if this witness knows.
@@ -178,8 +183,9 @@ impl Witness {
         self.decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&Position { chain_id, index })
-            .copied()
+            .get(&chain_id)
+            .filter(|(decided, _)| *decided == index)
+            .map(|(_, block)| *block)
     }
 
     /// Checks `certificate`, a commit certificate for `block` by the roster of the block
@@ -197,6 +203,15 @@ impl Witness {
         }
         if certificate.statement.block != block.hash() {
             return Err(invalid("the certificate is for another block".into()));
+        }
+        let head = self
+            .store
+            .head(&chain_id)
+            .map_err(|e| invalid(e.to_string()))?;
+        if head.is_some_and(|head| head.index >= index) {
+            return Err(invalid(format!(
+                "block {index} is already logged here; a decision is needed only for the next block"
+            )));
         }
         let previous = self
             .store
@@ -267,9 +282,15 @@ impl Witness {
         let Some(index) = roster.index_of(&key) else {
             return Err(Refusal::NotAWitness);
         };
-        self.rules
-            .check(&self.store, block)
-            .map_err(Refusal::Invalid)?;
+        // A decided block was checked by the honest members that voted for it, against the
+        // chain as it was then; checking time- or head-dependent rules again here could refuse
+        // a decision for ever (a timeline entry near its time bound, a policy that changed
+        // since). An undecided block is checked only to tell the asker the precise rule.
+        if block.index() == 0 || self.decision(chain_id, block.index()) != Some(block.hash()) {
+            self.rules
+                .check(&self.store, block)
+                .map_err(Refusal::Invalid)?;
+        }
         if block.index() > 0 && self.decision(chain_id, block.index()) != Some(block.hash()) {
             return Err(Refusal::Undecided {
                 index: block.index(),

@@ -267,7 +267,8 @@ impl Store {
 
     /// Records a head change in the digest (with the write lock held, after the write).
     fn update_digest(&self, previous: Option<ChainHead>, head: &ChainHead) {
-        self.appended.send_modify(|count| *count = count.wrapping_add(1));
+        self.appended
+            .send_modify(|count| *count = count.wrapping_add(1));
         if let Some(digest) = self
             .digest
             .lock()

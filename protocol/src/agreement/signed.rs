@@ -15,9 +15,7 @@ use crate::encoding::{Decode, Encode, Reader, Writer};
 use crate::hash::domain;
 use crate::keys::{SecretKey, Signature};
 
-use super::{
-    Certificate, Durable, Member, Message, Phase, Quorum, QuorumError, Statement, View,
-};
+use super::{Certificate, Durable, Member, Message, Phase, Quorum, QuorumError, Statement, View};
 
 /// A chain position agreement decides: the block at `index` of `chain_id`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -216,7 +214,9 @@ impl SignedMessage {
                     .map_err(|_| EvidenceError::BadSignature { member: from })?;
                 Message::Vote(*statement)
             }
-            Self::Certified(certificate) => Message::Certified(certificate.verify(position, roster)?),
+            Self::Certified(certificate) => {
+                Message::Certified(certificate.verify(position, roster)?)
+            }
             Self::ViewChange { view, prepared } => Message::ViewChange {
                 view: *view,
                 prepared: prepare(prepared)?,
@@ -230,9 +230,9 @@ impl SignedMessage {
             Self::Propose { block, .. } => Some(*block),
             Self::Vote { statement, .. } => Some(statement.block),
             Self::Certified(certificate) => Some(certificate.statement.block),
-            Self::ViewChange { prepared, .. } => {
-                prepared.as_ref().map(|certificate| certificate.statement.block)
-            }
+            Self::ViewChange { prepared, .. } => prepared
+                .as_ref()
+                .map(|certificate| certificate.statement.block),
         }
     }
 }
@@ -272,9 +272,7 @@ impl DurableRecord {
             prepared: durable.prepared,
             committed: durable.committed,
             proposal: match &durable.proposal {
-                Some((view, block, justification)) => {
-                    Some((*view, *block, signed(justification)?))
-                }
+                Some((view, block, justification)) => Some((*view, *block, signed(justification)?)),
                 None => None,
             },
             decided: signed(&durable.decided)?,
@@ -531,7 +529,10 @@ mod tests {
             .map(|i| SecretKey::from_seed(&[i.wrapping_add(1); 32]))
             .collect();
         let members = secrets.iter().map(RosterMember::from_secret).collect();
-        (secrets, Roster::with_default_threshold(members).expect("roster"))
+        (
+            secrets,
+            Roster::with_default_threshold(members).expect("roster"),
+        )
     }
 
     fn position() -> Position {
@@ -671,7 +672,11 @@ mod tests {
         )
             .prop_map(|(commit, view, block, signatures)| SignedCertificate {
                 statement: Statement {
-                    phase: if commit { Phase::Commit } else { Phase::Prepare },
+                    phase: if commit {
+                        Phase::Commit
+                    } else {
+                        Phase::Prepare
+                    },
                     view,
                     block: Hash(block),
                 },
@@ -708,7 +713,7 @@ mod tests {
                 proposal: Some((view, certificate.statement.block, Some(certificate.clone()))),
                 decided: (kind == 2).then(|| certificate.clone()),
             };
-            prop_assert_eq!(DurableRecord::from_bytes(&record.to_bytes()).expect("decode"), record.clone());
+            prop_assert_eq!(&DurableRecord::from_bytes(&record.to_bytes()).expect("decode"), &record);
             prop_assert_eq!(DurableRecord::of(&record.durable(), |c| record.certificates().find(|s| s.certificate() == *c).cloned()), Some(record));
         }
     }
