@@ -93,11 +93,12 @@ pub enum AppendError {
         unreachable: String,
         wrong: String,
     },
-    /// Witnesses already released shares for another block at this position (a round that
-    /// failed after its challenge: its leader crashed, or too many witnesses timed out); they
-    /// can only sign that block there, which the leader may complete first.
+    /// Witnesses already released shares for another block at this position. Since blocks are
+    /// decided by agreement before they are signed this can only come from a round run before
+    /// (a store upgraded from an earlier version), or from more faulty witnesses than the
+    /// roster tolerates.
     #[error(
-        "block {index} cannot be signed: {witnesses} witness(es) already signed block {} at that position, which must be completed first", .block.hash()
+        "block {index} cannot be signed: {witnesses} witness(es) already signed block {} at that position in a round before agreement decided it; more witnesses than the roster tolerates are faulty, or their stores predate agreement", .block.hash()
     )]
     Locked {
         index: u64,
