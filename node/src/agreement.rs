@@ -199,15 +199,15 @@ impl Agreements {
         self.witness.check_rules(block)
     }
 
-    /// The members of the roster deciding `block`'s position (the roster of the block before
-    /// it), with their peer ids.
-    pub fn deciding_roster(&self, block: &SkipBlock) -> Result<(Roster, Vec<PeerId>), String> {
-        let chain_id = block.chain_id();
+    /// The members of the roster deciding `position` (the roster of the block before it),
+    /// with their peer ids.
+    pub fn deciding_roster(&self, position: Position) -> Result<(Roster, Vec<PeerId>), String> {
+        let before = position.index.saturating_sub(1);
         let previous = self
             .store
-            .block_at(&chain_id, block.index().saturating_sub(1))
+            .block_at(&position.chain_id, before)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("block {} of the chain is missing", block.index() - 1))?;
+            .ok_or_else(|| format!("block {before} of the chain is missing"))?;
         let roster = self.store.roster_of(&previous).map_err(|e| e.to_string())?;
         let peers = roster
             .members()
@@ -226,7 +226,10 @@ impl Agreements {
         self: &Arc<Self>,
         block: Arc<SkipBlock>,
     ) -> Result<Vec<(PublicKey, String)>, String> {
-        let (roster, peers) = self.deciding_roster(&block)?;
+        let (roster, peers) = self.deciding_roster(Position {
+            chain_id: block.chain_id(),
+            index: block.index(),
+        })?;
         // Store writes and reads: not on the async workers.
         let outgoing = {
             let this = self.clone();
@@ -445,21 +448,11 @@ impl Agreements {
                     position.index, head.index
                 ));
             }
-            let previous = self
-                .store
-                .block(&head.hash)
-                .map_err(|e| e.to_string())?
-                .ok_or("the head block is missing")?;
-            let roster = self.store.roster_of(&previous).map_err(|e| e.to_string())?;
+            let (roster, peers) = self.deciding_roster(position)?;
             let Some(me) = roster.index_of(&self.identity.public().key) else {
                 return Ok(None);
             };
             let quorum = quorum_of(&roster).map_err(|e| e.to_string())?;
-            let peers = roster
-                .members()
-                .iter()
-                .map(|member| peer_id_of(&member.key).map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
             // A stranger does not get to open positions.
             if sender.is_some_and(|sender| !peers.contains(&sender)) {
                 return Err(

@@ -239,6 +239,7 @@ impl Appender {
         let parts = &self.parts;
         let chain_id = block.chain_id();
         let index = block.index();
+        let position = chainiac_protocol::agreement::Position { chain_id, index };
         let mut appended = parts.store.watch_appends();
         // Whether the previous offer was refused by more members than the roster can spare.
         let mut refused_last_time = false;
@@ -259,9 +260,8 @@ impl Appender {
                 parts.metrics.appends_failed.inc();
                 let roster = parts
                     .agreements
-                    .deciding_roster(block)
+                    .deciding_roster(position)
                     .map(|(roster, _)| roster);
-                let position = chainiac_protocol::agreement::Position { chain_id, index };
                 return Err(NodeError::Append(AppendError::Undecided {
                     index,
                     seconds: parts.rounds.decision_timeout.as_secs(),
@@ -275,7 +275,7 @@ impl Appender {
                 Ok(refusals) => {
                     let (roster, _) = parts
                         .agreements
-                        .deciding_roster(block)
+                        .deciding_roster(position)
                         .map_err(NodeError::Invalid)?;
                     // More refusals than members the roster can do without, twice in a row
                     // (a member may refuse once while it catches up): an honest member refused,

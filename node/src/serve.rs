@@ -327,7 +327,8 @@ impl Dispatcher {
         self.counted(answer)
     }
 
-    /// Syncs `chain_id` from `peer`, bounded in time like a witness's sync before a commit.
+    /// Syncs `chain_id` from `peer`, bounded: a peer that drips blocks slowly must not hold a
+    /// request (and its slot) for longer than a round could wait for it.
     async fn sync_from(&self, peer: PeerId, chain_id: Hash) -> Result<(), String> {
         match tokio::time::timeout(
             COMMIT_SYNC_DEADLINE,
@@ -396,24 +397,8 @@ impl Dispatcher {
                 .await
                 .unwrap_or_default()
         };
-        // Syncing from the leader is bounded: a peer that drips blocks slowly must not hold
-        // this request (and its slot) for longer than a round could wait for it.
-        let sync = |chain: Hash| async move {
-            match tokio::time::timeout(
-                COMMIT_SYNC_DEADLINE,
-                self.parts.syncer.sync_chain(peer, chain),
-            )
-            .await
-            {
-                Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
-                Err(_) => Err(format!(
-                    "not done within {} s",
-                    COMMIT_SYNC_DEADLINE.as_secs()
-                )),
-            }
-        };
         for chain in needed {
-            if let Err(error) = sync(chain).await {
+            if let Err(error) = self.sync_from(peer, chain).await {
                 return Err(Refusal::Invalid(format!(
                     "this witness lacks blocks of chain {chain} the proposal depends on and could not sync them from the leader: {error}"
                 )));
@@ -426,7 +411,7 @@ impl Dispatcher {
         };
         let mut result = commit(self.parts.witness.clone(), block.clone()).await;
         if let Ok(Err(Refusal::Behind { .. })) = result {
-            if let Err(error) = sync(block.chain_id()).await {
+            if let Err(error) = self.sync_from(peer, block.chain_id()).await {
                 return Err(Refusal::Invalid(format!(
                     "witness is behind and could not sync from the leader: {error}"
                 )));

@@ -92,20 +92,12 @@ impl Store {
         let _guard = self.lock();
         let mut batch = Batch::new();
         if let Some(head) = self.head(chain_id)? {
-            let prefix = chain_prefix(chain_id);
-            for (key, _) in self
-                .kv
-                .scan_prefix(Column::Meta, &prefix, AGREEMENT_PRUNE_SCAN)?
-            {
-                let settled = key
-                    .get(prefix.len()..prefix.len() + 8)
-                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-                    .is_some_and(|bytes| u64::from_be_bytes(bytes) <= head.index);
-                if !settled {
-                    break;
-                }
-                batch.delete(Column::Meta, key);
-            }
+            self.delete_settled(
+                &mut batch,
+                &chain_prefix(chain_id),
+                head.index,
+                AGREEMENT_PRUNE_SCAN,
+            )?;
         }
         batch.put(
             Column::Meta,

@@ -404,6 +404,30 @@ impl Store {
 
     // ------------------------------------------------------------------ writes
 
+    /// Adds to `batch` the deletion of the entries of [`Column::Meta`] keyed
+    /// `prefix ‖ u64 index (big-endian) ‖ …` whose index is at or below `head` (settled by the
+    /// chain), looking at no more than `scan` entries; keys are ordered by index, so the scan
+    /// stops at the first unsettled one.
+    pub(super) fn delete_settled(
+        &self,
+        batch: &mut Batch,
+        prefix: &[u8],
+        head: u64,
+        scan: usize,
+    ) -> StoreResult<()> {
+        for (key, _) in self.kv.scan_prefix(Column::Meta, prefix, scan)? {
+            let settled = key
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .is_some_and(|bytes| u64::from_be_bytes(bytes) <= head);
+            if !settled {
+                break;
+            }
+            batch.delete(Column::Meta, key);
+        }
+        Ok(())
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write_lock
             .lock()
