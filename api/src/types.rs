@@ -158,6 +158,30 @@ impl From<&SkipBlock> for BlockJson {
     }
 }
 
+/// A block with the level-0 forward link into it, as `GET /chains/{id}/blocks?from=F&count=N`
+/// lists them: enough to check each block from the one before (protocol §5.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedBlockJson {
+    /// The block.
+    #[serde(flatten)]
+    pub block: BlockJson,
+    /// The canonical encoding (hex) of the level-0 forward link from the block before into
+    /// this one; `null` for the genesis.
+    pub link: Option<String>,
+}
+
+/// `GET /chains/{id}/blocks?from=F&count=N`: consecutive blocks from index `from`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockBatchJson {
+    /// The chain id, hex.
+    pub chain_id: String,
+    /// Index of the first block asked for.
+    pub from: u64,
+    /// The blocks from `from` on, at most `count`, never past the head; empty when `from` is
+    /// past the head.
+    pub blocks: Vec<LinkedBlockJson>,
+}
+
 /// `GET /chains/{id}`: a chain's head block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainJson {
@@ -250,6 +274,9 @@ pub struct ProjectChainJson {
     /// Policy chains: matching build attestations a release needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestations_required: Option<u32>,
+    /// Policy chains: the timeline the policy commits the project to, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<String>,
     /// Release chains: the project's policy chain, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_chain: Option<String>,
@@ -320,8 +347,8 @@ pub struct TimelineJson {
     pub changes: Option<Vec<TimelineChangeJson>>,
 }
 
-/// `GET /timeline/{id}/chains/{chain}`: the head the newest timeline block records for a
-/// chain, with its inclusion proof.
+/// `GET /timeline/{id}/chains/{chain}?index=N`: the head timeline block `N` (default: the
+/// newest) records for a chain, with its inclusion proof and the head's index in its chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntryJson {
     /// The timeline chain id, hex.
@@ -340,6 +367,8 @@ pub struct TimelineEntryJson {
     pub chain_id: String,
     /// The head recorded for it, hex.
     pub head: String,
+    /// The index of `head` in its own chain.
+    pub head_index: u64,
     /// The inclusion proof's canonical encoding, hex.
     pub proof: String,
 }

@@ -15,7 +15,7 @@ use chainiac_api::http::{FailoverError, Nodes, put_bytes};
 use chainiac_api::keyfile::{ApiToken, Identity, IdentityError};
 use chainiac_api::types::{
     AppendRequest, ArtifactStored, ChainHeadJson, ChainJson, CreateChainRequest, RosterJson,
-    RosterMemberJson, roster_from_json,
+    RosterMemberJson, TimelineJson, roster_from_json,
 };
 use chainiac_protocol::Hash;
 use chainiac_protocol::cosi::Roster;
@@ -239,6 +239,61 @@ pub struct CreateOptions<'a> {
     pub attestations: u32,
     /// The API token file of the nodes, recorded for later commands.
     pub api_token_file: Option<&'a Path>,
+    /// The timeline the policy names (clients check the project's heads against it).
+    pub timeline: TimelineChoice,
+}
+
+/// Which timeline a policy names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineChoice {
+    /// The one timeline the nodes serve; none if they serve none; an error if several.
+    Auto,
+    /// No timeline: clients get no freshness guarantee unless they pin one themselves.
+    Without,
+    /// This timeline chain.
+    Chain(Hash),
+}
+
+impl std::str::FromStr for TimelineChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "none" => Ok(Self::Without),
+            hex => Hash::from_hex(hex).map(Self::Chain).map_err(|_| {
+                format!("{hex:?} is not a timeline chain id (64 hex digits), 'auto' or 'none'")
+            }),
+        }
+    }
+}
+
+impl TimelineChoice {
+    /// The timeline chain id this choice names, asking `nodes` for `Auto`.
+    pub fn resolve(self, nodes: &Nodes) -> Result<Option<Hash>> {
+        match self {
+            Self::Without => Ok(None),
+            Self::Chain(chain) => Ok(Some(chain)),
+            Self::Auto => {
+                let timelines: Vec<TimelineJson> = nodes
+                    .get("/timeline")
+                    .map_err(self::nodes("listing the timelines"))?;
+                match timelines.as_slice() {
+                    [] => Ok(None),
+                    [only] => Hash::from_hex(&only.chain_id).map(Some).map_err(|_| {
+                        PublisherError::Invalid(format!(
+                            "the node lists a timeline with an invalid id {:?}",
+                            only.chain_id
+                        ))
+                    }),
+                    several => Err(PublisherError::Invalid(format!(
+                        "the nodes serve {} timelines; choose one with --timeline ID (or --timeline none)",
+                        several.len()
+                    ))),
+                }
+            }
+        }
+    }
 }
 
 fn chain_head(nodes: &Nodes, chain: &Hash, what: &'static str) -> Result<ChainJson> {
@@ -284,6 +339,7 @@ pub fn create_project(options: &CreateOptions<'_>) -> Result<ProjectFile> {
         build_verifiers: options.verifiers.to_vec(),
         attestations_required: options.attestations,
         witnesses: roster_of(&roster, options.roster)?.hash(),
+        timeline: options.timeline.resolve(options.nodes)?,
     };
     policy
         .check()
@@ -360,6 +416,8 @@ pub struct PolicyChange<'a> {
     pub sign_with: &'a [String],
     /// New witness roster for the policy chain.
     pub roster: Option<&'a Path>,
+    /// Another timeline (`Some(Without)` removes it); a root change.
+    pub timeline: Option<TimelineChoice>,
 }
 
 /// Appends a policy change to the project's policy chain. Returns the new policy and the index
@@ -401,11 +459,14 @@ pub fn change_policy(
     if let Some((members, path)) = &new_roster {
         new.witnesses = roster_of(members, path)?.hash();
     }
+    if let Some(choice) = change.timeline {
+        new.timeline = choice.resolve(&nodes)?;
+    }
     new.check().map_err(protocol("the new policy is invalid"))?;
-    // Moving the project to other witnesses is the roots' decision.
+    // Moving the project to other witnesses or another timeline is the roots' decision.
     let signers: Vec<String> = if !change.sign_with.is_empty() {
         change.sign_with.to_vec()
-    } else if new.witnesses != old.witnesses {
+    } else if new.witnesses != old.witnesses || new.timeline != old.timeline {
         (1..=old.root_threshold)
             .map(|i| format!("root-{i}"))
             .collect()

@@ -74,6 +74,14 @@ pub struct SyncReport {
     pub announced_unreached: Option<u64>,
 }
 
+/// What syncing from one peer came to.
+enum Attempt {
+    /// Everything verified: the updated project and the report.
+    Synced(FollowedProject, SyncReport),
+    /// The verified policy names a timeline the sync was not given.
+    NeedsTimeline(Hash),
+}
+
 /// A connection to the network.
 pub struct Connection {
     net: NetHandle,
@@ -375,7 +383,7 @@ impl Connection {
             Ok(_) => return Err("unexpected answer to a timeline inclusion request".into()),
             Err(error) => {
                 return Err(format!(
-                    "the release chain is not in timeline epoch {}: {error}",
+                    "chain {chain_id} is not in timeline epoch {}: {error}",
                     view.block.commit.epoch
                 ));
             }
@@ -421,7 +429,14 @@ impl Connection {
             };
             for peer in order {
                 match self.sync_from(peer, project, timeline).await {
-                    Ok((updated, report)) => {
+                    Ok(Attempt::NeedsTimeline(named)) => {
+                        return Err(ClientError::TimelineNeeded {
+                            project: project.name.clone(),
+                            named,
+                            given: timeline.map(|view| view.chain),
+                        });
+                    }
+                    Ok(Attempt::Synced(updated, report)) => {
                         if announced.is_none_or(|index| report.to_index >= index) {
                             *project = updated;
                             return Ok(SyncReport { failures, ..report });
@@ -507,7 +522,7 @@ impl Connection {
         peer: PeerId,
         project: &FollowedProject,
         timeline: Option<&TimelineView>,
-    ) -> Result<(FollowedProject, SyncReport), String> {
+    ) -> Result<Attempt, String> {
         let mut updated = project.clone();
         // Policy chain: every block, each change checked against the policy before it.
         let mut policy_blocks = 0;
@@ -523,6 +538,28 @@ impl Connection {
                     .advance_policy(&steps)
                     .map_err(|e| format!("invalid policy-chain blocks: {e}"))?;
             }
+        }
+        // The verified policy says which timeline commits the project (protocol §10 step 2);
+        // a policy that names none leaves the choice to the user.
+        let given = timeline.map(|view| view.chain);
+        match updated.timeline_to_check(given) {
+            Ok(wanted) if wanted == given => {}
+            Ok(Some(named)) | Err(chainiac_protocol::Error::OtherTimeline { named, .. }) => {
+                return Ok(Attempt::NeedsTimeline(named));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        // The policy chain must reach the head the timeline commits to (§10 step 4): a peer
+        // cannot hide a policy change (a rotated-out key, another timeline) behind an old head.
+        if let Some(view) = timeline {
+            let committed = self
+                .head_in_timeline(peer, view, project.policy_chain)
+                .await
+                .map_err(|e| format!("policy chain: {e}"))?;
+            updated
+                .check_policy_head(committed)
+                .map_err(|e| e.to_string())?;
         }
         // Release chain: one skip proof from the trusted block to the head.
         let from_index = project.release.block().index();
@@ -574,7 +611,36 @@ impl Connection {
             timeline_epoch: timeline.map(|view| view.block.commit.epoch),
             announced_unreached: None,
         };
-        Ok((updated, report))
+        Ok(Attempt::Synced(updated, report))
+    }
+
+    /// Syncs `project` against the timeline its verified policy names: when the client pins
+    /// no timeline yet, the one the policy names is pinned (it is authenticated by the release
+    /// chain id the user pinned) and the sync runs again. Returns the report and the timeline
+    /// view the heads were checked against.
+    pub async fn sync_project(
+        &self,
+        project: &mut FollowedProject,
+        timeline: &mut Option<PinnedTimeline>,
+        freshness: Freshness,
+    ) -> Result<(SyncReport, Option<TimelineView>), ClientError> {
+        let mut view = match timeline.as_mut() {
+            Some(pinned) => Some(self.sync_timeline(pinned, freshness).await?),
+            None => None,
+        };
+        match self.sync(project, view.as_ref()).await {
+            Err(ClientError::TimelineNeeded {
+                named, given: None, ..
+            }) => {
+                tracing::info!(project = %project.name, timeline = %named, "pinning the timeline the project's policy names");
+                let mut pinned = self.pin_timeline(named).await?;
+                view = Some(self.sync_timeline(&mut pinned, freshness).await?);
+                *timeline = Some(pinned);
+                let report = self.sync(project, view.as_ref()).await?;
+                Ok((report, view))
+            }
+            other => other.map(|report| (report, view)),
+        }
     }
 
     /// Fetches an artifact of the latest trusted release from any peer, verifying every slice.

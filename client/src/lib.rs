@@ -58,6 +58,31 @@ pub enum ClientError {
     /// An artifact download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// The project's verified policy commits it to a timeline the sync was not given.
+    #[error("{}", describe_timeline_needed(project, named, given.as_ref()))]
+    TimelineNeeded {
+        /// The project.
+        project: String,
+        /// The timeline its policy names.
+        named: chainiac_protocol::Hash,
+        /// The timeline the sync was given, if any.
+        given: Option<chainiac_protocol::Hash>,
+    },
+}
+
+fn describe_timeline_needed(
+    project: &str,
+    named: &chainiac_protocol::Hash,
+    given: Option<&chainiac_protocol::Hash>,
+) -> String {
+    match given {
+        None => format!(
+            "project {project} is committed by its policy to timeline {named}; pin it with `chainiac client timeline {named}`"
+        ),
+        Some(given) => format!(
+            "project {project} is committed by its policy to timeline {named}, but the client pins timeline {given}; pin {named} instead with `chainiac client timeline {named}`"
+        ),
+    }
 }
 
 fn describe(failures: &[PeerFailure]) -> String {

@@ -9,13 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use chainiac_api::types::{
-    AnchorProofJson, AppendRequest, ArtifactStored, BlockJson, ChainHeadJson, ChainJson,
-    CreateChainRequest, ErrorJson, ProjectChainJson, ProofJson, RosterApprovalRequest,
-    RosterChangeJson, RosterJson, StatusJson, TimelineAnchorsJson, TimelineChangeJson,
-    TimelineEntryJson, TimelineJson, roster_from_json,
+    AnchorProofJson, AppendRequest, ArtifactStored, BlockBatchJson, BlockJson, ChainHeadJson,
+    ChainJson, CreateChainRequest, ErrorJson, LinkedBlockJson, ProjectChainJson, ProofJson,
+    RosterApprovalRequest, RosterChangeJson, RosterJson, StatusJson, TimelineAnchorsJson,
+    TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
 };
 use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
@@ -126,7 +126,7 @@ fn routes(core: Core) -> Router {
         .route("/status", get(status))
         .route("/chains", get(chains).post(create_chain))
         .route("/chains/{id}", get(chain))
-        .route("/chains/{id}/blocks", post(append))
+        .route("/chains/{id}/blocks", get(blocks).post(append))
         .route("/chains/{id}/blocks/{index}", get(block))
         .route("/chains/{id}/proof", get(proof))
         .route("/rosters/{hash}", get(roster))
@@ -250,6 +250,73 @@ async fn block(
         .block_at(&chain_id, index)?
         .ok_or_else(|| not_found(format!("chain {chain_id} has no block {index}")))?;
     Ok(Json(BlockJson::from(&block)))
+}
+
+/// Most blocks one `GET /chains/{id}/blocks` answers with.
+const MAX_BATCH_BLOCKS: u64 = 256;
+/// Most bytes of block encodings in one batch (the JSON is about twice that); at least one
+/// block is always sent.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+#[derive(Deserialize)]
+struct BatchQuery {
+    #[serde(default)]
+    from: u64,
+    count: Option<u64>,
+}
+
+/// Consecutive blocks with the level-0 link into each: a client checks each block from the one
+/// before without one proof request per pair.
+async fn blocks(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Query(query): Query<BatchQuery>,
+) -> Result<Json<BlockBatchJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
+    let count = query.count.unwrap_or(64);
+    if count == 0 || count > MAX_BATCH_BLOCKS {
+        return Err(bad_request(format!(
+            "count must be between 1 and {MAX_BATCH_BLOCKS}"
+        )));
+    }
+    let store = core.store();
+    let head = store
+        .head(&chain_id)?
+        .ok_or(StoreError::UnknownChain(chain_id))?;
+    let mut blocks = Vec::new();
+    let mut bytes = 0;
+    let last = query.from.saturating_add(count - 1).min(head.index);
+    for index in query.from..=last {
+        if query.from > head.index {
+            break;
+        }
+        let linked = store
+            .linked_block(&chain_id, index)?
+            .ok_or_else(|| internal(format!("block {index} of {chain_id} is missing")))?;
+        let encoding = linked.block.to_bytes();
+        bytes += encoding.len();
+        if bytes > MAX_BATCH_BYTES && !blocks.is_empty() {
+            break;
+        }
+        let link = (index > 0)
+            .then(|| linked.links.iter().find(|link| link.level == 0))
+            .flatten()
+            .map(|link| hex::encode(link.to_bytes()));
+        if index > 0 && link.is_none() {
+            return Err(internal(format!(
+                "block {index} of {chain_id} is stored without its level-0 link"
+            )));
+        }
+        blocks.push(LinkedBlockJson {
+            block: BlockJson::from(&linked.block),
+            link,
+        });
+    }
+    Ok(Json(BlockBatchJson {
+        chain_id: chain_id.to_hex(),
+        from: query.from,
+        blocks,
+    }))
 }
 
 async fn roster(
@@ -429,6 +496,7 @@ async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>
             developer_threshold: None,
             developers: None,
             attestations_required: None,
+            timeline: None,
             policy_chain: None,
             version: None,
             sequence: None,
@@ -440,6 +508,7 @@ async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>
                 if let Ok((signed, _)) = policy_in_force(store, &head.chain_id) {
                     let policy = signed.policy;
                     entry.developer_threshold = Some(policy.developer_threshold);
+                    entry.timeline = policy.timeline.map(|t| t.to_hex());
                     entry.developers = Some(
                         policy
                             .developer_keys
@@ -498,9 +567,15 @@ async fn timeline(State(core): State<Core>) -> Result<Json<Vec<TimelineJson>>, A
 }
 
 /// The head the newest block of timeline `id` records for `chain`, with its inclusion proof.
+#[derive(Deserialize)]
+struct TimelineEntryQuery {
+    index: Option<u64>,
+}
+
 async fn timeline_entry(
     State(core): State<Core>,
     Path((id, chain)): Path<(String, String)>,
+    Query(query): Query<TimelineEntryQuery>,
 ) -> Result<Json<TimelineEntryJson>, ApiError> {
     let timeline = parse_hash("timeline id", &id)?;
     let chain = parse_hash("chain id", &chain)?;
@@ -508,27 +583,43 @@ async fn timeline_entry(
     let head = store
         .head(&timeline)?
         .ok_or_else(|| not_found(format!("no timeline chain {timeline}")))?;
-    let latest = timeline_at(store, &timeline, head.index)
-        .map_err(internal)?
-        .ok_or_else(|| not_found("the timeline has no epoch yet; wait for its first block"))?;
-    let tree = store
-        .timeline_tree(&timeline, head.index)
-        .map_err(internal)?;
-    let (entry, proof) = tree.prove(&chain).ok_or_else(|| {
-        not_found(format!(
-            "chain {chain} is not in timeline block {}",
+    let index = query.index.unwrap_or(head.index);
+    if index > head.index {
+        return Err(not_found(format!(
+            "timeline {timeline} has no block {index} yet (its head is block {})",
             head.index
-        ))
-    })?;
+        )));
+    }
+    let block = timeline_at(store, &timeline, index)
+        .map_err(internal)?
+        .ok_or_else(|| {
+            not_found(format!(
+                "timeline block {index} has no epoch (the genesis); ask for a later block"
+            ))
+        })?;
+    let tree = store.timeline_tree(&timeline, index).map_err(internal)?;
+    let (entry, proof) = tree
+        .prove(&chain)
+        .ok_or_else(|| not_found(format!("chain {chain} is not in timeline block {index}")))?;
+    let head_index = store
+        .block(&entry.head)?
+        .map(|block| block.index())
+        .ok_or_else(|| {
+            internal(format!(
+                "timeline block {index} names head {} of {chain}, which this node does not hold",
+                entry.head
+            ))
+        })?;
     Ok(Json(TimelineEntryJson {
         timeline: timeline.to_hex(),
-        index: head.index,
-        epoch: latest.commit.epoch,
-        timestamp: latest.commit.timestamp,
-        root: latest.commit.root.to_hex(),
-        chain_count: latest.commit.chain_count,
+        index,
+        epoch: block.commit.epoch,
+        timestamp: block.commit.timestamp,
+        root: block.commit.root.to_hex(),
+        chain_count: block.commit.chain_count,
         chain_id: entry.chain_id.to_hex(),
         head: entry.head.to_hex(),
+        head_index,
         proof: hex::encode(proof.to_bytes()),
     }))
 }

@@ -166,6 +166,39 @@ impl FollowedProject {
         Ok(steps.len())
     }
 
+    /// The timeline the project's newest verified policy commits it to, if any (protocol §6.1,
+    /// §10 step 2).
+    pub fn committed_timeline(&self) -> Result<Option<Hash>> {
+        Ok(self.current_policy()?.timeline)
+    }
+
+    /// Which timeline to check the project's heads against: the one its policy names, which a
+    /// timeline the user pinned must equal; without one in the policy, the pinned one (if any).
+    pub fn timeline_to_check(&self, pinned: Option<Hash>) -> Result<Option<Hash>> {
+        match (self.committed_timeline()?, pinned) {
+            (Some(named), Some(pinned)) if named != pinned => Err(Error::OtherTimeline {
+                project: self.name.clone(),
+                named,
+                pinned,
+            }),
+            (Some(named), _) => Ok(Some(named)),
+            (None, pinned) => Ok(pinned),
+        }
+    }
+
+    /// Checks the policy-chain head a timeline commits to (protocol §10 step 4): it must be
+    /// a policy block the client verified. A peer that served fewer policy blocks than the
+    /// timeline records withholds a policy change (a rotated-out key, a new timeline).
+    pub fn check_policy_head(&self, committed: OfferedHead) -> Result<()> {
+        if self.policies.contains_key(&committed.hash) {
+            return Ok(());
+        }
+        Err(Error::PolicyWithheld {
+            committed: committed.index,
+            trusted: self.policy.block().index(),
+        })
+    }
+
     /// What to make of `offered` as the release chain's head: refused if it is older than the
     /// trusted block (rollback) or another block at the same index (split view).
     pub fn check_offered_head(&self, offered: OfferedHead) -> Result<Offer> {
@@ -408,6 +441,7 @@ mod tests {
                 build_verifiers: Vec::new(),
                 attestations_required: 0,
                 witnesses: roster.hash(),
+                timeline: None,
             };
             let genesis = ChainGenesis::Policy(SignedPolicy {
                 signatures: vec![KeySignature::sign(&root, &policy.digest())],
@@ -549,6 +583,62 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn the_policy_head_a_timeline_commits_to_must_have_been_verified() {
+        let mut world = World::new();
+        let mut client = world.follow();
+        world.rotate(&[0, 1], false);
+        let committed = world.policy_chain.head().clone();
+        let offered = OfferedHead {
+            index: committed.index(),
+            hash: committed.hash(),
+        };
+        // A peer that served only the genesis withholds the change the timeline records.
+        assert_eq!(
+            client.check_policy_head(offered),
+            Err(Error::PolicyWithheld {
+                committed: 1,
+                trusted: 0
+            })
+        );
+        client
+            .advance_policy(&world.policy_steps(0))
+            .expect("policy");
+        assert_eq!(client.check_policy_head(offered), Ok(()));
+        // An older committed head is one the client verified too.
+        let genesis = world.policy_chain.block(0).expect("genesis");
+        assert_eq!(
+            client.check_policy_head(OfferedHead {
+                index: 0,
+                hash: genesis.hash()
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_timeline_to_check_is_the_one_the_policy_names() {
+        let world = World::new();
+        let mut client = world.follow();
+        let (named, other) = (Hash([0x71; 32]), Hash([0x72; 32]));
+        // A policy that names no timeline leaves the choice to the user.
+        assert_eq!(client.timeline_to_check(None), Ok(None));
+        assert_eq!(client.timeline_to_check(Some(other)), Ok(Some(other)));
+        let key = client.policy.block().hash();
+        client.policies.get_mut(&key).expect("policy").timeline = Some(named);
+        assert_eq!(client.committed_timeline(), Ok(Some(named)));
+        assert_eq!(client.timeline_to_check(None), Ok(Some(named)));
+        assert_eq!(client.timeline_to_check(Some(named)), Ok(Some(named)));
+        assert_eq!(
+            client.timeline_to_check(Some(other)),
+            Err(Error::OtherTimeline {
+                project: "hello".into(),
+                named,
+                pinned: other
+            })
+        );
     }
 
     #[test]

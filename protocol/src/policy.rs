@@ -4,7 +4,7 @@
 //! A project's policy chain holds one [`SignedPolicy`] per block. The genesis policy is signed by
 //! a threshold of its own root keys; every later policy names the digest of the one before and is
 //! signed by a threshold of that previous policy's developers, or of its root keys. Changing the
-//! root keys or the root threshold needs the previous root keys.
+//! root keys, the root threshold, the witness roster or the timeline needs the previous root keys.
 
 use crate::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use crate::hash::domain;
@@ -60,6 +60,10 @@ pub struct Policy {
     /// another roster only with a policy change naming it, approved by the root threshold;
     /// the release chain follows at its next release. Nobody else can move the project.
     pub witnesses: Hash,
+    /// The timeline chain that commits the project's chains: clients check the heads of both
+    /// chains against it (protocol §6.1, §10). Changing it is a root change, so nobody but the
+    /// roots can point clients at a timeline of their choosing.
+    pub timeline: Option<Hash>,
 }
 
 impl Policy {
@@ -114,6 +118,7 @@ impl Policy {
         old != new
             || previous.root_threshold != self.root_threshold
             || previous.witnesses != self.witnesses
+            || previous.timeline != self.timeline
     }
 }
 
@@ -167,6 +172,10 @@ impl Encode for Policy {
             .list(&self.build_verifiers)
             .u32(self.attestations_required)
             .value(&self.witnesses);
+        match &self.timeline {
+            None => writer.u8(0),
+            Some(hash) => writer.u8(1).value(hash),
+        };
     }
 }
 
@@ -190,6 +199,10 @@ impl Decode for Policy {
             build_verifiers: reader.list(MAX_POLICY_KEYS, "build verifiers")?,
             attestations_required: reader.u32("attestations required")?,
             witnesses: Hash::decode_from(reader)?,
+            timeline: match reader.bool("timeline flag")? {
+                false => None,
+                true => Some(Hash::decode_from(reader)?),
+            },
         };
         policy.check()?;
         Ok(policy)
@@ -234,8 +247,8 @@ impl SignedPolicy {
 
     /// Checks this policy as the successor of `previous`: same project, next sequence, names
     /// the previous digest, and signed by a threshold of the previous root keys, or, when the
-    /// root keys and threshold stay the same, alternatively by a threshold of the previous
-    /// developer keys.
+    /// root keys (as a set), the root threshold, the witnesses and the timeline stay the same,
+    /// alternatively by a threshold of the previous developer keys.
     pub fn verify_change(&self, previous: &Policy) -> Result<()> {
         let policy = &self.policy;
         policy.check()?;
@@ -285,7 +298,7 @@ impl SignedPolicy {
         if policy.roots_changed(previous) {
             if !roots_suffice {
                 return Err(Error::NotEnoughSignatures {
-                    role: "root (root keys, root threshold or witness change)",
+                    role: "root (root keys, root threshold, witnesses or timeline change)",
                     valid: roots,
                     threshold: previous.root_threshold as usize,
                 });
@@ -359,6 +372,7 @@ mod tests {
             build_verifiers: k.verifiers.iter().map(SecretKey::public_key).collect(),
             attestations_required: 2,
             witnesses: Hash([0x57; 32]),
+            timeline: None,
         }
     }
 
@@ -448,7 +462,7 @@ mod tests {
             )
             .verify_change(&g),
             Err(Error::NotEnoughSignatures {
-                role: "root (root keys, root threshold or witness change)",
+                role: "root (root keys, root threshold, witnesses or timeline change)",
                 ..
             })
         ));
@@ -549,5 +563,29 @@ mod tests {
             sign(next, &[&k.roots[0], &k.roots[1]]).verify_change(&g),
             Ok(())
         );
+    }
+
+    #[test]
+    fn committing_the_project_to_another_timeline_needs_the_roots() {
+        let k = keys(41);
+        let g = genesis(&k);
+        for timeline in [Some(Hash([0x71; 32])), None] {
+            let mut start = g.clone();
+            start.timeline = Some(Hash([0x70; 32]));
+            let mut next = successor(&start);
+            next.timeline = timeline;
+            assert!(matches!(
+                sign(
+                    next.clone(),
+                    &[&k.developers[0], &k.developers[1], &k.developers[2]]
+                )
+                .verify_change(&start),
+                Err(Error::NotEnoughSignatures { .. })
+            ));
+            assert_eq!(
+                sign(next, &[&k.roots[0], &k.roots[1]]).verify_change(&start),
+                Ok(())
+            );
+        }
     }
 }

@@ -337,6 +337,7 @@ mod tests {
             build_verifiers: Vec::new(),
             attestations_required: 0,
             witnesses: Hash([0x57; 32]),
+            timeline: None,
         };
         let signatures = vec![KeySignature::sign(&keys[0], &policy.digest())];
         (SignedPolicy { policy, signatures }, keys)

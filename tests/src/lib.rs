@@ -7,6 +7,7 @@
 #![allow(missing_debug_implementations)]
 
 pub mod process;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -626,6 +627,17 @@ impl Project {
         Self::create_with_verifiers(core, name, developers, threshold, roster, &[], 0).await
     }
 
+    /// [`Project::create`] with a policy that commits the project to `timeline` (clients check
+    /// both chains' heads against it).
+    pub async fn create_on_timeline(
+        core: &NodeCore,
+        name: &str,
+        roster: &Roster,
+        timeline: Hash,
+    ) -> TestResult<Self> {
+        Self::create_full(core, name, 2, 1, roster, &[], 0, Some(timeline)).await
+    }
+
     /// [`Project::create`] with build verifiers, `attestations` of which must reproduce each
     /// release.
     pub async fn create_with_verifiers(
@@ -636,6 +648,30 @@ impl Project {
         roster: &Roster,
         verifiers: &[PublicKey],
         attestations: u32,
+    ) -> TestResult<Self> {
+        Self::create_full(
+            core,
+            name,
+            developers,
+            threshold,
+            roster,
+            verifiers,
+            attestations,
+            None,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_full(
+        core: &NodeCore,
+        name: &str,
+        developers: usize,
+        threshold: u32,
+        roster: &Roster,
+        verifiers: &[PublicKey],
+        attestations: u32,
+        timeline: Option<Hash>,
     ) -> TestResult<Self> {
         let mut rng = rand::rng();
         let roots = vec![SecretKey::generate(&mut rng)];
@@ -653,6 +689,7 @@ impl Project {
             build_verifiers: verifiers.to_vec(),
             attestations_required: attestations,
             witnesses: roster.hash(),
+            timeline,
         };
         let signatures = vec![KeySignature::sign(&roots[0], &policy.digest())];
         let genesis = ChainGenesis::Policy(SignedPolicy {

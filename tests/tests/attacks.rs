@@ -1317,3 +1317,115 @@ async fn wrong_software_from_another_project_is_refused() -> TestResult {
     connection.close().await;
     Ok(())
 }
+
+/// **Withheld policy change**: a mirror hides the policy change that rotated out a developer
+/// key (serving the old policy-chain head), so that its clients keep trusting the old key set;
+/// and a first peer hands a client a timeline of its own choosing. Stopped by: the policy names
+/// the timeline that commits the project (protocol §10 step 2), so the client learns it
+/// from the chain it pinned, and the client checks the policy chain's head against that
+/// timeline too (step 4): a policy head the timeline commits to but the peer did not serve is
+/// refused, and a client pinning another timeline is told which one the project is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_withheld_policy_change_is_caught_by_the_timeline_the_policy_names() -> TestResult {
+    let mirror = Arc::new(Mirror::default());
+    let cluster = network(&mirror, |_, _| {}).await?;
+    let leader = cluster.core(0);
+    let roster = cluster.roster(&HONEST)?;
+    let timeline = cluster.create_timeline(0, &HONEST, 1).await?;
+    let mut project = Project::create_on_timeline(&leader, "pinned", &roster, timeline).await?;
+    project.publish_next(&leader, "1.0.0", None).await?;
+    project.rotate_developer(&leader, 1).await?;
+    project.publish_next(&leader, "1.1.0", None).await?;
+    let policy_head = project.policy_block;
+    // Wait until the mirror's timeline commits to the rotated policy.
+    wait_for("the timeline to commit to the policy change", || async {
+        let store = cluster.core(MIRROR).store().clone();
+        let Ok(Some(head)) = store.head(&timeline) else {
+            return false;
+        };
+        store
+            .timeline_tree(&timeline, head.index)
+            .is_ok_and(|tree| tree.head_of(&project.policy_chain) == Some(policy_head))
+    })
+    .await?;
+    let policy_chain = project.policy_chain;
+    let genesis_head = cluster
+        .core(MIRROR)
+        .store()
+        .block_at(&policy_chain, 0)?
+        .ok_or("policy genesis")?
+        .hash();
+    mirror.lie(move |request, _| match request {
+        Request::Head { chain_id } if *chain_id == policy_chain => {
+            Some(Response::Head(Some(HeadInfo {
+                chain_id: policy_chain,
+                index: 0,
+                hash: genesis_head,
+            })))
+        }
+        Request::Blocks { chain_id, from, .. } if *chain_id == policy_chain && *from > 0 => {
+            Some(Response::Blocks(Vec::new()))
+        }
+        _ => None,
+    });
+
+    // Through the mirror alone: the client learns the timeline from the policy, pins it, and
+    // refuses the withheld policy head.
+    let only_mirror = Connection::open(&[cluster.address(MIRROR).await?], CONNECT).await?;
+    let mut followed = only_mirror.follow(project.release_chain).await?;
+    let mut pinned = None;
+    let error = only_mirror
+        .sync_project(&mut followed, &mut pinned, Freshness::default())
+        .await
+        .err()
+        .ok_or("a withheld policy change went unnoticed")?
+        .to_string();
+    assert!(error.contains("withholds policy changes"), "{error}");
+    assert_eq!(
+        pinned.as_ref().map(|p| p.chain),
+        Some(timeline),
+        "the timeline the policy names is pinned"
+    );
+    assert_eq!(followed.policy.block().index(), 0, "nothing was trusted");
+    only_mirror.close().await;
+
+    // With an honest peer as well, the client gets the rotated policy and the new release.
+    let both = Connection::open(
+        &[cluster.address(MIRROR).await?, cluster.address(1).await?],
+        CONNECT,
+    )
+    .await?;
+    let (report, view) = both
+        .sync_project(&mut followed, &mut pinned, Freshness::default())
+        .await?;
+    assert_eq!(view.map(|v| v.chain), Some(timeline));
+    assert_eq!(report.policy_blocks, 1);
+    assert_eq!(report.version.as_deref(), Some("1.1.0"));
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.peer == cluster.peer_id(MIRROR).unwrap_or(f.peer)),
+        "the mirror is named"
+    );
+
+    // A client pinning a timeline of someone else's choosing is told which one the project's
+    // policy names, and trusts nothing new.
+    let other = cluster.create_timeline(0, &HONEST, 3600).await?;
+    cluster.wait_head(1, &other, 1).await?;
+    let mut elsewhere = Some(both.pin_timeline(other).await?);
+    let before = followed.clone();
+    let error = both
+        .sync_project(&mut followed, &mut elsewhere, Freshness::default())
+        .await
+        .err()
+        .ok_or("a timeline other than the policy's was accepted")?
+        .to_string();
+    assert!(
+        error.contains("committed by its policy to timeline") && error.contains(&other.to_hex()),
+        "{error}"
+    );
+    assert_eq!(followed, before);
+    both.close().await;
+    Ok(())
+}

@@ -228,6 +228,7 @@ fn publish_rotate_and_catch_up() -> TestResult {
         build_verifiers: world.verifiers.iter().map(SecretKey::public_key).collect(),
         attestations_required: 2,
         witnesses: world.roster(0..4)?.hash(),
+        timeline: None,
     };
     let signed = sign_policy(genesis_policy, &[&world.roots[0], &world.roots[1]]);
     signed.verify_genesis()?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chainiac_client::{ClientState, Connection, TimelineView, select_artifact};
 use chainiac_protocol::Hash;
+use chainiac_protocol::timeline::Freshness;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
@@ -191,12 +192,15 @@ async fn client_command(
                 platform,
                 out,
             } => {
-                let view = fresh_timeline(&connection, &mut state).await?;
+                let freshness = state.freshness();
                 let followed = state
                     .projects
                     .get_mut(&project)
                     .with_context(|| format!("project {project:?} is not followed"))?;
-                let report = connection.sync(followed, view.as_ref()).await?;
+                let (report, view) = connection
+                    .sync_project(followed, &mut state.timeline, freshness)
+                    .await?;
+                describe_timeline(&connection, view.as_ref(), freshness).await;
                 let release = followed
                     .verify_latest()?
                     .with_context(|| format!("{project} has no release yet"))?;
@@ -245,22 +249,18 @@ async fn client_command(
     result
 }
 
-/// Syncs the pinned timeline, if any, and checks its freshness.
-async fn fresh_timeline(
+/// Says which timeline epoch the heads were checked against, and its newest anchor.
+async fn describe_timeline(
     connection: &Connection,
-    state: &mut ClientState,
-) -> anyhow::Result<Option<TimelineView>> {
-    let freshness = state.freshness();
-    let Some(pinned) = state.timeline.as_mut() else {
+    view: Option<&TimelineView>,
+    freshness: Freshness,
+) {
+    let Some(view) = view else {
         eprintln!(
-            "note: no timeline pinned, so the client cannot tell a frozen view from a quiet project; pin one with `chainiac client timeline TIMELINE_CHAIN_ID`"
+            "note: no timeline pinned and the project's policy names none, so the client cannot tell a frozen view from a quiet project; pin one with `chainiac client timeline TIMELINE_CHAIN_ID`"
         );
-        return Ok(None);
+        return;
     };
-    let view = connection
-        .sync_timeline(pinned, freshness)
-        .await
-        .context("the timeline could not be verified as fresh")?;
     eprintln!(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
@@ -271,7 +271,6 @@ async fn fresh_timeline(
             anchor.timeline_index, anchor.chain_id, anchor.transaction, anchor.block_number
         );
     }
-    Ok(Some(view))
 }
 
 async fn sync_all(
@@ -281,12 +280,29 @@ async fn sync_all(
     dir: &Path,
     report_unchanged: bool,
 ) -> anyhow::Result<()> {
-    let view = fresh_timeline(connection, state).await?;
+    let freshness = state.freshness();
+    let mut described = false;
     for name in names {
         let Some(followed) = state.projects.get_mut(name) else {
             continue;
         };
-        let report = connection.sync(followed, view.as_ref()).await?;
+        let pinned_before = state.timeline.as_ref().map(|t| t.chain);
+        let (report, view) = connection
+            .sync_project(followed, &mut state.timeline, freshness)
+            .await
+            .with_context(|| format!("syncing {name}"))?;
+        if let Some(view) = &view
+            && pinned_before != Some(view.chain)
+        {
+            eprintln!(
+                "{name}: its policy commits it to timeline {}; pinned it",
+                view.chain
+            );
+        }
+        if !described {
+            describe_timeline(connection, view.as_ref(), freshness).await;
+            described = true;
+        }
         for failure in &report.failures {
             eprintln!("  peer {failure}");
         }

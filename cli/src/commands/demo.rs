@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use chainiac_api::http::{Nodes, get_json};
 use chainiac_api::types::{ChainJson, TimelineEntryJson, TimelineJson};
 use chainiac_cli::publisher::{
-    Bundle, CreateOptions, PolicyChange, PublisherError, ReleaseOptions, change_policy,
-    create_project, create_release, load_key, publish_release, sign_release,
+    Bundle, CreateOptions, PolicyChange, PublisherError, ReleaseOptions, TimelineChoice,
+    change_policy, create_project, create_release, load_key, publish_release, sign_release,
 };
 use chainiac_client::{ClientState, Connection, select_artifact};
 use chainiac_protocol::Hash;
@@ -170,6 +170,11 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
     let project_dir = dir.join("project-hello");
     let work = dir.join("work");
 
+    let timeline = Hash::from_hex(
+        net.timeline
+            .as_deref()
+            .context("the testnet has no timeline")?,
+    )?;
     story.step("Create project \"hello\": 1 root key, 3 developers, 2 signatures per release");
     let project = create_project(&CreateOptions {
         name: "hello",
@@ -183,6 +188,7 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         verifiers: &[],
         attestations: 0,
         api_token_file: Some(&testnet::Testnet::token_file(dir)),
+        timeline: TimelineChoice::Chain(timeline),
     })?;
     say(format!("policy chain  {}", project.policy_chain));
     say(format!(
@@ -208,11 +214,6 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         .iter()
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
-    let timeline = Hash::from_hex(
-        net.timeline
-            .as_deref()
-            .context("the testnet has no timeline")?,
-    )?;
     let epoch = wait_for_timeline(apis[0], &project.release_chain)?;
     say(format!(
         "the timeline's epoch {epoch} commits to release 1.0.0"
@@ -221,16 +222,20 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         let connection = Connection::open(&peers, Duration::from_secs(20)).await?;
         let mut state = ClientState {
             peers: peers.clone(),
-            timeline: Some(connection.pin_timeline(timeline).await?),
             ..ClientState::default()
         };
         let freshness = state.freshness();
-        let view = match state.timeline.as_mut() {
-            Some(pinned) => Some(connection.sync_timeline(pinned, freshness).await?),
-            None => None,
-        };
         let mut followed = connection.follow(release_chain).await?;
-        let report = connection.sync(&mut followed, view.as_ref()).await?;
+        let (report, view) = connection
+            .sync_project(&mut followed, &mut state.timeline, freshness)
+            .await?;
+        if let Some(view) = view {
+            say(format!(
+                "the client learned timeline {} from the verified policy and checked both chains' heads against epoch {}",
+                &view.chain.to_hex()[..16],
+                view.block.commit.epoch
+            ));
+        }
         say(format!(
             "client trusts {} {} (release-chain block {})",
             followed.name,
@@ -307,14 +312,15 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
             .context("the client does not follow hello")?;
         let connection = Connection::open(&state.peers, Duration::from_secs(20)).await?;
         let freshness = state.freshness();
-        let pinned = state.timeline.as_mut().context("no timeline pinned")?;
-        let view = connection.sync_timeline(pinned, freshness).await?;
+        let (report, view) = connection
+            .sync_project(&mut followed, &mut state.timeline, freshness)
+            .await?;
+        let view = view.context("the client checked no timeline")?;
         say(format!(
-            "timeline epoch {} is {} s old (bound {} s) and commits to the release head",
+            "timeline epoch {} is {} s old (bound {} s) and commits to the release head and the policy head",
             view.block.commit.epoch, view.age, freshness.max_age
         ));
         let _ = epoch;
-        let report = connection.sync(&mut followed, Some(&view)).await?;
         say(format!(
             "caught up from release-chain block {} to {} with a skip proof of {} blocks ({} bytes); {} policy-chain block(s) checked",
             report.from_index, report.to_index, report.proof_blocks, report.proof_bytes, report.policy_blocks

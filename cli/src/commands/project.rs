@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chainiac_api::types::ProjectChainJson;
 use chainiac_cli::publisher::{
-    CreateOptions, PolicyChange, ProjectFile, change_policy, create_project, key_path,
+    CreateOptions, PolicyChange, ProjectFile, TimelineChoice, change_policy, create_project,
+    key_path,
 };
 use chainiac_protocol::keys::PublicKey;
 use clap::Subcommand;
@@ -45,6 +46,10 @@ pub(crate) enum ProjectCommand {
         /// Matching build attestations, from distinct verifiers, each release needs (k).
         #[arg(long, default_value_t = 0)]
         attestations: u32,
+        /// The timeline clients check the project's heads against: its chain id, 'none', or
+        /// 'auto' (the one timeline the nodes serve; none if they serve none).
+        #[arg(long, default_value = "auto")]
+        timeline: TimelineChoice,
         #[command(flatten)]
         nodes: NodesArg,
     },
@@ -67,6 +72,9 @@ pub(crate) enum ProjectCommand {
         /// New witness roster for the policy chain (JSON list of node.pub.json entries).
         #[arg(long)]
         roster: Option<PathBuf>,
+        /// Commit the project to another timeline (chain id, 'auto' or 'none'); a root change.
+        #[arg(long)]
+        timeline: Option<TimelineChoice>,
         #[command(flatten)]
         nodes: NodesArg,
     },
@@ -93,6 +101,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
             roster,
             verifiers,
             attestations,
+            timeline,
             nodes,
         } => {
             let verifiers = verifiers
@@ -111,6 +120,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 verifiers: &verifiers,
                 attestations,
                 api_token_file: nodes.api_token.as_deref(),
+                timeline,
             })?;
             println!("created project {name} in {}", dir.display());
             println!("  policy chain   {}", project.policy_chain);
@@ -130,6 +140,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
             threshold,
             sign_with,
             roster,
+            timeline,
             nodes,
         } => {
             let (policy, index) = change_policy(
@@ -140,6 +151,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                     threshold,
                     sign_with: &sign_with,
                     roster: roster.as_deref(),
+                    timeline,
                 },
             )?;
             println!(

@@ -26,6 +26,7 @@ fn project() -> Project {
         build_verifiers: verifiers.iter().map(SecretKey::public_key).collect(),
         attestations_required: 2,
         witnesses: Hash([0x57; 32]),
+        timeline: None,
     };
     Project {
         developers,

@@ -1,0 +1,267 @@
+//! docs/openapi.json is checked against the node that serves the API: every route the router
+//! registers is documented (and nothing else is), and every documented operation, called on a
+//! live 4-node testnet holding a project, a release, a timeline and a data chain, answers with
+//! the documented shape.
+#![allow(clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use chainiac_api::types::members_json;
+use chainiac_protocol::Hash;
+use chainiac_tests::schema::check;
+use chainiac_tests::{Cluster, DataChain, Project, TestResult, http, http_with_token, wait_for};
+use serde_json::{Value, json};
+
+const DOCUMENT: &str = include_str!("../../docs/openapi.json");
+const API_SOURCE: &str = include_str!("../../node/src/api.rs");
+
+fn document() -> Value {
+    serde_json::from_str(DOCUMENT).expect("docs/openapi.json is JSON")
+}
+
+/// `(METHOD, path)` of every operation the document describes.
+fn documented(document: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// `(METHOD, path)` of every route `node/src/api.rs` registers, read from its `routes`
+/// function (each `.route("PATH", get(..).post(..))`).
+fn served() -> BTreeSet<(String, String)> {
+    let start = API_SOURCE.find("fn routes(").expect("fn routes in api.rs");
+    let body = &API_SOURCE[start..];
+    let end = body
+        .find(".with_state(")
+        .expect("routes end with .with_state");
+    let method = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").expect("regex");
+    let mut out = BTreeSet::new();
+    for chunk in body[..end].split(".route(").skip(1) {
+        let path = chunk.split('"').nth(1).expect("a route path literal");
+        for found in method.captures_iter(chunk) {
+            out.insert((found[1].to_uppercase(), path.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_the_node_serves_is_documented_and_nothing_else() {
+    let document = document();
+    let documented = documented(&document);
+    let served = served();
+    assert!(served.len() >= 18, "the route scan found {served:?}");
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "routes served but not in docs/openapi.json: {undocumented:?}; documented but not served: {unserved:?}"
+    );
+    assert_eq!(document["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+}
+
+/// The documented schema of `METHOD path`'s answer with `status` and `content`.
+fn answer_schema(document: &Value, method: &str, path: &str, status: &str) -> Value {
+    document["paths"][path][method.to_lowercase()]["responses"][status]["content"]
+        ["application/json"]["schema"]
+        .clone()
+}
+
+fn assert_shape(document: &Value, method: &str, path: &str, status: u16, answer: &Value) {
+    let schema = answer_schema(document, method, path, &status.to_string());
+    assert!(
+        !schema.is_null(),
+        "{method} {path} answered {status}, which the document does not describe: {answer}"
+    );
+    let errors = check(document, &schema, answer);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} ({status}) does not match docs/openapi.json: {errors:#?}\nanswer: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_documented_route_answers_with_the_documented_shape() -> TestResult {
+    let document = document();
+    let cluster = Cluster::start(4, &[]).await?;
+    let leader = cluster.core(0);
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    let timeline = cluster.create_timeline(0, &[0, 1, 2, 3], 1).await?;
+    let project = Project::create_on_timeline(&leader, "described", &roster, timeline).await?;
+    let release = project.next_release("1.0.0");
+    let artifact = release.files[0].0.hash;
+    release
+        .publish(&leader, project.release_chain, None)
+        .await?;
+    let release_chain = project.release_chain;
+    wait_for("the timeline to commit to the release", || async {
+        let store = leader.store().clone();
+        let Ok(Some(head)) = store.head(&timeline) else {
+            return false;
+        };
+        store
+            .timeline_tree(&timeline, head.index)
+            .is_ok_and(|tree| tree.head_of(&release_chain).is_some())
+    })
+    .await?;
+    let timeline_index = leader
+        .store()
+        .head(&timeline)?
+        .ok_or("timeline head")?
+        .index;
+
+    let api = cluster.api(0)?;
+    let token = cluster.api_token(0)?;
+    let mut exercised = BTreeSet::new();
+    let mut get = |path: &str, concrete: String| -> TestResult<Value> {
+        let (status, answer) = http(api, "GET", &concrete, None)?;
+        assert_eq!(status, 200, "GET {concrete}: {answer}");
+        assert_shape(&document, "GET", path, status, &answer);
+        exercised.insert(("GET".to_owned(), path.to_owned()));
+        Ok(answer)
+    };
+    let chain = release_chain.to_hex();
+    let tl = timeline.to_hex();
+    get("/status", "/status".into())?;
+    get("/chains", "/chains".into())?;
+    get("/chains/{id}", format!("/chains/{chain}"))?;
+    let batch = get(
+        "/chains/{id}/blocks",
+        format!("/chains/{chain}/blocks?from=0&count=5"),
+    )?;
+    let blocks = batch["blocks"].as_array().ok_or("blocks")?;
+    assert_eq!(blocks.len(), 2, "the genesis and the release: {batch}");
+    assert!(blocks[0]["link"].is_null() && blocks[1]["link"].is_string());
+    get(
+        "/chains/{id}/blocks/{index}",
+        format!("/chains/{chain}/blocks/1"),
+    )?;
+    get(
+        "/chains/{id}/proof",
+        format!("/chains/{chain}/proof?from=0&to=1"),
+    )?;
+    get("/rosters/{hash}", format!("/rosters/{}", roster.hash()))?;
+    let projects = get("/projects", "/projects".into())?;
+    assert!(
+        projects
+            .as_array()
+            .ok_or("projects")?
+            .iter()
+            .any(|p| p["timeline"] == json!(tl)),
+        "the policy chain shows its timeline: {projects}"
+    );
+    get("/timeline", "/timeline".into())?;
+    let entry = get(
+        "/timeline/{id}/chains/{chain}",
+        format!("/timeline/{tl}/chains/{chain}?index={timeline_index}"),
+    )?;
+    assert_eq!(entry["head_index"], json!(1));
+    assert_eq!(entry["index"], json!(timeline_index));
+    get(
+        "/timeline/{id}/chains/{chain}",
+        format!("/timeline/{tl}/chains/{chain}"),
+    )?;
+    get("/timeline/{id}/roster", format!("/timeline/{tl}/roster"))?;
+    get("/anchors", "/anchors".into())?;
+
+    // Writes, with the node's token.
+    let stored = chainiac_api::http::call(
+        api,
+        "PUT",
+        "/artifacts",
+        "application/octet-stream",
+        b"described bytes",
+        Some(&token),
+    )?;
+    assert_shape(
+        &document,
+        "PUT",
+        "/artifacts",
+        200,
+        &serde_json::from_slice(&stored)?,
+    );
+    exercised.insert(("PUT".into(), "/artifacts".into()));
+    let (owner, payload) = DataChain::genesis_payload(&roster);
+    let (status, created) = http_with_token(
+        api,
+        "POST",
+        "/chains",
+        Some(&json!({"roster": members_json(&roster), "payload": hex::encode(payload)})),
+        Some(&token),
+    )?;
+    assert_shape(&document, "POST", "/chains", status, &created);
+    exercised.insert(("POST".into(), "/chains".into()));
+    let data = DataChain::new(
+        Hash::from_hex(created["chain_id"].as_str().ok_or("chain id")?)?,
+        owner,
+        roster.hash(),
+    );
+    let (status, appended) = data.append_over_http(api, &token, b"described")?;
+    assert_shape(&document, "POST", "/chains/{id}/blocks", status, &appended);
+    exercised.insert(("POST".into(), "/chains/{id}/blocks".into()));
+    let smaller = cluster.roster(&[0, 1, 2])?;
+    let (status, approval) = http_with_token(
+        api,
+        "POST",
+        &format!("/timeline/{tl}/roster"),
+        Some(&json!({"roster": members_json(&smaller)})),
+        Some(&token),
+    )?;
+    assert_shape(
+        &document,
+        "POST",
+        "/timeline/{id}/roster",
+        status,
+        &approval,
+    );
+    exercised.insert(("POST".into(), "/timeline/{id}/roster".into()));
+
+    // The two answers that are not JSON.
+    let bytes =
+        chainiac_api::http::call(api, "GET", &format!("/artifacts/{artifact}"), "", b"", None)?;
+    assert_eq!(Hash::of_artifact(&bytes), artifact);
+    exercised.insert(("GET".into(), "/artifacts/{hash}".into()));
+    let metrics = chainiac_api::http::call(api, "GET", "/metrics", "", b"", None)?;
+    assert!(String::from_utf8(metrics)?.contains("# TYPE"));
+    exercised.insert(("GET".into(), "/metrics".into()));
+
+    // Errors have the documented shape too.
+    let missing = "0".repeat(64);
+    let (status, error) = http(api, "GET", &format!("/chains/{missing}"), None)?;
+    assert_eq!(status, 404);
+    assert_shape(&document, "GET", "/chains/{id}", status, &error);
+    let (status, error) = http(api, "GET", &format!("/chains/{chain}/blocks?count=0"), None)?;
+    assert_eq!(status, 400);
+    assert_shape(&document, "GET", "/chains/{id}/blocks", status, &error);
+    let (status, error) = http(
+        api,
+        "GET",
+        &format!(
+            "/timeline/{tl}/chains/{chain}?index={}",
+            timeline_index + 1000
+        ),
+        None,
+    )?;
+    assert_eq!(status, 404);
+    assert_shape(
+        &document,
+        "GET",
+        "/timeline/{id}/chains/{chain}",
+        status,
+        &error,
+    );
+
+    let missed: Vec<_> = documented(&document)
+        .difference(&exercised)
+        .cloned()
+        .collect();
+    assert!(missed.is_empty(), "documented but not checked: {missed:?}");
+    cluster.shutdown().await;
+    Ok(())
+}
