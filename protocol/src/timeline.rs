@@ -296,7 +296,8 @@ impl Decode for InclusionProof {
 /// The payload of a timeline block: one epoch's commitment to every chain's head.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TimelineCommit {
-    /// Epoch number, +1 per timeline block.
+    /// Epoch number: the timestamp divided by the timeline's epoch length (integer division),
+    /// greater than the previous block's (epochs with no block are skipped).
     pub epoch: u64,
     /// Unix time in seconds when the epoch was closed.
     pub timestamp: u64,
