@@ -8,7 +8,7 @@ chainiac="${CHAINIAC:-chainiac}"
 run() { echo "+ chainiac $*" >&2; "$chainiac" "$@"; }
 
 mkdir -p "$dir/files"
-run testnet up --nodes 4 --dir "$dir/net"
+run testnet up --nodes 4 --dir "$dir/net" --epoch-seconds 2
 trap 'run testnet down --dir "$dir/net"' EXIT
 nodes=$(sed -n 's/.*"api": "\(.*\)".*/\1/p' "$dir/net/testnet.json" | paste -sd, -)
 peer=$(sed -n 's/.*"p2p": "\(.*\)".*/\1/p' "$dir/net/testnet.json" | head -1)
@@ -37,7 +37,15 @@ run project show --dir "$dir/project"
 
 # A light client pins the release chain, syncs, verifies and fetches the binary.
 run client --dir "$dir/client" --peer "$peer" follow "$release_chain"
-run client --dir "$dir/client" sync
+# The project's policy names the testnet's timeline (project create --timeline auto), so the
+# client pins it and accepts a release once a timeline block commits to it: within an epoch.
+for attempt in $(seq 30); do
+    if run client --dir "$dir/client" sync | tee "$dir/sync.txt" && grep -q 'release 1.0.0' "$dir/sync.txt"; then
+        break
+    fi
+    [ "$attempt" -lt 30 ] || { echo "the timeline did not commit to release 1.0.0 within 30 s" >&2; exit 1; }
+    sleep 1
+done
 run client --dir "$dir/client" verify
 run client --dir "$dir/client" fetch hello --out "$dir/hello.fetched"
 cmp "$dir/files/hello" "$dir/hello.fetched" && echo "fetched binary matches the published one"

@@ -79,7 +79,16 @@ fn the_demo_runs_the_whole_story() -> TestResult {
 fn every_command_of_the_release_story_with_a_leader_failing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let net = dir.path().join("net");
-    let up = ok(&["testnet", "up", "--nodes", "4", "--dir", path(&net)])?;
+    let up = ok(&[
+        "testnet",
+        "up",
+        "--nodes",
+        "4",
+        "--dir",
+        path(&net),
+        "--epoch-seconds",
+        "1",
+    ])?;
     assert!(
         up.contains("testnet of 4 nodes is up and connected"),
         "{up}"
@@ -257,6 +266,22 @@ fn story(dir: &Path, net: &Path) -> TestResult {
                 .is_ok_and(|(status, _)| status == 200)
         })?;
     }
+    // The project's policy names the testnet's timeline, so the client accepts the release
+    // once a timeline block commits to it.
+    let timeline = testnet["timeline"]
+        .as_str()
+        .ok_or("no timeline")?
+        .to_owned();
+    let address = api(2).parse()?;
+    wait_for("the timeline to commit to release 0.1.0", || {
+        http(
+            address,
+            "GET",
+            &format!("/timeline/{timeline}/chains/{release_chain}"),
+            None,
+        )
+        .is_ok_and(|(status, entry)| status == 200 && entry["head_index"] == 1)
+    })?;
     let synced = run(&["sync"])?;
     assert!(
         synced.contains("tool: 0 -> block 1 (release 0.1.0)"),

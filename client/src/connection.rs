@@ -77,7 +77,7 @@ pub struct SyncReport {
 /// What syncing from one peer came to.
 enum Attempt {
     /// Everything verified: the updated project and the report.
-    Synced(FollowedProject, SyncReport),
+    Synced(Box<(FollowedProject, SyncReport)>),
     /// The verified policy names a timeline the sync was not given.
     NeedsTimeline(Hash),
 }
@@ -383,7 +383,7 @@ impl Connection {
             Ok(_) => return Err("unexpected answer to a timeline inclusion request".into()),
             Err(error) => {
                 return Err(format!(
-                    "chain {chain_id} is not in timeline epoch {}: {error}",
+                    "chain {chain_id} is not in timeline epoch {}: {error} (a chain enters the timeline at the epoch after it is created or moves; sync again then)",
                     view.block.commit.epoch
                 ));
             }
@@ -436,7 +436,8 @@ impl Connection {
                             given: timeline.map(|view| view.chain),
                         });
                     }
-                    Ok(Attempt::Synced(updated, report)) => {
+                    Ok(Attempt::Synced(synced)) => {
+                        let (updated, report) = *synced;
                         if announced.is_none_or(|index| report.to_index >= index) {
                             *project = updated;
                             return Ok(SyncReport { failures, ..report });
@@ -526,7 +527,13 @@ impl Connection {
         let mut updated = project.clone();
         // Policy chain: every block, each change checked against the policy before it.
         let mut policy_blocks = 0;
-        if let Some(head) = self.head(peer, project.policy_chain).await? {
+        // A node that logs a project's releases holds its policy chain (witnesses check each
+        // release against it), so a peer without it has nothing verifiable to offer.
+        let head = self
+            .head(peer, project.policy_chain)
+            .await?
+            .ok_or("the peer does not hold the project's policy chain")?;
+        {
             while updated.policy.block().index() < head.index {
                 let steps = self
                     .policy_steps(peer, project.policy_chain, updated.policy.block().index())
@@ -611,7 +618,7 @@ impl Connection {
             timeline_epoch: timeline.map(|view| view.block.commit.epoch),
             announced_unreached: None,
         };
-        Ok(Attempt::Synced(updated, report))
+        Ok(Attempt::Synced(Box::new((updated, report))))
     }
 
     /// Syncs `project` against the timeline its verified policy names: when the client pins

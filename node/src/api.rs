@@ -583,6 +583,12 @@ async fn timeline_entry(
     let head = store
         .head(&timeline)?
         .ok_or_else(|| not_found(format!("no timeline chain {timeline}")))?;
+    if !matches!(
+        chain_kind(store, &timeline)?,
+        Some(ChainGenesis::Timeline { .. })
+    ) {
+        return Err(not_found(format!("chain {timeline} is not a timeline")));
+    }
     let index = query.index.unwrap_or(head.index);
     if index > head.index {
         return Err(not_found(format!(

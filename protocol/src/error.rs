@@ -199,6 +199,11 @@ pub enum Error {
         "release sequence {sequence} skips ahead; the next release must have sequence {expected}"
     )]
     SequenceGap { sequence: u64, expected: u64 },
+    /// A release logged at a release-chain block other than its sequence.
+    #[error(
+        "release sequence {sequence} is logged at release-chain block {index}; a release's sequence is its block index"
+    )]
+    SequenceNotIndex { sequence: u64, index: u64 },
     /// A version not greater than the previous release's.
     #[error("version {version} is not greater than the previous release's {previous}")]
     VersionNotIncreasing { version: String, previous: String },

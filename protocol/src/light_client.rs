@@ -278,6 +278,13 @@ impl FollowedProject {
             return Ok(None);
         };
         let manifest = &release.manifest;
+        let index = self.release.block().index();
+        if manifest.sequence != index {
+            return Err(Error::SequenceNotIndex {
+                sequence: manifest.sequence,
+                index,
+            });
+        }
         if manifest.project != self.name {
             return Err(Error::WrongProject {
                 expected: self.name.clone(),
@@ -615,6 +622,22 @@ mod tests {
                 hash: genesis.hash()
             }),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_release_whose_sequence_is_not_its_block_index_is_refused() {
+        let mut world = World::new();
+        let mut client = world.follow();
+        world.release("1.0.0", 2, &[0, 1]);
+        let head = world.release_chain.head().clone();
+        let proof = world.release_chain.skip_proof(0, 1).expect("proof");
+        assert_eq!(
+            client.advance_release(&proof, head.hash()),
+            Err(Error::SequenceNotIndex {
+                sequence: 2,
+                index: 1
+            })
         );
     }
 

@@ -654,7 +654,7 @@ fn the_checker_notices_a_case_whose_verdict_is_wrong() -> TestResult {
         assert!(check(&wrong).is_err(), "{section}[{index}]");
     }
     // A flipped byte in a valid object is refused too.
-    let mut wrong = vectors.clone();
+    let mut wrong = vectors;
     let bytes = hex_of(&wrong["releases"][0], "release")?;
     wrong["releases"][0]["release"] = json!(hex::encode(flip(&bytes, bytes.len() - 40)));
     assert!(check(&wrong).is_err());

@@ -184,11 +184,12 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                         chain.version.as_deref().unwrap_or("(none yet)")
                     ),
                     _ => format!(
-                        "{} of {} developers",
+                        "{} of {} developers, timeline {}",
                         chain
                             .developer_threshold
                             .map_or_else(|| "?".into(), |t| t.to_string()),
-                        chain.developers.as_ref().map_or(0, Vec::len)
+                        chain.developers.as_ref().map_or(0, Vec::len),
+                        chain.timeline.as_deref().unwrap_or("none")
                     ),
                 };
                 writeln!(
