@@ -246,7 +246,8 @@ pub struct CreateOptions<'a> {
 /// Which timeline a policy names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimelineChoice {
-    /// The one timeline the nodes serve; none if they serve none; an error if several.
+    /// The one timeline every node serves (they must agree); none if they serve none; an
+    /// error if several.
     Auto,
     /// No timeline: clients get no freshness guarantee unless they pin one themselves.
     Without,
@@ -275,15 +276,38 @@ impl TimelineChoice {
             Self::Without => Ok(None),
             Self::Chain(chain) => Ok(Some(chain)),
             Self::Auto => {
-                let timelines: Vec<TimelineJson> = nodes
-                    .get("/timeline")
-                    .map_err(self::nodes("listing the timelines"))?;
-                match timelines.as_slice() {
+                // Every node is asked, and they must agree: one node alone (behind, or run by
+                // someone else) does not choose the timeline clients will trust.
+                let mut answers = Vec::new();
+                let mut unreached = Vec::new();
+                for &address in nodes.addresses() {
+                    match chainiac_api::http::get_json::<Vec<TimelineJson>>(address, "/timeline") {
+                        Ok(list) => {
+                            let mut ids: Vec<String> =
+                                list.into_iter().map(|t| t.chain_id).collect();
+                            ids.sort();
+                            answers.push((address, ids));
+                        }
+                        Err(error) => unreached.push(format!("{address}: {error}")),
+                    }
+                }
+                let Some((_, first)) = answers.first() else {
+                    return Err(PublisherError::Invalid(format!(
+                        "no node listed its timelines ({}); name the timeline with --timeline ID (or --timeline none)",
+                        unreached.join("; ")
+                    )));
+                };
+                if let Some((address, other)) = answers.iter().find(|(_, ids)| ids != first) {
+                    return Err(PublisherError::Invalid(format!(
+                        "the nodes disagree about their timelines ({} lists {other:?}, another {first:?}); name one with --timeline ID",
+                        address
+                    )));
+                }
+                match first.as_slice() {
                     [] => Ok(None),
-                    [only] => Hash::from_hex(&only.chain_id).map(Some).map_err(|_| {
+                    [only] => Hash::from_hex(only).map(Some).map_err(|_| {
                         PublisherError::Invalid(format!(
-                            "the node lists a timeline with an invalid id {:?}",
-                            only.chain_id
+                            "the nodes list a timeline with an invalid id {only:?}"
                         ))
                     }),
                     several => Err(PublisherError::Invalid(format!(

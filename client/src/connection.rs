@@ -3,7 +3,7 @@
 //! ([`chainiac_protocol::light_client`]) needs and believes nothing a peer says until the core
 //! has verified it; a peer that fails is recorded and the next one asked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chainiac_net::download::{Download, download};
@@ -78,8 +78,9 @@ pub struct SyncReport {
 enum Attempt {
     /// Everything verified: the updated project and the report.
     Synced(Box<(FollowedProject, SyncReport)>),
-    /// The verified policy names a timeline the sync was not given.
-    NeedsTimeline(Hash),
+    /// The peer's policy chain, verified, ends in a policy (of this sequence) that names a
+    /// timeline the sync was not given.
+    NeedsTimeline { named: Hash, sequence: u64 },
 }
 
 /// A connection to the network.
@@ -422,6 +423,7 @@ impl Connection {
         loop {
             let mut failures = Vec::new();
             let mut best: Option<(FollowedProject, SyncReport)> = None;
+            let mut needs: Option<(Hash, u64)> = None;
             let order = match timeline {
                 // The timeline names the head; any peer can prove it.
                 Some(_) => self.peers.clone(),
@@ -429,15 +431,31 @@ impl Connection {
             };
             for peer in order {
                 match self.sync_from(peer, project, timeline).await {
-                    Ok(Attempt::NeedsTimeline(named)) => {
-                        return Err(ClientError::TimelineNeeded {
-                            project: project.name.clone(),
-                            named,
-                            given: timeline.map(|view| view.chain),
-                        });
+                    Ok(Attempt::NeedsTimeline { named, sequence }) => {
+                        // A verified policy names another timeline: the other peers may be
+                        // behind it (or withhold it), so the newest such policy wins below.
+                        if needs.is_none_or(|(_, kept)| sequence > kept) {
+                            needs = Some((named, sequence));
+                        }
+                        failures.push(failure(
+                            peer,
+                            format!("its policy chain names timeline {named}"),
+                        ));
                     }
                     Ok(Attempt::Synced(synced)) => {
                         let (updated, report) = *synced;
+                        let policy = updated.current_policy().map_or(0, |p| p.sequence);
+                        if let Some((named, sequence)) = needs
+                            && sequence > policy
+                        {
+                            failures.push(failure(
+                                peer,
+                                format!(
+                                    "it serves policy {policy}, older than policy {sequence} another peer proved (which names timeline {named})"
+                                ),
+                            ));
+                            continue;
+                        }
                         if announced.is_none_or(|index| report.to_index >= index) {
                             *project = updated;
                             return Ok(SyncReport { failures, ..report });
@@ -455,9 +473,22 @@ impl Connection {
                     }
                 }
             }
-            let Some((updated, report)) = best else {
-                return Err(ClientError::AllPeersFailed(failures));
+            let needed = |named| ClientError::TimelineNeeded {
+                project: project.name.clone(),
+                named,
+                given: timeline.map(|view| view.chain),
             };
+            let Some((updated, report)) = best else {
+                return Err(match needs {
+                    Some((named, _)) => needed(named),
+                    None => ClientError::AllPeersFailed(failures),
+                });
+            };
+            if let Some((named, sequence)) = needs
+                && updated.current_policy().map_or(0, |p| p.sequence) < sequence
+            {
+                return Err(needed(named));
+            }
             if waited >= ANNOUNCED_PATIENCE {
                 *project = updated;
                 return Ok(SyncReport {
@@ -549,13 +580,14 @@ impl Connection {
         // The verified policy says which timeline commits the project (protocol §10 step 2);
         // a policy that names none leaves the choice to the user.
         let given = timeline.map(|view| view.chain);
-        match updated.timeline_to_check(given) {
-            Ok(wanted) if wanted == given => {}
-            Ok(Some(named)) | Err(chainiac_protocol::Error::OtherTimeline { named, .. }) => {
-                return Ok(Attempt::NeedsTimeline(named));
-            }
-            Ok(None) => {}
-            Err(error) => return Err(error.to_string()),
+        let newest = updated.current_policy().map_err(|e| e.to_string())?;
+        if let Some(named) = newest.timeline
+            && Some(named) != given
+        {
+            return Ok(Attempt::NeedsTimeline {
+                named,
+                sequence: newest.sequence,
+            });
         }
         // The policy chain must reach the head the timeline commits to (§10 step 4): a peer
         // cannot hide a policy change (a rotated-out key, another timeline) behind an old head.
@@ -621,33 +653,68 @@ impl Connection {
         Ok(Attempt::Synced(Box::new((updated, report))))
     }
 
-    /// Syncs `project` against the timeline its verified policy names: when the client pins
-    /// no timeline yet, the one the policy names is pinned (it is authenticated by the release
-    /// chain id the user pinned) and the sync runs again. Returns the report and the timeline
-    /// view the heads were checked against.
+    /// Syncs `project` against the timeline its verified policy names, or, when its policy
+    /// names none, against the timeline the user pinned (`pinned`, if any). Timelines learned
+    /// from policies are kept in `learned` by chain id, started from their genesis the first
+    /// time; the policy authenticates them (it is signed under the release chain id the user
+    /// pinned). When a peer proves a newer policy naming another timeline, the sync runs again
+    /// against that one. Nothing is kept (no pin, no block) unless the sync succeeds. Returns
+    /// the report and the timeline view the heads were checked against.
     pub async fn sync_project(
         &self,
         project: &mut FollowedProject,
-        timeline: &mut Option<PinnedTimeline>,
+        mut pinned: Option<&mut PinnedTimeline>,
+        learned: &mut BTreeMap<Hash, PinnedTimeline>,
         freshness: Freshness,
     ) -> Result<(SyncReport, Option<TimelineView>), ClientError> {
-        let mut view = match timeline.as_mut() {
-            Some(pinned) => Some(self.sync_timeline(pinned, freshness).await?),
-            None => None,
-        };
-        match self.sync(project, view.as_ref()).await {
-            Err(ClientError::TimelineNeeded {
-                named, given: None, ..
-            }) => {
-                tracing::info!(project = %project.name, timeline = %named, "pinning the timeline the project's policy names");
-                let mut pinned = self.pin_timeline(named).await?;
-                view = Some(self.sync_timeline(&mut pinned, freshness).await?);
-                *timeline = Some(pinned);
-                let report = self.sync(project, view.as_ref()).await?;
-                Ok((report, view))
+        let mut target = project.committed_timeline()?;
+        let mut last_error = None;
+        // A policy names at most one timeline; a second switch within one sync means peers
+        // disagree about the newest policy, which the next sync settles.
+        for _ in 0..3 {
+            let user = pinned.as_deref();
+            let mut candidate = match target {
+                Some(chain) => Some(match (learned.get(&chain), user) {
+                    (Some(known), _) => known.clone(),
+                    (None, Some(user)) if user.chain == chain => user.clone(),
+                    (None, _) => self.pin_timeline(chain).await?,
+                }),
+                None => user.cloned(),
+            };
+            let view = match candidate.as_mut() {
+                Some(timeline) => Some(self.sync_timeline(timeline, freshness).await?),
+                None => None,
+            };
+            match self.sync(project, view.as_ref()).await {
+                Err(ClientError::TimelineNeeded {
+                    named,
+                    project,
+                    given,
+                }) => {
+                    tracing::info!(%project, timeline = %named, "the project's policy names another timeline");
+                    target = Some(named);
+                    last_error = Some(ClientError::TimelineNeeded {
+                        named,
+                        project,
+                        given,
+                    });
+                }
+                Err(error) => return Err(error),
+                Ok(report) => {
+                    if let Some(timeline) = candidate {
+                        match pinned.as_deref_mut() {
+                            Some(user) if user.chain == timeline.chain => *user = timeline,
+                            Some(user) if target.is_none() => *user = timeline,
+                            _ => {
+                                learned.insert(timeline.chain, timeline);
+                            }
+                        }
+                    }
+                    return Ok((report, view));
+                }
             }
-            other => other.map(|report| (report, view)),
         }
+        Err(last_error.unwrap_or(ClientError::NoPeer))
     }
 
     /// Fetches an artifact of the latest trusted release from any peer, verifying every slice.

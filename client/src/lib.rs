@@ -75,14 +75,10 @@ fn describe_timeline_needed(
     named: &chainiac_protocol::Hash,
     given: Option<&chainiac_protocol::Hash>,
 ) -> String {
-    match given {
-        None => format!(
-            "project {project} is committed by its policy to timeline {named}; pin it with `chainiac client timeline {named}`"
-        ),
-        Some(given) => format!(
-            "project {project} is committed by its policy to timeline {named}, but the client pins timeline {given}; pin {named} instead with `chainiac client timeline {named}`"
-        ),
-    }
+    let checked = given.map_or_else(|| "no timeline".to_owned(), |g| format!("timeline {g}"));
+    format!(
+        "a peer proved a newer policy of {project} that names timeline {named}, but the heads were checked against {checked} and the peers disagree; sync again (a peer that withholds the newer policy is named above)"
+    )
 }
 
 fn describe(failures: &[PeerFailure]) -> String {

@@ -34,8 +34,11 @@ pub struct ClientState {
     pub peers: Vec<Multiaddr>,
     /// Followed projects by name.
     pub projects: BTreeMap<String, FollowedProject>,
-    /// The timeline heads are checked against (none: no freshness guarantee).
+    /// The timeline the user pinned: heads of projects whose policy names no timeline are
+    /// checked against it (none: no freshness guarantee for those).
     pub timeline: Option<PinnedTimeline>,
+    /// Timelines learned from the policies of followed projects, by chain id.
+    pub policy_timelines: BTreeMap<Hash, PinnedTimeline>,
     /// How old the timeline may be, in seconds (default 3600).
     pub max_age: Option<u64>,
 }
@@ -46,8 +49,27 @@ struct StateFile {
     projects: BTreeMap<String, ProjectFile>,
     #[serde(default)]
     timeline: Option<TimelineFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    policy_timelines: Vec<TimelineFile>,
     #[serde(default)]
     max_age: Option<u64>,
+}
+
+impl TimelineFile {
+    fn of(timeline: &PinnedTimeline) -> Self {
+        Self {
+            chain: timeline.chain.to_hex(),
+            block: hex::encode(timeline.trusted.block().to_bytes()),
+            roster: hex::encode(timeline.trusted.roster().to_bytes()),
+        }
+    }
+
+    fn load(&self) -> Result<PinnedTimeline, String> {
+        Ok(PinnedTimeline {
+            chain: hash(&self.chain, "timeline chain")?,
+            trusted: trusted(&self.block, &self.roster)?,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,13 +171,17 @@ impl ClientState {
             );
         }
         if let Some(timeline) = &file.timeline {
-            let load = || -> Result<PinnedTimeline, String> {
-                Ok(PinnedTimeline {
-                    chain: hash(&timeline.chain, "timeline chain")?,
-                    trusted: trusted(&timeline.block, &timeline.roster)?,
-                })
-            };
-            state.timeline = Some(load().map_err(|e| error(format!("timeline: {e}")))?);
+            state.timeline = Some(
+                timeline
+                    .load()
+                    .map_err(|e| error(format!("timeline: {e}")))?,
+            );
+        }
+        for timeline in &file.policy_timelines {
+            let timeline = timeline
+                .load()
+                .map_err(|e| error(format!("policy timeline: {e}")))?;
+            state.policy_timelines.insert(timeline.chain, timeline);
         }
         for (name, project) in file.projects {
             let project = project
@@ -175,11 +201,12 @@ impl ClientState {
         };
         std::fs::create_dir_all(dir).map_err(|e| error(&e))?;
         let file = StateFile {
-            timeline: self.timeline.as_ref().map(|t| TimelineFile {
-                chain: t.chain.to_hex(),
-                block: hex::encode(t.trusted.block().to_bytes()),
-                roster: hex::encode(t.trusted.roster().to_bytes()),
-            }),
+            timeline: self.timeline.as_ref().map(TimelineFile::of),
+            policy_timelines: self
+                .policy_timelines
+                .values()
+                .map(TimelineFile::of)
+                .collect(),
             max_age: self.max_age,
             peers: self.peers.iter().map(ToString::to_string).collect(),
             projects: self

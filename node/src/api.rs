@@ -254,9 +254,9 @@ async fn block(
 
 /// Most blocks one `GET /chains/{id}/blocks` answers with.
 const MAX_BATCH_BLOCKS: u64 = 256;
-/// Most bytes of block encodings in one batch (the JSON is about twice that); at least one
-/// block is always sent.
-const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Most bytes of block encodings in one batch (the JSON, in hex, is about twice that); at
+/// least one block is always sent.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 #[derive(Deserialize)]
 struct BatchQuery {
@@ -279,44 +279,56 @@ async fn blocks(
             "count must be between 1 and {MAX_BATCH_BLOCKS}"
         )));
     }
+    // Up to 256 store reads: off the async workers, like the other heavy reads.
+    tokio::task::spawn_blocking(move || block_batch(&core, chain_id, query.from, count))
+        .await
+        .map_err(internal)?
+        .map(Json)
+}
+
+fn block_batch(
+    core: &NodeCore,
+    chain_id: Hash,
+    from: u64,
+    count: u64,
+) -> Result<BlockBatchJson, ApiError> {
     let store = core.store();
     let head = store
         .head(&chain_id)?
         .ok_or(StoreError::UnknownChain(chain_id))?;
     let mut blocks = Vec::new();
     let mut bytes = 0;
-    let last = query.from.saturating_add(count - 1).min(head.index);
-    for index in query.from..=last {
-        if query.from > head.index {
-            break;
+    if from <= head.index {
+        let last = from.saturating_add(count - 1).min(head.index);
+        for index in from..=last {
+            let linked = store
+                .linked_block(&chain_id, index)?
+                .ok_or_else(|| internal(format!("block {index} of {chain_id} is missing")))?;
+            let encoding = linked.block.to_bytes();
+            bytes += encoding.len();
+            if bytes > MAX_BATCH_BYTES && !blocks.is_empty() {
+                break;
+            }
+            let link = (index > 0)
+                .then(|| linked.links.iter().find(|link| link.level == 0))
+                .flatten()
+                .map(|link| hex::encode(link.to_bytes()));
+            if index > 0 && link.is_none() {
+                return Err(internal(format!(
+                    "block {index} of {chain_id} is stored without its level-0 link"
+                )));
+            }
+            blocks.push(LinkedBlockJson {
+                block: BlockJson::from(&linked.block),
+                link,
+            });
         }
-        let linked = store
-            .linked_block(&chain_id, index)?
-            .ok_or_else(|| internal(format!("block {index} of {chain_id} is missing")))?;
-        let encoding = linked.block.to_bytes();
-        bytes += encoding.len();
-        if bytes > MAX_BATCH_BYTES && !blocks.is_empty() {
-            break;
-        }
-        let link = (index > 0)
-            .then(|| linked.links.iter().find(|link| link.level == 0))
-            .flatten()
-            .map(|link| hex::encode(link.to_bytes()));
-        if index > 0 && link.is_none() {
-            return Err(internal(format!(
-                "block {index} of {chain_id} is stored without its level-0 link"
-            )));
-        }
-        blocks.push(LinkedBlockJson {
-            block: BlockJson::from(&linked.block),
-            link,
-        });
     }
-    Ok(Json(BlockBatchJson {
+    Ok(BlockBatchJson {
         chain_id: chain_id.to_hex(),
-        from: query.from,
+        from,
         blocks,
-    }))
+    })
 }
 
 async fn roster(
@@ -579,17 +591,28 @@ async fn timeline_entry(
 ) -> Result<Json<TimelineEntryJson>, ApiError> {
     let timeline = parse_hash("timeline id", &id)?;
     let chain = parse_hash("chain id", &chain)?;
+    // An old block's tree is folded from a checkpoint: off the async workers.
+    tokio::task::spawn_blocking(move || timeline_entry_of(&core, timeline, query.index, chain))
+        .await
+        .map_err(internal)?
+        .map(Json)
+}
+
+fn timeline_entry_of(
+    core: &NodeCore,
+    timeline: Hash,
+    index: Option<u64>,
+    chain: Hash,
+) -> Result<TimelineEntryJson, ApiError> {
     let store = core.store();
     let head = store
         .head(&timeline)?
         .ok_or_else(|| not_found(format!("no timeline chain {timeline}")))?;
-    if !matches!(
-        chain_kind(store, &timeline)?,
-        Some(ChainGenesis::Timeline { .. })
-    ) {
+    let genesis = chain_kind(store, &timeline)?;
+    if !matches!(genesis, Some(ChainGenesis::Timeline { .. })) {
         return Err(not_found(format!("chain {timeline} is not a timeline")));
     }
-    let index = query.index.unwrap_or(head.index);
+    let index = index.unwrap_or(head.index);
     if index > head.index {
         return Err(not_found(format!(
             "timeline {timeline} has no block {index} yet (its head is block {})",
@@ -603,6 +626,15 @@ async fn timeline_entry(
                 "timeline block {index} has no epoch (the genesis); ask for a later block"
             ))
         })?;
+    // The tree is built in memory: only up to the size this node keeps for the creator, as
+    // for the same request over p2p.
+    core.syncer()
+        .admission()
+        .admit_timeline_tree(
+            genesis.and_then(|genesis| genesis.creator()).as_ref(),
+            block.commit.chain_count,
+        )
+        .map_err(bad_request)?;
     let tree = store.timeline_tree(&timeline, index).map_err(internal)?;
     let (entry, proof) = tree
         .prove(&chain)
@@ -616,7 +648,7 @@ async fn timeline_entry(
                 entry.head
             ))
         })?;
-    Ok(Json(TimelineEntryJson {
+    Ok(TimelineEntryJson {
         timeline: timeline.to_hex(),
         index,
         epoch: block.commit.epoch,
@@ -627,7 +659,7 @@ async fn timeline_entry(
         head: entry.head.to_hex(),
         head_index,
         proof: hex::encode(proof.to_bytes()),
-    }))
+    })
 }
 
 /// The anchor proofs this node recorded, per timeline, newest first.

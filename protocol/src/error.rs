@@ -298,21 +298,12 @@ pub enum Error {
         "the release names policy {sequence}, older than policy {trusted} of the release the client already trusts"
     )]
     PolicyRollback { sequence: u64, trusted: u64 },
-    /// A release naming a policy block the client has not verified in the project's chain.
     /// A timeline commits to a policy-chain block the client has not verified.
     #[error(
         "the timeline commits to policy block {committed} but the peer brought the policy chain only to block {trusted}: it withholds policy changes; ask another peer"
     )]
     PolicyWithheld { committed: u64, trusted: u64 },
-    /// The project's policy names another timeline than the one the user pinned.
-    #[error(
-        "project {project} is committed by its policy to timeline {named}, but the client pins timeline {pinned}; pin {named} instead (or follow the project in another client state)"
-    )]
-    OtherTimeline {
-        project: String,
-        named: Hash,
-        pinned: Hash,
-    },
+    /// A release naming a policy block the client has not verified in the project's chain.
     #[error("the release names policy block {policy}, which is not in the project's policy chain")]
     UnknownPolicy { policy: Hash },
 

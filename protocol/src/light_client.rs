@@ -172,18 +172,11 @@ impl FollowedProject {
         Ok(self.current_policy()?.timeline)
     }
 
-    /// Which timeline to check the project's heads against: the one its policy names, which a
-    /// timeline the user pinned must equal; without one in the policy, the pinned one (if any).
+    /// Which timeline to check the project's heads against: the one its policy names (chosen
+    /// by the project's roots), whatever the user pinned; without one in the policy, the one the
+    /// user pinned (if any).
     pub fn timeline_to_check(&self, pinned: Option<Hash>) -> Result<Option<Hash>> {
-        match (self.committed_timeline()?, pinned) {
-            (Some(named), Some(pinned)) if named != pinned => Err(Error::OtherTimeline {
-                project: self.name.clone(),
-                named,
-                pinned,
-            }),
-            (Some(named), _) => Ok(Some(named)),
-            (None, pinned) => Ok(pinned),
-        }
+        Ok(self.committed_timeline()?.or(pinned))
     }
 
     /// Checks the policy-chain head a timeline commits to (protocol §10 step 4): it must be
@@ -654,14 +647,7 @@ mod tests {
         assert_eq!(client.committed_timeline(), Ok(Some(named)));
         assert_eq!(client.timeline_to_check(None), Ok(Some(named)));
         assert_eq!(client.timeline_to_check(Some(named)), Ok(Some(named)));
-        assert_eq!(
-            client.timeline_to_check(Some(other)),
-            Err(Error::OtherTimeline {
-                project: "hello".into(),
-                named,
-                pinned: other
-            })
-        );
+        assert_eq!(client.timeline_to_check(Some(other)), Ok(Some(named)));
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Policy {
     }
 
     /// Whether this policy changes what only the roots may change: the root keys (as a set),
-    /// the root threshold, or the witness roster.
+    /// the root threshold, the witness roster or the timeline.
     fn roots_changed(&self, previous: &Policy) -> bool {
         let mut old = previous.root_keys.clone();
         let mut new = self.root_keys.clone();

@@ -5,6 +5,7 @@
 //! model. Nodes 0-3 are honest witnesses (node 3 can be turned into a lying mirror); node 4 is
 //! the attacker's own node, in no roster.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1324,7 +1325,7 @@ async fn wrong_software_from_another_project_is_refused() -> TestResult {
 /// the timeline that commits the project (protocol §10 step 2), so the client learns it
 /// from the chain it pinned, and the client checks the policy chain's head against that
 /// timeline too (step 4): a policy head the timeline commits to but the peer did not serve is
-/// refused, and a client pinning another timeline is told which one the project is on.
+/// refused, and a timeline pinned by hand does not replace the one the policy names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_withheld_policy_change_is_caught_by_the_timeline_the_policy_names() -> TestResult {
     let mirror = Arc::new(Mirror::default());
@@ -1373,19 +1374,15 @@ async fn a_withheld_policy_change_is_caught_by_the_timeline_the_policy_names() -
     // refuses the withheld policy head.
     let only_mirror = Connection::open(&[cluster.address(MIRROR).await?], CONNECT).await?;
     let mut followed = only_mirror.follow(project.release_chain).await?;
-    let mut pinned = None;
+    let mut learned = BTreeMap::new();
     let error = only_mirror
-        .sync_project(&mut followed, &mut pinned, Freshness::default())
+        .sync_project(&mut followed, None, &mut learned, Freshness::default())
         .await
         .err()
         .ok_or("a withheld policy change went unnoticed")?
         .to_string();
     assert!(error.contains("withholds policy changes"), "{error}");
-    assert_eq!(
-        pinned.as_ref().map(|p| p.chain),
-        Some(timeline),
-        "the timeline the policy names is pinned"
-    );
+    assert!(learned.is_empty(), "nothing is kept from a failed sync");
     assert_eq!(followed.policy.block().index(), 0, "nothing was trusted");
     only_mirror.close().await;
 
@@ -1396,9 +1393,13 @@ async fn a_withheld_policy_change_is_caught_by_the_timeline_the_policy_names() -
     )
     .await?;
     let (report, view) = both
-        .sync_project(&mut followed, &mut pinned, Freshness::default())
+        .sync_project(&mut followed, None, &mut learned, Freshness::default())
         .await?;
     assert_eq!(view.map(|v| v.chain), Some(timeline));
+    assert!(
+        learned.contains_key(&timeline),
+        "the timeline the policy names is kept"
+    );
     assert_eq!(report.policy_blocks, 1);
     assert_eq!(report.version.as_deref(), Some("1.1.0"));
     assert!(
@@ -1409,23 +1410,41 @@ async fn a_withheld_policy_change_is_caught_by_the_timeline_the_policy_names() -
         "the mirror is named"
     );
 
-    // A client pinning a timeline of someone else's choosing is told which one the project's
-    // policy names, and trusts nothing new.
+    // A timeline of someone else's choosing, pinned by hand, does not replace the one the
+    // project's roots chose: the heads are checked against the policy's timeline.
     let other = cluster.create_timeline(0, &HONEST, 3600).await?;
     cluster.wait_head(1, &other, 1).await?;
-    let mut elsewhere = Some(both.pin_timeline(other).await?);
-    let before = followed.clone();
-    let error = both
-        .sync_project(&mut followed, &mut elsewhere, Freshness::default())
-        .await
-        .err()
-        .ok_or("a timeline other than the policy's was accepted")?
-        .to_string();
-    assert!(
-        error.contains("committed by its policy to timeline") && error.contains(&other.to_hex()),
-        "{error}"
-    );
-    assert_eq!(followed, before);
+    let mut elsewhere = both.pin_timeline(other).await?;
+    project.publish_next(&leader, "1.2.0", None).await?;
+    let release_head = project.release_chain;
+    // Both peers the client asks (the mirror first) hold a timeline block committing to it.
+    wait_for("the timeline to commit to release 1.2.0", || async {
+        [MIRROR, 1].into_iter().all(|node| {
+            let store = cluster.core(node).store().clone();
+            let Ok(Some(head)) = store.head(&timeline) else {
+                return false;
+            };
+            store
+                .timeline_tree(&timeline, head.index)
+                .is_ok_and(|tree| {
+                    store.head(&release_head).ok().flatten().is_some_and(|h| {
+                        h.index == 3 && tree.head_of(&release_head) == Some(h.hash)
+                    })
+                })
+        })
+    })
+    .await?;
+    let (report, view) = both
+        .sync_project(
+            &mut followed,
+            Some(&mut elsewhere),
+            &mut learned,
+            Freshness::default(),
+        )
+        .await?;
+    assert_eq!(view.map(|v| v.chain), Some(timeline));
+    assert_eq!(report.version.as_deref(), Some("1.2.0"));
+    assert_eq!(elsewhere.chain, other);
     both.close().await;
     Ok(())
 }

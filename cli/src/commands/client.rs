@@ -30,7 +30,8 @@ pub(crate) struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
-    /// Pin the timeline that every head must be found in (freshness, no rollback, no split view).
+    /// Pin a timeline for projects whose policy names none (freshness, no rollback, no split
+    /// view); a project whose policy names a timeline is always checked against that one.
     Timeline {
         /// The timeline chain id.
         chain: String,
@@ -136,7 +137,7 @@ async fn client_command(
                     .context("the timeline chain id must be 64 hex characters")?;
                 state.timeline = Some(connection.pin_timeline(chain).await?);
                 state.save(dir)?;
-                println!("timeline {chain} pinned; every head will be checked against it");
+                println!("timeline {chain} pinned; heads of projects whose policy names no timeline will be checked against it (a timeline a policy names always wins)");
                 Ok(())
             }
             ClientCommand::Follow { release_chain } => {
@@ -168,6 +169,7 @@ async fn client_command(
                             [p.release_chain, p.policy_chain]
                         })
                         .chain(state.timeline.as_ref().map(|t| t.chain))
+                        .chain(state.policy_timelines.keys().copied())
                         .collect();
                     println!("watching for new releases (Ctrl-C to stop)");
                     loop {
@@ -198,7 +200,12 @@ async fn client_command(
                     .get_mut(&project)
                     .with_context(|| format!("project {project:?} is not followed"))?;
                 let (report, view) = connection
-                    .sync_project(followed, &mut state.timeline, freshness)
+                    .sync_project(
+                        followed,
+                        state.timeline.as_mut(),
+                        &mut state.policy_timelines,
+                        freshness,
+                    )
                     .await?;
                 describe_timeline(&connection, view.as_ref(), freshness).await;
                 let release = followed
@@ -286,16 +293,21 @@ async fn sync_all(
         let Some(followed) = state.projects.get_mut(name) else {
             continue;
         };
-        let pinned_before = state.timeline.as_ref().map(|t| t.chain);
+        let learned_before = state.policy_timelines.len();
         let (report, view) = connection
-            .sync_project(followed, &mut state.timeline, freshness)
+            .sync_project(
+                followed,
+                state.timeline.as_mut(),
+                &mut state.policy_timelines,
+                freshness,
+            )
             .await
             .with_context(|| format!("syncing {name}"))?;
         if let Some(view) = &view
-            && pinned_before != Some(view.chain)
+            && state.policy_timelines.len() > learned_before
         {
             eprintln!(
-                "{name}: its policy commits it to timeline {}; pinned it",
+                "{name}: its policy commits it to timeline {}; checking heads against it",
                 view.chain
             );
         }

@@ -227,7 +227,12 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         let freshness = state.freshness();
         let mut followed = connection.follow(release_chain).await?;
         let (report, view) = connection
-            .sync_project(&mut followed, &mut state.timeline, freshness)
+            .sync_project(
+                &mut followed,
+                state.timeline.as_mut(),
+                &mut state.policy_timelines,
+                freshness,
+            )
             .await?;
         if let Some(view) = view {
             say(format!(
@@ -313,7 +318,12 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         let connection = Connection::open(&state.peers, Duration::from_secs(20)).await?;
         let freshness = state.freshness();
         let (report, view) = connection
-            .sync_project(&mut followed, &mut state.timeline, freshness)
+            .sync_project(
+                &mut followed,
+                state.timeline.as_mut(),
+                &mut state.policy_timelines,
+                freshness,
+            )
             .await?;
         let view = view.context("the client checked no timeline")?;
         say(format!(

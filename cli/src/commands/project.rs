@@ -108,6 +108,9 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|v| parse_verifier(v))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let api_token = nodes.api_token.clone();
+            let nodes = nodes.nodes()?;
+            let timeline = timeline.resolve(&nodes)?;
             let project = create_project(&CreateOptions {
                 name: &name,
                 dir: &dir,
@@ -116,11 +119,11 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 roots,
                 root_threshold,
                 roster: &roster,
-                nodes: &nodes.nodes()?,
+                nodes: &nodes,
                 verifiers: &verifiers,
                 attestations,
-                api_token_file: nodes.api_token.as_deref(),
-                timeline,
+                api_token_file: api_token.as_deref(),
+                timeline: timeline.map_or(TimelineChoice::Without, TimelineChoice::Chain),
             })?;
             println!("created project {name} in {}", dir.display());
             println!("  policy chain   {}", project.policy_chain);
@@ -132,6 +135,14 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 "  keys           {} ({roots} root, {developers} developer; releases need {threshold})",
                 dir.join("keys").display()
             );
+            match timeline {
+                Some(timeline) => println!(
+                    "  timeline       {timeline}  (clients check both chains' heads against it)"
+                ),
+                None => println!(
+                    "  timeline       none: clients get no freshness guarantee unless they pin one (a root change can name one later)"
+                ),
+            }
             Ok(())
         }
         ProjectCommand::Policy {
