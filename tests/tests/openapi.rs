@@ -105,9 +105,14 @@ async fn every_documented_route_answers_with_the_documented_shape() -> TestResul
         let Ok(Some(head)) = store.head(&timeline) else {
             return false;
         };
-        store
-            .timeline_tree(&timeline, head.index)
-            .is_ok_and(|tree| tree.head_of(&release_chain).is_some())
+        // The release's block (index 1), not the genesis an earlier epoch recorded.
+        let Ok(Some(release)) = store.head(&release_chain) else {
+            return false;
+        };
+        release.index == 1
+            && store
+                .timeline_tree(&timeline, head.index)
+                .is_ok_and(|tree| tree.head_of(&release_chain) == Some(release.hash))
     })
     .await?;
     let timeline_index = leader
