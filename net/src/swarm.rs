@@ -19,6 +19,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{
     self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, noise, ping, tcp, yamux};
 use prometheus_client::registry::Registry;
@@ -609,8 +610,18 @@ impl SwarmTask {
             self.redial.reset();
         } else if self.redial.tick() {
             for address in missing {
-                if let Err(error) = self.swarm.dial(address.clone()) {
-                    tracing::debug!(%address, %error, "cannot dial bootstrap peer");
+                // A named peer is dialled even while another dial to it is pending: a dial
+                // stuck in a handshake (a peer starting up, a hostile listener on a reused
+                // port) must not keep the node from its bootstrap peer until it times out.
+                let dial = match peer_in(&address) {
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![address.clone()])
+                        .condition(PeerCondition::Disconnected)
+                        .build(),
+                    None => DialOpts::unknown_peer_id().address(address.clone()).build(),
+                };
+                if let Err(error) = self.swarm.dial(dial) {
+                    tracing::info!(%address, %error, "cannot dial bootstrap peer");
                 }
             }
         }
@@ -702,13 +713,19 @@ impl SwarmTask {
                 num_established,
                 ..
             } => {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer_id, endpoint.get_remote_address().clone());
+                // Only an address we dialled is one the peer listens on; an inbound
+                // connection's remote address is the dialer's ephemeral port (its listen
+                // addresses come with identify).
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
                 if num_established.get() == 1 {
                     self.lookup.reset();
                     let peers = self.swarm.connected_peers().count();
+                    tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), peers, "peer connected");
                     let _ = self.events.try_send(NetEvent::Connected {
                         peer: peer_id,
                         peers,
@@ -716,10 +733,28 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
             } => {
                 let peers = self.swarm.connected_peers().count();
+                let cause = cause.map_or_else(|| "closed".to_owned(), |e| e.to_string());
+                tracing::info!(peer = %peer_id, %cause, peers, "peer disconnected");
                 let _ = self.events.try_send(NetEvent::Disconnected { peers });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                // Failures to reach a bootstrap peer are what an operator looks for when the
+                // node stays alone; failures of lookups' guesses are routine.
+                if self.bootstrap.iter().any(|a| peer_in(a) == Some(peer)) {
+                    tracing::info!(%peer, %error, "cannot reach bootstrap peer");
+                } else {
+                    tracing::debug!(%peer, %error, "dial failed");
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

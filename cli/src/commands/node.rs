@@ -141,6 +141,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // The testnet and service managers send the log to a file: no colour codes there.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = args.apply(NodeConfig::load(&args.config.config)?);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

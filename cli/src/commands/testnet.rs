@@ -358,25 +358,48 @@ pub(crate) fn wait_connected(testnet: &Testnet, timeout: Duration) -> anyhow::Re
                     node.log.display()
                 );
             }
-            let peers = get_json::<StatusJson>(node.api, "/status")
-                .ok()
-                .map(|s| s.peers.len());
-            if peers.is_some_and(|p| p >= want) {
+            let status = get_json::<StatusJson>(node.api, "/status").ok();
+            if status.as_ref().is_some_and(|s| s.peers.len() >= want) {
                 break;
             }
             if start.elapsed() > timeout {
+                let missing = match &status {
+                    Some(status) => testnet
+                        .nodes
+                        .iter()
+                        .filter(|other| other.name != node.name)
+                        .filter(|other| !status.peers.iter().any(|p| other.p2p.ends_with(p)))
+                        .map(|other| other.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => "its API does not answer".to_owned(),
+                };
                 bail!(
-                    "{} is not connected to all {want} other nodes after {} s (peers: {:?}); see {}",
+                    "{} is not connected to all {want} other nodes after {} s (missing: {missing}); \
+                     the end of its log {}:\n{}",
                     node.name,
                     timeout.as_secs(),
-                    peers,
-                    node.log.display()
+                    node.log.display(),
+                    log_tail(&node.log, 20)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())
+}
+
+/// The last `lines` lines of a log file (for error messages that must explain themselves where
+/// the file is gone, as in CI).
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("(cannot read it: {error})"),
+    }
 }
 
 /// Prints each node's state; fails (exit status 1) if a node is not running.
@@ -616,5 +639,22 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             };
             super::demo::run(&dir, keep)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_is_the_last_lines_or_says_why_it_is_missing() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("node.log");
+        std::fs::write(&log, "one\ntwo\nthree\n")?;
+        assert_eq!(log_tail(&log, 2), "two\nthree");
+        assert_eq!(log_tail(&log, 10), "one\ntwo\nthree");
+        let missing = log_tail(&dir.path().join("gone.log"), 2);
+        assert!(missing.starts_with("(cannot read it"), "{missing}");
+        Ok(())
     }
 }
