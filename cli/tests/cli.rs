@@ -294,6 +294,55 @@ fn story(dir: &Path, net: &Path) -> TestResult {
     assert!(fetched.contains("verified"), "{fetched}");
     assert_eq!(std::fs::read(&out)?, std::fs::read(&binary)?);
 
+    // Installing: into a directory it creates, as an executable; a second time changes nothing.
+    let bin = dir.join("bin");
+    let installed = run(&["install", "tool", "--to", path(&bin)])?;
+    assert!(installed.contains("tool 0.1.0"), "{installed}");
+    assert!(installed.contains("installed at"), "{installed}");
+    let target = bin.join("tool");
+    assert_eq!(std::fs::read(&target)?, std::fs::read(&binary)?);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target)?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "mode {mode:o}");
+    }
+    let again = run(&["install", "tool", "--to", path(&bin)])?;
+    assert!(again.contains("already installed at"), "{again}");
+    // A failed check leaves the installed file as it was, and no temporary file behind.
+    std::fs::write(&target, b"the old tool")?;
+    let install_fails = |extra: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
+        let mut rest = vec!["install", "tool", "--to", path(&bin)];
+        rest.extend_from_slice(extra);
+        let args = client_args(&rest);
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let refused = install_fails(&["--platform", "plan9-mips"])?;
+    assert!(
+        refused.contains("no binary for platform plan9-mips"),
+        "{refused}"
+    );
+    let refused = install_fails(&["--platform", "source"])?;
+    assert!(refused.contains("not an executable"), "{refused}");
+    let refused = install_fails(&["--name", "../escape"])?;
+    assert!(refused.contains("not a plain file name"), "{refused}");
+    assert_eq!(std::fs::read(&target)?, b"the old tool");
+    let left: Vec<_> = std::fs::read_dir(&bin)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        left,
+        ["tool"],
+        "only the installed file is in {}",
+        bin.display()
+    );
+    // A newer verified binary replaces it.
+    let replaced = run(&["install", "tool", "--to", path(&bin)])?;
+    assert!(
+        replaced.contains("replacing the previous file"),
+        "{replaced}"
+    );
+    assert_eq!(std::fs::read(&target)?, std::fs::read(&binary)?);
+
     // A policy change through the surviving nodes.
     let others = (1..4).map(api).collect::<Vec<_>>().join(",");
     let policy = ok(&[

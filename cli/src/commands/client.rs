@@ -65,6 +65,75 @@ enum ClientCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Sync a project, fetch its latest trusted binary and install it as an executable:
+    /// written to a temporary file, flushed to disk and renamed over the old one, so a failed
+    /// check or a crash leaves the installed binary as it was.
+    Install {
+        /// The project.
+        project: String,
+        /// The platform (default: the only binary).
+        #[arg(long)]
+        platform: Option<String>,
+        /// The directory to install into (created if missing; default: ~/.local/bin).
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// The installed file's name (default: the project's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// An artifact of a project's latest trusted release, every byte checked.
+struct Fetched {
+    artifact: chainiac_protocol::release::ArtifactRef,
+    version: String,
+    bytes: Vec<u8>,
+    /// The peer that served it.
+    from: String,
+}
+
+/// `name` if it names a file in a directory (not a path, not `.` or `..`): a release's artifact
+/// names and project names come from the network and must not choose where files go.
+fn plain_file_name<'a>(what: &str, name: &'a str) -> anyhow::Result<&'a str> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).file_name().is_some_and(|n| n == name);
+    if !plain {
+        bail!("{what} {name:?} is not a plain file name; choose where to write it");
+    }
+    Ok(name)
+}
+
+/// Writes `bytes` to `path` atomically with permission bits `mode`: a temporary file in the same
+/// directory, flushed, renamed over `path`, and the directory flushed, so that readers see the
+/// old file or the new one, never a part.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".chainiac-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| {
+            file.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))
+        })
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("cannot write a temporary file in {}", dir.display()))?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the new file to {}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush {}", dir.display()))?;
+    Ok(())
 }
 
 fn select_projects<'a>(
@@ -194,58 +263,78 @@ async fn client_command(
                 platform,
                 out,
             } => {
-                let freshness = state.freshness();
-                let followed = state
-                    .projects
-                    .get_mut(&project)
-                    .with_context(|| format!("project {project:?} is not followed"))?;
-                let (report, view) = connection
-                    .sync_project(
-                        followed,
-                        state.timeline.as_mut(),
-                        &mut state.policy_timelines,
-                        freshness,
-                    )
-                    .await?;
-                describe_timeline(&connection, view.as_ref(), freshness).await;
-                let release = followed
-                    .verify_latest()?
-                    .with_context(|| format!("{project} has no release yet"))?;
-                let artifact = select_artifact(&release, platform.as_deref())?;
-                eprintln!(
-                    "fetching {} ({} bytes) of {project} {} (release-chain block {})",
-                    artifact.name, artifact.size, release.manifest.version, report.to_index
-                );
-                let download = connection
-                    .fetch(&artifact, &|done, total| {
-                        if total > 4 << 20 {
-                            eprint!("\r  {done} / {total} bytes verified");
-                        }
-                    })
-                    .await?;
-                for failure in &download.failures {
-                    eprintln!(
-                        "  peer {} failed: {}{}",
-                        failure.peer,
-                        failure.reason,
-                        if failure.sent_bad_data {
-                            " (it sent data that does not match the release; do not trust it)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                artifact.check(&download.bytes)?;
-                let out = out.unwrap_or_else(|| PathBuf::from(&artifact.name));
-                std::fs::write(&out, &download.bytes)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
+                let fetched = fetch_latest(
+                    &connection,
+                    &mut state,
+                    &project,
+                    platform.as_deref(),
+                    Wanted::Any,
+                )
+                .await?;
+                let out = match out {
+                    Some(out) => out,
+                    None => PathBuf::from(plain_file_name("artifact name", &fetched.artifact.name)?),
+                };
+                write_atomically(&out, &fetched.bytes, 0o644)?;
                 state.save(dir)?;
                 println!(
                     "{} verified (BLAKE3 {}) from peer {}, written to {}",
-                    artifact.name,
-                    artifact.hash,
-                    download.from,
+                    fetched.artifact.name,
+                    fetched.artifact.hash,
+                    fetched.from,
                     out.display()
+                );
+                Ok(())
+            }
+            ClientCommand::Install {
+                project,
+                platform,
+                to,
+                name,
+            } => {
+                if platform.as_deref() == Some("source") {
+                    bail!("the source archive is not an executable; fetch it with `chainiac client fetch {project} --platform source`");
+                }
+                let to = match to {
+                    Some(to) => to,
+                    None => std::env::var_os("HOME")
+                        .map(|home| PathBuf::from(home).join(".local/bin"))
+                        .context("HOME is not set; choose the directory with --to")?,
+                };
+                let name = name.unwrap_or_else(|| project.clone());
+                let target = to.join(plain_file_name("file name", &name)?);
+                let fetched = fetch_latest(
+                    &connection,
+                    &mut state,
+                    &project,
+                    platform.as_deref(),
+                    Wanted::Binary,
+                )
+                .await?;
+                std::fs::create_dir_all(&to)
+                    .with_context(|| format!("cannot create {}", to.display()))?;
+                let previous = std::fs::read(&target).ok();
+                let unchanged = previous
+                    .as_deref()
+                    .is_some_and(|old| chainiac_protocol::Hash::of_artifact(old) == fetched.artifact.hash);
+                if !unchanged {
+                    write_atomically(&target, &fetched.bytes, 0o755)?;
+                }
+                state.save(dir)?;
+                let what = if unchanged {
+                    "already installed at"
+                } else if previous.is_some() {
+                    "installed, replacing the previous file, at"
+                } else {
+                    "installed at"
+                };
+                println!(
+                    "{project} {} ({}, BLAKE3 {}) verified from peer {}, {what} {}",
+                    fetched.version,
+                    fetched.artifact.name,
+                    fetched.artifact.hash,
+                    fetched.from,
+                    target.display()
                 );
                 Ok(())
             }
@@ -254,6 +343,84 @@ async fn client_command(
     .await;
     connection.close().await;
     result
+}
+
+/// Which artifacts a command accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// A binary or the source archive.
+    Any,
+    /// Only a binary (to install).
+    Binary,
+}
+
+/// Syncs `project`, verifies its latest release and downloads the artifact for `platform`,
+/// checking every byte against the release.
+async fn fetch_latest(
+    connection: &Connection,
+    state: &mut ClientState,
+    project: &str,
+    platform: Option<&str>,
+    wanted: Wanted,
+) -> anyhow::Result<Fetched> {
+    let freshness = state.freshness();
+    let followed = state.projects.get_mut(project).with_context(|| {
+        format!(
+            "project {project:?} is not followed; run `chainiac client follow RELEASE_CHAIN_ID`"
+        )
+    })?;
+    let (report, view) = connection
+        .sync_project(
+            followed,
+            state.timeline.as_mut(),
+            &mut state.policy_timelines,
+            freshness,
+        )
+        .await?;
+    describe_timeline(connection, view.as_ref(), freshness).await;
+    let release = followed
+        .verify_latest()?
+        .with_context(|| format!("{project} has no release yet"))?;
+    let artifact = select_artifact(&release, platform)?;
+    if wanted == Wanted::Binary && artifact == release.manifest.source {
+        bail!(
+            "release {} of {project} has no binary to install, only its source archive",
+            release.manifest.version
+        );
+    }
+    eprintln!(
+        "fetching {} ({} bytes) of {project} {} (release-chain block {})",
+        artifact.name, artifact.size, release.manifest.version, report.to_index
+    );
+    let download = connection
+        .fetch(&artifact, &|done, total| {
+            if total > 4 << 20 {
+                eprint!("\r  {done} / {total} bytes verified");
+            }
+        })
+        .await?;
+    if artifact.size > 4 << 20 {
+        eprintln!();
+    }
+    for failure in &download.failures {
+        eprintln!(
+            "  peer {} failed: {}{}",
+            failure.peer,
+            failure.reason,
+            if failure.sent_bad_data {
+                " (it sent data that does not match the release; do not trust it)"
+            } else {
+                ""
+            }
+        );
+    }
+    artifact.check(&download.bytes)?;
+    Ok(Fetched {
+        version: release.manifest.version.clone(),
+        artifact,
+        bytes: download.bytes,
+        from: download.from.to_string(),
+    })
 }
 
 /// Says which timeline epoch the heads were checked against, and its newest anchor.
@@ -343,4 +510,45 @@ async fn sync_all(
         state.save(dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_file_names_choose_where_a_file_goes() {
+        for good in ["tool", "hello-1.2.0-linux-x86_64", ".hidden", "a..b"] {
+            assert!(plain_file_name("name", good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "nul\0"] {
+            assert!(plain_file_name("name", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_whole_with_its_mode() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tool");
+        std::fs::write(&path, b"old")?;
+        write_atomically(&path, b"new contents", 0o755)?;
+        assert_eq!(std::fs::read(&path)?, b"new contents");
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o755
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names, ["tool"], "no temporary file is left");
+        // Into a directory that does not exist: an error naming it, nothing written.
+        let missing = dir.path().join("missing").join("tool");
+        let error = write_atomically(&missing, b"x", 0o644)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(error.contains("missing"), "{error}");
+        Ok(())
+    }
 }
