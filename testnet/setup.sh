@@ -5,7 +5,7 @@
 #   - a C compiler and make: RocksDB's C++ build, and the C project the verifier tests rebuild;
 #   - python3: the independent test-vector check;
 #   - bubblewrap: build verifiers run recipes in its sandbox;
-#   - chromium: the node explorer's browser test renders the page headless;
+#   - chromium and chromium-driver: the node explorer's browser test renders the page headless;
 #   - anvil (from npm, under ~/.cache/chainiac-tools, no root needed): the local Ethereum node
 #     the anchoring tests and the demo's anchoring use.
 # Run as root, or as a user with sudo (it says so before using it; sudo may ask for a password);
@@ -32,6 +32,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     want chromium "the node explorer's browser test"
     want fonts-dejavu-core "text in the explorer's screenshots"
 fi
+command -v chromedriver >/dev/null 2>&1 || want chromium-driver "drives Chromium in the explorer's browser test"
 
 tools="${CHAINIAC_TOOLS:-$HOME/.cache/chainiac-tools}"
 anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"

@@ -182,6 +182,87 @@ pub struct BlockBatchJson {
     pub blocks: Vec<LinkedBlockJson>,
 }
 
+/// `GET /chains/{id}/releases?before=B&count=N`: the newest releases of a release chain,
+/// decoded (what the node stored; a client verifies the blocks themselves).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseListJson {
+    /// The release chain id, hex.
+    pub chain_id: String,
+    /// Index of the chain's head.
+    pub head_index: u64,
+    /// Releases in blocks below `before` (default: all), newest first, at most `count`.
+    pub releases: Vec<ReleaseJson>,
+}
+
+/// One release, decoded from its release-chain block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseJson {
+    /// Index of its block in the release chain.
+    pub index: u64,
+    /// Hash of that block, hex.
+    pub block: String,
+    /// The project.
+    pub project: String,
+    /// Its version.
+    pub version: String,
+    /// Its sequence (equal to `index`).
+    pub sequence: u64,
+    /// Unix seconds when it was made.
+    pub timestamp: u64,
+    /// Hash of the policy-chain block whose policy it follows, hex.
+    pub policy: String,
+    /// The manifest digest the developers and verifiers signed, hex.
+    pub manifest_digest: String,
+    /// The source archive.
+    pub source: ArtifactJson,
+    /// The binaries, one per platform.
+    pub binaries: Vec<BinaryJson>,
+    /// Keys of the developers who signed it, hex.
+    pub signers: Vec<String>,
+    /// The build attestations it carries.
+    pub attestations: Vec<AttestationJson>,
+}
+
+/// A file of a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactJson {
+    /// Its file name.
+    pub name: String,
+    /// BLAKE3 of its bytes, hex.
+    pub hash: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A release's binary for one platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryJson {
+    /// The platform.
+    pub platform: String,
+    /// The file.
+    pub artifact: ArtifactJson,
+}
+
+/// A build verifier's attestation in a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationJson {
+    /// The verifier's key, hex.
+    pub verifier: String,
+    /// `built` or `failed`.
+    pub outcome: String,
+    /// What it built: `platform` and BLAKE3 `hash`, hex.
+    pub outputs: Vec<AttestationOutputJson>,
+}
+
+/// One output of a verifier's rebuild.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationOutputJson {
+    /// The platform.
+    pub platform: String,
+    /// BLAKE3 of the rebuilt file, hex.
+    pub hash: String,
+}
+
 /// `GET /chains/{id}`: a chain's head block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainJson {
@@ -274,6 +355,9 @@ pub struct ProjectChainJson {
     /// Policy chains: matching build attestations a release needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestations_required: Option<u32>,
+    /// Policy chains: the build verifiers' keys, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifiers: Option<Vec<String>>,
     /// Policy chains: the timeline the policy commits the project to, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<String>,
@@ -488,5 +572,71 @@ mod tests {
         };
         let text = serde_json::to_string(&timeline).expect("json");
         assert!(text.contains(r#""epoch":null"#), "{text}");
+    }
+}
+
+impl ArtifactJson {
+    fn of(artifact: &chainiac_protocol::release::ArtifactRef) -> Self {
+        Self {
+            name: artifact.name.clone(),
+            hash: artifact.hash.to_hex(),
+            size: artifact.size,
+        }
+    }
+}
+
+impl ReleaseJson {
+    /// The release in block `index` (hash `block`) of its chain.
+    pub fn from_release(
+        index: u64,
+        block: &chainiac_protocol::Hash,
+        release: &chainiac_protocol::release::Release,
+    ) -> Self {
+        use chainiac_protocol::release::BuildOutcome;
+        let manifest = &release.manifest;
+        Self {
+            index,
+            block: block.to_hex(),
+            project: manifest.project.clone(),
+            version: manifest.version.clone(),
+            sequence: manifest.sequence,
+            timestamp: manifest.timestamp,
+            policy: manifest.policy.to_hex(),
+            manifest_digest: manifest.digest().to_hex(),
+            source: ArtifactJson::of(&manifest.source),
+            binaries: manifest
+                .binaries
+                .iter()
+                .map(|b| BinaryJson {
+                    platform: b.platform.clone(),
+                    artifact: ArtifactJson::of(&b.artifact),
+                })
+                .collect(),
+            signers: release
+                .signatures
+                .iter()
+                .map(|s| s.signer.to_hex())
+                .collect(),
+            attestations: release
+                .attestations
+                .iter()
+                .map(|a| AttestationJson {
+                    verifier: a.verifier.to_hex(),
+                    outcome: match a.outcome {
+                        BuildOutcome::Built => "built",
+                        BuildOutcome::Failed => "failed",
+                    }
+                    .to_owned(),
+                    outputs: a
+                        .outputs
+                        .iter()
+                        .map(|(platform, hash)| AttestationOutputJson {
+                            platform: platform.clone(),
+                            hash: hash.to_hex(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 }

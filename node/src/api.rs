@@ -14,12 +14,12 @@ use axum::{Json, Router};
 use chainiac_api::types::{
     AnchorProofJson, AppendRequest, ArtifactStored, BlockBatchJson, BlockJson, ChainHeadJson,
     ChainJson, CreateChainRequest, ErrorJson, LinkedBlockJson, ProjectChainJson, ProofJson,
-    RosterApprovalRequest, RosterChangeJson, RosterJson, StatusJson, TimelineAnchorsJson,
-    TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
+    ReleaseJson, ReleaseListJson, RosterApprovalRequest, RosterChangeJson, RosterJson, StatusJson,
+    TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
 };
 use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
-use chainiac_protocol::encoding::Encode;
+use chainiac_protocol::encoding::{Decode, Encode};
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::project::ChainGenesis;
 use chainiac_protocol::skipchain::ChainParams;
@@ -128,6 +128,7 @@ fn routes(core: Core) -> Router {
         .route("/chains/{id}", get(chain))
         .route("/chains/{id}/blocks", get(blocks).post(append))
         .route("/chains/{id}/blocks/{index}", get(block))
+        .route("/chains/{id}/releases", get(releases))
         .route("/chains/{id}/proof", get(proof))
         .route("/rosters/{hash}", get(roster))
         .route(
@@ -144,6 +145,9 @@ fn routes(core: Core) -> Router {
         )
         .route("/anchors", get(anchors))
         .route("/metrics", get(metrics))
+        .route("/", get(crate::explorer::page))
+        .route("/explorer.js", get(crate::explorer::script))
+        .route("/explorer.css", get(crate::explorer::style))
         .with_state(core)
 }
 
@@ -257,6 +261,75 @@ const MAX_BATCH_BLOCKS: u64 = 256;
 /// Most bytes of block encodings in one batch (the JSON, in hex, is about twice that); at
 /// least one block is always sent.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+#[derive(Deserialize)]
+struct ReleasesQuery {
+    before: Option<u64>,
+    count: Option<u64>,
+}
+
+/// Most releases `GET /chains/{id}/releases` decodes per request.
+const MAX_RELEASES_LISTED: u64 = 64;
+
+/// The newest releases of a release chain, decoded for people (the explorer); clients verify
+/// blocks, not this.
+async fn releases(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Query(query): Query<ReleasesQuery>,
+) -> Result<Json<ReleaseListJson>, ApiError> {
+    let chain_id = parse_hash("chain id", &id)?;
+    let count = query.count.unwrap_or(20);
+    if count == 0 || count > MAX_RELEASES_LISTED {
+        return Err(bad_request(format!(
+            "count must be between 1 and {MAX_RELEASES_LISTED}"
+        )));
+    }
+    tokio::task::spawn_blocking(move || release_list(&core, chain_id, query.before, count))
+        .await
+        .map_err(internal)?
+        .map(Json)
+}
+
+fn release_list(
+    core: &NodeCore,
+    chain_id: Hash,
+    before: Option<u64>,
+    count: u64,
+) -> Result<ReleaseListJson, ApiError> {
+    let store = core.store();
+    let head = store
+        .head(&chain_id)?
+        .ok_or(StoreError::UnknownChain(chain_id))?;
+    if !matches!(
+        chain_kind(store, &chain_id)?,
+        Some(ChainGenesis::Release { .. })
+    ) {
+        return Err(not_found(format!("{chain_id} is not a release chain")));
+    }
+    let end = before.unwrap_or(u64::MAX).min(head.index.saturating_add(1));
+    let mut releases = Vec::new();
+    for index in (1..end)
+        .rev()
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+    {
+        let block = store
+            .block_at(&chain_id, index)?
+            .ok_or_else(|| internal(format!("block {index} of {chain_id} is missing")))?;
+        let release =
+            chainiac_protocol::release::Release::from_bytes(block.payload()).map_err(|e| {
+                internal(format!(
+                    "block {index} of {chain_id} holds an invalid release: {e}"
+                ))
+            })?;
+        releases.push(ReleaseJson::from_release(index, &block.hash(), &release));
+    }
+    Ok(ReleaseListJson {
+        chain_id: chain_id.to_hex(),
+        head_index: head.index,
+        releases,
+    })
+}
 
 #[derive(Deserialize)]
 struct BatchQuery {
@@ -508,6 +581,7 @@ async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>
             developer_threshold: None,
             developers: None,
             attestations_required: None,
+            verifiers: None,
             timeline: None,
             policy_chain: None,
             version: None,
@@ -529,6 +603,13 @@ async fn projects(State(core): State<Core>) -> Result<Json<Vec<ProjectChainJson>
                             .collect(),
                     );
                     entry.attestations_required = Some(policy.attestations_required);
+                    entry.verifiers = Some(
+                        policy
+                            .build_verifiers
+                            .iter()
+                            .map(PublicKey::to_hex)
+                            .collect(),
+                    );
                 }
             }
             ChainGenesis::Release { policy_chain, .. } => {

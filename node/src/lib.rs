@@ -14,6 +14,7 @@ pub mod artifacts;
 pub mod builder;
 pub mod config;
 pub mod epochs;
+pub mod explorer;
 pub mod gossip;
 pub mod metrics;
 pub mod node;

@@ -151,6 +151,34 @@ async fn every_documented_route_answers_with_the_documented_shape() -> TestResul
         "/chains/{id}/proof",
         format!("/chains/{chain}/proof?from=0&to=1"),
     )?;
+    let listed = get(
+        "/chains/{id}/releases",
+        format!("/chains/{chain}/releases?count=5"),
+    )?;
+    let releases = listed["releases"].as_array().ok_or("releases")?;
+    assert_eq!(releases.len(), 1, "{listed}");
+    assert_eq!(releases[0]["version"], json!("1.0.0"));
+    assert_eq!(releases[0]["index"], json!(1));
+    assert!(
+        !releases[0]["signers"]
+            .as_array()
+            .ok_or("signers")?
+            .is_empty(),
+        "{listed}"
+    );
+    let hashes = releases[0]["binaries"]
+        .as_array()
+        .ok_or("binaries")?
+        .iter()
+        .map(|b| b["artifact"]["hash"].clone())
+        .chain([releases[0]["source"]["hash"].clone()])
+        .collect::<Vec<_>>();
+    assert!(hashes.contains(&json!(artifact.to_hex())), "{listed}");
+    let none_before = get(
+        "/chains/{id}/releases",
+        format!("/chains/{chain}/releases?before=1"),
+    )?;
+    assert_eq!(none_before["releases"], json!([]));
     get("/rosters/{hash}", format!("/rosters/{}", roster.hash()))?;
     let projects = get("/projects", "/projects".into())?;
     assert!(
@@ -236,6 +264,17 @@ async fn every_documented_route_answers_with_the_documented_shape() -> TestResul
     assert!(String::from_utf8(metrics)?.contains("# TYPE"));
     exercised.insert(("GET".into(), "/metrics".into()));
 
+    // The explorer's page and assets.
+    for (path, marker) in [
+        ("/", "chainiac node explorer"),
+        ("/explorer.js", "setInterval(refresh"),
+        ("/explorer.css", ".hex"),
+    ] {
+        let body = chainiac_api::http::call(api, "GET", path, "", b"", None)?;
+        assert!(String::from_utf8(body)?.contains(marker), "GET {path}");
+        exercised.insert(("GET".into(), path.into()));
+    }
+
     // Errors have the documented shape too.
     let missing = "0".repeat(64);
     let (status, error) = http(api, "GET", &format!("/chains/{missing}"), None)?;
@@ -261,6 +300,18 @@ async fn every_documented_route_answers_with_the_documented_shape() -> TestResul
         status,
         &error,
     );
+
+    let (status, error) = http(api, "GET", &format!("/chains/{tl}/releases"), None)?;
+    assert_eq!(status, 404, "a timeline is not a release chain: {error}");
+    assert_shape(&document, "GET", "/chains/{id}/releases", status, &error);
+    let (status, error) = http(
+        api,
+        "GET",
+        &format!("/chains/{chain}/releases?count=65"),
+        None,
+    )?;
+    assert_eq!(status, 400);
+    assert_shape(&document, "GET", "/chains/{id}/releases", status, &error);
 
     let missed: Vec<_> = documented(&document)
         .difference(&exercised)
