@@ -520,61 +520,6 @@ pub struct ErrorJson {
     pub error: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chainiac_protocol::keys::SecretKey;
-
-    #[test]
-    fn roster_entries_round_trip_and_bad_entries_are_refused() {
-        let members: Vec<RosterMember> = (1..=4u8)
-            .map(|i| RosterMember::from_secret(&SecretKey::from_seed(&[i; 32])))
-            .collect();
-        let roster = Roster::with_default_threshold(members).expect("roster");
-        let json = members_json(&roster);
-        let back = roster_from_json(&json, Some(roster.threshold() as u32)).expect("roster");
-        assert_eq!(back.hash(), roster.hash());
-        let text = serde_json::to_string(&json[0]).expect("json");
-        assert!(text.contains("\"public_key\""), "{text}");
-        let mut bad = json;
-        bad[1].proof_of_possession = bad[0].proof_of_possession.clone();
-        assert!(roster_from_json(&bad, None).is_err(), "a stolen proof");
-        bad[1].proof_of_possession = "zz".into();
-        assert!(roster_from_json(&bad, None).is_err());
-        let described = RosterJson::from(&roster);
-        assert_eq!(described.hash, roster.hash().to_hex());
-        assert_eq!(described.members.len(), 4);
-    }
-
-    #[test]
-    fn optional_fields_are_left_out_or_null_as_documented() {
-        let append = AppendRequest {
-            payload: "00".into(),
-            roster: None,
-            threshold: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&append).expect("json"),
-            r#"{"payload":"00"}"#
-        );
-        let parsed: AppendRequest = serde_json::from_str("{}").expect("defaults");
-        assert_eq!(parsed.payload, "");
-        let timeline = TimelineJson {
-            chain_id: "00".into(),
-            epoch_seconds: 10,
-            index: 0,
-            head: "00".into(),
-            epoch: None,
-            timestamp: None,
-            chain_count: None,
-            root: None,
-            changes: None,
-        };
-        let text = serde_json::to_string(&timeline).expect("json");
-        assert!(text.contains(r#""epoch":null"#), "{text}");
-    }
-}
-
 impl ArtifactJson {
     fn of(artifact: &chainiac_protocol::release::ArtifactRef) -> Self {
         Self {
@@ -638,5 +583,60 @@ impl ReleaseJson {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainiac_protocol::keys::SecretKey;
+
+    #[test]
+    fn roster_entries_round_trip_and_bad_entries_are_refused() {
+        let members: Vec<RosterMember> = (1..=4u8)
+            .map(|i| RosterMember::from_secret(&SecretKey::from_seed(&[i; 32])))
+            .collect();
+        let roster = Roster::with_default_threshold(members).expect("roster");
+        let json = members_json(&roster);
+        let back = roster_from_json(&json, Some(roster.threshold() as u32)).expect("roster");
+        assert_eq!(back.hash(), roster.hash());
+        let text = serde_json::to_string(&json[0]).expect("json");
+        assert!(text.contains("\"public_key\""), "{text}");
+        let mut bad = json;
+        bad[1].proof_of_possession = bad[0].proof_of_possession.clone();
+        assert!(roster_from_json(&bad, None).is_err(), "a stolen proof");
+        bad[1].proof_of_possession = "zz".into();
+        assert!(roster_from_json(&bad, None).is_err());
+        let described = RosterJson::from(&roster);
+        assert_eq!(described.hash, roster.hash().to_hex());
+        assert_eq!(described.members.len(), 4);
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_or_null_as_documented() {
+        let append = AppendRequest {
+            payload: "00".into(),
+            roster: None,
+            threshold: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&append).expect("json"),
+            r#"{"payload":"00"}"#
+        );
+        let parsed: AppendRequest = serde_json::from_str("{}").expect("defaults");
+        assert_eq!(parsed.payload, "");
+        let timeline = TimelineJson {
+            chain_id: "00".into(),
+            epoch_seconds: 10,
+            index: 0,
+            head: "00".into(),
+            epoch: None,
+            timestamp: None,
+            chain_count: None,
+            root: None,
+            changes: None,
+        };
+        let text = serde_json::to_string(&timeline).expect("json");
+        assert!(text.contains(r#""epoch":null"#), "{text}");
     }
 }
