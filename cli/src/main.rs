@@ -2,14 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod commands;
 mod report;
 
 /// chainiac: a decentralized, reproducible software-release log.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "chainiac", version, about, long_about = None)]
 struct Cli {
     /// On failure, also print the stack trace (captured when RUST_BACKTRACE=1 is set too).
     /// Same as CHAINIAC_BACKTRACE=1.
@@ -38,6 +41,18 @@ enum Command {
     /// Ethereum anchors of the timeline: list and verify.
     #[command(subcommand)]
     Anchor(commands::anchor::AnchorCommand),
+    /// Print a shell completion script, e.g. `chainiac completions bash >
+    /// ~/.local/share/bash-completion/completions/chainiac`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (chainiac.1 and one per subcommand, e.g. chainiac-client-install.1)
+    /// into a directory, e.g. `chainiac manpages ~/.local/share/man/man1`.
+    Manpages {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,5 +72,37 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Client(args) => commands::client::client(args),
         Command::Testnet(command) => commands::testnet::testnet(command),
         Command::Anchor(command) => commands::anchor::anchor(command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "chainiac",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Manpages { dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            let pages = std::fs::read_dir(&dir)?.count();
+            eprintln!(
+                "{pages} man pages in {}; read one with `man {}/chainiac.1`",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

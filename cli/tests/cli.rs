@@ -493,3 +493,27 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn completions_and_man_pages_cover_every_command() -> TestResult {
+    let bash = ok(&["completions", "bash"])?;
+    for word in ["chainiac", "install", "testnet", "--platform"] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    assert!(ok(&["completions", "zsh"])?.contains("#compdef chainiac"));
+    let dir = tempfile::tempdir()?;
+    let man = dir.path().join("man1");
+    ok(&["manpages", path(&man)])?;
+    for page in [
+        "chainiac.1",
+        "chainiac-client.1",
+        "chainiac-client-install.1",
+        "chainiac-node-run.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page))?;
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+    let refused = fails(&["completions", "tcsh"])?;
+    assert!(refused.contains("invalid value 'tcsh'"), "{refused}");
+    Ok(())
+}
