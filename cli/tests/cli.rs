@@ -289,6 +289,10 @@ fn story(dir: &Path, net: &Path) -> TestResult {
     );
     let verified = run(&["verify"])?;
     assert!(verified.contains("release 0.1.0"), "{verified}");
+    let verified: Value = serde_json::from_str(&run(&["verify", "--json"])?)?;
+    assert_eq!(verified[0]["project"], "tool");
+    assert_eq!(verified[0]["release"]["version"], "0.1.0");
+    assert_eq!(verified[0]["release"]["block"], 1);
     let out = dir.join("fetched-tool");
     let fetched = run(&["fetch", "tool", "--out", path(&out)])?;
     assert!(fetched.contains("verified"), "{fetched}");
@@ -365,6 +369,34 @@ fn story(dir: &Path, net: &Path) -> TestResult {
         &others,
     ])?;
     assert!(show.contains("latest 0.1.0"), "{show}");
+    let show: Value = serde_json::from_str(&ok(&[
+        "project",
+        "show",
+        "--dir",
+        path(&project),
+        "--node",
+        &others,
+        "--json",
+    ])?)?;
+    let chains = show.as_array().ok_or("an array")?;
+    assert_eq!(chains.len(), 2, "the policy and the release chain: {show}");
+    assert!(
+        chains
+            .iter()
+            .any(|c| c["kind"] == "release" && c["version"] == "0.1.0")
+    );
+
+    let output = chainiac(&["testnet", "status", "--dir", path(net), "--json"])?;
+    assert_eq!(output.status.code(), Some(1), "a node is down");
+    let states: Value = serde_json::from_slice(&output.stdout)?;
+    let states = states.as_array().ok_or("an array")?;
+    assert_eq!(states.len(), 4);
+    assert_eq!(states.iter().filter(|n| n["state"] == "stopped").count(), 1);
+    assert!(
+        states
+            .iter()
+            .any(|n| n["state"] == "healthy" && n["peers"].is_u64())
+    );
 
     let output = chainiac(&["testnet", "status", "--dir", path(net)])?;
     let status = String::from_utf8(output.stdout)?;

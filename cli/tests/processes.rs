@@ -89,6 +89,18 @@ fn node_status_prints_peers_chains_and_heads() -> TestResult {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("chains      1"), "{text}");
     assert!(text.contains("head #0"), "{text}");
+    let output = Command::new(env!("CARGO_BIN_EXE_chainiac"))
+        .args(["node", "status", "--json", "--config"])
+        .arg(node.dir.join("config.toml"))
+        .args(["--api", &node.api.to_string()])
+        .output()?;
+    assert!(output.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        status["chains"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
     // A stopped node: a clear error.
     node.kill()?;
     let output = Command::new(env!("CARGO_BIN_EXE_chainiac"))

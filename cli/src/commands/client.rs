@@ -53,6 +53,9 @@ enum ClientCommand {
     Verify {
         /// Only this project.
         project: Option<String>,
+        /// Print the projects as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Fetch an artifact of a project's latest trusted release, checking every byte.
     Fetch {
@@ -81,6 +84,30 @@ enum ClientCommand {
         #[arg(long)]
         name: Option<String>,
     },
+}
+
+/// A followed project as `client verify` reports it.
+#[derive(serde::Serialize)]
+struct VerifiedProject {
+    project: String,
+    release_chain: String,
+    /// Its latest trusted release (`null` before the first).
+    release: Option<VerifiedRelease>,
+}
+
+/// The latest trusted release of a project, re-verified from the local state.
+#[derive(serde::Serialize)]
+struct VerifiedRelease {
+    version: String,
+    sequence: u64,
+    /// Its block index in the release chain.
+    block: u64,
+    /// Developer signatures it carries.
+    signatures: usize,
+    /// Hash of the policy-chain block it follows.
+    policy_block: String,
+    /// Platform and BLAKE3 hash of each binary.
+    binaries: std::collections::BTreeMap<String, String>,
 }
 
 /// An artifact of a project's latest trusted release, every byte checked.
@@ -180,19 +207,45 @@ async fn client_command(
     mut state: ClientState,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    if let ClientCommand::Verify { project } = &command {
+    if let ClientCommand::Verify { project, json } = &command {
+        let mut verified = Vec::new();
         for name in select_projects(&state, project.as_deref())? {
             let followed = &state.projects[name];
-            match followed.verify_latest()? {
+            let release = followed.verify_latest()?.map(|release| VerifiedRelease {
+                version: release.manifest.version.clone(),
+                sequence: release.manifest.sequence,
+                block: followed.release.block().index(),
+                signatures: release.signatures.len(),
+                policy_block: release.manifest.policy.to_hex(),
+                binaries: release
+                    .manifest
+                    .binaries
+                    .iter()
+                    .map(|b| (b.platform.clone(), b.artifact.hash.to_hex()))
+                    .collect(),
+            });
+            verified.push(VerifiedProject {
+                project: name.to_owned(),
+                release_chain: followed.release_chain.to_hex(),
+                release,
+            });
+        }
+        if *json {
+            println!("{}", serde_json::to_string_pretty(&verified)?);
+            return Ok(());
+        }
+        for entry in verified {
+            match entry.release {
                 Some(release) => println!(
-                    "{name}: release {} (sequence {}, release-chain block {}) verified: {} developer signatures under policy block {}",
-                    release.manifest.version,
-                    release.manifest.sequence,
-                    followed.release.block().index(),
-                    release.signatures.len(),
-                    release.manifest.policy
+                    "{}: release {} (sequence {}, release-chain block {}) verified: {} developer signatures under policy block {}",
+                    entry.project,
+                    release.version,
+                    release.sequence,
+                    release.block,
+                    release.signatures,
+                    release.policy_block
                 ),
-                None => println!("{name}: no release yet"),
+                None => println!("{}: no release yet", entry.project),
             }
         }
         return Ok(());

@@ -28,6 +28,9 @@ pub(crate) enum NodeCommand {
         /// API address to ask (default: the one in the configuration).
         #[arg(long, env = "CHAINIAC_API")]
         api: Option<SocketAddr>,
+        /// Print the node's answer as JSON (the API's `GET /status`).
+        #[arg(long)]
+        json: bool,
     },
     /// Approve, as this node's operator, moving a timeline this node witnesses to another
     /// roster. The node signs the approval with its key and sends it to the other members;
@@ -98,7 +101,7 @@ pub(crate) fn node(command: NodeCommand) -> anyhow::Result<()> {
     match command {
         NodeCommand::Init { dir } => init(&dir),
         NodeCommand::Run(args) => run(&args),
-        NodeCommand::Status { config, api } => status(&config.config, api),
+        NodeCommand::Status { config, api, json } => status(&config.config, api, json),
         NodeCommand::ApproveRoster {
             config,
             timeline,
@@ -217,7 +220,7 @@ fn approve_roster(
     Ok(())
 }
 
-fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<()> {
+fn status(config: &std::path::Path, api: Option<SocketAddr>, json: bool) -> anyhow::Result<()> {
     let address = match api {
         Some(address) => address,
         None => NodeConfig::load(config)?.api.listen,
@@ -225,6 +228,10 @@ fn status(config: &std::path::Path, api: Option<SocketAddr>) -> anyhow::Result<(
     let status: StatusJson = chainiac_api::http::get_json(address, "/status")
         .with_context(|| format!("cannot ask the node at {address} for its status"))?;
     let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "node        {}",

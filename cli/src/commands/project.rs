@@ -85,6 +85,9 @@ pub(crate) enum ProjectCommand {
         dir: PathBuf,
         #[command(flatten)]
         nodes: NodesArg,
+        /// Print the chains as JSON (the node's `GET /projects` entries for this project).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -179,15 +182,20 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ProjectCommand::Show { dir, nodes } => {
+        ProjectCommand::Show { dir, nodes, json } => {
             let project = ProjectFile::load(&dir)?;
             let nodes = project.nodes(&nodes.nodes()?)?;
             let all: Vec<ProjectChainJson> = nodes.get("/projects")?;
+            let mine: Vec<ProjectChainJson> = all
+                .into_iter()
+                .filter(|chain| chain.project.as_deref() == Some(project.name.as_str()))
+                .collect();
             let mut out = std::io::stdout().lock();
-            for chain in all {
-                if chain.project.as_deref() != Some(project.name.as_str()) {
-                    continue;
-                }
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&mine)?)?;
+                return Ok(());
+            }
+            for chain in mine {
                 let kind = chain.kind.as_deref().unwrap_or("?");
                 let detail = match kind {
                     "release" => format!(

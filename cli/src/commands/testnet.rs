@@ -402,39 +402,68 @@ fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// One node's state, as `testnet status --json` prints it.
+#[derive(Debug, Serialize)]
+struct NodeState {
+    name: String,
+    pid: u32,
+    /// `healthy`, `starting` (running, its API not answering yet) or `stopped`.
+    state: &'static str,
+    /// Connected peers and chains held (absent unless healthy).
+    peers: Option<usize>,
+    chains: Option<usize>,
+    api: SocketAddr,
+    p2p: String,
+}
+
 /// Prints each node's state; fails (exit status 1) if a node is not running.
-pub(crate) fn status(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     let testnet = Testnet::load(dir)?;
-    println!(
-        "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} p2p",
-        "node", "pid", "state", "peers", "chains", "api"
-    );
-    for node in &testnet.nodes {
-        let running = is_running(node.pid);
-        let status = if running {
-            get_json::<StatusJson>(node.api, "/status").ok()
-        } else {
-            None
-        };
-        let (state, peers, chains) = match &status {
-            Some(s) => (
-                "healthy",
-                s.peers.len().to_string(),
-                s.chains.len().to_string(),
-            ),
-            None if running => ("starting", "-".into(), "-".into()),
-            None => ("stopped", "-".into(), "-".into()),
-        };
+    let states: Vec<NodeState> = testnet
+        .nodes
+        .iter()
+        .map(|node| {
+            let running = is_running(node.pid);
+            let status = if running {
+                get_json::<StatusJson>(node.api, "/status").ok()
+            } else {
+                None
+            };
+            NodeState {
+                name: node.name.clone(),
+                pid: node.pid,
+                state: match (&status, running) {
+                    (Some(_), _) => "healthy",
+                    (None, true) => "starting",
+                    (None, false) => "stopped",
+                },
+                peers: status.as_ref().map(|s| s.peers.len()),
+                chains: status.as_ref().map(|s| s.chains.len()),
+                api: node.api,
+                p2p: node.p2p.clone(),
+            }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+    } else {
         println!(
-            "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} {}",
-            node.name,
-            node.pid,
-            state,
-            peers,
-            chains,
-            node.api.to_string(),
-            node.p2p
+            "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} p2p",
+            "node", "pid", "state", "peers", "chains", "api"
         );
+        let count = |n: Option<usize>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        for node in &states {
+            println!(
+                "{:<8} {:>7}  {:<8} {:>5} {:>6}  {:<21} {}",
+                node.name,
+                node.pid,
+                node.state,
+                count(node.peers),
+                count(node.chains),
+                node.api.to_string(),
+                node.p2p
+            );
+        }
     }
     let stopped: Vec<&str> = testnet
         .nodes
@@ -546,6 +575,9 @@ pub(crate) enum TestnetCommand {
         /// Directory of the testnet.
         #[arg(long, default_value = "testnet-data")]
         dir: PathBuf,
+        /// Print the nodes' states as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the end of the nodes' logs.
     Logs {
@@ -615,7 +647,7 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        TestnetCommand::Status { dir } => status(&dir),
+        TestnetCommand::Status { dir, json } => status(&dir, json),
         TestnetCommand::Restart { dir, node } => {
             restart(&dir, &node)?;
             println!("{node} restarted and connected");
