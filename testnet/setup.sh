@@ -28,6 +28,7 @@ command -v clang >/dev/null 2>&1 || want clang "bindgen for RocksDB's bindings"
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
     || want libclang-dev "bindgen for RocksDB's bindings"
 command -v bwrap >/dev/null 2>&1 || want bubblewrap "the build verifiers' sandbox"
+command -v ssh-keygen >/dev/null 2>&1 || want openssh-client "the tests of developers' OpenSSH keys"
 if ! command -v chromium >/dev/null 2>&1; then
     want chromium "the node explorer's browser test"
     want fonts-dejavu-core "text in the explorer's screenshots"

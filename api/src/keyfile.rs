@@ -1,6 +1,8 @@
 //! Key files: a secret Ed25519 key as 64 hex characters in a file only its owner can read (a
-//! node's key, a developer's, a root's, a verifier's), the public identity a node shares with
-//! others (its roster entry, `node.pub.json`), and the bearer token of a node's HTTP API.
+//! node's key, a developer's, a root's, a verifier's) or an OpenSSH Ed25519 private key (the
+//! key a developer already signs commits with, passphrase-protected or not), the public
+//! identity a node shares with others (its roster entry, `node.pub.json`), and the bearer token
+//! of a node's HTTP API.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,59 @@ pub enum IdentityError {
     /// Others can read the secret key.
     #[error("key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
+    /// An OpenSSH key file that does not parse.
+    #[error("key file {path} is not a valid OpenSSH private key: {reason}")]
+    Ssh { path: PathBuf, reason: String },
+    /// An OpenSSH key of another algorithm than Ed25519.
+    #[error(
+        "key file {path} holds an {algorithm} SSH key; chainiac signs with Ed25519 keys only (make one with `ssh-keygen -t ed25519`)"
+    )]
+    NotEd25519 { path: PathBuf, algorithm: String },
+    /// A passphrase-protected key and no passphrase.
+    #[error(
+        "key file {path} is protected by a passphrase; run on a terminal to be asked for it, or set CHAINIAC_KEY_PASSPHRASE"
+    )]
+    PassphraseNeeded { path: PathBuf },
+    /// A passphrase that does not decrypt the key.
+    #[error("the passphrase does not decrypt key file {path}")]
+    WrongPassphrase { path: PathBuf },
+}
+
+/// Asks for the passphrase of an encrypted key file (`None`: none can be had).
+pub type PassphraseSource<'a> = &'a dyn Fn(&Path) -> Option<Zeroizing<String>>;
+
+/// The first line of an OpenSSH private key file.
+const OPENSSH_PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+
+/// A public key given as 64 hex characters, an OpenSSH public key line (`ssh-ed25519 AAAA...`),
+/// or a file holding either (an `id_ed25519.pub`, a `node.pub.json` is not one).
+pub fn public_key_from(text_or_path: &str) -> Result<PublicKey, String> {
+    let path = Path::new(text_or_path);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        text_or_path.to_owned()
+    };
+    let text = text.trim();
+    // An OpenSSH public key line is `TYPE BASE64 [COMMENT]`; hex has no space.
+    if text.contains(char::is_whitespace) {
+        let key = ssh_key::PublicKey::from_openssh(text).map_err(|error| match error {
+            ssh_key::Error::AlgorithmUnknown => {
+                "an SSH key of a type other than Ed25519; chainiac keys are Ed25519 (`ssh-keygen -t ed25519`)".to_owned()
+            }
+            other => format!("not an OpenSSH public key: {other}"),
+        })?;
+        let ed25519 = key.key_data().ed25519().ok_or_else(|| {
+            format!(
+                "an {} SSH key; chainiac keys are Ed25519 (`ssh-keygen -t ed25519`)",
+                key.algorithm()
+            )
+        })?;
+        return PublicKey::from_bytes(&ed25519.0).map_err(|e| e.to_string());
+    }
+    PublicKey::from_hex(text).map_err(|e| {
+        format!("not a public key (64 hex characters, or an `ssh-ed25519 ...` line): {e}")
+    })
 }
 
 /// A secret key loaded from (or for) a key file.
@@ -104,8 +159,14 @@ impl Identity {
         file.sync_all().map_err(io)
     }
 
-    /// Reads a key file written by [`Identity::save`].
+    /// Reads a key file written by [`Identity::save`], or an unencrypted OpenSSH Ed25519 key.
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
+        Self::load_with(path, &|_| None)
+    }
+
+    /// [`Identity::load`], asking `passphrase` when the file is a passphrase-protected OpenSSH
+    /// key.
+    pub fn load_with(path: &Path, passphrase: PassphraseSource<'_>) -> Result<Self, IdentityError> {
         let io = |source| IdentityError::Io {
             path: path.into(),
             source,
@@ -122,12 +183,70 @@ impl Identity {
             }
         }
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        if text.trim_start().starts_with(OPENSSH_PRIVATE_KEY) {
+            return Self::from_openssh(path, &text, passphrase);
+        }
         let mut seed = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(text.trim(), seed.as_mut())
             .map_err(|_| IdentityError::Malformed { path: path.into() })?;
         Ok(Self {
             secret: SecretKey::from_seed(&seed),
         })
+    }
+}
+
+impl Identity {
+    /// The Ed25519 key of an OpenSSH private key file (decrypted with `passphrase` if it is
+    /// protected); its public key is the one `ssh-keygen` wrote next to it.
+    fn from_openssh(
+        path: &Path,
+        text: &str,
+        passphrase: PassphraseSource<'_>,
+    ) -> Result<Self, IdentityError> {
+        let ssh = |error: ssh_key::Error| IdentityError::Ssh {
+            path: path.into(),
+            reason: error.to_string(),
+        };
+        let mut key = ssh_key::PrivateKey::from_openssh(text).map_err(|error| match error {
+            // Algorithms this build does not parse (RSA, ECDSA, ...) cannot be Ed25519.
+            ssh_key::Error::AlgorithmUnknown => IdentityError::NotEd25519 {
+                path: path.into(),
+                algorithm: "other than Ed25519".into(),
+            },
+            other => ssh(other),
+        })?;
+        if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+            return Err(IdentityError::NotEd25519 {
+                path: path.into(),
+                algorithm: key.algorithm().to_string(),
+            });
+        }
+        if key.is_encrypted() {
+            let secret = passphrase(path)
+                .ok_or_else(|| IdentityError::PassphraseNeeded { path: path.into() })?;
+            key = key
+                .decrypt(secret.as_bytes())
+                .map_err(|_| IdentityError::WrongPassphrase { path: path.into() })?;
+        }
+        let pair = key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| IdentityError::NotEd25519 {
+                path: path.into(),
+                algorithm: key.algorithm().to_string(),
+            })?;
+        let seed = Zeroizing::new(pair.private.to_bytes());
+        let identity = Self {
+            secret: SecretKey::from_seed(&seed),
+        };
+        // The file's public half must be the key its secret half makes.
+        if identity.secret.public_key().as_bytes() != &pair.public.0 {
+            return Err(IdentityError::Ssh {
+                path: path.into(),
+                reason: "its public key does not match its private key".into(),
+            });
+        }
+        Ok(identity)
     }
 }
 
@@ -244,6 +363,82 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Makes a key with OpenSSH's own `ssh-keygen` (testnet/setup.sh installs it).
+    fn ssh_keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> PathBuf {
+        let path = dir.join(name);
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", passphrase, "-C", "test", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen runs (install openssh-client: ./testnet/setup.sh)");
+        assert!(status.success(), "ssh-keygen -t {kind}");
+        path
+    }
+
+    fn pub_file(path: &Path) -> String {
+        format!("{}.pub", path.display())
+    }
+
+    #[test]
+    fn an_openssh_ed25519_key_signs_as_the_public_key_ssh_keygen_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = ssh_keygen(dir.path(), "id_ed25519", "ed25519", "");
+        let public = public_key_from(&pub_file(&plain)).expect("the .pub file");
+        let identity = Identity::load(&plain).expect("an unencrypted key loads");
+        assert_eq!(identity.public().key, public);
+        identity.public().check().expect("proof of possession");
+        // The same public key as a line and as hex.
+        let line = std::fs::read_to_string(pub_file(&plain)).expect("read");
+        assert_eq!(public_key_from(line.trim()), Ok(public));
+        assert_eq!(public_key_from(&public.to_hex()), Ok(public));
+    }
+
+    #[test]
+    fn a_passphrase_protected_key_needs_its_passphrase() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let locked = ssh_keygen(dir.path(), "id_locked", "ed25519", "correct horse");
+        let public = public_key_from(&pub_file(&locked)).expect("the .pub file");
+        assert!(matches!(
+            Identity::load(&locked),
+            Err(IdentityError::PassphraseNeeded { .. })
+        ));
+        let wrong = Identity::load_with(&locked, &|_| Some(Zeroizing::new("battery".into())));
+        assert!(matches!(wrong, Err(IdentityError::WrongPassphrase { .. })));
+        let right = Identity::load_with(&locked, &|_| Some(Zeroizing::new("correct horse".into())))
+            .expect("the right passphrase");
+        assert_eq!(right.public().key, public);
+    }
+
+    #[test]
+    fn other_ssh_key_kinds_and_malformed_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ecdsa = ssh_keygen(dir.path(), "id_ecdsa", "ecdsa", "");
+        let error = Identity::load(&ecdsa)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("Ed25519 keys only"), "{error}");
+        let error = public_key_from(&pub_file(&ecdsa)).err().unwrap_or_default();
+        assert!(error.contains("Ed25519"), "{error}");
+        let broken = dir.path().join("broken");
+        std::fs::write(
+            &broken,
+            format!("{OPENSSH_PRIVATE_KEY}\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"),
+        )
+        .expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }
+        assert!(matches!(
+            Identity::load(&broken),
+            Err(IdentityError::Ssh { .. })
+        ));
+        assert!(public_key_from("ssh-ed25519 not-base64").is_err());
+    }
 
     #[test]
     fn keys_round_trip_and_refuse_overwrite() {

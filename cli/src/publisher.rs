@@ -177,14 +177,27 @@ pub fn key_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("keys").join(format!("{name}.key"))
 }
 
-/// Loads a key of the project by name (`root-1`, `dev-2`) or by file path.
+/// Loads a key of the project by name (`root-1`, `dev-2`) or by file path (a chainiac key file
+/// or an unencrypted OpenSSH Ed25519 key).
 pub fn load_key(dir: &Path, name_or_path: &str) -> Result<Identity> {
-    let path = if name_or_path.contains('/') || name_or_path.ends_with(".key") {
+    load_key_with(dir, name_or_path, &|_| None)
+}
+
+/// [`load_key`], asking `passphrase` for a passphrase-protected OpenSSH key.
+pub fn load_key_with(
+    dir: &Path,
+    name_or_path: &str,
+    passphrase: chainiac_api::keyfile::PassphraseSource<'_>,
+) -> Result<Identity> {
+    let path = if name_or_path.contains('/')
+        || name_or_path.ends_with(".key")
+        || Path::new(name_or_path).is_file()
+    {
         PathBuf::from(name_or_path)
     } else {
         key_path(dir, name_or_path)
     };
-    Ok(Identity::load(&path)?)
+    Ok(Identity::load_with(&path, passphrase)?)
 }
 
 /// The roster `members` form with the default threshold (what a node makes of them).
@@ -221,8 +234,11 @@ pub struct CreateOptions<'a> {
     pub name: &'a str,
     /// Project directory.
     pub dir: &'a Path,
-    /// Number of developer keys.
+    /// Number of developer keys to create (when `developer_keys` is empty).
     pub developers: u32,
+    /// Developer keys the developers already have (their OpenSSH Ed25519 keys, say), recorded
+    /// in the policy as they are; none are created then.
+    pub developer_keys: &'a [PublicKey],
     /// Developer signatures a release needs.
     pub threshold: u32,
     /// Number of root keys.
@@ -351,7 +367,11 @@ pub fn create_project(options: &CreateOptions<'_>) -> Result<ProjectFile> {
             .collect()
     };
     let root_keys = make_keys("root", options.roots)?;
-    let developer_keys = make_keys("dev", options.developers)?;
+    let developer_keys = if options.developer_keys.is_empty() {
+        make_keys("dev", options.developers)?
+    } else {
+        options.developer_keys.to_vec()
+    };
     let policy = Policy {
         project: options.name.to_owned(),
         sequence: 0,

@@ -16,6 +16,7 @@ fn chainiac(args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
         .env_remove("CHAINIAC_NODES")
         .env_remove("CHAINIAC_PEERS")
         .env_remove("CHAINIAC_CLIENT_DIR")
+        .env_remove("CHAINIAC_KEY_PASSPHRASE")
         .output()?)
 }
 
@@ -446,14 +447,35 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
     std::fs::write(&last_four, serde_json::to_string(&all[1..])?)?;
     let token = net.join("api.token");
     let project = dir.join("project");
+    // The developers sign with the OpenSSH keys they already have, one of them passphrase-
+    // protected.
+    let ssh_key =
+        |name: &str, passphrase: &str| -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+            let key = dir.join(name);
+            let made = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-C", name, "-N", passphrase, "-f"])
+                .arg(&key)
+                .status()?;
+            assert!(
+                made.success(),
+                "ssh-keygen (install openssh-client: ./testnet/setup.sh)"
+            );
+            Ok(key)
+        };
+    let alice = ssh_key("id_alice", "alice's passphrase")?;
+    let bob = ssh_key("id_bob", "")?;
+    let alice_pub = format!("{}.pub", path(&alice));
+    let bob_pub = format!("{}.pub", path(&bob));
     ok(&[
         "project",
         "create",
         "moving",
         "--dir",
         path(&project),
-        "--developers",
-        "2",
+        "--developer-key",
+        &alice_pub,
+        "--developer-key",
+        &bob_pub,
         "--threshold",
         "1",
         "--roster",
@@ -488,16 +510,32 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         "--out",
         path(&bundle),
     ])?;
-    ok(&[
+    // Without its passphrase (no terminal here), alice's key is refused with what to do.
+    let locked = fails(&[
         "release",
         "sign",
         "--bundle",
         path(&bundle),
         "--key",
-        "dev-1",
-        "--project-dir",
-        path(&project),
+        path(&alice),
     ])?;
+    assert!(locked.contains("CHAINIAC_KEY_PASSPHRASE"), "{locked}");
+    let signed = Command::new(env!("CARGO_BIN_EXE_chainiac"))
+        .args([
+            "release",
+            "sign",
+            "--bundle",
+            path(&bundle),
+            "--key",
+            path(&alice),
+        ])
+        .env("CHAINIAC_KEY_PASSPHRASE", "alice's passphrase")
+        .output()?;
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
     let published = ok(&[
         "release",
         "publish",
@@ -507,6 +545,26 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         path(&project),
     ])?;
     assert!(published.contains("logged as block 1"), "{published}");
+    let shown: Value = serde_json::from_str(&ok(&[
+        "project",
+        "show",
+        "--dir",
+        path(&project),
+        "--node",
+        &apis[1],
+        "--json",
+    ])?)?;
+    let alice_hex = chainiac_api::keyfile::public_key_from(&alice_pub)?.to_hex();
+    assert!(
+        shown
+            .as_array()
+            .ok_or("an array")?
+            .iter()
+            .any(|c| c["developers"]
+                .as_array()
+                .is_some_and(|d| d.contains(&Value::from(alice_hex.clone())))),
+        "the policy records alice's SSH key as it is: {shown}"
+    );
 
     // Both chains now run under the last four nodes.
     let file: Value =

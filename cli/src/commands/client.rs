@@ -445,14 +445,17 @@ async fn fetch_latest(
         "fetching {} ({} bytes) of {project} {} (release-chain block {})",
         artifact.name, artifact.size, release.manifest.version, report.to_index
     );
+    // Progress on a terminal only: a pipe or a log file gets the result lines alone.
+    let show_progress =
+        artifact.size > 4 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let download = connection
         .fetch(&artifact, &|done, total| {
-            if total > 4 << 20 {
+            if show_progress {
                 eprint!("\r  {done} / {total} bytes verified");
             }
         })
         .await?;
-    if artifact.size > 4 << 20 {
+    if show_progress {
         eprintln!();
     }
     for failure in &download.failures {

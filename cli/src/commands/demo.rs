@@ -180,6 +180,7 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         name: "hello",
         dir: &project_dir,
         developers: 3,
+        developer_keys: &[],
         threshold: 2,
         roots: 1,
         root_threshold: 1,

@@ -47,3 +47,17 @@ impl NodesArg {
             })))
     }
 }
+
+/// The passphrase of an encrypted key file: `CHAINIAC_KEY_PASSPHRASE`, or asked on the
+/// terminal (never echoed); none when neither is there.
+pub(crate) fn ask_passphrase(path: &std::path::Path) -> Option<zeroize::Zeroizing<String>> {
+    if let Ok(passphrase) = std::env::var("CHAINIAC_KEY_PASSPHRASE") {
+        return Some(zeroize::Zeroizing::new(passphrase));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return None;
+    }
+    rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
+        .ok()
+        .map(zeroize::Zeroizing::new)
+}

@@ -24,9 +24,15 @@ pub(crate) enum ProjectCommand {
         /// Directory for the project's files and keys (created).
         #[arg(long)]
         dir: PathBuf,
-        /// Number of developer keys.
-        #[arg(long, default_value_t = 3)]
+        /// Number of developer keys to create.
+        #[arg(long, default_value_t = 3, conflicts_with = "developer_keys")]
         developers: u32,
+        /// A developer key the developer already has, instead of creating keys: an OpenSSH
+        /// Ed25519 public key file (`~/.ssh/id_ed25519.pub`), an `ssh-ed25519 ...` line or 64
+        /// hex characters (repeatable; the developer then signs with `release sign --key
+        /// ~/.ssh/id_ed25519`).
+        #[arg(long = "developer-key")]
+        developer_keys: Vec<String>,
         /// Developer signatures each release needs (the t of t-of-n).
         #[arg(long, default_value_t = 2)]
         threshold: u32,
@@ -98,6 +104,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
             name,
             dir,
             developers,
+            developer_keys,
             threshold,
             roots,
             root_threshold,
@@ -111,6 +118,18 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|v| parse_verifier(v))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let developer_keys = developer_keys
+                .iter()
+                .map(|k| {
+                    chainiac_api::keyfile::public_key_from(k)
+                        .map_err(|e| anyhow::anyhow!("--developer-key {k}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let developers = if developer_keys.is_empty() {
+                developers
+            } else {
+                u32::try_from(developer_keys.len()).context("too many developer keys")?
+            };
             let api_token = nodes.api_token.clone();
             let nodes = nodes.nodes()?;
             let timeline = timeline.resolve(&nodes)?;
@@ -118,6 +137,7 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 name: &name,
                 dir: &dir,
                 developers,
+                developer_keys: &developer_keys,
                 threshold,
                 roots,
                 root_threshold,
@@ -134,10 +154,17 @@ pub(crate) fn project(command: ProjectCommand) -> anyhow::Result<()> {
                 "  release chain  {}  (clients follow this id)",
                 project.release_chain
             );
-            println!(
-                "  keys           {} ({roots} root, {developers} developer; releases need {threshold})",
-                dir.join("keys").display()
-            );
+            if developer_keys.is_empty() {
+                println!(
+                    "  keys           {} ({roots} root, {developers} developer; releases need {threshold})",
+                    dir.join("keys").display()
+                );
+            } else {
+                println!(
+                    "  keys           {} ({roots} root); the {developers} developers sign with their own keys (`release sign --key PATH`); releases need {threshold}",
+                    dir.join("keys").display()
+                );
+            }
             match timeline {
                 Some(timeline) => println!(
                     "  timeline       {timeline}  (clients check both chains' heads against it)"

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chainiac_cli::publisher::{
-    Bundle, ReleaseOptions, create_release, load_key, publish_release, sign_release,
+    Bundle, ReleaseOptions, create_release, load_key_with, publish_release, sign_release,
 };
 use chainiac_node::config::Identity;
 use clap::Subcommand;
@@ -46,7 +46,9 @@ pub(crate) enum ReleaseCommand {
         /// The bundle.
         #[arg(long)]
         bundle: PathBuf,
-        /// The developer's key file (or a key name of the project, with --project-dir).
+        /// The developer's key file: a chainiac key file, or an OpenSSH Ed25519 private key such
+        /// as ~/.ssh/id_ed25519 (asked for its passphrase on a terminal, or from
+        /// CHAINIAC_KEY_PASSPHRASE); or a key name of the project, with --project-dir.
         #[arg(long)]
         key: String,
         /// Project directory, to find keys by name.
@@ -157,7 +159,7 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             project_dir,
         } => {
             let mut bundle = Bundle::load(&path)?;
-            let identity = load_key(&project_dir, &key)?;
+            let identity = load_key_with(&project_dir, &key, &super::ask_passphrase)?;
             let signer = sign_release(&mut bundle, &identity)?;
             bundle.save(&path)?;
             println!(
