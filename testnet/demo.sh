@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./testnet/setup.sh
+./testnet/setup.sh --build-only
 ./testnet/build-notice.sh
 echo "building chainiac..." >&2
 SECONDS=0

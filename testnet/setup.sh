@@ -8,13 +8,22 @@
 #   - chromium and chromium-driver: the node explorer's browser test renders the page headless;
 #   - anvil (from npm, under ~/.cache/chainiac-tools, no root needed): the local Ethereum node
 #     the anchoring tests and the demo's anchoring use.
+# With --build-only, only what the build and the demo need (testnet/demo.sh).
 # Run as root, or as a user with sudo (it says so before using it; sudo may ask for a password);
 # a user without sudo is told what to run as root. With --check it only reports.
 # Used by testnet/demo.sh, testnet/test.sh and .ci/run.
 set -euo pipefail
 
 check_only=false
-[ "${1:-}" = "--check" ] && check_only=true
+build_only=false
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=true ;;
+        # What building chainiac and running the demo need (no browser, sandbox or anvil).
+        --build-only) build_only=true ;;
+        *) echo "usage: $0 [--check] [--build-only]" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -22,25 +31,43 @@ need_apt=()
 why=()
 want() { need_apt+=("$1"); why+=("$1 ($2)"); }
 command -v cc >/dev/null 2>&1 || want build-essential "C/C++ compiler for RocksDB"
-command -v make >/dev/null 2>&1 || want make "builds the C project of the verifier tests"
-command -v python3 >/dev/null 2>&1 || want python3 "independent test-vector check"
 command -v clang >/dev/null 2>&1 || want clang "bindgen for RocksDB's bindings"
-ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
-    || want libclang-dev "bindgen for RocksDB's bindings"
-command -v bwrap >/dev/null 2>&1 || want bubblewrap "the build verifiers' sandbox"
-command -v ssh-keygen >/dev/null 2>&1 || want openssh-client "the tests of developers' OpenSSH keys"
-if ! command -v chromium >/dev/null 2>&1; then
-    want chromium "the node explorer's browser test"
-    want fonts-dejavu-core "text in the explorer's screenshots"
-fi
-command -v chromedriver >/dev/null 2>&1 || want chromium-driver "drives Chromium in the explorer's browser test"
+libclang=false
+for candidate in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*-linux-gnu/libclang*.so*; do
+    [ -e "$candidate" ] && libclang=true && break
+done
+$libclang || want libclang-dev "bindgen for RocksDB's bindings"
 
-tools="${CHAINIAC_TOOLS:-$HOME/.cache/chainiac-tools}"
-anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-need_anvil=false
-if [ -z "${CHAINIAC_ANVIL:-}" ] && ! command -v anvil >/dev/null 2>&1 && [ ! -x "$anvil" ]; then
-    need_anvil=true
-    command -v npm >/dev/null 2>&1 || want npm "installs anvil from the npm registry"
+if $build_only; then
+    if [ "${#need_apt[@]}" -eq 0 ]; then
+        say "every prerequisite of the build is installed"
+        exit 0
+    fi
+    need_anvil=false
+else
+    command -v make >/dev/null 2>&1 || want make "builds the C project of the verifier tests"
+    command -v python3 >/dev/null 2>&1 || want python3 "independent test-vector check"
+    command -v bwrap >/dev/null 2>&1 || want bubblewrap "the build verifiers' sandbox"
+    command -v ssh-keygen >/dev/null 2>&1 || want openssh-client "the tests of developers' OpenSSH keys"
+    if ! command -v chromium >/dev/null 2>&1; then
+        want chromium "the node explorer's browser test"
+        want fonts-dejavu-core "text in the explorer's screenshots"
+    fi
+    command -v chromedriver >/dev/null 2>&1 || want chromium-driver "drives Chromium in the explorer's browser test"
+
+    # Where anchor/src/anvil.rs looks for it (the npm package ships a prebuilt x86-64 binary).
+    tools="$HOME/.cache/chainiac-tools"
+    anvil_package="@foundry-rs/anvil-linux-amd64@1.7.1"
+    anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+    need_anvil=false
+    if [ -z "${CHAINIAC_ANVIL:-}" ] && ! command -v anvil >/dev/null 2>&1 && [ ! -x "$anvil" ]; then
+        if [ "$(uname -m)" = "x86_64" ]; then
+            need_anvil=true
+            command -v npm >/dev/null 2>&1 || want npm "installs anvil from the npm registry"
+        else
+            say "no anvil for $(uname -m) from npm: install Foundry's anvil yourself (or set CHAINIAC_ANVIL) for the anchoring tests"
+        fi
+    fi
 fi
 
 if [ "${#need_apt[@]}" -eq 0 ] && ! $need_anvil; then
@@ -78,11 +105,12 @@ fi
 
 if $need_anvil; then
     if $check_only; then
-        say "anvil is missing; install it with: npm install --prefix $tools @foundry-rs/anvil-linux-amd64"
+        say "anvil is missing; install it with: npm install --ignore-scripts --prefix $tools $anvil_package"
         exit 1
     fi
     say "installing anvil (a local Ethereum node) from npm into $tools"
     mkdir -p "$tools"
-    npm install --silent --prefix "$tools" @foundry-rs/anvil-linux-amd64 >/dev/null
+    # A pinned version, and no install scripts: the package is the binary and nothing else.
+    npm install --silent --ignore-scripts --prefix "$tools" "$anvil_package" >/dev/null
     say "installed $("$anvil" --version | head -1)"
 fi

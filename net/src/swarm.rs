@@ -725,7 +725,9 @@ impl SwarmTask {
                 if num_established.get() == 1 {
                     self.lookup.reset();
                     let peers = self.swarm.connected_peers().count();
-                    tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), peers, "peer connected");
+                    // Debug, not info: peer ids are free, so a stranger connecting in a loop
+                    // would otherwise grow the operator's log without bound.
+                    tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), peers, "peer connected");
                     let _ = self.events.try_send(NetEvent::Connected {
                         peer: peer_id,
                         peers,
@@ -740,7 +742,7 @@ impl SwarmTask {
             } => {
                 let peers = self.swarm.connected_peers().count();
                 let cause = cause.map_or_else(|| "closed".to_owned(), |e| e.to_string());
-                tracing::info!(peer = %peer_id, %cause, peers, "peer disconnected");
+                tracing::debug!(peer = %peer_id, %cause, peers, "peer disconnected");
                 let _ = self.events.try_send(NetEvent::Disconnected { peers });
             }
             SwarmEvent::OutgoingConnectionError {

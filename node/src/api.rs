@@ -270,6 +270,8 @@ struct ReleasesQuery {
 
 /// Most releases `GET /chains/{id}/releases` decodes per request.
 const MAX_RELEASES_LISTED: u64 = 64;
+/// Release encodings one `GET /chains/{id}/releases` decodes at most (past the first release).
+const MAX_RELEASE_LIST_BYTES: usize = 1 << 20;
 
 /// The newest releases of a release chain, decoded for people (the explorer); clients verify
 /// blocks, not this.
@@ -309,6 +311,7 @@ fn release_list(
     }
     let end = before.unwrap_or(u64::MAX).min(head.index.saturating_add(1));
     let mut releases = Vec::new();
+    let mut bytes = 0;
     for index in (1..end)
         .rev()
         .take(usize::try_from(count).unwrap_or(usize::MAX))
@@ -316,6 +319,12 @@ fn release_list(
         let block = store
             .block_at(&chain_id, index)?
             .ok_or_else(|| internal(format!("block {index} of {chain_id} is missing")))?;
+        // A release's JSON is a few times its encoding: stop at a byte budget (at least one
+        // release is sent), so `count` bounds the work only together with it.
+        bytes += block.payload().len();
+        if bytes > MAX_RELEASE_LIST_BYTES && !releases.is_empty() {
+            break;
+        }
         let release =
             chainiac_protocol::release::Release::from_bytes(block.payload()).map_err(|e| {
                 internal(format!(

@@ -122,9 +122,10 @@ struct Fetched {
 /// `name` if it names a file in a directory (not a path, not `.` or `..`): a release's artifact
 /// names and project names come from the network and must not choose where files go.
 fn plain_file_name<'a>(what: &str, name: &'a str) -> anyhow::Result<&'a str> {
+    // No leading dot either: `.bashrc`, `.profile` or `.envrc` in the working directory run
+    // code without anyone running the artifact.
     let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
+        && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
         && Path::new(name).file_name().is_some_and(|n| n == name);
     if !plain {
@@ -326,7 +327,14 @@ async fn client_command(
                 .await?;
                 let out = match out {
                     Some(out) => out,
-                    None => PathBuf::from(plain_file_name("artifact name", &fetched.artifact.name)?),
+                    None => {
+                        // A name the network chose never replaces a file the user has.
+                        let name = plain_file_name("artifact name", &fetched.artifact.name)?;
+                        if Path::new(name).exists() {
+                            bail!("{name} exists; choose where to write the artifact with --out");
+                        }
+                        PathBuf::from(name)
+                    }
                 };
                 write_atomically(&out, &fetched.bytes, 0o644)?;
                 state.save(dir)?;
@@ -367,9 +375,17 @@ async fn client_command(
                 std::fs::create_dir_all(&to)
                     .with_context(|| format!("cannot create {}", to.display()))?;
                 let previous = std::fs::read(&target).ok();
-                let unchanged = previous
-                    .as_deref()
-                    .is_some_and(|old| chainiac_protocol::Hash::of_artifact(old) == fetched.artifact.hash);
+                // Unchanged only if it is this binary and can run (a `fetch --out` copy left
+                // at 0644 is installed again).
+                let executable = {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::metadata(&target)
+                        .is_ok_and(|m| m.permissions().mode() & 0o111 == 0o111)
+                };
+                let unchanged = executable
+                    && previous.as_deref().is_some_and(|old| {
+                        chainiac_protocol::Hash::of_artifact(old) == fetched.artifact.hash
+                    });
                 if !unchanged {
                     write_atomically(&target, &fetched.bytes, 0o755)?;
                 }
@@ -574,10 +590,21 @@ mod tests {
 
     #[test]
     fn only_plain_file_names_choose_where_a_file_goes() {
-        for good in ["tool", "hello-1.2.0-linux-x86_64", ".hidden", "a..b"] {
+        for good in ["tool", "hello-1.2.0-linux-x86_64", "a..b", "tool."] {
             assert!(plain_file_name("name", good).is_ok(), "{good}");
         }
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "nul\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            "nul\0",
+            ".bashrc",
+            ".profile",
+        ] {
             assert!(plain_file_name("name", bad).is_err(), "{bad:?}");
         }
     }

@@ -4,7 +4,12 @@
 
 const REFRESH_MS = 2000;
 const RELEASES_SHOWN = 10;
-const ROSTER_LOOKUPS_PER_REFRESH = 50;
+// Bounds on what one refresh draws and asks, whatever the node holds.
+const PROJECTS_SHOWN = 50;
+const CHAINS_SHOWN = 200;
+const KEYS_SHOWN = 32;
+const ITEMS_SHOWN = 16;
+const ROSTER_LOOKUPS_PER_REFRESH = 10;
 // How old a timeline block light clients accept by default (`client --max-age`).
 const CLIENT_MAX_AGE_S = 3600;
 
@@ -112,41 +117,62 @@ function releaseRows(releases) {
     el("span", "version", r.version),
     `${r.sequence}`,
     el("span", null, time(r.timestamp), el("br"), el("span", "muted", ago(r.timestamp))),
-    el("span", null, `${r.signers.length}: `, ...r.signers.flatMap((k) => [hex(k), " "])),
+    el("span", null, `${r.signers.length}: `, ...r.signers.slice(0, KEYS_SHOWN).flatMap((k) => [hex(k), " "])),
     r.attestations.length === 0
       ? el("span", "muted", "none")
-      : list(r.attestations.map((a) => el("span", null, hex(a.verifier), ` ${a.outcome}`, ...a.outputs.map((o) => el("span", null, ` ${o.platform} `, hex(o.hash)))))),
+      : list([
+        ...r.attestations.slice(0, ITEMS_SHOWN).map((a) => el("span", null, hex(a.verifier), ` ${a.outcome}`, ...a.outputs.slice(0, ITEMS_SHOWN).map((o) => el("span", null, ` ${o.platform} `, hex(o.hash))))),
+        ...(r.attestations.length > ITEMS_SHOWN ? [`and ${r.attestations.length - ITEMS_SHOWN} more`] : []),
+      ]),
     list([
-      ...r.binaries.map((b) => artifactLine(b.platform, b.artifact)),
+      ...r.binaries.slice(0, ITEMS_SHOWN).map((b) => artifactLine(b.platform, b.artifact)),
       artifactLine("source", r.source),
     ]),
   ]);
 }
 
+// Projects are told apart by their policy chain, not their name: names are not unique, and
+// anyone can create chains under a famous one.
 async function renderProjects(projects) {
-  const byName = new Map();
+  const byPolicy = new Map();
+  const entry = (id) => {
+    if (!byPolicy.has(id)) byPolicy.set(id, {});
+    return byPolicy.get(id);
+  };
   for (const chain of projects) {
-    const name = chain.project ?? "(unnamed)";
-    if (!byName.has(name)) byName.set(name, {});
-    byName.get(name)[chain.kind] = chain;
+    if (chain.kind === "policy") entry(chain.chain_id).policy = chain;
+    else if (chain.kind === "release") entry(chain.policy_chain ?? chain.chain_id).release = chain;
   }
-  if (byName.size === 0) return empty("projects", "none yet");
+  if (byPolicy.size === 0) return empty("projects", "none yet");
+  const nameCount = new Map();
+  for (const { policy, release } of byPolicy.values()) {
+    const name = policy?.project ?? release?.project ?? "(unnamed)";
+    nameCount.set(name, (nameCount.get(name) ?? 0) + 1);
+  }
+  const sorted = [...byPolicy].sort((a, b) => {
+    const name = (p) => p[1].policy?.project ?? p[1].release?.project ?? "";
+    return name(a).localeCompare(name(b)) || a[0].localeCompare(b[0]);
+  });
   const cards = [];
-  for (const [name, { policy, release }] of [...byName].sort((a, b) => a[0].localeCompare(b[0]))) {
+  for (const [policyChain, { policy, release }] of sorted.slice(0, PROJECTS_SHOWN)) {
+    const name = policy?.project ?? release?.project ?? "(unnamed)";
     const card = el("article", "project");
     card.dataset.project = name;
     const latest = release?.version ? `latest ${release.version}` : "no release yet";
-    card.append(el("h3", null, name, " ", el("span", "badge", latest)));
+    card.append(el("h3", null, name, " ", el("span", "badge", latest), " ", el("span", "muted", "policy chain "), hex(policyChain)));
+    if (nameCount.get(name) > 1) {
+      card.append(el("div", "stale", `${nameCount.get(name)} projects use the name "${name}": follow a project by its release chain id, never by its name`));
+    }
     if (policy) {
       const developers = policy.developers ?? [];
       const verifiers = policy.verifiers ?? [];
       card.append(
         el("div", "policy",
-          el("div", null, el("b", null, "Policy "), `block ${policy.index} of chain `, hex(policy.chain_id)),
-          el("div", null, el("b", null, "Developers "), `${policy.developer_threshold ?? "?"} of ${developers.length} must sign: `, ...developers.flatMap((k) => [hex(k), " "])),
+          el("div", null, el("b", null, "Policy "), `block ${policy.index}`),
+          el("div", null, el("b", null, "Developers "), `${policy.developer_threshold ?? "?"} of ${developers.length} must sign: `, ...developers.slice(0, KEYS_SHOWN).flatMap((k) => [hex(k), " "])),
           el("div", null, el("b", null, "Build verifiers "),
             verifiers.length === 0 ? "none" : `${policy.attestations_required ?? 0} matching attestation(s) of ${verifiers.length}: `,
-            ...verifiers.flatMap((k) => [hex(k), " "])),
+            ...verifiers.slice(0, KEYS_SHOWN).flatMap((k) => [hex(k), " "])),
           el("div", null, el("b", null, "Timeline "), policy.timeline ? hex(policy.timeline) : "none named")));
     }
     if (release) {
@@ -159,6 +185,7 @@ async function renderProjects(projects) {
     }
     cards.push(card);
   }
+  if (sorted.length > PROJECTS_SHOWN) cards.push(el("div", "muted", `and ${sorted.length - PROJECTS_SHOWN} more projects`));
   replace("projects", el("div", null, ...cards));
 }
 
@@ -190,7 +217,7 @@ function renderAnchors(anchors) {
 
 async function renderRosters(chains) {
   let lookups = 0;
-  for (const chain of chains) {
+  for (const chain of chains.slice(0, CHAINS_SHOWN)) {
     const known = cache.headRoster.get(chain.chain_id);
     if (known && known.head === chain.head) continue;
     if (lookups++ >= ROSTER_LOOKUPS_PER_REFRESH) break;
@@ -210,7 +237,9 @@ async function renderRosters(chains) {
 
 function renderChains(chains, kinds) {
   if (chains.length === 0) return empty("chains", "none");
-  replace("chains", table(["chain", "kind", "head block", "head hash"], chains.map((c) => [hex(c.chain_id), kinds.get(c.chain_id) ?? "data", `${c.index}`, hex(c.head)])));
+  const rows = chains.slice(0, CHAINS_SHOWN).map((c) => [hex(c.chain_id), kinds.get(c.chain_id) ?? "data", `${c.index}`, hex(c.head)]);
+  const shown = table(["chain", "kind", "head block", "head hash"], rows);
+  replace("chains", chains.length > CHAINS_SHOWN ? el("div", null, shown, el("div", "muted", `and ${chains.length - CHAINS_SHOWN} more chains`)) : shown);
 }
 
 let running = false;
@@ -231,11 +260,22 @@ async function refresh() {
     const kinds = new Map();
     for (const p of projects) kinds.set(p.chain_id, p.kind);
     for (const t of timelines) kinds.set(t.chain_id, "timeline");
-    await renderProjects(projects);
-    renderTimelines(timelines);
-    renderAnchors(anchors);
-    await renderRosters(chains);
-    renderChains(chains, kinds);
+    // One section failing (a roster the node lost, a release it cannot decode) leaves the
+    // others drawn.
+    const failures = [];
+    const section = async (name, draw) => {
+      try {
+        await draw();
+      } catch (error) {
+        failures.push(`${name}: ${error.message}`);
+      }
+    };
+    await section("projects", () => renderProjects(projects));
+    await section("timelines", () => renderTimelines(timelines));
+    await section("anchors", () => renderAnchors(anchors));
+    await section("rosters", () => renderRosters(chains));
+    await section("chains", () => renderChains(chains, kinds));
+    if (failures.length > 0) throw new Error(failures.join("; "));
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     problem.hidden = true;
   } catch (error) {
