@@ -195,6 +195,30 @@ fn not_found(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, message.into())
 }
 
+/// The `count` of a batch request: `default` when absent, refused outside 1 to `max`.
+fn requested_count(count: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let count = count.unwrap_or(default);
+    if count == 0 || count > max {
+        return Err(bad_request(format!("count must be between 1 and {max}")));
+    }
+    Ok(count)
+}
+
+/// Runs a heavy read (many store reads, a tree fold) off the async workers, and serialises its
+/// answer there too: a batch's JSON can be megabytes.
+async fn off_the_workers<T: serde::Serialize + Send + 'static>(
+    read: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let json = tokio::task::spawn_blocking(move || serde_json::to_vec(&read()?).map_err(internal))
+        .await
+        .map_err(internal)??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response())
+}
+
 fn parse_hash(what: &str, text: &str) -> Result<Hash, ApiError> {
     Hash::from_hex(text).map_err(|e| bad_request(format!("{what}: {e}")))
 }
@@ -279,18 +303,10 @@ async fn releases(
     State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<ReleasesQuery>,
-) -> Result<Json<ReleaseListJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let chain_id = parse_hash("chain id", &id)?;
-    let count = query.count.unwrap_or(20);
-    if count == 0 || count > MAX_RELEASES_LISTED {
-        return Err(bad_request(format!(
-            "count must be between 1 and {MAX_RELEASES_LISTED}"
-        )));
-    }
-    tokio::task::spawn_blocking(move || release_list(&core, chain_id, query.before, count))
-        .await
-        .map_err(internal)?
-        .map(Json)
+    let count = requested_count(query.count, 20, MAX_RELEASES_LISTED)?;
+    off_the_workers(move || release_list(&core, chain_id, query.before, count)).await
 }
 
 fn release_list(
@@ -353,19 +369,11 @@ async fn blocks(
     State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<BatchQuery>,
-) -> Result<Json<BlockBatchJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let chain_id = parse_hash("chain id", &id)?;
-    let count = query.count.unwrap_or(64);
-    if count == 0 || count > MAX_BATCH_BLOCKS {
-        return Err(bad_request(format!(
-            "count must be between 1 and {MAX_BATCH_BLOCKS}"
-        )));
-    }
-    // Up to 256 store reads: off the async workers, like the other heavy reads.
-    tokio::task::spawn_blocking(move || block_batch(&core, chain_id, query.from, count))
-        .await
-        .map_err(internal)?
-        .map(Json)
+    let count = requested_count(query.count, 64, MAX_BATCH_BLOCKS)?;
+    // Up to 256 store reads.
+    off_the_workers(move || block_batch(&core, chain_id, query.from, count)).await
 }
 
 fn block_batch(
@@ -678,14 +686,11 @@ async fn timeline_entry(
     State(core): State<Core>,
     Path((id, chain)): Path<(String, String)>,
     Query(query): Query<TimelineEntryQuery>,
-) -> Result<Json<TimelineEntryJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let timeline = parse_hash("timeline id", &id)?;
     let chain = parse_hash("chain id", &chain)?;
-    // An old block's tree is folded from a checkpoint: off the async workers.
-    tokio::task::spawn_blocking(move || timeline_entry_of(&core, timeline, query.index, chain))
-        .await
-        .map_err(internal)?
-        .map(Json)
+    // An old block's tree is folded from a checkpoint.
+    off_the_workers(move || timeline_entry_of(&core, timeline, query.index, chain)).await
 }
 
 fn timeline_entry_of(
