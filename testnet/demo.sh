@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The README's first quick-start command: install what is missing (testnet/setup.sh), build
 # chainiac (the same build as `cargo test --workspace`, so the second command reuses it), then run
-# `chainiac testnet demo`: a local 4-node testnet and the whole publish-witness-verify-fetch story. Extra arguments go to the demo
-# (`--keep` leaves the testnet running, `--dir DIR` chooses where it lives).
+# `chainiac testnet demo`: a local 4-node testnet (one node also a build verifier, the timeline
+# anchored in anvil) and the whole publish-witness-rebuild-verify-fetch story. Extra arguments go
+# to the demo (`--keep` leaves the testnet running, `--dir DIR` chooses where it lives).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./testnet/setup.sh --build-only
+./testnet/setup.sh --demo
 ./testnet/build-notice.sh
 echo "building chainiac..." >&2
 SECONDS=0

@@ -6,22 +6,25 @@
 #   - python3: the independent test-vector check;
 #   - bubblewrap: build verifiers run recipes in its sandbox;
 #   - chromium and chromium-driver: the node explorer's browser test renders the page headless;
+#   - openssh-client and minisign: the tests of developers' own signing keys;
+#   - systemd-analyze (package systemd): the test that checks the node's systemd unit;
 #   - anvil (from npm, under ~/.cache/chainiac-tools, no root needed): the local Ethereum node
 #     the anchoring tests and the demo's anchoring use.
-# With --build-only, only what the build and the demo need (testnet/demo.sh).
+# With --demo, only what the build and the demo need (testnet/demo.sh): the compilers,
+# bubblewrap for the demo's verifier node and anvil for its anchoring.
 # Run as root, or as a user with sudo (it says so before using it; sudo may ask for a password);
 # a user without sudo is told what to run as root. With --check it only reports.
 # Used by testnet/demo.sh, testnet/test.sh and .ci/run.
 set -euo pipefail
 
 check_only=false
-build_only=false
+demo_only=false
 for arg in "$@"; do
     case "$arg" in
         --check) check_only=true ;;
-        # What building chainiac and running the demo need (no browser, sandbox or anvil).
-        --build-only) build_only=true ;;
-        *) echo "usage: $0 [--check] [--build-only]" >&2; exit 2 ;;
+        # What building chainiac and running the demo need (no browser or test-only tools).
+        --demo) demo_only=true ;;
+        *) echo "usage: $0 [--check] [--demo]" >&2; exit 2 ;;
     esac
 done
 
@@ -38,35 +41,31 @@ for candidate in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*-linux-gnu/libclang*
 done
 $libclang || want libclang-dev "bindgen for RocksDB's bindings"
 
-if $build_only; then
-    if [ "${#need_apt[@]}" -eq 0 ]; then
-        say "every prerequisite of the build is installed"
-        exit 0
-    fi
-    need_anvil=false
-else
+command -v bwrap >/dev/null 2>&1 || want bubblewrap "the build verifiers' sandbox (the demo's verifier node)"
+if ! $demo_only; then
     command -v make >/dev/null 2>&1 || want make "builds the C project of the verifier tests"
     command -v python3 >/dev/null 2>&1 || want python3 "independent test-vector check"
-    command -v bwrap >/dev/null 2>&1 || want bubblewrap "the build verifiers' sandbox"
     command -v ssh-keygen >/dev/null 2>&1 || want openssh-client "the tests of developers' OpenSSH keys"
+    command -v minisign >/dev/null 2>&1 || want minisign "the tests of developers' minisign keys"
+    command -v systemd-analyze >/dev/null 2>&1 || want systemd "systemd-analyze checks the node's service unit"
     if ! command -v chromium >/dev/null 2>&1; then
         want chromium "the node explorer's browser test"
         want fonts-dejavu-core "text in the explorer's screenshots"
     fi
     command -v chromedriver >/dev/null 2>&1 || want chromium-driver "drives Chromium in the explorer's browser test"
+fi
 
-    # Where anchor/src/anvil.rs looks for it (the npm package ships a prebuilt x86-64 binary).
-    tools="$HOME/.cache/chainiac-tools"
-    anvil_package="@foundry-rs/anvil-linux-amd64@1.7.1"
-    anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-    need_anvil=false
-    if [ -z "${CHAINIAC_ANVIL:-}" ] && ! command -v anvil >/dev/null 2>&1 && [ ! -x "$anvil" ]; then
-        if [ "$(uname -m)" = "x86_64" ]; then
-            need_anvil=true
-            command -v npm >/dev/null 2>&1 || want npm "installs anvil from the npm registry"
-        else
-            say "no anvil for $(uname -m) from npm: install Foundry's anvil yourself (or set CHAINIAC_ANVIL) for the anchoring tests"
-        fi
+# Where anchor/src/anvil.rs looks for it (the npm package ships a prebuilt x86-64 binary).
+tools="$HOME/.cache/chainiac-tools"
+anvil_package="@foundry-rs/anvil-linux-amd64@1.7.1"
+anvil="$tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+need_anvil=false
+if [ -z "${CHAINIAC_ANVIL:-}" ] && ! command -v anvil >/dev/null 2>&1 && [ ! -x "$anvil" ]; then
+    if [ "$(uname -m)" = "x86_64" ]; then
+        need_anvil=true
+        command -v npm >/dev/null 2>&1 || want npm "installs anvil (the local Ethereum node) from the npm registry"
+    else
+        say "no anvil for $(uname -m) from npm: install Foundry's anvil yourself (or set CHAINIAC_ANVIL) for anchoring"
     fi
 fi
 

@@ -42,6 +42,11 @@ pub enum IdentityError {
     /// A passphrase that does not decrypt the key.
     #[error("the passphrase does not decrypt key file {path}")]
     WrongPassphrase { path: PathBuf },
+    /// A minisign secret key file that does not parse.
+    #[error(
+        "key file {path} is not a valid minisign secret key: {reason} (`minisign -G` makes one)"
+    )]
+    Minisign { path: PathBuf, reason: String },
 }
 
 /// Asks for the passphrase of an encrypted key file (`None`: none can be had).
@@ -50,8 +55,42 @@ pub type PassphraseSource<'a> = &'a dyn Fn(&Path) -> Option<Zeroizing<String>>;
 /// The first line of an OpenSSH private key file.
 const OPENSSH_PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 
+/// How minisign key files begin (the comment line, then the key in base64).
+const MINISIGN_COMMENT: &str = "untrusted comment:";
+
+/// minisign's binary layouts (minisign's own format, read through the `minisign` crate): a
+/// public key is `"Ed" ‖ key id (8) ‖ Ed25519 public key (32)`; a decrypted secret key is
+/// `"Ed" ‖ kdf (2) ‖ checksum alg (2) ‖ salt (32) ‖ opslimit (8) ‖ memlimit (8) ‖ key id (8) ‖
+/// Ed25519 seed (32) ‖ Ed25519 public key (32) ‖ checksum (32)`.
+const MINISIGN_PUBLIC_KEY: std::ops::Range<usize> = 10..42;
+const MINISIGN_PUBLIC_KEY_LEN: usize = 42;
+const MINISIGN_SECRET_KEY_LEN: usize = 158;
+const MINISIGN_SEED: std::ops::Range<usize> = 62..94;
+const MINISIGN_SECRET_PUBLIC_KEY: std::ops::Range<usize> = 94..126;
+
+/// The Ed25519 key of a minisign public key: the file minisign writes (`minisign.pub`: a
+/// comment line, then the key) or the key line alone (`RW...`).
+fn minisign_public_key(text: &str) -> Result<PublicKey, String> {
+    let line = match text.strip_prefix(MINISIGN_COMMENT) {
+        Some(rest) => rest.lines().nth(1).unwrap_or_default(),
+        None => text,
+    };
+    let key = minisign::PublicKey::from_base64(line.trim())
+        .map_err(|e| format!("not a minisign public key: {e}"))?;
+    let bytes = key.to_bytes();
+    if !bytes.starts_with(b"Ed") {
+        return Err("a minisign key of another algorithm than Ed25519".into());
+    }
+    let raw: &[u8; 32] = bytes
+        .get(MINISIGN_PUBLIC_KEY)
+        .and_then(|raw| raw.try_into().ok())
+        .ok_or("not a minisign Ed25519 public key")?;
+    PublicKey::from_bytes(raw).map_err(|e| e.to_string())
+}
+
 /// A public key given as 64 hex characters, an OpenSSH public key line (`ssh-ed25519 AAAA...`),
-/// or a file holding either (an `id_ed25519.pub`, a `node.pub.json` is not one).
+/// a minisign public key (`RW...`), or a file holding one of them (an `id_ed25519.pub`, a
+/// `minisign.pub`; a `node.pub.json` is not one).
 pub fn public_key_from(text_or_path: &str) -> Result<PublicKey, String> {
     let path = Path::new(text_or_path);
     let text = if path.is_file() {
@@ -60,6 +99,9 @@ pub fn public_key_from(text_or_path: &str) -> Result<PublicKey, String> {
         text_or_path.to_owned()
     };
     let text = text.trim();
+    if text.starts_with(MINISIGN_COMMENT) || (text.starts_with("RW") && text.len() == 56) {
+        return minisign_public_key(text);
+    }
     // An OpenSSH public key line is `TYPE BASE64 [COMMENT]`; hex has no space.
     if text.contains(char::is_whitespace) {
         let key = ssh_key::PublicKey::from_openssh(text).map_err(|error| match error {
@@ -77,7 +119,9 @@ pub fn public_key_from(text_or_path: &str) -> Result<PublicKey, String> {
         return PublicKey::from_bytes(&ed25519.0).map_err(|e| e.to_string());
     }
     PublicKey::from_hex(text).map_err(|e| {
-        format!("not a public key (64 hex characters, or an `ssh-ed25519 ...` line): {e}")
+        format!(
+            "not a public key (64 hex characters, an `ssh-ed25519 ...` line or a minisign `RW...` key): {e}"
+        )
     })
 }
 
@@ -186,6 +230,9 @@ impl Identity {
         if text.trim_start().starts_with(OPENSSH_PRIVATE_KEY) {
             return Self::from_openssh(path, &text, passphrase);
         }
+        if text.trim_start().starts_with(MINISIGN_COMMENT) {
+            return Self::from_minisign(path, &text, passphrase);
+        }
         let mut seed = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(text.trim(), seed.as_mut())
             .map_err(|_| IdentityError::Malformed { path: path.into() })?;
@@ -245,6 +292,85 @@ impl Identity {
                 path: path.into(),
                 reason: "its public key does not match its private key".into(),
             });
+        }
+        Ok(identity)
+    }
+}
+
+impl Identity {
+    /// The Ed25519 key of a minisign secret key file (decrypted with `passphrase` unless it was
+    /// made with `minisign -G -W`); the public key it holds must be the one its seed makes.
+    fn from_minisign(
+        path: &Path,
+        text: &str,
+        passphrase: PassphraseSource<'_>,
+    ) -> Result<Self, IdentityError> {
+        use base64ct::Encoding;
+        let malformed = |reason: String| IdentityError::Minisign {
+            path: path.into(),
+            reason,
+        };
+        // Encrypted unless its key-derivation algorithm is none (bytes 2..4 zero).
+        let line = text.trim_start().lines().nth(1).unwrap_or_default().trim();
+        let raw = Zeroizing::new(
+            base64ct::Base64::decode_vec(line)
+                .map_err(|_| malformed("its second line is not base64".into()))?,
+        );
+        match (raw.len(), raw.get(..2)) {
+            (MINISIGN_SECRET_KEY_LEN, Some(b"Ed")) => {}
+            (MINISIGN_PUBLIC_KEY_LEN, Some(b"Ed")) => {
+                return Err(malformed(
+                    "this is a public key; sign with the secret key (minisign keeps it in ~/.minisign/minisign.key)".into(),
+                ));
+            }
+            _ => {
+                return Err(malformed(
+                    "not an Ed25519 secret key of minisign's format".into(),
+                ));
+            }
+        }
+        let encrypted = match raw.get(2..4) {
+            Some([0, 0]) => false,
+            Some(b"Sc") => true,
+            _ => return Err(malformed("an unknown key-encryption scheme".into())),
+        };
+        let bytes = if encrypted {
+            let secret = passphrase(path)
+                .ok_or_else(|| IdentityError::PassphraseNeeded { path: path.into() })?;
+            let key = minisign::SecretKeyBox::from_string(text.trim_start())
+                .and_then(|boxed| boxed.into_secret_key(Some(secret.as_str().to_owned())))
+                .map_err(|error| match error.kind() {
+                    // The checksum of the decrypted key does not match.
+                    minisign::ErrorKind::Verify => {
+                        IdentityError::WrongPassphrase { path: path.into() }
+                    }
+                    _ => malformed(error.to_string()),
+                })?;
+            Zeroizing::new(key.to_bytes())
+        } else {
+            // `minisign -G -W` leaves the checksum of an unencrypted key zero, so the key is
+            // read as it is; the check below (its public key is the one its seed makes) is
+            // what tells a damaged one.
+            raw
+        };
+        let (Some(seed), Some(public)) = (
+            bytes.get(MINISIGN_SEED),
+            bytes.get(MINISIGN_SECRET_PUBLIC_KEY),
+        ) else {
+            return Err(malformed("too short".into()));
+        };
+        if !bytes.starts_with(b"Ed") {
+            return Err(malformed("not an Ed25519 key".into()));
+        }
+        let mut fixed = Zeroizing::new([0u8; 32]);
+        fixed.copy_from_slice(seed);
+        let identity = Self {
+            secret: SecretKey::from_seed(&fixed),
+        };
+        if identity.secret.public_key().as_bytes() != public {
+            return Err(malformed(
+                "its public key does not match its secret key".into(),
+            ));
         }
         Ok(identity)
     }
@@ -438,6 +564,82 @@ mod tests {
             Err(IdentityError::Ssh { .. })
         ));
         assert!(public_key_from("ssh-ed25519 not-base64").is_err());
+    }
+
+    /// Makes a key with minisign itself (testnet/setup.sh installs it); `None`: unencrypted.
+    fn minisign_keygen(dir: &Path, name: &str, passphrase: Option<&str>) -> (PathBuf, PathBuf) {
+        let secret = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        let mut command = std::process::Command::new("minisign");
+        command
+            .arg("-G")
+            .arg("-p")
+            .arg(&public)
+            .arg("-s")
+            .arg(&secret);
+        if passphrase.is_none() {
+            command.arg("-W");
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("minisign runs (install it: ./testnet/setup.sh)");
+        if let Some(passphrase) = passphrase {
+            let typed = format!("{passphrase}\n{passphrase}\n");
+            std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), typed.as_bytes())
+                .expect("passphrase");
+        }
+        assert!(child.wait().expect("minisign").success(), "minisign -G");
+        (secret, public)
+    }
+
+    #[test]
+    fn minisign_keys_sign_as_the_public_key_minisign_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plain, plain_pub) = minisign_keygen(dir.path(), "plain", None);
+        let public = public_key_from(&plain_pub.to_string_lossy()).expect("the .pub file");
+        let identity = Identity::load(&plain).expect("an unencrypted key loads");
+        assert_eq!(identity.public().key, public);
+        identity.public().check().expect("proof of possession");
+        // The key line alone is the same key.
+        let text = std::fs::read_to_string(&plain_pub).expect("read");
+        let line = text.lines().nth(1).expect("a key line");
+        assert_eq!(public_key_from(line), Ok(public));
+
+        let (locked, locked_pub) = minisign_keygen(dir.path(), "locked", Some("correct horse"));
+        let public = public_key_from(&locked_pub.to_string_lossy()).expect("the .pub file");
+        assert!(matches!(
+            Identity::load(&locked),
+            Err(IdentityError::PassphraseNeeded { .. })
+        ));
+        let wrong = Identity::load_with(&locked, &|_| Some(Zeroizing::new("battery".into())));
+        assert!(
+            matches!(wrong, Err(IdentityError::WrongPassphrase { .. })),
+            "{wrong:?}"
+        );
+        let right = Identity::load_with(&locked, &|_| Some(Zeroizing::new("correct horse".into())))
+            .expect("the right passphrase");
+        assert_eq!(right.public().key, public);
+
+        // A damaged file is refused as what it is.
+        let broken = dir.path().join("broken.key");
+        std::fs::write(
+            &broken,
+            "untrusted comment: minisign secret key\nRWQAAEIy\n",
+        )
+        .expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }
+        assert!(matches!(
+            Identity::load(&broken),
+            Err(IdentityError::Minisign { .. })
+        ));
+        assert!(public_key_from("untrusted comment: x\nRWQnotakey").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod commands;
+mod progress;
 mod report;
 
 /// chainiac: a decentralized, reproducible software-release log.

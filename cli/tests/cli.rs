@@ -49,7 +49,21 @@ fn the_demo_runs_the_whole_story() -> TestResult {
     let dir = tempfile::tempdir()?;
     let demo = dir.path().join("demo");
     let out = ok(&["testnet", "demo", "--dir", path(&demo)])?;
-    assert_eq!(out.matches("refused, as it must be").count(), 3, "{out}");
+    // The set-up (testnet/setup.sh) installs bubblewrap and anvil, so every part runs.
+    assert!(!out.contains("no build verifier in this demo"), "{out}");
+    assert!(!out.contains("no anchoring in this demo"), "{out}");
+    assert_eq!(out.matches("refused, as it must be").count(), 4, "{out}");
+    assert!(out.contains("rebuilt it from source and attested"), "{out}");
+    assert!(out.contains("(the same bytes)"), "{out}");
+    assert!(
+        out.contains("0 build verifiers reproduced the binaries but 1 are required"),
+        "{out}"
+    );
+    assert!(out.contains("is in Ethereum chain"), "{out}");
+    assert!(
+        out.contains("a skip proof from the timeline's genesis leads to exactly that block"),
+        "{out}"
+    );
     assert!(out.contains("sequence 2 was already used"), "{out}");
     assert!(
         out.contains("1 valid developer signatures but 2 are required"),
@@ -89,6 +103,7 @@ fn every_command_of_the_release_story_with_a_leader_failing() -> TestResult {
         path(&net),
         "--epoch-seconds",
         "1",
+        "--anvil",
     ])?;
     assert!(
         up.contains("testnet of 4 nodes is up and connected"),
@@ -288,6 +303,45 @@ fn story(dir: &Path, net: &Path) -> TestResult {
         synced.contains("tool: 0 -> block 1 (release 0.1.0)"),
         "{synced}"
     );
+    // The timeline is anchored in the testnet's anvil: the client checks the newest anchor
+    // (its block is the timeline's own; anvil shows the transaction, confirmed).
+    let rpc = testnet["anvil"]["url"].as_str().ok_or("no anvil")?;
+    let mut checked = String::new();
+    wait_for("an anchor the client can check", || {
+        let output = chainiac(
+            &client_args(&["sync", "--ethereum-rpc", rpc])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        match output {
+            Ok(output) if output.status.success() => {
+                checked = String::from_utf8_lossy(&output.stderr).into_owned();
+                true
+            }
+            _ => false,
+        }
+    })?;
+    assert!(
+        checked.contains("confirmations; checked against"),
+        "{checked}"
+    );
+    // The sync itself was reported and kept before the anchor check.
+    assert!(checked.contains("timeline epoch"), "{checked}");
+    // An Ethereum node that cannot be reached fails the sync, saying so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let output = chainiac(
+        &client_args(&["sync", "--ethereum-rpc", &format!("http://{closed}")])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )?;
+    assert!(!output.status.success());
+    let refused = String::from_utf8(output.stderr)?;
+    assert!(
+        refused.contains("cannot reach the Ethereum node"),
+        "{refused}"
+    );
     let verified = run(&["verify"])?;
     assert!(verified.contains("release 0.1.0"), "{verified}");
     let verified: Value = serde_json::from_str(&run(&["verify", "--json"])?)?;
@@ -466,6 +520,20 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
     let bob = ssh_key("id_bob", "")?;
     let alice_pub = format!("{}.pub", path(&alice));
     let bob_pub = format!("{}.pub", path(&bob));
+    // carol signs with a minisign key, made by minisign itself, passphrase-protected.
+    let carol = dir.join("carol.key");
+    let carol_pub = dir.join("carol.pub");
+    let mut made = Command::new("minisign")
+        .args(["-G", "-p", path(&carol_pub), "-s", path(&carol)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("minisign (install it: ./testnet/setup.sh): {e}"))?;
+    std::io::Write::write_all(
+        made.stdin.as_mut().ok_or("stdin")?,
+        b"carol's passphrase\ncarol's passphrase\n",
+    )?;
+    assert!(made.wait()?.success(), "minisign -G");
     ok(&[
         "project",
         "create",
@@ -476,8 +544,10 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         &alice_pub,
         "--developer-key",
         &bob_pub,
+        "--developer-key",
+        path(&carol_pub),
         "--threshold",
-        "1",
+        "2",
         "--roster",
         path(&first_four),
         "--node",
@@ -536,6 +606,22 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         "{}",
         String::from_utf8_lossy(&signed.stderr)
     );
+    let signed = Command::new(env!("CARGO_BIN_EXE_chainiac"))
+        .args([
+            "release",
+            "sign",
+            "--bundle",
+            path(&bundle),
+            "--key",
+            path(&carol),
+        ])
+        .env("CHAINIAC_KEY_PASSPHRASE", "carol's passphrase")
+        .output()?;
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
     let published = ok(&[
         "release",
         "publish",
@@ -554,17 +640,22 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         &apis[1],
         "--json",
     ])?)?;
-    let alice_hex = chainiac_api::keyfile::public_key_from(&alice_pub)?.to_hex();
-    assert!(
-        shown
-            .as_array()
-            .ok_or("an array")?
-            .iter()
-            .any(|c| c["developers"]
+    for (who, public) in [
+        ("alice's SSH", alice_pub.as_str()),
+        ("carol's minisign", path(&carol_pub)),
+    ] {
+        let hex = chainiac_api::keyfile::public_key_from(public)?.to_hex();
+        assert!(
+            shown
                 .as_array()
-                .is_some_and(|d| d.contains(&Value::from(alice_hex.clone())))),
-        "the policy records alice's SSH key as it is: {shown}"
-    );
+                .ok_or("an array")?
+                .iter()
+                .any(|c| c["developers"]
+                    .as_array()
+                    .is_some_and(|d| d.contains(&Value::from(hex.clone())))),
+            "the policy records {who} key as it is: {shown}"
+        );
+    }
 
     // Both chains now run under the last four nodes.
     let file: Value =
@@ -605,5 +696,56 @@ fn completions_and_man_pages_cover_every_command() -> TestResult {
     }
     let refused = fails(&["completions", "tcsh"])?;
     assert!(refused.contains("invalid value 'tcsh'"), "{refused}");
+    Ok(())
+}
+
+/// node/deploy/chainiac-node.service passes `systemd-analyze verify` (with its `ExecStart`
+/// pointed at this build), its command line is one this `chainiac` accepts, and its sandboxing
+/// keeps systemd's exposure score at "OK" or better.
+#[test]
+fn the_systemd_unit_verifies_and_runs_a_command_chainiac_accepts() -> TestResult {
+    const UNIT: &str = include_str!("../../node/deploy/chainiac-node.service");
+    const INSTALLED: &str = "/usr/local/bin/chainiac";
+    let exec = UNIT
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .ok_or("no ExecStart")?;
+    let args: Vec<&str> = exec
+        .strip_prefix(INSTALLED)
+        .ok_or("ExecStart runs another binary")?
+        .split_whitespace()
+        .collect();
+    let mut with_help = args.clone();
+    with_help.push("--help");
+    let help = ok(&with_help)?;
+    assert!(help.contains("--config"), "{help}");
+
+    let dir = tempfile::tempdir()?;
+    let unit = dir.path().join("chainiac-node.service");
+    std::fs::write(
+        &unit,
+        UNIT.replace(INSTALLED, env!("CARGO_BIN_EXE_chainiac")),
+    )?;
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .map_err(|e| format!("systemd-analyze (Debian: apt-get install systemd): {e}"))?;
+    let complaints = String::from_utf8(verify.stderr)?;
+    assert!(verify.status.success(), "{complaints}");
+    // Complaints about this unit (other units on the machine may have their own).
+    let about_ours: Vec<&str> = complaints
+        .lines()
+        .filter(|line| line.contains("chainiac-node.service"))
+        .collect();
+    assert!(about_ours.is_empty(), "{complaints}");
+
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&unit)
+        .output()?;
+    let report = String::from_utf8(security.stdout)?;
+    assert!(security.status.success(), "{report}");
+    assert!(report.contains("Overall exposure level"), "{report}");
     Ok(())
 }

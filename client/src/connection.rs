@@ -347,20 +347,95 @@ impl Connection {
         Ok(view)
     }
 
-    /// The newest anchors of a timeline any peer recorded (the client can check them with
-    /// `chainiac anchor verify` against an Ethereum node of its choice).
+    /// The anchors of `timeline` the peers recorded (each peer's list newest first, at most 64),
+    /// interleaved peer by peer so that one peer's list cannot push the others' out of the
+    /// first places, without repeats and without anchors of other timelines. They are hints:
+    /// [`Connection::check_anchor_in_timeline`] and an Ethereum node check them.
     pub async fn anchors(&self, timeline: Hash) -> Vec<AnchorProof> {
-        let mut all = Vec::new();
+        let timeline_hex = timeline.to_hex();
+        let mut lists = Vec::new();
         for &peer in &self.peers {
-            if let Ok(Response::Anchors(anchors)) =
+            if let Ok(Response::Anchors(mut anchors)) =
                 self.ask(peer, Request::Anchors { timeline }).await
             {
-                all.extend(anchors);
+                anchors.retain(|a| a.timeline == timeline_hex);
+                anchors.sort_by_key(|a| std::cmp::Reverse(a.timeline_index));
+                lists.push(anchors.into_iter());
             }
         }
-        all.sort_by_key(|a| std::cmp::Reverse(a.timeline_index));
-        all.dedup_by(|a, b| a.timeline_index == b.timeline_index);
-        all
+        let mut all: Vec<AnchorProof> = Vec::new();
+        loop {
+            let mut any = false;
+            for list in &mut lists {
+                if let Some(anchor) = list.next() {
+                    any = true;
+                    if !all.contains(&anchor) {
+                        all.push(anchor);
+                    }
+                }
+            }
+            if !any {
+                return all;
+            }
+        }
+    }
+
+    /// Checks that the block an anchor names is the block of `timeline` at that index: a skip
+    /// proof from the timeline's genesis (`pinned`, fresh from [`Connection::pin_timeline`],
+    /// whose genesis hashes to the chain id) must reach exactly that index and that block,
+    /// every link signed by the roster of its time. An anchor that passes is what the timeline
+    /// itself holds at that position, so checking it on Ethereum (`chainiac_anchor`) dates the
+    /// timeline the client follows, not a fork shown to it. A peer's anchor list is only a
+    /// hint; this is the check.
+    pub async fn check_anchor_in_timeline(
+        &self,
+        pinned: &PinnedTimeline,
+        anchor: &AnchorProof,
+    ) -> Result<(), ClientError> {
+        let request = anchor
+            .request()
+            .map_err(|reason| ClientError::InvalidAnchor(format!("malformed anchor: {reason}")))?;
+        if request.timeline != pinned.chain {
+            return Err(ClientError::InvalidAnchor(format!(
+                "the anchor is of timeline {}, not of {}",
+                request.timeline, pinned.chain
+            )));
+        }
+        if pinned.trusted.block().index() != 0 {
+            return Err(ClientError::InvalidAnchor(
+                "anchors are checked from the timeline's genesis".into(),
+            ));
+        }
+        if request.index == 0 {
+            return if pinned.trusted.block().hash() == request.block {
+                Ok(())
+            } else {
+                Err(ClientError::InvalidAnchor(format!(
+                    "the anchor names block {} as the genesis of timeline {}, which it is not",
+                    request.block, request.timeline
+                )))
+            };
+        }
+        self.first_success(|peer| async move {
+            let proof = self.proof(peer, request.timeline, 0, request.index).await?;
+            let mut reached = pinned.clone();
+            reached.advance(&proof, request.block).map_err(|e| {
+                format!(
+                    "no valid proof that block {} is the timeline's block {}: {e}",
+                    request.block, request.index
+                )
+            })?;
+            // The proof ends at the named block; it must also be the named position.
+            let index = reached.trusted.block().index();
+            if index != request.index {
+                return Err(format!(
+                    "block {} is the timeline's block {index}, not {}",
+                    request.block, request.index
+                ));
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The release head the timeline commits to, with its inclusion proof checked.

@@ -58,6 +58,9 @@ pub enum ClientError {
     /// An artifact download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// An anchor does not name the timeline's block at its position.
+    #[error("the anchor does not match the timeline: {0}")]
+    InvalidAnchor(String),
     /// The project's verified policy commits it to a timeline the sync was not given.
     #[error("{}", describe_timeline_needed(project, named, given.as_ref()))]
     TimelineNeeded {

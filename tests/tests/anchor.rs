@@ -1,7 +1,8 @@
 //! Anchoring against a real local Ethereum node (anvil): a testnet anchors several timeline
 //! epochs, the proofs verify, changed proofs are refused, anchoring survives anvil stopping
 //! and restarting without anchoring anything twice, its cost does not grow with the number of
-//! chains, and an anchor removed by a reorganisation is anchored again.
+//! chains, and an anchor removed by a reorganisation is anchored again. A light client
+//! believes an anchor only when a skip proof from the timeline's genesis leads to its block.
 
 use std::collections::BTreeSet;
 
@@ -50,6 +51,40 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         assert_eq!(proof.timeline_block, block.hash().to_hex());
         ethereum.verify(&proof, 1)?;
     }
+
+    // A light client believes a peer's anchor only when a skip proof from the timeline's
+    // genesis leads to exactly the block it names: an anchor of a block the timeline does not
+    // hold at that index (a fork shown to this client, or a made-up hash) is refused.
+    let client = chainiac_client::Connection::open(
+        &cluster.addresses().await,
+        std::time::Duration::from_secs(20),
+    )
+    .await?;
+    let listed = anchors(&cluster, &timeline);
+    let (genuine, other) = (
+        listed.first().ok_or("no anchor")?,
+        listed.get(1).ok_or("one anchor")?,
+    );
+    let genesis = client.pin_timeline(timeline).await?;
+    client.check_anchor_in_timeline(&genesis, genuine).await?;
+    let mut made_up = genuine.clone();
+    made_up.timeline_block = chainiac_protocol::Hash([9; 32]).to_hex();
+    let mut moved = genuine.clone();
+    moved.timeline_index = other.timeline_index;
+    // A genuine anchor of another chain, offered as one of this timeline.
+    let mut elsewhere = genuine.clone();
+    elsewhere.timeline = chainiac_protocol::Hash([7; 32]).to_hex();
+    for (what, forged) in [
+        ("a made-up block", made_up),
+        ("another index", moved),
+        ("another timeline", elsewhere),
+    ] {
+        match client.check_anchor_in_timeline(&genesis, &forged).await {
+            Err(error) => eprintln!("anchor of {what}: {error}"),
+            Ok(()) => return Err(format!("the client believed an anchor of {what}").into()),
+        }
+    }
+    client.close().await;
 
     // Any change to a proof is refused.
     let proof = anchors(&cluster, &timeline)

@@ -67,6 +67,37 @@ fn every_route_the_node_serves_is_documented_and_nothing_else() {
 }
 
 /// The documented schema of `METHOD path`'s answer with `status` and `content`.
+const DASHBOARD: &str = include_str!("../../node/deploy/grafana-dashboard.json");
+
+/// The Grafana dashboard (node/deploy/grafana-dashboard.json) queries only metric families the
+/// node exports: a renamed metric would otherwise leave an operator's panel silently empty.
+fn every_dashboard_metric_is_exported(metrics: &str) {
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let name = regex::Regex::new(r"\bchainiac_[a-z_]+").expect("regex");
+    let mut queried = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        assert!(panel["title"].is_string(), "{panel}");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{panel}");
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for found in name.find_iter(expr) {
+                // Counters are exported as FAMILY_total; `# TYPE` names the family.
+                let family = found.as_str().trim_end_matches("_total");
+                queried.insert(family.to_owned());
+            }
+        }
+    }
+    assert!(queried.len() >= 14, "{queried:?}");
+    let missing: Vec<_> = queried
+        .iter()
+        .filter(|family| !metrics.contains(&format!("# TYPE {family} ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics the node does not export: {missing:?}"
+    );
+}
+
 fn answer_schema(document: &Value, method: &str, path: &str, status: &str) -> Value {
     document["paths"][path][method.to_lowercase()]["responses"][status]["content"]
         ["application/json"]["schema"]
@@ -260,8 +291,11 @@ async fn every_documented_route_answers_with_the_documented_shape() -> TestResul
         chainiac_api::http::call(api, "GET", &format!("/artifacts/{artifact}"), "", b"", None)?;
     assert_eq!(Hash::of_artifact(&bytes), artifact);
     exercised.insert(("GET".into(), "/artifacts/{hash}".into()));
-    let metrics = chainiac_api::http::call(api, "GET", "/metrics", "", b"", None)?;
-    assert!(String::from_utf8(metrics)?.contains("# TYPE"));
+    let metrics = String::from_utf8(chainiac_api::http::call(
+        api, "GET", "/metrics", "", b"", None,
+    )?)?;
+    assert!(metrics.contains("# TYPE"));
+    every_dashboard_metric_is_exported(&metrics);
     exercised.insert(("GET".into(), "/metrics".into()));
 
     // The explorer's page and assets.

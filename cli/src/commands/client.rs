@@ -28,6 +28,154 @@ pub(crate) struct ClientArgs {
     command: ClientCommand,
 }
 
+/// `--ethereum-rpc`: check the timeline's newest anchor against an Ethereum node.
+#[derive(Debug, Args)]
+struct AnchorCheckArgs {
+    /// Also check that the timeline is anchored on Ethereum: JSON-RPC endpoint of an Ethereum
+    /// node you trust (http://host:port, unauthenticated: your own node or one on a network
+    /// you trust). The newest anchor whose block is the timeline's own and that this node
+    /// confirms is reported; the sync fails if none is (with --watch: checked once, at the
+    /// start).
+    #[arg(long, env = "CHAINIAC_ETHEREUM_RPC")]
+    ethereum_rpc: Option<String>,
+    /// Blocks on top of the anchoring transaction required (with --ethereum-rpc).
+    #[arg(long, default_value_t = 2, requires = "ethereum_rpc")]
+    confirmations: u64,
+}
+
+impl AnchorCheckArgs {
+    fn check(&self) -> Option<AnchorCheck> {
+        self.ethereum_rpc.as_ref().map(|rpc| AnchorCheck {
+            rpc: rpc.clone(),
+            confirmations: self.confirmations,
+        })
+    }
+}
+
+/// An Ethereum node the client checks the timeline's anchors against.
+#[derive(Clone, Debug)]
+pub(crate) struct AnchorCheck {
+    /// Its JSON-RPC endpoint.
+    pub(crate) rpc: String,
+    /// Blocks required on top of the anchoring transaction.
+    pub(crate) confirmations: u64,
+}
+
+/// An anchor that passed both checks.
+#[derive(Debug)]
+pub(crate) struct CheckedAnchor {
+    /// The anchor.
+    pub(crate) proof: chainiac_anchor::AnchorProof,
+    /// Blocks on top of (and including) its transaction's block.
+    pub(crate) confirmations: u64,
+}
+
+/// How many anchors are tried before giving up (an anchor can be too young to have its
+/// confirmations, or a peer can list a false one).
+const ANCHORS_TRIED: usize = 8;
+
+/// Longest a whole anchor check may take: the peers' proofs and the Ethereum node's answers.
+const ANCHOR_CHECK_SECONDS: u64 = 60;
+
+/// An Ethereum transaction or block hash as JSON-RPC writes it: `0x` and 64 hex digits. Other
+/// text from a peer is neither checked nor shown.
+fn is_ethereum_hash(text: &str) -> bool {
+    text.len() == 66 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The newest anchor of the timeline of `view` that names the timeline's own block at its index
+/// (a skip proof from the genesis, [`Connection::check_anchor_in_timeline`]) and that the
+/// Ethereum node of `check` shows in a mined transaction with enough confirmations. Only
+/// anchors at or below the timeline block the client verified are considered, taken from the
+/// peers in turn; peers' anchor lists are hints, both checks are the client's own.
+pub(crate) async fn check_newest_anchor(
+    connection: &Connection,
+    view: &TimelineView,
+    check: &AnchorCheck,
+) -> anyhow::Result<CheckedAnchor> {
+    let limit = Duration::from_secs(ANCHOR_CHECK_SECONDS);
+    match tokio::time::timeout(limit, newest_checked_anchor(connection, view, check)).await {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "checking the anchors of timeline {} took over {ANCHOR_CHECK_SECONDS} s: the peers or the Ethereum node at {} are too slow",
+            view.chain,
+            check.rpc
+        ),
+    }
+}
+
+async fn newest_checked_anchor(
+    connection: &Connection,
+    view: &TimelineView,
+    check: &AnchorCheck,
+) -> anyhow::Result<CheckedAnchor> {
+    use chainiac_anchor::{Anchor, AnchorError, EthereumAnchor, EthereumConfig};
+    let timeline = view.chain;
+    let candidates: Vec<_> = connection
+        .anchors(timeline)
+        .await
+        .into_iter()
+        .filter(|a| {
+            a.timeline_index <= view.index
+                && is_ethereum_hash(&a.transaction)
+                && is_ethereum_hash(&a.block_hash)
+        })
+        .take(ANCHORS_TRIED)
+        .collect();
+    if candidates.is_empty() {
+        bail!(
+            "no peer knows an anchor of timeline {timeline} up to its block {} yet; nodes anchor it when their [anchor] ethereum_rpc is set (docs/operator.md)",
+            view.index
+        );
+    }
+    let genesis = connection.pin_timeline(timeline).await?;
+    let mut not_in_timeline = Vec::new();
+    let mut not_on_ethereum = Vec::new();
+    for proof in candidates {
+        if let Err(error) = connection.check_anchor_in_timeline(&genesis, &proof).await {
+            not_in_timeline.push(format!("block {}: {error}", proof.timeline_index));
+            continue;
+        }
+        let rpc = check.rpc.clone();
+        let confirmations = check.confirmations;
+        let on_ethereum = proof.clone();
+        // The RPC client blocks; keep it off the async workers.
+        let verified = tokio::task::spawn_blocking(move || {
+            EthereumAnchor::new(EthereumConfig::new(&rpc))?.verify(&on_ethereum, confirmations)
+        })
+        .await?;
+        match verified {
+            Ok(confirmation) => {
+                return Ok(CheckedAnchor {
+                    proof,
+                    confirmations: confirmation.confirmations,
+                });
+            }
+            // The Ethereum node itself failed: no other anchor would fare better.
+            Err(AnchorError::Rpc(error)) => bail!("{error}"),
+            Err(error) => not_on_ethereum.push(format!("block {}: {error}", proof.timeline_index)),
+        }
+    }
+    let mut reasons = Vec::new();
+    if !not_on_ethereum.is_empty() {
+        reasons.push(format!(
+            "not confirmed by the Ethereum node: {}",
+            not_on_ethereum.join("; ")
+        ));
+    }
+    if !not_in_timeline.is_empty() {
+        reasons.push(format!(
+            "listed by a peer but not the timeline's own block (a peer is lying or on a fork): {}",
+            not_in_timeline.join("; ")
+        ));
+    }
+    bail!(
+        "no anchor of timeline {timeline} could be verified against {}: {}",
+        check.rpc,
+        reasons.join(". ")
+    )
+}
+
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
     /// Pin a timeline for projects whose policy names none (freshness, no rollback, no split
@@ -48,6 +196,8 @@ enum ClientCommand {
         /// Keep running: sync again whenever a new block is gossiped.
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        anchor: AnchorCheckArgs,
     },
     /// Re-verify the local state and show the latest trusted release of each project.
     Verify {
@@ -251,7 +401,11 @@ async fn client_command(
         }
         return Ok(());
     }
-    let mut connection = Connection::open(&state.peers, timeout).await?;
+    let waiting =
+        crate::progress::Waiting::start(format!("connecting to {} peer(s)", state.peers.len()));
+    let connection = Connection::open(&state.peers, timeout).await;
+    drop(waiting);
+    let mut connection = connection?;
     let result = async {
         match command {
             ClientCommand::Verify { .. } => Ok(()),
@@ -276,12 +430,17 @@ async fn client_command(
                 println!("run `chainiac client sync` to catch up");
                 Ok(())
             }
-            ClientCommand::Sync { project, watch } => {
+            ClientCommand::Sync {
+                project,
+                watch,
+                anchor,
+            } => {
                 let names: Vec<String> = select_projects(&state, project.as_deref())?
                     .into_iter()
                     .map(str::to_owned)
                     .collect();
-                sync_all(&connection, &mut state, &names, dir, true).await?;
+                let anchor = anchor.check();
+                sync_all(&connection, &mut state, &names, dir, true, anchor.as_ref()).await?;
                 if watch {
                     // With a pinned timeline a release is accepted once a timeline block
                     // commits to it, so timeline blocks wake the watch too.
@@ -301,7 +460,8 @@ async fn client_command(
                                 if head.is_none() { break; }
                                 // A watch outlives a peer's bad moment: say it and go on.
                                 if let Err(error) =
-                                    sync_all(&connection, &mut state, &names, dir, false).await
+                                    // Anchors were checked once, at the start.
+                                    sync_all(&connection, &mut state, &names, dir, false, None).await
                                 {
                                     eprintln!("sync failed: {error:#}; waiting for the next block");
                                 }
@@ -495,7 +655,8 @@ async fn fetch_latest(
     })
 }
 
-/// Says which timeline epoch the heads were checked against, and its newest anchor.
+/// Says which timeline epoch the heads were checked against, and the newest anchor a peer lists
+/// (a hint: `--ethereum-rpc` checks anchors, [`check_timeline_anchors`]).
 async fn describe_timeline(
     connection: &Connection,
     view: Option<&TimelineView>,
@@ -511,12 +672,46 @@ async fn describe_timeline(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
     );
-    if let Some(anchor) = connection.anchors(view.chain).await.first() {
+    if let Some(anchor) = connection
+        .anchors(view.chain)
+        .await
+        .into_iter()
+        .find(|a| is_ethereum_hash(&a.transaction))
+    {
         eprintln!(
-            "timeline block {} anchored in Ethereum chain {}: transaction {} in block {} (check it with `chainiac anchor verify`)",
-            anchor.timeline_index, anchor.chain_id, anchor.transaction, anchor.block_number
+            "a peer lists timeline block {} as anchored in Ethereum chain {}: transaction {} (not checked; check it with `chainiac client sync --ethereum-rpc URL`)",
+            anchor.timeline_index, anchor.chain_id, anchor.transaction
         );
     }
+}
+
+/// Checks, once per timeline the sync used, that its newest anchor is the timeline's own block
+/// and confirmed on the Ethereum node of `check`.
+async fn check_timeline_anchors(
+    connection: &Connection,
+    views: &[TimelineView],
+    check: &AnchorCheck,
+) -> anyhow::Result<()> {
+    if views.is_empty() {
+        bail!(
+            "--ethereum-rpc checks the anchors of the timeline the projects are checked against, and this sync used none"
+        );
+    }
+    for view in views {
+        let checked = check_newest_anchor(connection, view, check).await?;
+        eprintln!(
+            "timeline {}: block {} (index {}) is anchored in Ethereum chain {}, transaction {} in block {} with {} confirmations; checked against {} and by a skip proof from the timeline's genesis",
+            &view.chain.to_hex()[..16],
+            &checked.proof.timeline_block[..16],
+            checked.proof.timeline_index,
+            checked.proof.chain_id,
+            checked.proof.transaction,
+            checked.proof.block_number,
+            checked.confirmations,
+            check.rpc
+        );
+    }
+    Ok(())
 }
 
 async fn sync_all(
@@ -525,23 +720,27 @@ async fn sync_all(
     names: &[String],
     dir: &Path,
     report_unchanged: bool,
+    anchor: Option<&AnchorCheck>,
 ) -> anyhow::Result<()> {
     let freshness = state.freshness();
     let mut described = false;
+    let mut views: Vec<TimelineView> = Vec::new();
     for name in names {
         let Some(followed) = state.projects.get_mut(name) else {
             continue;
         };
         let learned_before = state.policy_timelines.len();
-        let (report, view) = connection
+        let waiting = crate::progress::Waiting::start(format!("syncing {name}"));
+        let synced = connection
             .sync_project(
                 followed,
                 state.timeline.as_mut(),
                 &mut state.policy_timelines,
                 freshness,
             )
-            .await
-            .with_context(|| format!("syncing {name}"))?;
+            .await;
+        drop(waiting);
+        let (report, view) = synced.with_context(|| format!("syncing {name}"))?;
         if let Some(view) = &view
             && state.policy_timelines.len() > learned_before
         {
@@ -553,6 +752,11 @@ async fn sync_all(
         if !described {
             describe_timeline(connection, view.as_ref(), freshness).await;
             described = true;
+        }
+        if let Some(view) = view
+            && !views.iter().any(|v| v.chain == view.chain)
+        {
+            views.push(view);
         }
         for failure in &report.failures {
             eprintln!("  peer {failure}");
@@ -580,6 +784,11 @@ async fn sync_all(
             );
         }
         state.save(dir)?;
+    }
+    // After every project is synced, reported and saved: a failed anchor check fails the
+    // command without losing what the sync verified.
+    if let Some(check) = anchor {
+        check_timeline_anchors(connection, &views, check).await?;
     }
     Ok(())
 }

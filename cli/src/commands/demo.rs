@@ -4,21 +4,132 @@
 //! the first; a developer key is rotated; releases that break the rules are refused; the client,
 //! offline since the first release, catches up with one skip proof, verifies the latest release
 //! and fetches its binary from the peers, checking every byte.
+//!
+//! Where the machine can run sandboxed builds, the last node is also a build verifier: a second
+//! project, a real crate vendored in the repository, is rebuilt by it from source before the
+//! witnesses cosign a release, and a release whose binary was tampered with is refused. Where
+//! anvil is installed (`testnet/setup.sh` installs it), the timeline is anchored in it and the
+//! client checks the newest anchor. Each part says why when it is left out.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chainiac_api::http::{Nodes, get_json};
-use chainiac_api::types::{ChainJson, TimelineEntryJson, TimelineJson};
+use chainiac_api::types::{ChainJson, RosterMemberJson, TimelineEntryJson, TimelineJson};
 use chainiac_cli::publisher::{
     Bundle, CreateOptions, PolicyChange, PublisherError, ReleaseOptions, TimelineChoice,
     change_policy, create_project, create_release, load_key, publish_release, sign_release,
 };
 use chainiac_client::{ClientState, Connection, select_artifact};
+use chainiac_node::builder::{BuildLimits, Sandbox, rebuild_keeping};
 use chainiac_protocol::Hash;
+use chainiac_protocol::encoding::Decode;
+use chainiac_protocol::keys::PublicKey;
+use chainiac_protocol::release::{
+    ArtifactRef, BinaryArtifact, BuildRecipe, Release, ReleaseManifest,
+};
 
-use super::testnet;
+use super::client::{AnchorCheck, check_newest_anchor};
+use super::testnet::{self, TestnetShape};
+
+/// The real project the verifier node rebuilds: the `itoa` crate 1.0.19 exactly as published
+/// on crates.io (MIT OR Apache-2.0), vendored for `tests/tests/verifiers.rs` too. It has no
+/// dependencies, so it builds in the sandbox without a network, in well under a second.
+const ITOA_CRATE: &[u8] = include_bytes!("../../../tests/fixtures/itoa-1.0.19.crate");
+const ITOA_OUTPUT: &str = "out/libitoa.rlib";
+const ITOA_RECIPE: &str = "tar xzf \"$SOURCE\"\n\
+    mkdir -p out\n\
+    rustc --crate-name itoa --crate-type rlib --edition 2021 -C opt-level=3 \
+    -C codegen-units=1 -o out/libitoa.rlib itoa-1.0.19/src/lib.rs\n";
+
+/// The platform label of the itoa build: an rlib for this machine's architecture.
+fn itoa_platform() -> String {
+    format!("rlib-{}-linux", std::env::consts::ARCH)
+}
+
+/// The developers' own build of itoa, made in the build sandbox exactly as verifiers will run
+/// it (same recipe, same fixed paths and environment).
+#[derive(Debug)]
+struct DevelopersBuild {
+    /// Where the source archive was written.
+    source: PathBuf,
+    /// The built rlib.
+    binary: PathBuf,
+    /// How long the build ran.
+    elapsed: Duration,
+}
+
+/// Builds itoa in the sandbox under `work`. This is also the test that a verifier node can run
+/// here: bubblewrap, namespaces, limits and a Rust toolchain inside the sandbox.
+fn developers_build(work: &Path) -> anyhow::Result<DevelopersBuild> {
+    testnet::sandboxed_builds().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(work)?;
+    let source = work.join("itoa-1.0.19.crate");
+    std::fs::write(&source, ITOA_CRATE)?;
+    let platform = itoa_platform();
+    // Only the source and the recipe matter to the build; the rest is filled in when the
+    // release is prepared. rustc writes no date into an rlib, so SOURCE_DATE_EPOCH (the
+    // manifest's time) does not change the bytes.
+    let draft = ReleaseManifest {
+        project: "itoa".into(),
+        version: "1.0.19".into(),
+        sequence: 1,
+        source: ArtifactRef::of("itoa-1.0.19.crate", ITOA_CRATE),
+        recipe: BuildRecipe {
+            script: ITOA_RECIPE.into(),
+            outputs: vec![(platform.clone(), ITOA_OUTPUT.into())],
+        },
+        binaries: vec![BinaryArtifact {
+            platform: platform.clone(),
+            artifact: ArtifactRef::of("libitoa.rlib", b"not built yet"),
+        }],
+        policy: Hash([0; 32]),
+        timestamp: 0,
+    };
+    let kept = work.join("built");
+    let built = rebuild_keeping(
+        &Sandbox::system()?.with_host_rust(),
+        &BuildLimits::default(),
+        &draft,
+        ITOA_CRATE,
+        &work.join("builds"),
+        Some(&kept),
+    )?;
+    if let Some(failure) = &built.failure {
+        bail!(
+            "the sandboxed build of itoa failed: {failure}\n--- end of the build log ---\n{}",
+            built.log_tail
+        );
+    }
+    let binary = work.join("libitoa.rlib");
+    std::fs::copy(kept.join(&platform), &binary)?;
+    Ok(DevelopersBuild {
+        source,
+        binary,
+        elapsed: built.elapsed,
+    })
+}
+
+/// The parts of the demo this machine can show besides the release story.
+#[derive(Debug)]
+struct Extras {
+    /// The developers' sandboxed build (so a verifier node can run here), or why not.
+    verifier: Result<DevelopersBuild, String>,
+    /// anvil is installed, or why not.
+    anvil: Result<(), String>,
+}
+
+impl Extras {
+    fn probe(dir: &Path) -> Self {
+        Self {
+            verifier: developers_build(&dir.join("work-itoa")).map_err(|e| format!("{e:#}")),
+            anvil: chainiac_anchor::anvil_binary()
+                .map(|_| ())
+                .map_err(|error| error.to_string()),
+        }
+    }
+}
 
 /// The demo's timeline epoch: short, so that the client need not wait long for new heads to be
 /// committed.
@@ -115,6 +226,16 @@ fn sign(project_dir: &Path, bundle: &mut Bundle, keys: &[&str]) -> anyhow::Resul
 }
 
 fn expect_refusal(result: Result<u64, PublisherError>, what: &str) -> anyhow::Result<()> {
+    expect_refusal_because(result, what, "")
+}
+
+/// [`expect_refusal`], where the witnesses' reason must say `because` (a refusal for another
+/// reason, a timeout say, is not the story being told).
+fn expect_refusal_because(
+    result: Result<u64, PublisherError>,
+    what: &str,
+    because: &str,
+) -> anyhow::Result<()> {
     match result {
         Ok(index) => bail!("{what} was logged at index {index}; it must be refused"),
         Err(error) => {
@@ -122,6 +243,9 @@ fn expect_refusal(result: Result<u64, PublisherError>, what: &str) -> anyhow::Re
             let reason = cause
                 .split_once(" answered 400: ")
                 .map_or(cause.as_str(), |(_, reason)| reason);
+            if !reason.contains(because) {
+                bail!("{what} was refused, but not because {because}: {reason}");
+            }
             say(format!("refused, as it must be: {reason}"));
             Ok(())
         }
@@ -136,9 +260,38 @@ pub(crate) fn run(dir: &Path, keep: bool) -> anyhow::Result<()> {
         step: 0,
     };
     story.step("Bring up a local testnet of 4 nodes on 127.0.0.1");
-    let net = testnet::up(dir, 4, DEMO_EPOCH_SECONDS, false)?;
+    let extras = Extras::probe(dir);
+    match &extras.verifier {
+        Ok(_) => say("node-3 is also a build verifier: it rebuilds releases in a sandbox"),
+        Err(reason) => say(format!(
+            "no build verifier in this demo: {reason} (testnet/setup.sh installs what it needs)"
+        )),
+    }
+    match &extras.anvil {
+        Ok(()) => say("the timeline is anchored in a local Ethereum node (anvil)"),
+        Err(reason) => say(format!(
+            "no anchoring in this demo: {reason} (testnet/setup.sh installs anvil)"
+        )),
+    }
+    let net = testnet::up(
+        dir,
+        TestnetShape {
+            nodes: 4,
+            epoch_seconds: DEMO_EPOCH_SECONDS,
+            anvil: extras.anvil.is_ok(),
+            verifiers: usize::from(extras.verifier.is_ok()),
+        },
+    )?;
     let dir = dir.canonicalize()?;
-    let result = story_body(&mut story, &dir, &net);
+    let result = story_body(&mut story, &dir, &net).and_then(|()| {
+        if let Ok(build) = &extras.verifier {
+            build_verification(&mut story, &dir, &net, build)?;
+        }
+        if let Some(anvil) = &net.anvil {
+            check_anchor(&mut story, &net, &anvil.url)?;
+        }
+        Ok(())
+    });
     if keep {
         println!("\nThe testnet is still running (--keep). Explore it with:");
         println!("  chainiac testnet status --dir {}", dir.display());
@@ -364,5 +517,178 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         anyhow::Ok(out)
     })?;
     say(format!("verified binary at {}", binary.display()));
+    Ok(())
+}
+
+/// A second project whose policy requires the verifier node to rebuild every release from its
+/// source: an honest release is logged with the verifier's attestation, and one whose binary
+/// was tampered with (signed by enough developers: their keys were stolen) is refused.
+fn build_verification(
+    story: &mut Story,
+    dir: &Path,
+    net: &testnet::Testnet,
+    build: &DevelopersBuild,
+) -> anyhow::Result<()> {
+    let nodes = Nodes::new(&net.apis()).with_token(Some(chainiac_api::ApiToken::load(
+        &testnet::Testnet::token_file(dir),
+    )?));
+    let verifier_node = net.nodes.last().context("the testnet has no node")?;
+    let public: RosterMemberJson = serde_json::from_str(
+        &std::fs::read_to_string(verifier_node.dir.join("node.pub.json"))
+            .context("the verifier node's node.pub.json")?,
+    )?;
+    let verifier = PublicKey::from_hex(&public.public_key)?;
+    let timeline = Hash::from_hex(
+        net.timeline
+            .as_deref()
+            .context("the testnet has no timeline")?,
+    )?;
+
+    story.step(&format!(
+        "Create project \"itoa\" (the real crate, vendored): {} must rebuild each release from source",
+        verifier_node.name
+    ));
+    let project_dir = dir.join("project-itoa");
+    let project = create_project(&CreateOptions {
+        name: "itoa",
+        dir: &project_dir,
+        developers: 3,
+        developer_keys: &[],
+        threshold: 2,
+        roots: 1,
+        root_threshold: 1,
+        roster: &net.roster,
+        nodes: &nodes,
+        verifiers: &[verifier],
+        attestations: 1,
+        api_token_file: Some(&testnet::Testnet::token_file(dir)),
+        timeline: TimelineChoice::Chain(timeline),
+    })?;
+    say(format!(
+        "release chain {}; policy: 2 of 3 developers and 1 reproducing build by {}",
+        project.release_chain,
+        &verifier.to_hex()[..16]
+    ));
+
+    let work = dir.join("work-itoa");
+    let platform = itoa_platform();
+    let release = |version: &str, binary: &Path| -> anyhow::Result<Bundle> {
+        Ok(create_release(
+            &project_dir,
+            &nodes,
+            &ReleaseOptions {
+                version,
+                source: &build.source,
+                binaries: &[(platform.clone(), binary.to_path_buf())],
+                script: ITOA_RECIPE.into(),
+                outputs: vec![(platform.clone(), ITOA_OUTPUT.into())],
+            },
+        )?)
+    };
+
+    story.step("The developers built itoa 1.0.19 in the build sandbox, exactly as verifiers will");
+    let binary = &build.binary;
+    let honest = Hash::of_artifact(&std::fs::read(binary)?);
+    say(format!(
+        "libitoa.rlib built in {:.1} s, BLAKE3 {}",
+        build.elapsed.as_secs_f64(),
+        &honest.to_hex()[..16]
+    ));
+
+    story.step(&format!(
+        "Publish itoa 1.0.19 (dev-1, dev-2); the leader asks {} to rebuild it first",
+        verifier_node.name
+    ));
+    let mut bundle = release("1.0.19", binary)?;
+    sign(&project_dir, &mut bundle, &["dev-1", "dev-2"])?;
+    let started = Instant::now();
+    let index = publish_release(&project_dir, &nodes, &bundle, None)?;
+    let head: ChainJson = get_json(net.apis()[0], &format!("/chains/{}", project.release_chain))?;
+    let logged = Release::from_bytes(&hex::decode(&head.head.payload)?)?;
+    for attestation in &logged.attestations {
+        say(format!(
+            "{} rebuilt it from source and attested {} {}",
+            &attestation.verifier.to_hex()[..16],
+            attestation
+                .outputs
+                .iter()
+                .map(|(platform, hash)| format!("{platform} {}", &hash.to_hex()[..16]))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if attestation.outputs == [(platform.clone(), honest)] {
+                "(the same bytes)"
+            } else {
+                "(OTHER bytes)"
+            }
+        ));
+    }
+    say(format!(
+        "logged as block {index}, cosigned after the rebuild, {:.1} s after publishing",
+        started.elapsed().as_secs_f64()
+    ));
+
+    story.step(
+        "Two developer keys are stolen: publish 1.0.20 with a backdoored binary, validly signed",
+    );
+    let mut tampered = std::fs::read(binary)?;
+    tampered.extend_from_slice(b"\0backdoor");
+    let tampered_path = work.join("libitoa-tampered.rlib");
+    std::fs::write(&tampered_path, &tampered)?;
+    let mut bundle = release("1.0.20", &tampered_path)?;
+    sign(&project_dir, &mut bundle, &["dev-1", "dev-3"])?;
+    expect_refusal_because(
+        publish_release(&project_dir, &nodes, &bundle, None),
+        "a release whose binary its source does not build to",
+        "build verifiers reproduced the binaries",
+    )?;
+    Ok(())
+}
+
+/// The client checks the timeline's newest anchor: its block is the timeline's own (a skip
+/// proof from the genesis) and anvil shows it in a mined transaction.
+fn check_anchor(story: &mut Story, net: &testnet::Testnet, rpc: &str) -> anyhow::Result<()> {
+    story.step("The client checks that the timeline it follows is anchored on Ethereum (anvil)");
+    let timeline = Hash::from_hex(
+        net.timeline
+            .as_deref()
+            .context("the testnet has no timeline")?,
+    )?;
+    let peers: Vec<libp2p::Multiaddr> = net
+        .peers()
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
+    let check = AnchorCheck {
+        rpc: rpc.to_owned(),
+        confirmations: 2,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let checked = runtime.block_on(async {
+        let connection = Connection::open(&peers, Duration::from_secs(20)).await?;
+        let freshness = ClientState::default().freshness();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The first anchors need an epoch or two to be mined and confirmed.
+        let checked = loop {
+            let mut pinned = connection.pin_timeline(timeline).await?;
+            let view = connection.sync_timeline(&mut pinned, freshness).await?;
+            match check_newest_anchor(&connection, &view, &check).await {
+                Ok(checked) => break checked,
+                Err(error) if Instant::now() > deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        connection.close().await;
+        anyhow::Ok(checked)
+    })?;
+    say(format!(
+        "timeline block {} (index {}) is in Ethereum chain {}, transaction {}, block {} with {} confirmations",
+        &checked.proof.timeline_block[..16.min(checked.proof.timeline_block.len())],
+        checked.proof.timeline_index,
+        checked.proof.chain_id,
+        checked.proof.transaction,
+        checked.proof.block_number,
+        checked.confirmations
+    ));
+    say("and a skip proof from the timeline's genesis leads to exactly that block");
     Ok(())
 }

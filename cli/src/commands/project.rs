@@ -28,9 +28,10 @@ pub(crate) enum ProjectCommand {
         #[arg(long, default_value_t = 3, conflicts_with = "developer_keys")]
         developers: u32,
         /// A developer key the developer already has, instead of creating keys: an OpenSSH
-        /// Ed25519 public key file (`~/.ssh/id_ed25519.pub`), an `ssh-ed25519 ...` line or 64
-        /// hex characters (repeatable; the developer then signs with `release sign --key
-        /// ~/.ssh/id_ed25519`).
+        /// Ed25519 public key file (`~/.ssh/id_ed25519.pub`) or `ssh-ed25519 ...` line, a
+        /// minisign public key file or `RW...` line, or 64 hex characters (repeatable; the
+        /// developer then signs with `release sign --key ~/.ssh/id_ed25519` or their minisign
+        /// secret key).
         #[arg(long = "developer-key")]
         developer_keys: Vec<String>,
         /// Developer signatures each release needs (the t of t-of-n).

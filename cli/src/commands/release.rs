@@ -46,9 +46,10 @@ pub(crate) enum ReleaseCommand {
         /// The bundle.
         #[arg(long)]
         bundle: PathBuf,
-        /// The developer's key file: a chainiac key file, or an OpenSSH Ed25519 private key such
-        /// as ~/.ssh/id_ed25519 (asked for its passphrase on a terminal, or from
-        /// CHAINIAC_KEY_PASSPHRASE); or a key name of the project, with --project-dir.
+        /// The developer's key file: a chainiac key file, an OpenSSH Ed25519 private key such
+        /// as ~/.ssh/id_ed25519 or a minisign secret key (asked for its passphrase on a
+        /// terminal, or from CHAINIAC_KEY_PASSPHRASE); or a key name of the project, with
+        /// --project-dir.
         #[arg(long)]
         key: String,
         /// Project directory, to find keys by name.
@@ -184,7 +185,12 @@ pub(crate) fn release(command: ReleaseCommand) -> anyhow::Result<()> {
         } => {
             let loaded = Bundle::load(&bundle)?;
             let manifest = loaded.manifest()?;
-            let index = publish_release(&project_dir, &nodes.nodes()?, &loaded, roster.as_deref())?;
+            let nodes = nodes.nodes()?;
+            // Short enough for one line of a narrow terminal.
+            let waiting = crate::progress::Waiting::start("publishing, waiting for the witnesses");
+            let index = publish_release(&project_dir, &nodes, &loaded, roster.as_deref());
+            drop(waiting);
+            let index = index?;
             println!(
                 "release {} {} logged as block {index} of the release chain",
                 manifest.project, manifest.version
@@ -226,7 +232,10 @@ fn attest(
         "rebuilding {} {} from {} in a sandbox (time limit {timeout} s)...",
         manifest.project, manifest.version, manifest.source.name
     );
-    let result = rebuild(&sandbox, &limits, &manifest, &source, work_dir)?;
+    let waiting = crate::progress::Waiting::start("  building");
+    let result = rebuild(&sandbox, &limits, &manifest, &source, work_dir);
+    drop(waiting);
+    let result = result?;
     let attestation = result.attest(identity.secret(), &manifest);
     bundle.add_attestation(&attestation)?;
     bundle.save(path)?;

@@ -145,14 +145,44 @@ fn is_running(pid: u32) -> bool {
 
 /// Creates (if needed) and starts `count` nodes in `dir`, then waits until each is connected
 /// to all others. Prints progress to stderr.
-pub(crate) fn up(
-    dir: &Path,
-    count: usize,
-    epoch_seconds: u64,
-    anvil: bool,
-) -> anyhow::Result<Testnet> {
+/// What a new testnet is made of.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TestnetShape {
+    /// Nodes (all witnesses of the roster).
+    pub(crate) nodes: usize,
+    /// Length of a timeline epoch, in seconds.
+    pub(crate) epoch_seconds: u64,
+    /// Start anvil and anchor the timeline in it.
+    pub(crate) anvil: bool,
+    /// How many of the nodes (the last ones) are also build verifiers.
+    pub(crate) verifiers: usize,
+}
+
+/// Whether this machine can run sandboxed builds (what a verifier node needs); the reason when
+/// it cannot.
+pub(crate) fn sandboxed_builds() -> Result<(), String> {
+    chainiac_node::builder::Sandbox::system()
+        .and_then(|sandbox| sandbox.check_limits())
+        .map_err(|error| error.to_string())
+}
+
+pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
+    let TestnetShape {
+        nodes: count,
+        epoch_seconds,
+        anvil,
+        verifiers,
+    } = shape;
     if count == 0 {
         bail!("a testnet needs at least one node");
+    }
+    if verifiers > count {
+        bail!("--verifiers {verifiers} is more than the {count} nodes");
+    }
+    if verifiers > 0
+        && let Err(reason) = sandboxed_builds()
+    {
+        bail!("verifier nodes cannot build here: {reason}");
     }
     let previous = Testnet::load(dir).ok();
     if let Some(existing) = previous.clone()
@@ -199,8 +229,10 @@ pub(crate) fn up(
     let token = chainiac_api::ApiToken::load_or_create(&token_path)?;
     let all_peers: Vec<String> = planned.iter().map(|p| p.5.clone()).collect();
     let mut nodes = Vec::new();
-    for (name, node_dir, config_path, api, p2p_port, p2p) in planned {
+    let first_verifier = count - verifiers;
+    for (i, (name, node_dir, config_path, api, p2p_port, p2p)) in planned.into_iter().enumerate() {
         let mut config = NodeConfig::load(&config_path)?;
+        config.verifier.enabled = i >= first_verifier;
         config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
         config.network.bootstrap = all_peers.iter().filter(|p| **p != p2p).cloned().collect();
         config.api.listen = api;
@@ -332,16 +364,35 @@ pub(crate) fn restart(dir: &Path, name: &str) -> anyhow::Result<()> {
 
 /// Stops one node: SIGTERM, then SIGKILL if it has not stopped after 15 s.
 fn stop(node: &TestnetNode) -> anyhow::Result<()> {
-    signal(node.pid, Signal::SIGTERM)?;
+    stop_all(&[node])
+}
+
+/// Stops nodes together: SIGTERM to each, then waits for all of them (a node's shutdown lets
+/// its work in flight end, a few seconds each: one after the other they would add up), and
+/// SIGKILL for any still running after 15 s.
+fn stop_all(nodes: &[&TestnetNode]) -> anyhow::Result<()> {
+    for node in nodes {
+        signal(node.pid, Signal::SIGTERM)?;
+    }
     let start = Instant::now();
-    while is_running(node.pid) && start.elapsed() < Duration::from_secs(15) {
+    let mut waiting: Vec<&TestnetNode> = nodes.to_vec();
+    while !waiting.is_empty() {
+        waiting.retain(|node| {
+            let running = is_running(node.pid);
+            if !running {
+                eprintln!("  stopped {}", node.name);
+            }
+            running
+        });
+        if start.elapsed() >= Duration::from_secs(15) {
+            for node in &waiting {
+                eprintln!("  {} did not stop within 15 s; killing it", node.name);
+                signal(node.pid, Signal::SIGKILL)?;
+            }
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if is_running(node.pid) {
-        eprintln!("  {} did not stop within 15 s; killing it", node.name);
-        signal(node.pid, Signal::SIGKILL)?;
-    }
-    eprintln!("  stopped {}", node.name);
     Ok(())
 }
 
@@ -518,14 +569,13 @@ pub(crate) fn logs(dir: &Path, node: Option<&str>, lines: usize) -> anyhow::Resu
 /// Stops every node (SIGTERM, then waits for a clean exit; SIGKILL after 15 s).
 pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
     let testnet = Testnet::load(dir)?;
-    let mut stopped = 0;
-    for node in &testnet.nodes {
-        if !is_running(node.pid) {
-            continue;
-        }
-        stop(node)?;
-        stopped += 1;
-    }
+    let running: Vec<&TestnetNode> = testnet
+        .nodes
+        .iter()
+        .filter(|node| is_running(node.pid))
+        .collect();
+    stop_all(&running)?;
+    let stopped = running.len();
     if let Some(anvil) = &testnet.anvil
         && is_running(anvil.pid)
     {
@@ -560,6 +610,10 @@ pub(crate) enum TestnetCommand {
         /// Start a local Ethereum node (anvil) and anchor the timeline in it.
         #[arg(long)]
         anvil: bool,
+        /// How many of the nodes (the last ones) also rebuild releases as build verifiers
+        /// (docs/verifiers.md; needs bubblewrap).
+        #[arg(long, default_value_t = 0)]
+        verifiers: usize,
     },
     /// Stop (if it runs) and start one node again, with the same addresses and data.
     Restart {
@@ -617,9 +671,18 @@ pub(crate) fn testnet(command: TestnetCommand) -> anyhow::Result<()> {
             dir,
             epoch_seconds,
             anvil,
+            verifiers,
         } => {
             eprintln!("starting the testnet in {}", dir.display());
-            let net = up(&dir, nodes, epoch_seconds, anvil)?;
+            let net = up(
+                &dir,
+                TestnetShape {
+                    nodes,
+                    epoch_seconds,
+                    anvil,
+                    verifiers,
+                },
+            )?;
             println!("testnet of {} nodes is up and connected", net.nodes.len());
             for node in &net.nodes {
                 println!("  {}  api http://{}  p2p {}", node.name, node.api, node.p2p);
