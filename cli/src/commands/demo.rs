@@ -97,9 +97,16 @@ fn developers_build(work: &Path) -> anyhow::Result<DevelopersBuild> {
         Some(&kept),
     )?;
     if let Some(failure) = &built.failure {
+        // The log's last line says why (bubblewrap's refusal, a missing rustc, ...).
+        let last = built
+            .log_tail
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("(empty log)");
         bail!(
-            "the sandboxed build of itoa failed: {failure}\n--- end of the build log ---\n{}",
-            built.log_tail
+            "the sandboxed build of itoa failed: {failure}: {}",
+            last.trim()
         );
     }
     let binary = work.join("libitoa.rlib");
