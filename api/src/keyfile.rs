@@ -548,17 +548,12 @@ mod tests {
         let error = public_key_from(&pub_file(&ecdsa)).err().unwrap_or_default();
         assert!(error.contains("Ed25519"), "{error}");
         let broken = dir.path().join("broken");
-        std::fs::write(
+        // Written as key files are: readable by their owner only.
+        write_private(
             &broken,
-            format!("{OPENSSH_PRIVATE_KEY}\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"),
+            format!("{OPENSSH_PRIVATE_KEY}\nAAAA\n-----END OPENSSH PRIVATE KEY-----").as_bytes(),
         )
         .expect("write");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod");
-        }
         assert!(matches!(
             Identity::load(&broken),
             Err(IdentityError::Ssh { .. })
@@ -624,17 +619,7 @@ mod tests {
 
         // A damaged file is refused as what it is.
         let broken = dir.path().join("broken.key");
-        std::fs::write(
-            &broken,
-            "untrusted comment: minisign secret key\nRWQAAEIy\n",
-        )
-        .expect("write");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod");
-        }
+        write_private(&broken, b"untrusted comment: minisign secret key\nRWQAAEIy").expect("write");
         assert!(matches!(
             Identity::load(&broken),
             Err(IdentityError::Minisign { .. })

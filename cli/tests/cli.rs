@@ -590,38 +590,28 @@ fn move_witnesses(dir: &Path, net: &Path) -> TestResult {
         path(&alice),
     ])?;
     assert!(locked.contains("CHAINIAC_KEY_PASSPHRASE"), "{locked}");
-    let signed = Command::new(env!("CARGO_BIN_EXE_chainiac"))
-        .args([
-            "release",
-            "sign",
-            "--bundle",
-            path(&bundle),
-            "--key",
-            path(&alice),
-        ])
-        .env("CHAINIAC_KEY_PASSPHRASE", "alice's passphrase")
-        .output()?;
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
-    );
-    let signed = Command::new(env!("CARGO_BIN_EXE_chainiac"))
-        .args([
-            "release",
-            "sign",
-            "--bundle",
-            path(&bundle),
-            "--key",
-            path(&carol),
-        ])
-        .env("CHAINIAC_KEY_PASSPHRASE", "carol's passphrase")
-        .output()?;
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
-    );
+    // Signing with a protected key, its passphrase given in the environment.
+    let sign_with = |key: &Path, passphrase: &str| -> TestResult {
+        let signed = Command::new(env!("CARGO_BIN_EXE_chainiac"))
+            .args([
+                "release",
+                "sign",
+                "--bundle",
+                path(&bundle),
+                "--key",
+                path(key),
+            ])
+            .env("CHAINIAC_KEY_PASSPHRASE", passphrase)
+            .output()?;
+        assert!(
+            signed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&signed.stderr)
+        );
+        Ok(())
+    };
+    sign_with(&alice, "alice's passphrase")?;
+    sign_with(&carol, "carol's passphrase")?;
     let published = ok(&[
         "release",
         "publish",

@@ -21,11 +21,9 @@ use chainiac_tests::{Cluster, PreparedRelease, Project, TestResult};
 const CRATE: &[u8] = include_bytes!("../fixtures/itoa-1.0.19.crate");
 const PLATFORM: &str = "rlib-x86_64-linux";
 /// The recipe: unpack the published crate and compile it with the toolchain of the verifier's
-/// host (the crate has no dependencies, so no network and no registry are needed).
-const RECIPE: &str = "tar xzf \"$SOURCE\"\n\
-    mkdir -p out\n\
-    rustc --crate-name itoa --crate-type rlib --edition 2021 -C opt-level=3 \
-    -C codegen-units=1 -o out/libitoa.rlib itoa-1.0.19/src/lib.rs\n";
+/// host (the crate has no dependencies, so no network and no registry are needed). The demo
+/// (`chainiac testnet demo`) publishes the same.
+const RECIPE: &str = include_str!("../fixtures/itoa-1.0.19.recipe.sh");
 
 fn manifest(project: &Project, version: &str, sequence: u64, binary: &[u8]) -> ReleaseManifest {
     ReleaseManifest {

@@ -70,6 +70,23 @@ pub(crate) struct CheckedAnchor {
     pub(crate) confirmations: u64,
 }
 
+impl CheckedAnchor {
+    /// `block B (index I) is in Ethereum chain C, transaction T in block N with K
+    /// confirmations`.
+    pub(crate) fn describe(&self) -> String {
+        let proof = &self.proof;
+        format!(
+            "block {} (index {}) is in Ethereum chain {}, transaction {} in block {} with {} confirmations",
+            proof.timeline_block.get(..16).unwrap_or_default(),
+            proof.timeline_index,
+            proof.chain_id,
+            proof.transaction,
+            proof.block_number,
+            self.confirmations
+        )
+    }
+}
+
 /// How many anchors are tried before giving up (an anchor can be too young to have its
 /// confirmations, or a peer can list a false one).
 const ANCHORS_TRIED: usize = 8;
@@ -700,14 +717,9 @@ async fn check_timeline_anchors(
     for view in views {
         let checked = check_newest_anchor(connection, view, check).await?;
         eprintln!(
-            "timeline {}: block {} (index {}) is anchored in Ethereum chain {}, transaction {} in block {} with {} confirmations; checked against {} and by a skip proof from the timeline's genesis",
+            "timeline {}: {}; checked against {} and by a skip proof from the timeline's genesis",
             &view.chain.to_hex()[..16],
-            &checked.proof.timeline_block[..16],
-            checked.proof.timeline_index,
-            checked.proof.chain_id,
-            checked.proof.transaction,
-            checked.proof.block_number,
-            checked.confirmations,
+            checked.describe(),
             check.rpc
         );
     }

@@ -18,8 +18,9 @@ use anyhow::{Context, bail};
 use chainiac_api::http::{Nodes, get_json};
 use chainiac_api::types::{ChainJson, RosterMemberJson, TimelineEntryJson, TimelineJson};
 use chainiac_cli::publisher::{
-    Bundle, CreateOptions, PolicyChange, PublisherError, ReleaseOptions, TimelineChoice,
-    change_policy, create_project, create_release, load_key, publish_release, sign_release,
+    Bundle, CreateOptions, PolicyChange, ProjectFile, PublisherError, ReleaseOptions,
+    TimelineChoice, change_policy, create_project, create_release, load_key, publish_release,
+    sign_release,
 };
 use chainiac_client::{ClientState, Connection, select_artifact};
 use chainiac_node::builder::{BuildLimits, Sandbox, rebuild_keeping};
@@ -38,10 +39,8 @@ use super::testnet::{self, TestnetShape};
 /// dependencies, so it builds in the sandbox without a network, in well under a second.
 const ITOA_CRATE: &[u8] = include_bytes!("../../../tests/fixtures/itoa-1.0.19.crate");
 const ITOA_OUTPUT: &str = "out/libitoa.rlib";
-const ITOA_RECIPE: &str = "tar xzf \"$SOURCE\"\n\
-    mkdir -p out\n\
-    rustc --crate-name itoa --crate-type rlib --edition 2021 -C opt-level=3 \
-    -C codegen-units=1 -o out/libitoa.rlib itoa-1.0.19/src/lib.rs\n";
+/// The recipe `tests/tests/verifiers.rs` releases too: unpack the crate, compile it with rustc.
+const ITOA_RECIPE: &str = include_str!("../../../tests/fixtures/itoa-1.0.19.recipe.sh");
 
 /// The platform label of the itoa build: an rlib for this machine's architecture.
 fn itoa_platform() -> String {
@@ -316,28 +315,19 @@ pub(crate) fn run(dir: &Path, keep: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::Result<()> {
-    let apis = net.apis();
-    let nodes = Nodes::new(&apis).with_token(Some(chainiac_api::ApiToken::load(
-        &testnet::Testnet::token_file(dir),
-    )?));
-    for node in &net.nodes {
-        say(format!(
-            "{}  api http://{}  {}",
-            node.name, node.api, node.p2p
-        ));
-    }
-    let project_dir = dir.join("project-hello");
-    let work = dir.join("work");
-
-    let timeline = Hash::from_hex(
-        net.timeline
-            .as_deref()
-            .context("the testnet has no timeline")?,
-    )?;
-    story.step("Create project \"hello\": 1 root key, 3 developers, 2 signatures per release");
+/// Creates the demo's project `name` in `dir/project-NAME`: 1 root key, 3 developers of whom 2
+/// sign each release, witnessed by the testnet's roster and committed to its timeline; each
+/// release needs one reproducing build by each of `verifiers`.
+fn create_demo_project(
+    dir: &Path,
+    net: &testnet::Testnet,
+    nodes: &Nodes,
+    name: &str,
+    verifiers: &[PublicKey],
+) -> anyhow::Result<(PathBuf, ProjectFile)> {
+    let project_dir = dir.join(format!("project-{name}"));
     let project = create_project(&CreateOptions {
-        name: "hello",
+        name,
         dir: &project_dir,
         developers: 3,
         developer_keys: &[],
@@ -345,12 +335,28 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
         roots: 1,
         root_threshold: 1,
         roster: &net.roster,
-        nodes: &nodes,
-        verifiers: &[],
-        attestations: 0,
+        nodes,
+        verifiers,
+        attestations: u32::try_from(verifiers.len())?,
         api_token_file: Some(&testnet::Testnet::token_file(dir)),
-        timeline: TimelineChoice::Chain(timeline),
+        timeline: TimelineChoice::Chain(net.timeline_id()?),
     })?;
+    Ok((project_dir, project))
+}
+
+fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::Result<()> {
+    let apis = net.apis();
+    let nodes = net.writable_nodes(dir)?;
+    for node in &net.nodes {
+        say(format!(
+            "{}  api http://{}  {}",
+            node.name, node.api, node.p2p
+        ));
+    }
+    let work = dir.join("work");
+
+    story.step("Create project \"hello\": 1 root key, 3 developers, 2 signatures per release");
+    let (project_dir, project) = create_demo_project(dir, net, &nodes, "hello", &[])?;
     say(format!("policy chain  {}", project.policy_chain));
     say(format!(
         "release chain {} (what clients pin)",
@@ -370,11 +376,7 @@ fn story_body(story: &mut Story, dir: &Path, net: &testnet::Testnet) -> anyhow::
     let client_dir = dir.join("client");
     let runtime = tokio::runtime::Runtime::new()?;
     let release_chain = Hash::from_hex(&project.release_chain)?;
-    let peers: Vec<libp2p::Multiaddr> = net
-        .peers()
-        .iter()
-        .map(|p| p.parse())
-        .collect::<Result<_, _>>()?;
+    let peers = net.peers()?;
     let epoch = wait_for_timeline(apis[0], &project.release_chain)?;
     say(format!(
         "the timeline's epoch {epoch} commits to release 1.0.0"
@@ -536,41 +538,19 @@ fn build_verification(
     net: &testnet::Testnet,
     build: &DevelopersBuild,
 ) -> anyhow::Result<()> {
-    let nodes = Nodes::new(&net.apis()).with_token(Some(chainiac_api::ApiToken::load(
-        &testnet::Testnet::token_file(dir),
-    )?));
+    let nodes = net.writable_nodes(dir)?;
     let verifier_node = net.nodes.last().context("the testnet has no node")?;
     let public: RosterMemberJson = serde_json::from_str(
         &std::fs::read_to_string(verifier_node.dir.join("node.pub.json"))
             .context("the verifier node's node.pub.json")?,
     )?;
     let verifier = PublicKey::from_hex(&public.public_key)?;
-    let timeline = Hash::from_hex(
-        net.timeline
-            .as_deref()
-            .context("the testnet has no timeline")?,
-    )?;
 
     story.step(&format!(
         "Create project \"itoa\" (the real crate, vendored): {} must rebuild each release from source",
         verifier_node.name
     ));
-    let project_dir = dir.join("project-itoa");
-    let project = create_project(&CreateOptions {
-        name: "itoa",
-        dir: &project_dir,
-        developers: 3,
-        developer_keys: &[],
-        threshold: 2,
-        roots: 1,
-        root_threshold: 1,
-        roster: &net.roster,
-        nodes: &nodes,
-        verifiers: &[verifier],
-        attestations: 1,
-        api_token_file: Some(&testnet::Testnet::token_file(dir)),
-        timeline: TimelineChoice::Chain(timeline),
-    })?;
+    let (project_dir, project) = create_demo_project(dir, net, &nodes, "itoa", &[verifier])?;
     say(format!(
         "release chain {}; policy: 2 of 3 developers and 1 reproducing build by {}",
         project.release_chain,
@@ -655,16 +635,8 @@ fn build_verification(
 /// proof from the genesis) and anvil shows it in a mined transaction.
 fn check_anchor(story: &mut Story, net: &testnet::Testnet, rpc: &str) -> anyhow::Result<()> {
     story.step("The client checks that the timeline it follows is anchored on Ethereum (anvil)");
-    let timeline = Hash::from_hex(
-        net.timeline
-            .as_deref()
-            .context("the testnet has no timeline")?,
-    )?;
-    let peers: Vec<libp2p::Multiaddr> = net
-        .peers()
-        .iter()
-        .map(|p| p.parse())
-        .collect::<Result<_, _>>()?;
+    let timeline = net.timeline_id()?;
+    let peers = net.peers()?;
     let check = AnchorCheck {
         rpc: rpc.to_owned(),
         confirmations: 2,
@@ -687,15 +659,7 @@ fn check_anchor(story: &mut Story, net: &testnet::Testnet, rpc: &str) -> anyhow:
         connection.close().await;
         anyhow::Ok(checked)
     })?;
-    say(format!(
-        "timeline block {} (index {}) is in Ethereum chain {}, transaction {}, block {} with {} confirmations",
-        &checked.proof.timeline_block[..16.min(checked.proof.timeline_block.len())],
-        checked.proof.timeline_index,
-        checked.proof.chain_id,
-        checked.proof.transaction,
-        checked.proof.block_number,
-        checked.confirmations
-    ));
+    say(format!("timeline {}", checked.describe()));
     say("and a skip proof from the timeline's genesis leads to exactly that block");
     Ok(())
 }

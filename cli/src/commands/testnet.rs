@@ -123,9 +123,31 @@ impl Testnet {
         self.nodes.iter().map(|n| n.api).collect()
     }
 
-    /// The libp2p addresses of every node.
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.p2p.clone()).collect()
+    /// The libp2p addresses of every node (what a client dials).
+    pub(crate) fn peers(&self) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.p2p
+                    .parse()
+                    .with_context(|| format!("{}'s address {:?}", n.name, n.p2p))
+            })
+            .collect()
+    }
+
+    /// Every node's API, with the testnet's token for writes (`dir` is the testnet's).
+    pub(crate) fn writable_nodes(&self, dir: &Path) -> anyhow::Result<Nodes> {
+        Ok(Nodes::new(&self.apis())
+            .with_token(Some(chainiac_api::ApiToken::load(&Self::token_file(dir))?)))
+    }
+
+    /// The testnet's timeline chain.
+    pub(crate) fn timeline_id(&self) -> anyhow::Result<chainiac_protocol::Hash> {
+        let hex = self
+            .timeline
+            .as_deref()
+            .context("the testnet has no timeline")?;
+        Ok(chainiac_protocol::Hash::from_hex(hex)?)
     }
 }
 
