@@ -436,10 +436,14 @@ fn refusal_text(response: &Response) -> String {
 }
 
 /// Tree rounds, at most [`MAX_TREE_ATTEMPTS`]: the leader commits itself, sends the round to its
-/// children in the tree, and aggregates their subtrees' answers. Members that fail (as seen by
-/// the leader, or reported by their parent) are excluded and the tree is laid out again
-/// without them. `None` when the tree cannot gather a threshold: the caller falls back to a
-/// star round, in which nothing reported by other nodes counts.
+/// children in the tree, and aggregates their subtrees' answers.
+///
+/// Nobody is excluded on another member's word. A member its parent reports as failed (when
+/// committing) or as a culprit (when responding) is asked by the leader itself: at once, if the
+/// round needs it to reach the threshold, and in every later attempt, outside the tree; so is
+/// the member who reported it, so that as a leaf it cannot accuse anyone again. Only what the
+/// leader sees itself (no answer, a refusal, a wrong share) excludes a member. `None` when the
+/// tree cannot gather a threshold: the caller falls back to a star round.
 async fn sign_link_tree(
     transport: &dyn WitnessTransport,
     roster: &Roster,
@@ -456,25 +460,46 @@ async fn sign_link_tree(
             .unwrap_or(u32::MAX)
             .min(MAX_TREE_BUDGET_MS)
     };
+    // Members the leader talks to itself, outside the tree.
+    let mut direct: BTreeSet<usize> = BTreeSet::new();
     while out.report.attempts < MAX_TREE_ATTEMPTS {
         out.report.attempts += 1;
-        let excluded_before = out.excluded.len();
+        direct.retain(|member| !out.excluded.contains(member) && *member != leader);
+        let progress_before = (out.excluded.len(), direct.len());
         let round = round_id(request, out.report.attempts);
-        let candidates = ParticipationMask::from_indices(
+        let available = (0..roster.len())
+            .filter(|i| !out.excluded.contains(i))
+            .count();
+        let in_tree = ParticipationMask::from_indices(
             roster.len(),
-            (0..roster.len()).filter(|i| !out.excluded.contains(i)),
+            (0..roster.len()).filter(|i| !out.excluded.contains(i) && !direct.contains(i)),
         );
-        if candidates.count() < roster.threshold() || !candidates.contains(leader) {
+        if available < roster.threshold() || !in_tree.contains(leader) {
             return None;
         }
-        let tree = match RoundTree::for_leader(leader, candidates, config.tree_branching) {
+        let tree = match RoundTree::for_leader(leader, in_tree, config.tree_branching) {
             Ok(tree) => tree,
             Err(reason) => {
                 tracing::warn!(%reason, "cannot lay out a tree round");
                 return None;
             }
         };
-        // Commit: the leader itself, and each child for its subtree.
+        let commit_directly = |members: Vec<usize>| {
+            join_all(members.into_iter().map(|member| {
+                let request = Request::Commit {
+                    round,
+                    block: Box::new(block.clone()),
+                    level: request.level,
+                };
+                async move {
+                    (
+                        member,
+                        call(transport, key(member), request, config.commit_timeout).await,
+                    )
+                }
+            }))
+        };
+        // Commit: the leader itself, each child for its subtree, and the direct members.
         let own = Request::Commit {
             round,
             block: Box::new(block.clone()),
@@ -482,7 +507,7 @@ async fn sign_link_tree(
         };
         let children = tree.children(leader);
         // Children first: the leader's own witness answers synchronously.
-        let (answers, own) = futures::join!(
+        let (answers, direct_answers, own) = futures::join!(
             join_all(children.iter().map(|&child| {
                 let request = Request::TreeCommit {
                     round,
@@ -498,6 +523,7 @@ async fn sign_link_tree(
                     )
                 }
             })),
+            commit_directly(direct.iter().copied().collect()),
             call(transport, leader_key, own, config.commit_timeout),
         );
         let Ok(Response::Committed(own)) = own else {
@@ -513,23 +539,49 @@ async fn sign_link_tree(
             return None;
         }
         let mut committed = Vec::new();
+        // (accused member, the child that reported it)
+        let mut accused: Vec<(usize, usize)> = Vec::new();
         for (child, answer) in answers {
             match accept_commit(&tree, child, &mut aggregator, answer) {
                 Ok((contribution, failed)) => {
-                    for member in failed.present() {
-                        out.unreachable(
-                            member,
-                            key(member),
-                            format!("did not commit (reported by {child})"),
-                        );
-                    }
+                    accused.extend(failed.present().map(|member| (member, child)));
                     committed.push((child, contribution.participants));
                 }
                 Err(reason) => out.unreachable(child, key(child), reason),
             }
         }
+        let mut direct_committed = Vec::new();
+        add_direct_commitments(
+            roster,
+            &mut aggregator,
+            direct_answers,
+            &mut direct_committed,
+            out,
+        );
+        if !accused.is_empty() {
+            tracing::debug!(
+                block = block.index(),
+                accused = accused.len(),
+                "members reported as failed by their parent are asked directly"
+            );
+            if aggregator.covered().count() < roster.threshold() {
+                let answers =
+                    commit_directly(accused.iter().map(|&(member, _)| member).collect()).await;
+                add_direct_commitments(
+                    roster,
+                    &mut aggregator,
+                    answers,
+                    &mut direct_committed,
+                    out,
+                );
+            }
+            for (member, accuser) in accused {
+                direct.insert(member);
+                direct.insert(accuser);
+            }
+        }
         if aggregator.covered().count() < roster.threshold() {
-            if out.excluded.len() == excluded_before {
+            if (out.excluded.len(), direct.len()) == progress_before {
                 return None;
             }
             tracing::info!(
@@ -541,12 +593,13 @@ async fn sign_link_tree(
             continue;
         }
         let challenge = aggregator.challenge().ok()?;
-        // Respond: the leader itself, and each child that committed for its subtree.
+        // Respond: the leader itself, each child that committed for its subtree, and the
+        // direct members that committed.
         let own = Request::Respond {
             round,
             challenge: challenge.clone(),
         };
-        let (answers, own) = futures::join!(
+        let (answers, direct_answers, own) = futures::join!(
             join_all(committed.iter().map(|(child, _)| {
                 let request = Request::TreeRespond {
                     round,
@@ -554,6 +607,18 @@ async fn sign_link_tree(
                     budget_ms: budget(config.respond_timeout),
                 };
                 call(transport, key(*child), request, config.respond_timeout)
+            })),
+            join_all(direct_committed.iter().map(|&member| {
+                let request = Request::Respond {
+                    round,
+                    challenge: challenge.clone(),
+                };
+                async move {
+                    (
+                        member,
+                        call(transport, key(member), request, config.respond_timeout).await,
+                    )
+                }
             })),
             call(transport, leader_key, own, config.respond_timeout),
         );
@@ -570,12 +635,36 @@ async fn sign_link_tree(
                 accept_response(*child, covered, &mut aggregator, answer)
             {
                 failed = true;
-                for member in culprits.present() {
-                    out.unreachable(
-                        member,
-                        key(member),
-                        format!("did not respond in the subtree of {child}: {reason}"),
+                if culprits.count() == 1 && culprits.contains(*child) {
+                    // The leader saw the child fail itself.
+                    out.unreachable(*child, key(*child), reason);
+                } else {
+                    tracing::debug!(
+                        block = block.index(),
+                        child,
+                        culprits = culprits.count(),
+                        "members blamed by their parent are asked directly in the next attempt"
                     );
+                    direct.insert(*child);
+                    direct.extend(culprits.present());
+                }
+            }
+        }
+        for (member, answer) in direct_answers {
+            match answer {
+                Ok(Response::Responded(share)) if share.origin as usize == member => {
+                    if aggregator.add_response(&share).is_err() {
+                        failed = true;
+                        out.wrong(member, key(member));
+                    }
+                }
+                Ok(other) => {
+                    failed = true;
+                    out.unreachable(member, key(member), refusal_text(&other));
+                }
+                Err(error) => {
+                    failed = true;
+                    out.unreachable(member, key(member), error);
                 }
             }
         }
@@ -602,6 +691,34 @@ async fn sign_link_tree(
         }
     }
     None
+}
+
+/// Adds the commitments of members the leader asked directly; those that do not commit are
+/// excluded (the leader saw it itself).
+fn add_direct_commitments(
+    roster: &Roster,
+    aggregator: &mut Aggregator<'_>,
+    answers: Vec<(usize, Result<Response, String>)>,
+    committed: &mut Vec<usize>,
+    out: &mut Exclusions,
+) {
+    for (member, answer) in answers {
+        let key = roster.members()[member].key;
+        match answer {
+            Ok(Response::Committed(commitment)) => {
+                if aggregator
+                    .add_commitment(&Contribution::single(roster, member, &commitment))
+                    .is_ok()
+                {
+                    committed.push(member);
+                } else {
+                    out.wrong(member, key);
+                }
+            }
+            Ok(other) => out.unreachable(member, key, refusal_text(&other)),
+            Err(error) => out.unreachable(member, key, error),
+        }
+    }
 }
 
 fn rand_bytes() -> [u8; 16] {

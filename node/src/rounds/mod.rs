@@ -4,6 +4,8 @@
 //! these modules move the messages and keep the time.
 
 pub mod leader;
+#[cfg(test)]
+pub mod simulation;
 pub mod transport;
 pub mod tree;
 pub mod witness;

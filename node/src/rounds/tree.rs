@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chainiac_net::wire::{MAX_TREE_BUDGET_MS, Request, Response};
 use chainiac_protocol::Hash;
@@ -26,6 +26,7 @@ use chainiac_protocol::cosi::{
 use chainiac_protocol::keys::PublicKey;
 use chainiac_protocol::skipchain::SkipBlock;
 use futures::future::join_all;
+use tokio::time::Instant;
 
 use super::transport::{BoxFuture, WitnessTransport, call};
 use super::witness::{Asker, Committed, ROUND_TTL};
