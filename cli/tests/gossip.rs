@@ -72,3 +72,146 @@ fn twelve_nodes_receive_every_block_and_a_restarted_node_catches_up() -> TestRes
 fn twenty_four_nodes_receive_every_block_and_a_restarted_node_catches_up() -> TestResult {
     every_node_holds_every_block(24)
 }
+
+/// Light clients in this process, each connected to three of the nodes.
+const CLIENTS: usize = 100;
+/// How long a block may take to reach every light client (a client outside its nodes' gossip
+/// meshes hears of a block at the next heartbeat, a second later).
+const CLIENT_REACH: Duration = Duration::from_secs(5);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(rank).copied().unwrap_or_default()
+}
+
+/// When each client first heard of each block: `heard[index][client]`.
+#[derive(Default)]
+struct Heard {
+    at: std::sync::Mutex<std::collections::HashMap<u64, Vec<Option<std::time::Instant>>>>,
+    changed: std::sync::Condvar,
+}
+
+impl Heard {
+    fn record(&self, index: u64, client: usize) {
+        let mut at = self
+            .at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slots = at.entry(index).or_insert_with(|| vec![None; CLIENTS]);
+        if slots[client].is_none() {
+            slots[client] = Some(std::time::Instant::now());
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until every client heard of block `index` (or a later one); returns when each did.
+    fn wait_all(&self, index: u64, patience: Duration) -> TestResult<Vec<std::time::Instant>> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut at = self
+            .at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let heard: Vec<Option<std::time::Instant>> = (0..CLIENTS)
+                .map(|client| {
+                    at.iter()
+                        .filter(|(i, _)| **i >= index)
+                        .filter_map(|(_, slots)| slots[client])
+                        .min()
+                })
+                .collect();
+            if heard.iter().all(Option::is_some) {
+                return Ok(heard.into_iter().flatten().collect());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                let missing = heard.iter().filter(|h| h.is_none()).count();
+                return Err(format!(
+                    "{missing} of {CLIENTS} light clients did not hear of block {index} within {} ms",
+                    patience.as_millis()
+                )
+                .into());
+            }
+            at = self
+                .changed
+                .wait_timeout(at, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// 24 node processes and 100 light clients (`chainiac_client::Connection`, each with its own
+/// libp2p identity, connected to three nodes): every block appended on node 0 must reach every
+/// node within [`REACH`] and every client within [`CLIENT_REACH`]. Prints the p50, p95 and max
+/// arrival for both and the nodes' memory (docs/benchmarks.md, "Scale").
+#[test]
+fn light_clients_hear_of_every_block_by_gossip() -> TestResult {
+    let n = 24;
+    let network = ProcessNetwork::start(binary(), n, 5, n - 1)?;
+    let addresses: Vec<libp2p::Multiaddr> = network
+        .addresses()?
+        .iter()
+        .map(|address| address.parse())
+        .collect::<Result<_, _>>()?;
+    let everyone: Vec<usize> = (0..n).collect();
+    let chain = network.nodes[0].create_chain(&network.roster(0..4)?)?;
+    network.wait_block(&everyone, &chain.id, 0, POLL, REACH)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let heard = std::sync::Arc::new(Heard::default());
+    let chain_id = chain.id;
+    runtime.block_on(async {
+        for client in 0..CLIENTS {
+            let peers: Vec<libp2p::Multiaddr> = (0..3)
+                .map(|k| addresses[(client * 3 + k) % n].clone())
+                .collect();
+            let mut connection =
+                chainiac_client::Connection::open(&peers, Duration::from_secs(30)).await?;
+            let heard = heard.clone();
+            tokio::spawn(async move {
+                while let Some(head) = connection.next_gossip(&[chain_id]).await {
+                    heard.record(head.index, client);
+                }
+            });
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+
+    // Warm-up: the first block reaches every client once the gossip subscriptions are known.
+    let first = network.nodes[0].append(&chain, b"warm-up")?;
+    heard.wait_all(first, Duration::from_secs(30))?;
+    network.wait_block(&everyone, &chain.id, first, POLL, REACH)?;
+
+    let (mut nodes, mut clients) = (Vec::new(), Vec::new());
+    for i in 1..=10u64 {
+        let index = network.nodes[0].append(&chain, &i.to_le_bytes())?;
+        let answered = std::time::Instant::now();
+        nodes.extend(network.wait_block(&everyone[1..], &chain.id, index, POLL, REACH)?);
+        clients.extend(
+            heard
+                .wait_all(index, CLIENT_REACH)?
+                .into_iter()
+                .map(|at| at.saturating_duration_since(answered)),
+        );
+    }
+    nodes.sort_unstable();
+    clients.sort_unstable();
+    let rss: Vec<u64> = network.nodes.iter().filter_map(|n| n.rss_kib()).collect();
+    eprintln!(
+        "{n} nodes: p50 {} ms, p95 {} ms, max {} ms (polled every {} ms); {CLIENTS} light clients: p50 {} ms, p95 {} ms, max {} ms; node RSS {} MiB on average",
+        percentile(&nodes, 0.5).as_millis(),
+        percentile(&nodes, 0.95).as_millis(),
+        nodes.last().copied().unwrap_or_default().as_millis(),
+        POLL.as_millis(),
+        percentile(&clients, 0.5).as_millis(),
+        percentile(&clients, 0.95).as_millis(),
+        clients.last().copied().unwrap_or_default().as_millis(),
+        rss.iter().sum::<u64>() / rss.len().max(1) as u64 / 1024,
+    );
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chainiac_protocol::Hash;
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::project::ChainGenesis;
+
 use chainiac_protocol::timeline::{MAX_BLOCK_CHANGES, TimelineBlock, TimelineEntry, TimelineTree};
 
 use chainiac_anchor::AnchorRequest;
@@ -18,7 +18,7 @@ use chainiac_anchor::AnchorRequest;
 use crate::anchoring::{Finalized, anchor_block, recheck_anchors};
 use crate::node::NodeCore;
 use crate::rounds::RoundConfig;
-use crate::rules::{chain_kind, timeline_at, timeline_roster};
+use crate::rules::{timeline_at, timeline_roster};
 use crate::store::{ChainHead, Store};
 
 /// How often the service looks at the clock.
@@ -192,18 +192,7 @@ pub async fn run(core: Arc<NodeCore>) {
 }
 
 fn timeline_chains(store: &Store) -> Vec<(Hash, u64)> {
-    let Ok(heads) = store.chains(usize::MAX) else {
-        return Vec::new();
-    };
-    heads
-        .iter()
-        .filter_map(|head| match chain_kind(store, &head.chain_id) {
-            Ok(Some(ChainGenesis::Timeline { epoch_seconds, .. })) => {
-                Some((head.chain_id, epoch_seconds))
-            }
-            _ => None,
-        })
-        .collect()
+    store.timeline_chains().unwrap_or_default()
 }
 
 /// The last epoch of the timeline, this node's position in its roster, and the roster size.
@@ -241,7 +230,13 @@ async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<Chai
             .ok_or("the timeline chain is not stored here")?
             .index;
         let previous = store.timeline_tree(&chain, previous_index)?;
-        let changes = timeline_changes(&store, &previous)?;
+        let TimelineChanges {
+            changes,
+            recorded_through,
+        } = timeline_changes(&store, &chain, &previous)?;
+        store
+            .advance_timeline_cursor(&chain, recorded_through)
+            .map_err(|e| e.to_string())?;
         let (mut block, _) =
             TimelineBlock::new(Some(&previous), epoch, now, changes).map_err(|e| e.to_string())?;
         block.approvals = approvals;
@@ -254,44 +249,299 @@ async fn lead(core: &NodeCore, chain: Hash, epoch: u64, now: u64) -> Result<Chai
         .map_err(|e| e.to_string())
 }
 
+/// What a leader proposes for its timeline.
+#[derive(Debug, PartialEq, Eq)]
+struct TimelineChanges {
+    /// The heads to record (at most [`MAX_BLOCK_CHANGES`]).
+    changes: Vec<TimelineEntry>,
+    /// The head change up to which every change is recorded in the previous tree already (the
+    /// timeline's next cursor).
+    recorded_through: u64,
+}
+
+/// Head changes read from the store at a time.
+const CHANGES_PER_READ: usize = 4096;
+
 /// The heads this node holds that `previous` does not record yet: new chains, and chains
 /// whose head here is newer than the recorded one (a node behind on a chain proposes nothing
-/// for it rather than a rollback). Timeline chains are left out.
-fn timeline_changes(store: &Store, previous: &TimelineTree) -> Result<Vec<TimelineEntry>, String> {
-    let heads = store.chains(usize::MAX).map_err(|e| e.to_string())?;
-    let timelines: Vec<Hash> = timeline_chains(store).into_iter().map(|t| t.0).collect();
+/// for it rather than a rollback). Timeline chains are left out. Only the chains whose head
+/// changed after the timeline's cursor are read, oldest change first.
+fn timeline_changes(
+    store: &Store,
+    timeline: &Hash,
+    previous: &TimelineTree,
+) -> Result<TimelineChanges, String> {
+    let timelines: std::collections::HashSet<Hash> =
+        timeline_chains(store).into_iter().map(|t| t.0).collect();
+    let cursor = store.timeline_cursor(timeline).map_err(|e| e.to_string())?;
+    let mut recorded_through = cursor;
+    let mut pending = false;
+    let mut after = cursor;
     let mut changes = Vec::new();
-    for head in heads {
-        if changes.len() == MAX_BLOCK_CHANGES {
+    while changes.len() < MAX_BLOCK_CHANGES {
+        let moved = store
+            .head_changes_after(after, CHANGES_PER_READ)
+            .map_err(|e| e.to_string())?;
+        let Some(&(last, _)) = moved.last() else {
             break;
-        }
-        if timelines.contains(&head.chain_id) {
-            continue;
-        }
-        match previous.head_of(&head.chain_id) {
-            Some(recorded) if recorded == head.hash => continue,
-            Some(recorded) => {
-                let recorded_index = store
-                    .block(&recorded)
-                    .map_err(|e| e.to_string())?
-                    .map(|block| block.index());
-                if recorded_index.is_some_and(|index| index >= head.index) {
-                    continue;
+        };
+        after = last;
+        for (seq, chain_id) in moved {
+            let change = if timelines.contains(&chain_id) {
+                None
+            } else {
+                unrecorded_head(store, previous, &chain_id)?
+            };
+            match change {
+                Some(change) if changes.len() < MAX_BLOCK_CHANGES => {
+                    changes.push(change);
+                    pending = true;
                 }
+                Some(_) => pending = true,
+                None if !pending => recorded_through = seq,
+                None => {}
             }
-            None => {}
         }
-        changes.push(TimelineEntry {
-            chain_id: head.chain_id,
-            head: head.hash,
-        });
     }
-    Ok(changes)
+    Ok(TimelineChanges {
+        changes,
+        recorded_through,
+    })
+}
+
+/// The head of `chain_id` here, if `previous` records an older one or none.
+fn unrecorded_head(
+    store: &Store,
+    previous: &TimelineTree,
+    chain_id: &Hash,
+) -> Result<Option<TimelineEntry>, String> {
+    let Some(head) = store.head(chain_id).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    match previous.head_of(chain_id) {
+        Some(recorded) if recorded == head.hash => return Ok(None),
+        Some(recorded) => {
+            // A recorded head this node does not hold is newer than its own (the node is
+            // behind): proposing its head would be a rollback. Its sync writes a new change
+            // when it catches up.
+            let recorded_index = store
+                .block(&recorded)
+                .map_err(|e| e.to_string())?
+                .map(|block| block.index());
+            if recorded_index.is_none_or(|index| index >= head.index) {
+                return Ok(None);
+            }
+        }
+        None => {}
+    }
+    Ok(Some(TimelineEntry {
+        chain_id: *chain_id,
+        head: head.hash,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use chainiac_protocol::cosi::{Roster, RosterMember};
+    use chainiac_protocol::keys::SecretKey;
+    use chainiac_protocol::project::ChainGenesis;
+    use chainiac_protocol::skipchain::{ChainParams, LinkRequest, SkipBlock};
+
+    struct Chains {
+        store: Store,
+        secret: SecretKey,
+        roster: Roster,
+    }
+
+    impl Chains {
+        fn new() -> Self {
+            let secret = SecretKey::generate(&mut rand::rng());
+            let roster = Roster::with_default_threshold(vec![RosterMember::from_secret(&secret)])
+                .expect("roster");
+            Self {
+                store: Store::in_memory(),
+                secret,
+                roster,
+            }
+        }
+
+        fn create(&self, payload: Vec<u8>) -> Hash {
+            let genesis = SkipBlock::genesis(
+                ChainParams::new(2, 8).expect("params"),
+                self.roster.clone(),
+                payload,
+            )
+            .expect("genesis");
+            let certificate = LinkRequest::for_genesis(&genesis)
+                .expect("request")
+                .sign_locally(
+                    genesis.chain_id(),
+                    &self.roster,
+                    &[&self.secret],
+                    &mut rand::rng(),
+                )
+                .expect("certificate");
+            self.store
+                .create_chain(&genesis, &certificate)
+                .expect("create");
+            genesis.chain_id()
+        }
+
+        fn extend(&self, chain_id: &Hash) {
+            let store = &self.store;
+            let head = store.head(chain_id).expect("read").expect("head");
+            let previous = store.block(&head.hash).expect("read").expect("block");
+            let block = SkipBlock::successor(&previous, &self.roster, None, vec![], |i| {
+                store.block_at(chain_id, i).ok().flatten().map(|b| b.hash())
+            })
+            .expect("block");
+            let links: Vec<_> = store
+                .link_requests(&block)
+                .expect("requests")
+                .into_iter()
+                .map(|request| {
+                    request
+                        .sign_locally(*chain_id, &self.roster, &[&self.secret], &mut rand::rng())
+                        .expect("link")
+                })
+                .collect();
+            store.append(&block, &links).expect("append");
+        }
+
+        fn head(&self, chain_id: &Hash) -> TimelineEntry {
+            TimelineEntry {
+                chain_id: *chain_id,
+                head: self.store.head(chain_id).expect("read").expect("head").hash,
+            }
+        }
+    }
+
+    /// What a leader read before the index of head changes: every head in the store.
+    fn changes_by_full_scan(store: &Store, previous: &TimelineTree) -> Vec<TimelineEntry> {
+        let timelines: Vec<Hash> = timeline_chains(store).into_iter().map(|t| t.0).collect();
+        let mut changes = Vec::new();
+        for head in store.chains(usize::MAX).expect("heads") {
+            if timelines.contains(&head.chain_id) {
+                continue;
+            }
+            if let Some(change) = unrecorded_head(store, previous, &head.chain_id).expect("head") {
+                changes.push(change);
+            }
+        }
+        changes
+    }
+
+    /// The figures of docs/benchmarks.md ("Scale", the leader's reads):
+    /// `CHAINIAC_BENCH_CHAINS=100000` chains (default), 1,000 of them moved.
+    #[test]
+    #[ignore = "creates 100,000 chains; run with --ignored --nocapture"]
+    #[allow(clippy::print_stdout)] // its output is the figure
+    fn leader_reads_at_scale() {
+        let n: u32 = std::env::var("CHAINIAC_BENCH_CHAINS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let chains = Chains::new();
+        let timeline = chains
+            .create(ChainGenesis::timeline(10, &chains.roster.hash(), &chains.secret).to_bytes());
+        let ids: Vec<Hash> = (0..n)
+            .map(|i| chains.create(i.to_le_bytes().to_vec()))
+            .collect();
+        let store = &chains.store;
+        let tree =
+            TimelineTree::build(ids.iter().map(|id| chains.head(id)).collect()).expect("tree");
+        let settled = timeline_changes(store, &timeline, &tree).expect("changes");
+        assert!(settled.changes.is_empty());
+        store
+            .advance_timeline_cursor(&timeline, settled.recorded_through)
+            .expect("cursor");
+        let moved: Vec<&Hash> = ids.iter().step_by((n as usize / 1000).max(1)).collect();
+        for id in &moved {
+            chains.extend(id);
+        }
+        let started = std::time::Instant::now();
+        let mut scanned = changes_by_full_scan(store, &tree);
+        let scan = started.elapsed();
+        let started = std::time::Instant::now();
+        let indexed = timeline_changes(store, &timeline, &tree).expect("changes");
+        let index = started.elapsed();
+        let mut from_index = indexed.changes;
+        scanned.sort();
+        from_index.sort();
+        assert_eq!(scanned, from_index);
+        assert_eq!(from_index.len(), moved.len());
+        println!(
+            "{n} chains, {} moved: every head scanned {scan:.1?}, changed heads from the index {index:.1?}",
+            moved.len()
+        );
+    }
+
+    #[test]
+    fn a_leader_reads_only_the_heads_changed_since_its_timeline_recorded_them() {
+        let chains = Chains::new();
+        let ids: Vec<Hash> = (0..3u8).map(|i| chains.create(vec![i])).collect();
+        let timeline = chains
+            .create(ChainGenesis::timeline(10, &chains.roster.hash(), &chains.secret).to_bytes());
+        let store = &chains.store;
+        let sorted = |mut changes: Vec<TimelineEntry>| {
+            changes.sort();
+            changes
+        };
+        // Nothing recorded yet: every chain but the timeline itself, and the cursor stays
+        // before the first of them.
+        let first = timeline_changes(store, &timeline, &TimelineTree::empty()).expect("changes");
+        let expected: Vec<TimelineEntry> = ids.iter().map(|id| chains.head(id)).collect();
+        assert_eq!(sorted(first.changes.clone()), sorted(expected.clone()));
+        assert_eq!(first.recorded_through, 0);
+        // Once a tree records them, nothing is left and the cursor passes them all.
+        let recorded = TimelineTree::build(expected).expect("tree");
+        let none = timeline_changes(store, &timeline, &recorded).expect("changes");
+        assert_eq!(
+            none,
+            TimelineChanges {
+                changes: vec![],
+                recorded_through: 4
+            }
+        );
+        store
+            .advance_timeline_cursor(&timeline, none.recorded_through)
+            .expect("cursor");
+        // One chain moves: only it is read and proposed; the cursor waits for it.
+        chains.extend(&ids[1]);
+        let moved = timeline_changes(store, &timeline, &recorded).expect("changes");
+        assert_eq!(
+            moved,
+            TimelineChanges {
+                changes: vec![chains.head(&ids[1])],
+                recorded_through: 4
+            }
+        );
+        // A tree newer than this node's head (the node is behind): nothing to propose.
+        let ahead = recorded
+            .with_changes(&[chains.head(&ids[1])])
+            .expect("tree");
+        let caught_up = timeline_changes(store, &timeline, &ahead).expect("changes");
+        assert_eq!(caught_up.changes, vec![]);
+        assert_eq!(caught_up.recorded_through, 5);
+        // A tree recording a head this node does not hold yet: no rollback is proposed.
+        chains.extend(&ids[2]);
+        let foreign = ahead
+            .with_changes(&[TimelineEntry {
+                chain_id: ids[2],
+                head: Hash([7; 32]),
+            }])
+            .expect("tree");
+        let behind = timeline_changes(store, &timeline, &foreign).expect("changes");
+        assert_eq!(
+            behind,
+            TimelineChanges {
+                changes: vec![],
+                recorded_through: 6
+            }
+        );
+    }
 
     #[test]
     fn the_first_member_leads_then_the_others_take_over_in_turn() {

@@ -295,6 +295,22 @@ fn timeline(c: &mut Criterion) {
             })
             .collect();
         let previous = TimelineTree::build(entries).expect("tree");
+        if n >= 100_000 {
+            // A node restarting from a checkpoint: the tree rebuilt from its entries.
+            let checkpoint: Vec<TimelineEntry> = previous.entries().copied().collect();
+            let mut group = c.benchmark_group("timeline_restart");
+            group.sample_size(10);
+            group.bench_with_input(BenchmarkId::from_parameter(n), &checkpoint, |b, entries| {
+                b.iter(|| {
+                    black_box(
+                        TimelineTree::in_leaf_order(entries.clone())
+                            .expect("tree")
+                            .root(),
+                    )
+                });
+            });
+            group.finish();
+        }
         let step = (n / 1_000).max(1);
         let moved: Vec<TimelineEntry> = (0..n)
             .step_by(step as usize)

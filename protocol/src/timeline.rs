@@ -2,7 +2,9 @@
 //! the checks a client makes with it: the timeline block is fresh, and the head it is shown is
 //! the one the timeline commits to (no freeze, no rollback, no split view).
 //!
-//! Leaves are sorted by chain id, one per chain. A leaf is BLAKE3 under
+//! Leaves are one per chain, in the order chains entered the timeline: those of the first block
+//! sorted by chain id, then the chains each later block adds, sorted by chain id, after the
+//! others (so an epoch hashes only its changed paths again). A leaf is BLAKE3 under
 //! [`domain::TIMELINE_LEAF`] of `chain_id || head`; an inner node is BLAKE3 under
 //! [`domain::TIMELINE_NODE`] of `left || right`; a node without a right sibling is promoted to the
 //! next level unchanged; the root of no leaves is BLAKE3 under [`domain::TIMELINE_EMPTY`] of
@@ -13,6 +15,10 @@ use crate::encoding::{Decode, Encode, Reader, VERSION, Writer};
 use crate::hash::domain;
 use crate::keys::{KeySignature, PublicKey, count_valid_signers};
 use crate::{Error, Hash, Result};
+
+mod shared;
+
+use shared::{SharedIndex, SharedVec};
 
 /// Most chains one timeline may cover (2^32).
 pub const MAX_TIMELINE_CHAINS: u64 = 1 << 32;
@@ -57,16 +63,31 @@ fn node(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The Merkle tree of one epoch, kept whole so that inclusion proofs can be served.
+///
+/// Leaves are in the order chains entered the timeline: the next tree appends the chains a
+/// block adds and hashes again only the paths of the leaves that changed. Clones share their
+/// storage ([`shared`]), so the trees of consecutive epochs cost what their changed paths cost.
 #[derive(Clone, Debug)]
 pub struct TimelineTree {
-    entries: Vec<TimelineEntry>,
+    /// In leaf order.
+    entries: SharedVec<TimelineEntry>,
+    /// Chain id to leaf position.
+    positions: SharedIndex,
     /// `levels[0]` are the leaves, the last level is the root.
-    levels: Vec<Vec<Hash>>,
+    levels: Vec<SharedVec<Hash>>,
 }
 
 impl TimelineTree {
-    /// Builds the tree over `entries` (any order; one entry per chain).
+    /// Builds the tree of a timeline that recorded `entries` in one block: leaves sorted by
+    /// chain id (given in any order; one entry per chain).
     pub fn build(mut entries: Vec<TimelineEntry>) -> Result<Self> {
+        entries.sort_unstable_by_key(|entry| entry.chain_id);
+        Self::in_leaf_order(entries)
+    }
+
+    /// Builds the tree whose leaves are `entries` in this order (as [`TimelineTree::entries`]
+    /// lists them; one entry per chain).
+    pub fn in_leaf_order(entries: Vec<TimelineEntry>) -> Result<Self> {
         if entries.len() as u64 > MAX_TIMELINE_CHAINS {
             return Err(Error::TooLong {
                 what: "timeline",
@@ -74,13 +95,15 @@ impl TimelineTree {
                 max: MAX_TIMELINE_CHAINS as usize,
             });
         }
-        entries.sort_unstable_by_key(|entry| entry.chain_id);
-        if let Some(pair) = entries
-            .windows(2)
-            .find(|pair| pair[0].chain_id == pair[1].chain_id)
-        {
+        let mut positions: Vec<(Hash, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(position, entry)| (entry.chain_id, position as u32))
+            .collect();
+        positions.sort_unstable_by_key(|(chain_id, _)| *chain_id);
+        if let Some(pair) = positions.windows(2).find(|pair| pair[0].0 == pair[1].0) {
             return Err(Error::DuplicateTimelineChain {
-                chain_id: pair[0].chain_id,
+                chain_id: pair[0].0,
             });
         }
         let mut levels = vec![entries.iter().map(TimelineEntry::leaf).collect::<Vec<_>>()];
@@ -96,93 +119,130 @@ impl TimelineTree {
                 .collect();
             levels.push(above);
         }
-        Ok(Self { entries, levels })
+        Ok(Self {
+            entries: entries.into_iter().collect(),
+            positions: SharedIndex::from_sorted(&positions),
+            levels: levels
+                .into_iter()
+                .map(|level| level.into_iter().collect())
+                .collect(),
+        })
     }
 
     /// The tree of no chains.
     pub fn empty() -> Self {
         Self {
-            entries: Vec::new(),
-            levels: vec![Vec::new()],
+            entries: SharedVec::default(),
+            positions: SharedIndex::default(),
+            levels: vec![SharedVec::default()],
         }
     }
 
     /// This tree with `changes` (sorted by chain id, once each) applied: each change either
-    /// adds a chain or gives a recorded chain another head. When no chain is added, only the
-    /// paths from the changed leaves to the root are hashed again.
+    /// gives a recorded chain another head or adds a chain, whose leaf goes after the others.
+    /// Only the paths from the changed and added leaves to the root are hashed again; the
+    /// rest is shared with `self`.
     pub fn with_changes(&self, changes: &[TimelineEntry]) -> Result<Self> {
-        let mut positions = Vec::with_capacity(changes.len());
-        let mut added = Vec::new();
-        for change in changes {
-            match self
-                .entries
-                .binary_search_by(|entry| entry.chain_id.cmp(&change.chain_id))
-            {
-                Ok(position) if self.entries[position].head == change.head => {
-                    return Err(Error::InvalidTimeline {
-                        reason: format!(
-                            "the change of chain {} repeats the head already recorded",
-                            change.chain_id
-                        ),
-                    });
-                }
-                Ok(position) => positions.push(position),
-                Err(_) => added.push(*change),
-            }
-        }
-        if !added.is_empty() {
-            let mut entries = self.entries.clone();
-            for change in changes {
-                if let Ok(position) =
-                    entries.binary_search_by(|entry| entry.chain_id.cmp(&change.chain_id))
-                {
-                    entries[position].head = change.head;
-                }
-            }
-            entries.extend(added);
-            return Self::build(entries);
+        if let Some(pair) = changes
+            .windows(2)
+            .find(|pair| pair[0].chain_id >= pair[1].chain_id)
+        {
+            return Err(Error::DuplicateTimelineChain {
+                chain_id: pair[1].chain_id,
+            });
         }
         let mut tree = self.clone();
-        for (&position, change) in positions.iter().zip(changes) {
-            tree.entries[position].head = change.head;
-            tree.levels[0][position] = change.leaf();
-        }
-        // Positions are ascending: each level's parents come out ascending, deduplicated.
-        for level in 1..tree.levels.len() {
-            positions.dedup_by_key(|position| *position / 2);
-            for position in &mut positions {
-                *position /= 2;
-                let below = &tree.levels[level - 1];
-                let left = 2 * *position;
-                let hash = match below.get(left + 1) {
-                    Some(right) => node(&below[left], right),
-                    None => below[left],
-                };
-                tree.levels[level][*position] = hash;
+        let mut changed = Vec::with_capacity(changes.len());
+        for change in changes {
+            match tree.positions.get(&change.chain_id) {
+                Some(position) => {
+                    let position = position as usize;
+                    if tree
+                        .entries
+                        .get(position)
+                        .is_some_and(|entry| entry.head == change.head)
+                    {
+                        return Err(Error::InvalidTimeline {
+                            reason: format!(
+                                "the change of chain {} repeats the head already recorded",
+                                change.chain_id
+                            ),
+                        });
+                    }
+                    tree.entries.set(position, *change);
+                    tree.levels[0].set(position, change.leaf());
+                    changed.push(position);
+                }
+                None => {
+                    let position = tree.entries.len();
+                    if position as u64 >= MAX_TIMELINE_CHAINS {
+                        return Err(Error::TooLong {
+                            what: "timeline",
+                            len: position + 1,
+                            max: MAX_TIMELINE_CHAINS as usize,
+                        });
+                    }
+                    tree.entries.push(*change);
+                    tree.positions.insert(change.chain_id, position as u32);
+                    tree.levels[0].push(change.leaf());
+                    changed.push(position);
+                }
             }
         }
+        changed.sort_unstable();
+        changed.dedup();
+        tree.hash_paths(changed);
         Ok(tree)
+    }
+
+    /// Hashes again the parents of the nodes at `changed` (ascending leaf positions) up to the
+    /// root, adding the nodes (and levels) that added leaves need.
+    fn hash_paths(&mut self, mut changed: Vec<usize>) {
+        let mut level = 0;
+        while self.levels[level].len() > 1 {
+            if self.levels.len() == level + 1 {
+                self.levels.push(SharedVec::default());
+            }
+            // Positions are ascending: parents come out ascending, deduplicated; new parents
+            // are the last ones, in order.
+            changed.dedup_by_key(|position| *position / 2);
+            let (below, above) = self.levels.split_at_mut(level + 1);
+            let (below, above) = (&below[level], &mut above[0]);
+            for position in &mut changed {
+                *position /= 2;
+                let left = 2 * *position;
+                let hash = match (below.get(left), below.get(left + 1)) {
+                    (Some(left), Some(right)) => node(left, right),
+                    (Some(single), None) => *single,
+                    _ => Hash::default(),
+                };
+                if *position < above.len() {
+                    above.set(*position, hash);
+                } else {
+                    above.push(hash);
+                }
+            }
+            level += 1;
+        }
     }
 
     /// The head recorded for `chain_id`.
     pub fn head_of(&self, chain_id: &Hash) -> Option<Hash> {
-        self.entries
-            .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
-            .ok()
-            .map(|index| self.entries[index].head)
+        let position = self.positions.get(chain_id)?;
+        self.entries.get(position as usize).map(|entry| entry.head)
     }
 
     /// The root hash.
     pub fn root(&self) -> Hash {
-        match self.levels.last().and_then(|level| level.first()) {
+        match self.levels.last().and_then(|level| level.get(0)) {
             Some(root) => *root,
             None => Hash::of(domain::TIMELINE_EMPTY, &[]),
         }
     }
 
-    /// The entries, sorted by chain id.
-    pub fn entries(&self) -> &[TimelineEntry] {
-        &self.entries
+    /// The entries, in leaf order (the order chains entered the timeline).
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = &TimelineEntry> + '_ {
+        self.entries.iter()
     }
 
     /// Number of chains.
@@ -192,21 +252,18 @@ impl TimelineTree {
 
     /// Whether the tree has no chains.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// The head recorded for `chain_id`, with its inclusion proof.
     pub fn prove(&self, chain_id: &Hash) -> Option<(TimelineEntry, InclusionProof)> {
-        let index = self
-            .entries
-            .binary_search_by(|entry| entry.chain_id.cmp(chain_id))
-            .ok()?;
+        let index = self.positions.get(chain_id)? as usize;
+        let entry = *self.entries.get(index)?;
         let mut siblings = Vec::new();
         let mut position = index;
         for level in &self.levels[..self.levels.len() - 1] {
-            let sibling = position ^ 1;
-            if sibling < level.len() {
-                siblings.push(level[sibling]);
+            if let Some(sibling) = level.get(position ^ 1) {
+                siblings.push(*sibling);
             }
             position /= 2;
         }
@@ -215,14 +272,14 @@ impl TimelineTree {
             leaf_count: self.entries.len() as u64,
             siblings,
         };
-        Some((self.entries[index], proof))
+        Some((entry, proof))
     }
 }
 
 /// The path from a leaf to the root.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct InclusionProof {
-    /// Position of the leaf among the sorted leaves.
+    /// Position of the leaf among the leaves (in the order chains entered the timeline).
     pub leaf_index: u64,
     /// Number of leaves in the tree.
     pub leaf_count: u64,
@@ -1147,14 +1204,16 @@ mod tests {
             epochs in proptest::collection::vec(proptest::collection::vec((0u64..260, any::<u8>()), 0..40), 1..6),
         ) {
             let mut tree = tree(n);
-            let mut heads: std::collections::BTreeMap<Hash, Hash> =
-                tree.entries().iter().map(|e| (e.chain_id, e.head)).collect();
+            // The model: entries in leaf order, moved in place, added at the end by chain id.
+            let mut leaves: Vec<TimelineEntry> = tree.entries().copied().collect();
+            let before = tree.clone();
+            let before_root = before.root();
             for changes in epochs {
                 let mut batch = std::collections::BTreeMap::new();
                 for (chain, head) in changes {
                     let chain_id = entry(chain).chain_id;
                     let head = Hash::of(domain::SKIPBLOCK, &[&[head], &chain.to_le_bytes()]);
-                    if heads.get(&chain_id) != Some(&head) {
+                    if tree.head_of(&chain_id) != Some(head) {
                         batch.insert(chain_id, head);
                     }
                 }
@@ -1162,14 +1221,29 @@ mod tests {
                     .iter()
                     .map(|(chain_id, head)| TimelineEntry { chain_id: *chain_id, head: *head })
                     .collect();
-                heads.extend(batch);
+                for change in &changes {
+                    match leaves.iter_mut().find(|leaf| leaf.chain_id == change.chain_id) {
+                        Some(leaf) => leaf.head = change.head,
+                        None => leaves.push(*change),
+                    }
+                }
                 tree = tree.with_changes(&changes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let scratch = TimelineTree::build(
-                    heads.iter().map(|(c, h)| TimelineEntry { chain_id: *c, head: *h }).collect(),
-                )
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let scratch = TimelineTree::in_leaf_order(leaves.clone())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(tree.root(), scratch.root());
-                prop_assert_eq!(tree.entries(), scratch.entries());
+                prop_assert!(tree.entries().eq(scratch.entries()));
+                for leaf in &leaves {
+                    let (found, proof) = tree.prove(&leaf.chain_id).ok_or_else(|| TestCaseError::fail("no proof"))?;
+                    prop_assert_eq!(found, *leaf);
+                    prop_assert_eq!(proof.verify(&tree.root(), leaf), Ok(()));
+                }
+            }
+            // The tree the changes started from is untouched (the trees share their storage).
+            prop_assert_eq!(before.root(), before_root);
+            prop_assert_eq!(before.len() as u64, n);
+            for i in 0..n {
+                let (found, proof) = before.prove(&entry(i).chain_id).ok_or_else(|| TestCaseError::fail("no proof"))?;
+                prop_assert_eq!(proof.verify(&before_root, &found), Ok(()));
             }
         }
 

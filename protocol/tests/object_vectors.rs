@@ -270,7 +270,6 @@ fn entry(chain: u8, head: u8) -> TimelineEntry {
 
 fn entries_json(tree: &TimelineTree) -> Value {
     tree.entries()
-        .iter()
         .map(|e| json!({"chain_id": e.chain_id.to_hex(), "head": e.head.to_hex()}))
         .collect()
 }
@@ -355,7 +354,7 @@ fn inclusion_proofs() -> TestResult<Vec<Value>> {
                 "valid": true,
             }));
         }
-        let last = tree.entries()[usize::from(count) - 1];
+        let last = *tree.entries().last().ok_or("no entries")?;
         let (_, proof) = tree.prove(&last.chain_id).ok_or("no proof")?;
         let mut sibling = proof.clone();
         sibling.siblings[0] = flip_hash(&sibling.siblings[0]);

@@ -74,7 +74,8 @@ impl RoundConfig {
     }
 }
 
-/// Tree rounds tried before the leader falls back to a star round.
+/// Tree rounds tried before the leader falls back to a star round, besides one more for each
+/// member whose fault an attempt revealed (at most the faulty members the roster tolerates).
 pub const MAX_TREE_ATTEMPTS: u32 = 3;
 
 /// Why an append failed. Nothing is stored when it does.
@@ -462,7 +463,9 @@ async fn sign_link_tree(
     };
     // Members the leader talks to itself, outside the tree.
     let mut direct: BTreeSet<usize> = BTreeSet::new();
-    while out.report.attempts < MAX_TREE_ATTEMPTS {
+    let attempts = MAX_TREE_ATTEMPTS
+        .saturating_add(u32::try_from(max_faulty(roster.len())).unwrap_or(u32::MAX));
+    while out.report.attempts < attempts {
         out.report.attempts += 1;
         direct.retain(|member| !out.excluded.contains(member) && *member != leader);
         let progress_before = (out.excluded.len(), direct.len());
@@ -541,6 +544,8 @@ async fn sign_link_tree(
         let mut committed = Vec::new();
         // (accused member, the child that reported it)
         let mut accused: Vec<(usize, usize)> = Vec::new();
+        // (Each accused member's ancestors, the accuser among them, are direct from the next
+        // attempt: the leader cannot tell which of them lied, and a leaf accuses no one.)
         for (child, answer) in answers {
             match accept_commit(&tree, child, &mut aggregator, answer) {
                 Ok((contribution, failed)) => {
@@ -575,9 +580,9 @@ async fn sign_link_tree(
                     out,
                 );
             }
-            for (member, accuser) in accused {
+            for (member, _) in accused {
                 direct.insert(member);
-                direct.insert(accuser);
+                demote_path_to(&tree, member, &mut direct);
             }
         }
         if aggregator.covered().count() < roster.threshold() {
@@ -645,8 +650,10 @@ async fn sign_link_tree(
                         culprits = culprits.count(),
                         "members blamed by their parent are asked directly in the next attempt"
                     );
-                    direct.insert(*child);
-                    direct.extend(culprits.present());
+                    for culprit in culprits.present() {
+                        direct.insert(culprit);
+                        demote_path_to(&tree, culprit, &mut direct);
+                    }
                 }
             }
         }
@@ -669,6 +676,9 @@ async fn sign_link_tree(
             }
         }
         if failed {
+            if (out.excluded.len(), direct.len()) == progress_before {
+                return None;
+            }
             continue;
         }
         match aggregator.finish() {
@@ -691,6 +701,17 @@ async fn sign_link_tree(
         }
     }
     None
+}
+
+/// Makes direct every ancestor of `member` in `tree` below the root: one of them reported it.
+fn demote_path_to(tree: &RoundTree, member: usize, direct: &mut BTreeSet<usize>) {
+    let mut at = member;
+    while let Some(parent) = tree.parent(at) {
+        if parent == tree.root() || !direct.insert(parent) {
+            break;
+        }
+        at = parent;
+    }
 }
 
 /// Adds the commitments of members the leader asked directly; those that do not commit are

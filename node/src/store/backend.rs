@@ -101,5 +101,17 @@ pub trait KeyValue: Send + Sync + 'static {
         column: Column,
         prefix: &[u8],
         limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_from(column, prefix, prefix, limit)
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix` and is at least `from`, in key
+    /// order.
+    fn scan_from(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
 }

@@ -117,6 +117,7 @@ impl Store {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let store = Self::with_backend(Arc::new(RocksBackend::open(path)?));
         store.count_usage_once()?;
+        store.index_heads_once()?;
         Ok(store)
     }
 
@@ -125,6 +126,7 @@ impl Store {
         let store = Self::with_backend(Arc::new(MemoryBackend::new()));
         // Nothing to count in an empty store: only the marker is written.
         let _ = store.count_usage_once();
+        let _ = store.index_heads_once();
         store
     }
 
@@ -492,7 +494,12 @@ impl Store {
             chain_id.0,
             head_value(block.index(), &block.hash()),
         );
-        Ok(())
+        let genesis = if block.index() == 0 {
+            ChainGenesis::of_payload(block.payload())
+        } else {
+            None
+        };
+        self.index_head_change(batch, &chain_id, genesis.as_ref())
     }
 
     /// The forward links a proposed next block of its chain needs, after checking it as the

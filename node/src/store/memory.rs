@@ -38,15 +38,17 @@ impl KeyValue for MemoryBackend {
         Ok(())
     }
 
-    fn scan_prefix(
+    fn scan_from(
         &self,
         column: Column,
         prefix: &[u8],
+        from: &[u8],
         limit: usize,
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = if from > prefix { from } else { prefix };
         Ok(columns
-            .range((column, prefix.to_vec())..)
+            .range((column, start.to_vec())..)
             .take_while(|((c, key), _)| *c == column && key.starts_with(prefix))
             .take(limit)
             .map(|((_, key), value)| (key.clone(), value.clone()))

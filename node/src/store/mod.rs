@@ -12,6 +12,7 @@ mod anchors;
 mod backend;
 mod builds;
 mod chains;
+mod changes;
 mod digest;
 mod guard;
 mod memory;

@@ -135,15 +135,17 @@ impl KeyValue for RocksBackend {
         self.db.flush_wal(true).map_err(|e| self.error(&e))
     }
 
-    fn scan_prefix(
+    fn scan_from(
         &self,
         column: Column,
         prefix: &[u8],
+        from: &[u8],
         limit: usize,
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = if from > prefix { from } else { prefix };
         let iterator = self.db.iterator_cf(
             self.family(column)?,
-            IteratorMode::From(prefix, Direction::Forward),
+            IteratorMode::From(start, Direction::Forward),
         );
         let mut out = Vec::new();
         for item in iterator {

@@ -692,3 +692,160 @@ fn a_release_costs_its_block_and_the_artifacts_it_makes_every_node_mirror() {
     // Any other chain: the block alone.
     assert_eq!(super::usage::storage_cost(None, &block), encoded);
 }
+
+#[test]
+fn head_changes_are_indexed_once_per_chain_in_order_and_timelines_listed() {
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::project::ChainGenesis;
+
+    let mut w = Witnesses::new(4);
+    let backend: Arc<dyn KeyValue> = Arc::new(MemoryBackend::new());
+    let store = Store::with_backend(backend.clone());
+    let roster = w.roster(0..4);
+    let timeline = SkipBlock::genesis(
+        ChainParams::new(2, 32).expect("params"),
+        roster.clone(),
+        ChainGenesis::timeline(10, &roster.hash(), &w.secrets[0]).to_bytes(),
+    )
+    .expect("genesis");
+    let chains: Vec<SkipBlock> = (0..3u8)
+        .map(|i| {
+            SkipBlock::genesis(
+                ChainParams::new(2, 32).expect("params"),
+                roster.clone(),
+                vec![i],
+            )
+            .expect("genesis")
+        })
+        .collect();
+    for genesis in chains.iter().chain([&timeline]) {
+        store
+            .create_chain(genesis, &w.certificate(genesis))
+            .expect("create");
+    }
+    let ids: Vec<Hash> = chains.iter().map(SkipBlock::chain_id).collect();
+    assert_eq!(
+        store.timeline_chains().expect("timelines"),
+        vec![(timeline.chain_id(), 10)]
+    );
+    let changed = |after| {
+        store
+            .head_changes_after(after, usize::MAX)
+            .expect("changes")
+    };
+    assert_eq!(
+        changed(0),
+        vec![
+            (1, ids[0]),
+            (2, ids[1]),
+            (3, ids[2]),
+            (4, timeline.chain_id())
+        ]
+    );
+    // Chain 0 moves twice: it keeps one entry, at its latest change.
+    for payload in [b"a", b"b"] {
+        let block = w.next(&store, &ids[0], None, payload);
+        let links = w.links(&store, &block);
+        store.append(&block, &links).expect("append");
+    }
+    assert_eq!(
+        changed(2),
+        vec![(3, ids[2]), (4, timeline.chain_id()), (6, ids[0])]
+    );
+    assert_eq!(changed(6), vec![]);
+    assert_eq!(store.head_changes_after(0, 2).expect("changes").len(), 2);
+
+    // A cursor only moves forward.
+    assert_eq!(
+        store.timeline_cursor(&timeline.chain_id()).expect("cursor"),
+        0
+    );
+    store
+        .advance_timeline_cursor(&timeline.chain_id(), 4)
+        .expect("advance");
+    store
+        .advance_timeline_cursor(&timeline.chain_id(), 2)
+        .expect("advance");
+    assert_eq!(
+        store.timeline_cursor(&timeline.chain_id()).expect("cursor"),
+        4
+    );
+
+    // A store written before the index: every head is indexed once when it is opened.
+    let mut batch = Batch::new();
+    for (key, _) in backend
+        .scan_prefix(Column::Meta, b"head-change", usize::MAX)
+        .expect("scan")
+        .into_iter()
+        .chain(
+            backend
+                .scan_prefix(Column::Meta, b"timeline-chain/", usize::MAX)
+                .expect("scan"),
+        )
+    {
+        batch.delete(Column::Meta, key);
+    }
+    backend.write(batch).expect("write");
+    assert_eq!(changed(0), vec![]);
+    assert_eq!(store.timeline_chains().expect("timelines"), vec![]);
+    let reopened = Store::with_backend(backend.clone());
+    reopened.index_heads_once().expect("index");
+    let mut indexed: Vec<Hash> = reopened
+        .head_changes_after(0, usize::MAX)
+        .expect("changes")
+        .into_iter()
+        .map(|(_, chain)| chain)
+        .collect();
+    indexed.sort();
+    let mut all = ids;
+    all.push(timeline.chain_id());
+    all.sort();
+    assert_eq!(indexed, all);
+    assert_eq!(
+        reopened.timeline_chains().expect("timelines"),
+        vec![(timeline.chain_id(), 10)]
+    );
+}
+
+#[test]
+fn a_restarted_node_folds_chains_added_by_later_blocks_after_the_earlier_ones() {
+    use chainiac_protocol::encoding::Encode;
+    use chainiac_protocol::timeline::{TimelineBlock, TimelineEntry, TimelineTree};
+
+    let mut w = Witnesses::new(4);
+    let backend: Arc<dyn KeyValue> = Arc::new(MemoryBackend::new());
+    let store = Store::with_backend(backend.clone());
+    let genesis = genesis(&w);
+    let timeline = genesis.chain_id();
+    store
+        .create_chain(&genesis, &w.certificate(&genesis))
+        .expect("create");
+    // Block 1 adds chain 9, block 2 adds chain 1 (a smaller id: its leaf goes after 9's),
+    // block 3 moves 9 and adds 5.
+    let epochs: [&[(u8, u8)]; 3] = [&[(9, 1)], &[(1, 1)], &[(9, 2), (5, 1)]];
+    let mut previous: Option<TimelineTree> = None;
+    for (epoch, changes) in epochs.iter().enumerate() {
+        let changes = changes
+            .iter()
+            .map(|&(chain, head)| TimelineEntry {
+                chain_id: Hash([chain; 32]),
+                head: Hash([head; 32]),
+            })
+            .collect();
+        let (payload, tree) =
+            TimelineBlock::new(previous.as_ref(), epoch as u64 + 1, 100, changes).expect("block");
+        let block = w.next(&store, &timeline, None, &payload.to_bytes());
+        let links = w.links(&store, &block);
+        store.append(&block, &links).expect("append");
+        previous = Some(tree);
+    }
+    let expected = previous.expect("tree");
+    let order: Vec<u8> = expected.entries().map(|e| e.chain_id.0[0]).collect();
+    assert_eq!(order, vec![9, 1, 5]);
+    // A node without the trees in memory folds the three blocks again.
+    let restarted = Store::with_backend(backend);
+    let folded = restarted.timeline_tree(&timeline, 3).expect("tree");
+    assert_eq!(folded.root(), expected.root());
+    let (entry, proof) = folded.prove(&Hash([1; 32])).expect("recorded");
+    proof.verify(&expected.root(), &entry).expect("proof");
+}

@@ -5,7 +5,7 @@
 //! [`TIMELINE_CHECKPOINT_INTERVAL`]-th block on disk, so that any tree (an inclusion proof of
 //! an old index, the head's tree after a restart) is at most that many blocks of folding away.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -178,11 +178,12 @@ impl Store {
                 break;
             }
         }
-        // Fold forward, reading each block again (so that memory holds one segment's changes,
-        // not every block), one segment per checkpoint passed; within a segment later changes
-        // override earlier ones and the tree is built once.
+        // Fold forward block by block, reading each block again (memory holds one block's
+        // changes at a time): chains a block adds go after those of the blocks before it, and
+        // each step hashes only its changed paths. The commitment is checked at checkpoints
+        // and at the target, where the tree is kept.
         let (base_index, mut folded) = base;
-        let mut changes: BTreeMap<Hash, Hash> = BTreeMap::new();
+        let mut tree = folded.as_ref().clone();
         for at in base_index + 1..=index {
             let block = if at == index {
                 target_block.clone()
@@ -190,27 +191,19 @@ impl Store {
                 self.timeline_block(timeline, at)?
             };
             let decoded = decode_timeline(at, &block)?;
-            for change in &decoded.changes {
-                changes.insert(change.chain_id, change.head);
-            }
+            tree = tree
+                .with_changes(&decoded.changes)
+                .map_err(|e| format!("timeline block {at} does not fold: {e}"))?;
             if at != index && !at.is_multiple_of(interval) {
                 continue;
             }
-            let segment: Vec<TimelineEntry> = std::mem::take(&mut changes)
-                .into_iter()
-                .filter(|(chain_id, head)| folded.head_of(chain_id) != Some(*head))
-                .map(|(chain_id, head)| TimelineEntry { chain_id, head })
-                .collect();
-            let tree = folded
-                .with_changes(&segment)
-                .map_err(|e| format!("timeline blocks up to {at} do not fold: {e}"))?;
             if tree.root() != decoded.commit.root || tree.len() as u64 != decoded.commit.chain_count
             {
                 return Err(format!(
                     "timeline block {at} does not commit to the changes of the blocks before it"
                 ));
             }
-            folded = Arc::new(tree);
+            folded = Arc::new(tree.clone());
             self.checkpoint_if_due(timeline, at, &block.hash(), &folded)?;
         }
         self.timelines
@@ -297,7 +290,7 @@ impl Store {
             })
             .collect();
         let commit = decode_timeline(index, block)?.commit;
-        match TimelineTree::build(entries) {
+        match TimelineTree::in_leaf_order(entries) {
             Ok(tree) if tree.root() == commit.root && tree.len() as u64 == commit.chain_count => {
                 Ok(Some(tree))
             }

@@ -85,6 +85,31 @@ fn false_accusations_by_interior_nodes_are_resolved_inside_the_tree() {
 }
 
 #[test]
+fn liars_deeper_in_the_tree_become_leaves_after_one_attempt() {
+    // Branching 4 over 100: 9 and 10 are children of 2, two levels below the leader. 9 blames
+    // its children (37-40) in every attempt; 10 reports everyone below it as failed. Their
+    // parent 2 passes the reports on as its own: the leader makes the whole path direct.
+    let n = 100;
+    let simulation = Simulation::new(
+        n,
+        |index| match index {
+            9 => Behaviour::BlamesChildren,
+            10 => Behaviour::AccusesChildren,
+            _ => Behaviour::Honest,
+        },
+        NetworkModel::wide_area(),
+    );
+    let round = simulation
+        .sign(0, round_config(Some(4)))
+        .expect("the round completes");
+    assert!(round.report.tree, "{:?}", round.report);
+    assert_eq!(round.report.attempts, 2, "{:?}", round.report);
+    assert_eq!(round.link.signature.mask.count(), n);
+    assert!(round.report.unreachable.is_empty(), "{:?}", round.report);
+    simulation.verify(&round.link).expect("a valid signature");
+}
+
+#[test]
 fn members_the_leader_sees_fail_are_excluded_and_the_others_kept() {
     // Branching 4 over 64: 5 is an interior node (children 21-24) that never answers; 30 is a
     // leaf that answers with a wrong share.
@@ -119,6 +144,7 @@ fn members_the_leader_sees_fail_are_excluded_and_the_others_kept() {
 /// The figures of docs/benchmarks.md ("Scale"): `CHAINIAC_SIM_SIZES=256,1024` to choose sizes.
 #[test]
 #[ignore = "minutes at 8,192 witnesses; run with --ignored --nocapture"]
+#[allow(clippy::print_stdout, clippy::print_stderr)] // its output is the figures
 fn rounds_at_cosi_scale() {
     let sizes: Vec<usize> = std::env::var("CHAINIAC_SIM_SIZES")
         .unwrap_or_else(|_| "256,1024,4096,8192".into())
