@@ -215,3 +215,58 @@ fn light_clients_hear_of_every_block_by_gossip() -> TestResult {
     runtime.shutdown_timeout(Duration::from_secs(5));
     Ok(())
 }
+
+/// How long a block may take to reach every node when every link takes 50 ms.
+const REACH_WITH_LATENCY: Duration = Duration::from_secs(5);
+
+/// 24 node processes, each in its own network namespace made by the test, every packet between
+/// two nodes delayed 50 ms (`tc netem`): a chain witnessed by four of them, 10 blocks, each
+/// must reach every node within [`REACH_WITH_LATENCY`]. Prints p50, p95 and max arrival.
+/// Skips, saying why, where the machine cannot make namespaces or delays (not root, no netem in
+/// the kernel). `CHAINIAC_LINK_DELAY_MS=0` runs it in namespaces without delay.
+#[test]
+fn twenty_four_nodes_with_fifty_milliseconds_per_link() -> TestResult {
+    let delay_ms: u64 = std::env::var("CHAINIAC_LINK_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(50);
+    let delay = (delay_ms > 0).then(|| Duration::from_millis(delay_ms));
+    let n = 24;
+    let namespaces = match chainiac_tests::netns::Namespaces::create(n, delay) {
+        Ok(namespaces) => namespaces,
+        Err(reason) => {
+            eprintln!(
+                "SKIPPED twenty_four_nodes_with_fifty_milliseconds_per_link: this machine cannot delay links between network namespaces: {reason}"
+            );
+            return Ok(());
+        }
+    };
+    let network = ProcessNetwork::start_placed(binary(), n, 5, n - 1, |i, node| {
+        node.place(namespaces.address(i), namespaces.exec_prefix(i));
+    })?;
+    let everyone: Vec<usize> = (0..n).collect();
+    let chain = network.nodes[0].create_chain(&network.roster(0..4)?)?;
+    network.wait_block(&everyone, &chain.id, 0, POLL, REACH_WITH_LATENCY)?;
+    let mut arrivals = Vec::new();
+    for i in 1..=10u64 {
+        let index = network.nodes[0].append(&chain, &i.to_le_bytes())?;
+        arrivals.extend(network.wait_block(
+            &everyone[1..],
+            &chain.id,
+            index,
+            POLL,
+            REACH_WITH_LATENCY,
+        )?);
+    }
+    arrivals.sort_unstable();
+    eprintln!(
+        "{n} nodes, {delay_ms} ms per link: p50 {} ms, p95 {} ms, max {} ms (polled every {} ms)",
+        percentile(&arrivals, 0.5).as_millis(),
+        percentile(&arrivals, 0.95).as_millis(),
+        arrivals.last().copied().unwrap_or_default().as_millis(),
+        POLL.as_millis()
+    );
+    drop(network);
+    drop(namespaces);
+    Ok(())
+}

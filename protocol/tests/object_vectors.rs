@@ -287,7 +287,8 @@ fn timeline() -> TestResult<Vec<Value>> {
         Some(&tree_1),
         179_000_001,
         1_790_000_010,
-        vec![entry(0xa2, 0x22), entry(0xa4, 0x14)],
+        // Chain a0 is new: its leaf goes after a1..a3 although its id is smaller (§8).
+        vec![entry(0xa0, 0x10), entry(0xa2, 0x22)],
     )?;
     let mut wrong_root = second.clone();
     wrong_root.commit.root = flip_hash(&wrong_root.commit.root);

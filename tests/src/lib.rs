@@ -6,6 +6,7 @@
 // Test fixtures hold nodes, keys and temporary directories; debug output of them helps nobody.
 #![allow(missing_debug_implementations)]
 
+pub mod netns;
 pub mod process;
 pub mod schema;
 

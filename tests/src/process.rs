@@ -32,6 +32,10 @@ pub struct NodeProcess {
     /// Its HTTP API address.
     pub api: SocketAddr,
     p2p: u16,
+    /// The address it listens on (loopback unless placed in a namespace).
+    host: std::net::IpAddr,
+    /// A command that runs it elsewhere (`ip netns exec NAME`), if any.
+    prefix: Vec<String>,
     child: Option<Child>,
     /// Extra settings for `config.toml`'s `[network]` table, as TOML lines.
     network: Vec<String>,
@@ -55,10 +59,20 @@ impl NodeProcess {
             dir: dir.to_path_buf(),
             api: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             p2p: free_port()?,
+            host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            prefix: Vec::new(),
             child: None,
             network: Vec::new(),
             env: Vec::new(),
         })
+    }
+
+    /// Runs it on `host` (its p2p and API address) through `prefix` (for instance
+    /// [`crate::netns::Namespaces::exec_prefix`]), from its next start.
+    pub fn place(&mut self, host: std::net::Ipv4Addr, prefix: Vec<String>) {
+        self.host = std::net::IpAddr::V4(host);
+        self.api = SocketAddr::new(self.host, self.api.port());
+        self.prefix = prefix;
     }
 
     /// Sets an environment variable of the process (from its next start).
@@ -103,11 +117,18 @@ impl NodeProcess {
     /// answers.
     pub fn start(&mut self, bootstrap: &[String]) -> TestResult {
         self.configure()?;
-        let mut command = Command::new(&self.binary);
+        let mut command = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command
             .args(["node", "run", "--config"])
             .arg(self.dir.join("config.toml"))
-            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.p2p)])
+            .args(["--listen", &format!("/ip4/{}/tcp/{}", self.host, self.p2p)])
             .args(["--api", &self.api.to_string()])
             .env("CHAINIAC_LOG", "warn")
             .env_remove("CHAINIAC_BOOTSTRAP")
@@ -127,7 +148,7 @@ impl NodeProcess {
     pub fn address(&self) -> TestResult<String> {
         let (_, status) = http(self.api, "GET", "/status", None)?;
         let peer = status["peer_id"].as_str().ok_or("no peer id")?;
-        Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", self.p2p))
+        Ok(format!("/ip4/{}/tcp/{}/p2p/{peer}", self.host, self.p2p))
     }
 
     /// Its API token (writes need it).
@@ -250,12 +271,25 @@ impl ProcessNetwork {
         anti_entropy_seconds: u64,
         min_peers: usize,
     ) -> TestResult<Self> {
+        Self::start_placed(binary, n, anti_entropy_seconds, min_peers, |_, _| {})
+    }
+
+    /// [`ProcessNetwork::start`], with `place` called on each node before it starts (to put
+    /// it in a namespace: [`NodeProcess::place`]).
+    pub fn start_placed(
+        binary: &Path,
+        n: usize,
+        anti_entropy_seconds: u64,
+        min_peers: usize,
+        place: impl Fn(usize, &mut NodeProcess),
+    ) -> TestResult<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::with_capacity(n);
         let mut addresses = Vec::new();
         for i in 0..n {
             let mut node = NodeProcess::init(binary, &dir.path().join(format!("n{i}")))?;
             node.anti_entropy_seconds(anti_entropy_seconds);
+            place(i, &mut node);
             node.start(&addresses)?;
             addresses.push(node.address()?);
             nodes.push(node);
