@@ -278,6 +278,8 @@ fn timeline_changes(
     let mut pending = false;
     let mut after = cursor;
     let mut changes = Vec::new();
+    // A chain written again between two reads comes back with a later change: once is enough.
+    let mut seen = std::collections::HashSet::new();
     while changes.len() < MAX_BLOCK_CHANGES {
         let moved = store
             .head_changes_after(after, CHANGES_PER_READ)
@@ -293,7 +295,7 @@ fn timeline_changes(
                 unrecorded_head(store, previous, &chain_id)?
             };
             match change {
-                Some(change) if changes.len() < MAX_BLOCK_CHANGES => {
+                Some(change) if changes.len() < MAX_BLOCK_CHANGES && seen.insert(chain_id) => {
                     changes.push(change);
                     pending = true;
                 }

@@ -15,6 +15,7 @@ use crate::TestResult;
 pub struct Namespaces {
     tag: String,
     subnet: [u8; 3],
+    bridge_made: bool,
     count: usize,
 }
 
@@ -46,29 +47,57 @@ fn effective_user_is_root() -> bool {
     })
 }
 
+/// A /24 under 10.214/16 that no route of this machine uses yet.
+fn free_subnet(start: u8) -> TestResult<[u8; 3]> {
+    for offset in 0..250u16 {
+        let third = ((u16::from(start) + offset) % 250) as u8;
+        let output = Command::new("ip")
+            .args(["-4", "route", "show", &format!("10.214.{third}.0/24")])
+            .output()?;
+        if output.status.success() && output.stdout.is_empty() {
+            return Ok([10, 214, third]);
+        }
+    }
+    Err("no free /24 under 10.214.0.0/16".into())
+}
+
 impl Namespaces {
     /// `count` namespaces (at most 250) on a bridge; with `delay`, every packet a namespace
-    /// sends to another waits that long. An error says what this machine lacks.
-    pub fn create(count: usize, delay: Option<Duration>) -> TestResult<Self> {
+    /// sends to another waits that long. `Ok(Err(reason))` when this machine cannot (not root,
+    /// no `ip` or `tc`, no netem in the kernel); `Err` when making them failed otherwise.
+    pub fn create(count: usize, delay: Option<Duration>) -> TestResult<Result<Self, String>> {
         if count > 250 {
             return Err("at most 250 namespaces".into());
         }
         if !effective_user_is_root() {
-            return Err("creating network namespaces needs root".into());
+            return Ok(Err("creating network namespaces needs root".into()));
+        }
+        for tool in ["ip", "tc"] {
+            if Command::new(tool).arg("-V").output().is_err() {
+                return Ok(Err(format!("`{tool}` (iproute2) is not installed")));
+            }
         }
         let pid = std::process::id();
         let namespaces = Self {
-            tag: format!("cx{}", pid % 100_000),
-            subnet: [10, 214, (pid % 250) as u8],
+            tag: format!("cx{pid}"),
+            subnet: free_subnet((pid % 250) as u8)?,
+            bridge_made: false,
             count: 0,
         };
-        namespaces.build(count, delay)
+        match namespaces.build(count, delay) {
+            Ok(namespaces) => Ok(Ok(namespaces)),
+            Err(error) if error.to_string().contains("qdisc kind is unknown") => Ok(Err(format!(
+                "the kernel has no `prio` or `netem` queueing discipline: {error}"
+            ))),
+            Err(error) => Err(error),
+        }
     }
 
     fn build(mut self, count: usize, delay: Option<Duration>) -> TestResult<Self> {
         let bridge = self.bridge();
         let gateway = format!("{}/24", self.gateway());
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        self.bridge_made = true;
         run(&["ip", "addr", "add", &gateway, "dev", &bridge])?;
         run(&["ip", "link", "set", &bridge, "up"])?;
         let subnet = format!(
@@ -178,6 +207,8 @@ impl Drop for Namespaces {
             // Gone with the namespace, unless the pair was made but never moved into it.
             let _ = run(&["ip", "link", "del", &format!("{}v{i}", self.tag)]);
         }
-        let _ = run(&["ip", "link", "del", &self.bridge()]);
+        if self.bridge_made {
+            let _ = run(&["ip", "link", "del", &self.bridge()]);
+        }
     }
 }

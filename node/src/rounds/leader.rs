@@ -74,8 +74,8 @@ impl RoundConfig {
     }
 }
 
-/// Tree rounds tried before the leader falls back to a star round, besides one more for each
-/// member whose fault an attempt revealed (at most the faulty members the roster tolerates).
+/// Tree rounds tried before the leader falls back to a star round, besides up to two more for
+/// each faulty member the roster tolerates, as long as each attempt reveals a fault.
 pub const MAX_TREE_ATTEMPTS: u32 = 3;
 
 /// Why an append failed. Nothing is stored when it does.
@@ -436,15 +436,18 @@ fn refusal_text(response: &Response) -> String {
     }
 }
 
-/// Tree rounds, at most [`MAX_TREE_ATTEMPTS`]: the leader commits itself, sends the round to its
-/// children in the tree, and aggregates their subtrees' answers.
+/// Tree rounds: the leader commits itself, sends the round to its children in the tree, and
+/// aggregates their subtrees' answers.
 ///
 /// Nobody is excluded on another member's word. A member its parent reports as failed (when
 /// committing) or as a culprit (when responding) is asked by the leader itself: at once, if the
 /// round needs it to reach the threshold, and in every later attempt, outside the tree; so is
-/// the member who reported it, so that as a leaf it cannot accuse anyone again. Only what the
-/// leader sees itself (no answer, a refusal, a wrong share) excludes a member. `None` when the
-/// tree cannot gather a threshold: the caller falls back to a star round.
+/// every ancestor of it below the leader (one of them reported it), so that as a leaf the liar
+/// cannot accuse anyone again. Only what the leader sees itself (no answer, a refusal, a wrong
+/// share) excludes a member. Attempts go on while each one excludes or makes direct another
+/// member: at most [`MAX_TREE_ATTEMPTS`] + 2f (a faulty member can cost one attempt in the
+/// tree and one more as a direct member). `None` when the tree cannot gather a threshold: the
+/// caller falls back to a star round.
 async fn sign_link_tree(
     transport: &dyn WitnessTransport,
     roster: &Roster,
@@ -463,8 +466,9 @@ async fn sign_link_tree(
     };
     // Members the leader talks to itself, outside the tree.
     let mut direct: BTreeSet<usize> = BTreeSet::new();
-    let attempts = MAX_TREE_ATTEMPTS
-        .saturating_add(u32::try_from(max_faulty(roster.len())).unwrap_or(u32::MAX));
+    let attempts = MAX_TREE_ATTEMPTS.saturating_add(
+        u32::try_from(max_faulty(roster.len()).saturating_mul(2)).unwrap_or(u32::MAX),
+    );
     while out.report.attempts < attempts {
         out.report.attempts += 1;
         direct.retain(|member| !out.excluded.contains(member) && *member != leader);
