@@ -16,5 +16,5 @@ pub mod wire;
 
 pub use swarm::{
     Acceptance, NetConfig, NetError, NetEvent, NetHandle, NetInfo, PublishError, Reply,
-    RequestError, keypair_of, peer_id_of, spawn,
+    RequestError, key_of_peer, keypair_of, peer_id_of, spawn,
 };

@@ -48,6 +48,18 @@ pub fn peer_id_of(key: &PublicKey) -> Result<PeerId, libp2p::identity::DecodingE
     Ok(libp2p::identity::PublicKey::from(ed).to_peer_id())
 }
 
+/// The node key behind `peer`: its Ed25519 identity, which a peer id carries whole (an
+/// identity multihash of the key's protobuf encoding). `None` for other kinds of peer ids.
+pub fn key_of_peer(peer: &PeerId) -> Option<PublicKey> {
+    let multihash = peer.as_ref();
+    if multihash.code() != 0 {
+        return None;
+    }
+    let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    let ed = public.try_into_ed25519().ok()?;
+    PublicKey::from_bytes(&ed.to_bytes()).ok()
+}
+
 /// The libp2p key pair of a node's secret key (its witness key is its libp2p identity).
 pub fn keypair_of(secret: &SecretKey) -> Result<Keypair, libp2p::identity::DecodingError> {
     let mut seed = secret.to_seed();
@@ -865,6 +877,15 @@ impl SwarmTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_id_gives_back_the_node_key() {
+        let secret = SecretKey::from_seed(&[7; 32]);
+        let key = secret.public_key();
+        let peer = peer_id_of(&key).expect("an Ed25519 key");
+        assert_eq!(key_of_peer(&peer), Some(key));
+        assert_eq!(key_of_peer(&PeerId::random()), None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_resets() {

@@ -37,6 +37,12 @@ use crate::store::Store;
 
 /// Most rounds a witness keeps nonces for at once (bounds memory a leader can make it use).
 pub const MAX_PENDING_ROUNDS: usize = 4096;
+/// Of those, the rounds only askers that are members of the signing roster may take, so that
+/// peers outside it (any peer can ask to commit to a decided block) cannot crowd out the
+/// roster's leaders.
+pub const MEMBERS_RESERVE: usize = 1024;
+/// Most pending rounds of one asker.
+pub const MAX_PENDING_PER_ASKER: usize = 256;
 /// How long nonces wait for their challenge.
 pub const ROUND_TTL: Duration = Duration::from_secs(60);
 /// Most pending rounds that keep their whole proposed block (at most 1 MiB each, the request
@@ -321,9 +327,25 @@ impl Witness {
         if pending.contains_key(&(asker, round)) {
             return Err(Refusal::RepeatedRound);
         }
-        if pending.len() >= MAX_PENDING_ROUNDS {
+        let member = match asker {
+            Asker::OwnNode => true,
+            Asker::Peer(peer) => {
+                chainiac_net::key_of_peer(&peer).is_some_and(|key| roster.index_of(&key).is_some())
+            }
+        };
+        let cap = if member {
+            MAX_PENDING_ROUNDS
+        } else {
+            MAX_PENDING_ROUNDS - MEMBERS_RESERVE
+        };
+        if pending.len() >= cap {
             return Err(Refusal::Invalid(
                 "too many signing rounds in progress; try again".into(),
+            ));
+        }
+        if pending.keys().filter(|(a, _)| *a == asker).count() >= MAX_PENDING_PER_ASKER {
+            return Err(Refusal::Invalid(
+                "too many signing rounds in progress from this peer; finish or abandon some".into(),
             ));
         }
         let keep = level == 0
@@ -577,6 +599,49 @@ mod tests {
             .expect("commitment");
         let challenge = aggregator.challenge().expect("challenge");
         witness.respond(Asker::OwnNode, round(name), &challenge)
+    }
+
+    #[test]
+    fn peers_outside_the_roster_cannot_crowd_out_its_leaders() {
+        let identity = Arc::new(Identity::generate());
+        let store = Store::in_memory();
+        let (a, _) = chain(&identity, &store);
+        let witness = witness(&identity, &store);
+        decide(&witness, &a);
+        let stranger = Asker::Peer(PeerId::random());
+        for i in 0..MAX_PENDING_PER_ASKER {
+            witness
+                .commit(stranger, round(&format!("stranger {i}")), &a, 0)
+                .expect("within its quota");
+        }
+        let refused = witness.commit(stranger, round("one more"), &a, 0);
+        assert!(
+            matches!(&refused, Err(Refusal::Invalid(r)) if r.contains("from this peer")),
+            "{refused:?}"
+        );
+        // Many strangers together fill what is not reserved for the roster.
+        let open = MAX_PENDING_ROUNDS - MEMBERS_RESERVE;
+        let mut taken = MAX_PENDING_PER_ASKER;
+        while taken < open {
+            let peer = Asker::Peer(PeerId::random());
+            for i in 0..MAX_PENDING_PER_ASKER.min(open - taken) {
+                witness
+                    .commit(peer, round(&format!("{taken} {i}")), &a, 0)
+                    .expect("room left");
+            }
+            taken += MAX_PENDING_PER_ASKER.min(open - taken);
+        }
+        let refused = witness.commit(Asker::Peer(PeerId::random()), round("late"), &a, 0);
+        assert!(
+            matches!(&refused, Err(Refusal::Invalid(r)) if r.contains("try again")),
+            "{refused:?}"
+        );
+        // A member of the signing roster still gets its round.
+        let member =
+            Asker::Peer(chainiac_net::peer_id_of(&identity.public().key).expect("an Ed25519 key"));
+        witness
+            .commit(member, round("the roster's leader"), &a, 0)
+            .expect("the reserve");
     }
 
     #[test]
