@@ -546,14 +546,14 @@ async fn sign_link_tree(
             return None;
         }
         let mut committed = Vec::new();
-        // (accused member, the child that reported it)
-        let mut accused: Vec<(usize, usize)> = Vec::new();
+        // Members the children report as failed.
+        let mut accused: Vec<usize> = Vec::new();
         // (Each accused member's ancestors, the accuser among them, are direct from the next
         // attempt: the leader cannot tell which of them lied, and a leaf accuses no one.)
         for (child, answer) in answers {
             match accept_commit(&tree, child, &mut aggregator, answer) {
                 Ok((contribution, failed)) => {
-                    accused.extend(failed.present().map(|member| (member, child)));
+                    accused.extend(failed.present());
                     committed.push((child, contribution.participants));
                 }
                 Err(reason) => out.unreachable(child, key(child), reason),
@@ -574,8 +574,7 @@ async fn sign_link_tree(
                 "members reported as failed by their parent are asked directly"
             );
             if aggregator.covered().count() < roster.threshold() {
-                let answers =
-                    commit_directly(accused.iter().map(|&(member, _)| member).collect()).await;
+                let answers = commit_directly(accused.clone()).await;
                 add_direct_commitments(
                     roster,
                     &mut aggregator,
@@ -584,7 +583,7 @@ async fn sign_link_tree(
                     out,
                 );
             }
-            for (member, _) in accused {
+            for member in accused {
                 direct.insert(member);
                 demote_path_to(&tree, member, &mut direct);
             }
