@@ -1,306 +1,639 @@
-//! The Ethereum backend: one self-addressed transaction per anchored timeline block, carrying
-//! [`anchor_calldata`] (88 bytes: 24,310 gas measured on anvil under the Prague calldata
-//! floor, whatever the number of projects).
+//! The Ethereum backend: one EIP-1559 transaction per anchored timeline block, signed here
+//! with the node's own key and sent with `eth_sendRawTransaction`, from the anchoring account
+//! to itself, carrying [`anchor_calldata`] (88 bytes: 24,310 gas measured on anvil under the
+//! Prague calldata floor, whatever the number of projects). A transaction that is not mined
+//! in time is replaced by one with the same nonce and higher fees, never duplicated; the fees
+//! stay under the operator's ceiling and daily cap. Once mined, the block's transactions and
+//! receipts are fetched and the self-contained [`AnchorEvidence`] is built and checked.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::BlockId;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use chainiac_protocol::anchor::AnchorAccount;
 
-use crate::rpc::{Rpc, RpcError, parse_quantity};
-use crate::{Anchor, AnchorError};
-use crate::{AnchorProof, AnchorRequest, Confirmation, anchor_calldata};
+use crate::endpoint::{Endpoint, EndpointOptions, RpcError};
+use crate::evidence::{build_evidence, verify_evidence};
+use crate::fees::{FeePolicy, FeeRefusal, Fees};
+use crate::journal::{Journal, Pending};
+use crate::{AccountStatus, Anchor, AnchorError, BoxFuture, Confirmation};
+use crate::{AnchorProof, AnchorRequest, anchor_calldata};
 
-/// How far back a lost transaction is looked for, in blocks.
-const LOOKBACK: u64 = 256;
+/// A roster member's statement that an address is its anchoring account on a chain, sending
+/// to a recipient (itself, or the event contract): `(chain id, address, recipient)`.
+pub type Voucher = Arc<dyn Fn(u64, [u8; 20], [u8; 20]) -> AnchorAccount + Send + Sync>;
 
 /// Settings of the Ethereum backend.
 #[derive(Clone, Debug)]
 pub struct EthereumConfig {
-    /// JSON-RPC endpoint, `http://host:port[/path]`.
-    pub rpc: String,
-    /// Sending account (unlocked on the node); default: the node's first account.
-    pub from: Option<String>,
-    /// How long to wait for the transaction to be mined.
+    /// JSON-RPC endpoints (`http(s)://...`): the first sends; every one must agree that an
+    /// anchor's block is canonical.
+    pub endpoints: Vec<String>,
+    /// Timeouts and extra certificate authorities.
+    pub endpoint_options: EndpointOptions,
+    /// Fee ceiling and daily cap.
+    pub fees: FeePolicy,
+    /// A transaction not mined after this long is replaced with higher fees (same nonce).
+    pub replace_after: Duration,
+    /// How long one attempt waits for its transaction (it stays pending, and the next attempt
+    /// picks it up).
     pub mined_timeout: Duration,
+    /// Where sent transactions and spending are journaled; in memory only if `None`.
+    pub journal: Option<PathBuf>,
+    /// How often receipts are polled.
+    pub poll_interval: Duration,
+    /// Anchor through this event contract (`chainiac anchor deploy`) instead of a transaction
+    /// to the account itself.
+    pub contract: Option<Address>,
 }
 
 impl EthereumConfig {
-    /// Settings for `rpc` with the node's first account.
+    /// Settings for one endpoint with default fees and timings.
     pub fn new(rpc: &str) -> Self {
         Self {
-            rpc: rpc.into(),
-            from: None,
-            mined_timeout: Duration::from_secs(60),
+            endpoints: vec![rpc.into()],
+            endpoint_options: EndpointOptions::default(),
+            fees: FeePolicy::default(),
+            replace_after: Duration::from_secs(120),
+            mined_timeout: Duration::from_secs(600),
+            journal: None,
+            poll_interval: Duration::from_millis(250),
+            contract: None,
         }
     }
 }
 
-/// Anchors in Ethereum through a JSON-RPC node.
-#[derive(Debug)]
+/// The key transactions are signed with, and the member vouching for its address.
+struct Sender {
+    signer: PrivateKeySigner,
+    voucher: Voucher,
+    /// Where the transactions go: the account itself or the event contract.
+    recipient: Address,
+}
+
+impl Sender {
+    fn account(&self, chain_id: u64) -> AnchorAccount {
+        (self.voucher)(
+            chain_id,
+            self.signer.address().into(),
+            self.recipient.into(),
+        )
+    }
+}
+
+/// Anchors in Ethereum through JSON-RPC endpoints.
 pub struct EthereumAnchor {
-    rpc: Rpc,
+    endpoints: Vec<Endpoint>,
     config: EthereumConfig,
-    /// The nonce chosen for each request: every retry reuses it, so at most one is mined.
-    nonces: Mutex<HashMap<(chainiac_protocol::Hash, u64), u64>>,
+    sender: Option<Sender>,
+    journal: Mutex<Journal>,
 }
 
-fn hex_data(bytes: &[u8]) -> String {
-    format!("0x{}", hex::encode(bytes))
+impl std::fmt::Debug for EthereumAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EthereumAnchor")
+            .field("config", &self.config)
+            .field("account", &self.sender.as_ref().map(|s| s.signer.address()))
+            .finish()
+    }
 }
 
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_ascii_lowercase()
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn hex0x(hash: &B256) -> String {
+    format!("{hash:#x}")
 }
 
 impl EthereumAnchor {
-    /// A backend for `config`.
-    pub fn new(config: EthereumConfig) -> Result<Self, RpcError> {
+    /// A backend that checks anchors (no key: it cannot send).
+    pub fn new(config: EthereumConfig) -> Result<Self, AnchorError> {
+        if config.endpoints.is_empty() {
+            return Err(AnchorError::Refused(
+                "no Ethereum endpoint configured".into(),
+            ));
+        }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|url| Endpoint::new(url, &config.endpoint_options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let journal = Journal::open(config.journal.as_deref())?;
         Ok(Self {
-            rpc: Rpc::new(&config.rpc)?,
+            endpoints,
             config,
-            nonces: Mutex::default(),
+            sender: None,
+            journal: Mutex::new(journal),
         })
     }
 
-    fn from(&self) -> Result<String, AnchorError> {
-        if let Some(from) = &self.config.from {
-            return Ok(from.to_ascii_lowercase());
-        }
-        let accounts = self.rpc.call("eth_accounts", &json!([]))?;
-        accounts
-            .get(0)
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase)
+    /// The same backend, sending with `signer`; `voucher` states, for a chain id and address,
+    /// that this node's roster key anchors from it.
+    pub fn with_sender(mut self, signer: PrivateKeySigner, voucher: Voucher) -> Self {
+        let recipient = self.config.contract.unwrap_or(signer.address());
+        self.sender = Some(Sender {
+            signer,
+            voucher,
+            recipient,
+        });
+        self
+    }
+
+    /// The anchoring account, if this backend sends.
+    pub fn address(&self) -> Option<Address> {
+        self.sender.as_ref().map(|s| s.signer.address())
+    }
+
+    fn primary(&self) -> &Endpoint {
+        &self.endpoints[0]
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn chain_id(&self, endpoint: &Endpoint) -> Result<u64, RpcError> {
+        endpoint
+            .provider()
+            .get_chain_id()
+            .await
+            .map_err(|e| endpoint.error("eth_chainId", e))
+    }
+
+    async fn base_fee(&self, endpoint: &Endpoint) -> Result<u128, AnchorError> {
+        let block = endpoint
+            .provider()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| endpoint.error("eth_getBlockByNumber", e))?
+            .ok_or_else(|| endpoint.missing("eth_getBlockByNumber", "latest block"))?;
+        block
+            .header
+            .inner
+            .base_fee_per_gas
+            .map(u128::from)
             .ok_or_else(|| {
                 AnchorError::Refused(
-                    "the Ethereum node has no unlocked account to send from; configure one".into(),
+                    "the Ethereum network has no base fee (not EIP-1559); anchoring needs London or later".into(),
                 )
             })
     }
 
-    /// A mined transaction from `from` with `nonce`, among the last blocks.
-    fn find_mined(&self, from: &str, nonce: u64) -> Result<Option<Value>, AnchorError> {
-        let head = self.rpc.quantity("eth_blockNumber", &json!([]))?;
-        for number in (head.saturating_sub(LOOKBACK)..=head).rev() {
-            let block = self.rpc.call(
-                "eth_getBlockByNumber",
-                &json!([format!("0x{number:x}"), true]),
-            )?;
-            for tx in block["transactions"].as_array().into_iter().flatten() {
-                if text(&tx["from"]) == from && parse_quantity(&tx["nonce"]) == Some(nonce) {
-                    return Ok(Some(tx.clone()));
-                }
+    /// The canonical hash of block `number` on `endpoint`, and its head number.
+    async fn canonical(
+        &self,
+        endpoint: &Endpoint,
+        number: u64,
+    ) -> Result<(Option<B256>, u64), RpcError> {
+        let provider = endpoint.provider();
+        let block = provider
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| endpoint.error("eth_getBlockByNumber", e))?;
+        let head = provider
+            .get_block_number()
+            .await
+            .map_err(|e| endpoint.error("eth_blockNumber", e))?;
+        Ok((block.map(|b| b.header.hash), head))
+    }
+
+    /// Builds the proof of a mined transaction from its block, or `None` if the block changed
+    /// meanwhile (a reorganisation between two calls: asked again later).
+    async fn proof_of(
+        &self,
+        endpoint: &Endpoint,
+        chain_id: u64,
+        receipt: &TransactionReceipt,
+        request: &AnchorRequest,
+        account: AnchorAccount,
+    ) -> Result<Option<AnchorProof>, AnchorError> {
+        let provider = endpoint.provider();
+        let (Some(block_hash), Some(index)) = (receipt.block_hash, receipt.transaction_index)
+        else {
+            return Ok(None);
+        };
+        let Some(block) = provider
+            .get_block_by_hash(block_hash)
+            .full()
+            .await
+            .map_err(|e| endpoint.error("eth_getBlockByHash", e))?
+        else {
+            return Ok(None);
+        };
+        let header = alloy::rlp::encode(&block.header.inner);
+        let transactions: Vec<Vec<u8>> = block
+            .transactions
+            .into_transactions()
+            .map(|tx| tx.inner.into_inner().encoded_2718())
+            .collect();
+        let Some(receipts) = provider
+            .get_block_receipts(BlockId::hash(block_hash))
+            .await
+            .map_err(|e| endpoint.error("eth_getBlockReceipts", e))?
+        else {
+            return Ok(None);
+        };
+        let receipts: Vec<Vec<u8>> = receipts
+            .into_iter()
+            .map(|r| r.inner.into_primitives_receipt().encoded_2718())
+            .collect();
+        let Ok(index) = usize::try_from(index) else {
+            return Ok(None);
+        };
+        let evidence = match build_evidence(&header, &transactions, &receipts, index, account) {
+            Ok(evidence) => evidence,
+            Err(error) => {
+                tracing::debug!(%error, "block changed while its evidence was gathered");
+                return Ok(None);
+            }
+        };
+        let proof = AnchorProof {
+            chain_id,
+            transaction: hex0x(&receipt.transaction_hash),
+            block_number: block.header.inner.number,
+            block_hash: hex0x(&block_hash),
+            timeline: request.timeline.to_hex(),
+            timeline_index: request.index,
+            timeline_block: request.block.to_hex(),
+            cost_wei: u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price),
+            evidence: Some(evidence),
+        };
+        verify_evidence(&proof).map_err(|e| {
+            AnchorError::Refused(format!("the anchor's own evidence does not verify: {e}"))
+        })?;
+        Ok(Some(proof))
+    }
+
+    /// The proof of whichever version of a pending transaction was mined, if one was.
+    async fn mined(
+        &self,
+        endpoint: &Endpoint,
+        chain_id: u64,
+        pending: &Pending,
+        request: &AnchorRequest,
+        sender: &Sender,
+    ) -> Result<Option<AnchorProof>, AnchorError> {
+        for (hash, _) in pending.sent.iter().rev() {
+            let Ok(hash) = hash.parse::<B256>() else {
+                continue;
+            };
+            let receipt = endpoint
+                .provider()
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?;
+            let Some(receipt) = receipt else { continue };
+            if !receipt.status() {
+                let cost = u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price);
+                self.journal()
+                    .settle(&pending.timeline, pending.index, cost, unix_now())?;
+                return Err(AnchorError::Refused(format!(
+                    "anchoring transaction {hash:#x} failed on chain; a new one is sent next time"
+                )));
+            }
+            let account = sender.account(chain_id);
+            if let Some(proof) = self
+                .proof_of(endpoint, chain_id, &receipt, request, account)
+                .await?
+            {
+                return Ok(Some(proof));
             }
         }
         Ok(None)
     }
 
-    fn proof_from_receipt(
+    /// Signs and sends one version of the transaction of `pending` with `fees`, journaled
+    /// (with its worst-case cost) before it leaves.
+    async fn send_version(
         &self,
+        endpoint: &Endpoint,
         chain_id: u64,
-        transaction: &str,
+        sender: &Sender,
+        pending: &mut Pending,
+        fees: Fees,
         request: &AnchorRequest,
-    ) -> Result<Option<AnchorProof>, AnchorError> {
-        let receipt = self
-            .rpc
-            .call("eth_getTransactionReceipt", &json!([transaction]))?;
-        if receipt.is_null() {
-            return Ok(None);
+    ) -> Result<(), AnchorError> {
+        let worst_case = u128::from(pending.gas_limit).saturating_mul(fees.max_fee_per_gas);
+        {
+            let mut journal = self.journal();
+            let now = unix_now();
+            let already = journal.reserved(pending.nonce, now);
+            let spent = journal.spent_today(now).saturating_sub(already);
+            self.config.fees.within_cap(spent, worst_case)?;
         }
-        if parse_quantity(&receipt["status"]) != Some(1) {
-            return Err(AnchorError::Refused(format!(
-                "anchoring transaction {transaction} failed on chain"
-            )));
-        }
-        Ok(Some(AnchorProof {
+        let mut transaction = TxEip1559 {
             chain_id,
-            transaction: transaction.to_ascii_lowercase(),
-            block_number: parse_quantity(&receipt["blockNumber"]).unwrap_or_default(),
-            block_hash: text(&receipt["blockHash"]),
-            timeline: request.timeline.to_hex(),
-            timeline_index: request.index,
-            timeline_block: request.block.to_hex(),
-        }))
+            nonce: pending.nonce,
+            gas_limit: pending.gas_limit,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.priority_fee_per_gas,
+            to: TxKind::Call(sender.recipient),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::from(anchor_calldata(request)),
+        };
+        let signature = sender
+            .signer
+            .sign_transaction_sync(&mut transaction)
+            .map_err(|e| {
+                AnchorError::Refused(format!("cannot sign the anchoring transaction: {e}"))
+            })?;
+        let envelope = TxEnvelope::Eip1559(transaction.into_signed(signature));
+        let hash = *envelope.tx_hash();
+        pending.sent.push((hex0x(&hash), fees));
+        pending.last_sent_at = unix_now();
+        self.journal().record_sent(pending.clone(), worst_case)?;
+        let raw = envelope.encoded_2718();
+        match endpoint.provider().send_raw_transaction(&raw).await {
+            Ok(_) => {}
+            Err(error) => {
+                let error = endpoint.error("eth_sendRawTransaction", error);
+                let known = error.refusal().is_some_and(|message| {
+                    let message = message.to_ascii_lowercase();
+                    message.contains("already known")
+                        || message.contains("already imported")
+                        || message.contains("nonce too low")
+                });
+                if !known {
+                    return Err(error.into());
+                }
+            }
+        }
+        tracing::info!(
+            transaction = %hash,
+            nonce = pending.nonce,
+            max_fee_gwei = %crate::fees::gwei(fees.max_fee_per_gas),
+            version = pending.sent.len(),
+            "anchoring transaction sent"
+        );
+        Ok(())
     }
 
-    fn wait_mined(
-        &self,
-        chain_id: u64,
-        transaction: &str,
-        request: &AnchorRequest,
-    ) -> Result<AnchorProof, AnchorError> {
+    async fn anchor_request(&self, request: &AnchorRequest) -> Result<AnchorProof, AnchorError> {
+        let sender = self.sender.as_ref().ok_or(AnchorError::NoKey)?;
+        let endpoint = self.primary();
+        let provider = endpoint.provider();
+        let chain_id = self.chain_id(endpoint).await?;
+        let address = sender.signer.address();
+        let timeline = request.timeline.to_hex();
+
+        let previous = self.journal().pending(&timeline, request.index).cloned();
+        let mut pending = match previous {
+            Some(previous) => {
+                if let Some(proof) = self
+                    .mined(endpoint, chain_id, &previous, request, sender)
+                    .await?
+                {
+                    self.journal()
+                        .settle(&timeline, request.index, proof.cost_wei, unix_now())?;
+                    return Ok(proof);
+                }
+                let used = provider
+                    .get_transaction_count(address)
+                    .latest()
+                    .await
+                    .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
+                if used > previous.nonce {
+                    // The nonce went to a transaction that is not one of ours for this block
+                    // (or ours, mined and then reorganised away): start again with a new one.
+                    self.journal()
+                        .settle(&timeline, request.index, 0, unix_now())?;
+                    None
+                } else {
+                    Some(previous)
+                }
+            }
+            None => None,
+        };
+        if pending.is_none() {
+            let fees = self.config.fees.first(self.base_fee(endpoint).await?)?;
+            let nonce = provider
+                .get_transaction_count(address)
+                .pending()
+                .await
+                .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
+            let estimate = provider
+                .estimate_gas(TransactionRequest {
+                    from: Some(address),
+                    to: Some(TxKind::Call(sender.recipient)),
+                    input: TransactionInput::new(Bytes::from(anchor_calldata(request))),
+                    ..TransactionRequest::default()
+                })
+                .await
+                .map_err(|e| endpoint.error("eth_estimateGas", e))?;
+            let mut fresh = Pending {
+                timeline: timeline.clone(),
+                index: request.index,
+                nonce,
+                gas_limit: estimate + estimate / 10,
+                sent: Vec::new(),
+                last_sent_at: 0,
+            };
+            self.send_version(endpoint, chain_id, sender, &mut fresh, fees, request)
+                .await?;
+            pending = Some(fresh);
+        }
+        let Some(mut pending) = pending else {
+            return Err(AnchorError::Refused("no transaction to wait for".into()));
+        };
+
         let start = Instant::now();
+        let mut last_try = Instant::now();
+        let mut warned_ceiling = false;
         loop {
-            if let Some(proof) = self.proof_from_receipt(chain_id, transaction, request)? {
+            if let Some(proof) = self
+                .mined(endpoint, chain_id, &pending, request, sender)
+                .await?
+            {
+                self.journal()
+                    .settle(&timeline, request.index, proof.cost_wei, unix_now())?;
                 return Ok(proof);
             }
-            if start.elapsed() > self.config.mined_timeout {
+            if start.elapsed() >= self.config.mined_timeout {
                 return Err(AnchorError::Refused(format!(
-                    "transaction {transaction} not mined within {} s; it will be retried with the same nonce",
+                    "anchoring transaction (nonce {}) not mined within {} s; the next attempt waits for it or replaces it",
+                    pending.nonce,
                     self.config.mined_timeout.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            let stuck_for = unix_now().saturating_sub(pending.last_sent_at);
+            if stuck_for >= self.config.replace_after.as_secs()
+                && last_try.elapsed() >= self.config.replace_after
+            {
+                last_try = Instant::now();
+                let Some(&(_, stuck)) = pending.sent.last() else {
+                    return Err(AnchorError::Refused("no transaction to replace".into()));
+                };
+                let base_fee = self.base_fee(endpoint).await?;
+                match self.config.fees.replacement(stuck, base_fee) {
+                    Ok(fees) => {
+                        tracing::warn!(
+                            nonce = pending.nonce,
+                            stuck_for_s = stuck_for,
+                            "anchoring transaction not mined; replacing it with higher fees (same nonce)"
+                        );
+                        self.send_version(endpoint, chain_id, sender, &mut pending, fees, request)
+                            .await?;
+                    }
+                    Err(refusal) => {
+                        if !warned_ceiling {
+                            tracing::warn!(%refusal, "stuck anchoring transaction cannot be replaced");
+                            warned_ceiling = true;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
         }
     }
-}
 
-impl Anchor for EthereumAnchor {
-    fn anchor(&self, request: &AnchorRequest) -> Result<AnchorProof, AnchorError> {
-        let from = self.from()?;
-        let chain_id = self.rpc.quantity("eth_chainId", &json!([]))?;
-        let data = anchor_calldata(request);
-        let key = (request.timeline, request.index);
-        let remembered = self
-            .nonces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .copied();
-        let nonce = match remembered {
-            Some(nonce) => {
-                // A retry: if a transaction with this nonce was mined meanwhile, it is either
-                // ours (done) or someone else's (choose a new nonce).
-                let mined = self
-                    .rpc
-                    .quantity("eth_getTransactionCount", &json!([from, "latest"]))?;
-                if mined > nonce {
-                    if let Some(tx) = self.find_mined(&from, nonce)?
-                        && text(&tx["input"]) == hex_data(&data)
-                    {
-                        let hash = text(&tx["hash"]);
-                        return self.wait_mined(chain_id, &hash, request);
-                    }
-                    self.rpc
-                        .quantity("eth_getTransactionCount", &json!([from, "pending"]))?
-                } else {
-                    nonce
-                }
-            }
-            None => self
-                .rpc
-                .quantity("eth_getTransactionCount", &json!([from, "pending"]))?,
-        };
-        self.nonces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, nonce);
-        let sent = self.rpc.call(
-            "eth_sendTransaction",
-            &json!([{
-                "from": from,
-                "to": from,
-                "data": hex_data(&data),
-                "nonce": format!("0x{nonce:x}"),
-            }]),
-        );
-        let hash = match sent {
-            Ok(hash) => text(&hash),
-            Err(RpcError::Refused { message, .. })
-                if message.contains("nonce") || message.contains("already") =>
-            {
-                // Sent before (the answer was lost): find it by its nonce.
-                let tx = self.find_mined(&from, nonce)?.ok_or_else(|| {
-                    AnchorError::Refused(format!(
-                        "nonce {nonce} is taken but no transaction with it was found ({message}); retrying"
-                    ))
-                })?;
-                if text(&tx["input"]) != hex_data(&data) {
-                    self.nonces
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&key);
-                    return Err(AnchorError::Refused(format!(
-                        "nonce {nonce} was used by another transaction; retrying with a new one"
-                    )));
-                }
-                text(&tx["hash"])
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let proof = self.wait_mined(chain_id, &hash, request)?;
-        self.nonces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
-        Ok(proof)
-    }
-
-    fn verify(
+    async fn verify_proof(
         &self,
         proof: &AnchorProof,
         min_confirmations: u64,
     ) -> Result<Confirmation, AnchorError> {
-        let request = proof.request().map_err(AnchorError::Refused)?;
-        let chain_id = self.rpc.quantity("eth_chainId", &json!([]))?;
-        if chain_id != proof.chain_id {
-            return Err(AnchorError::Refused(format!(
-                "the proof is for Ethereum chain {}, this node serves chain {chain_id}",
-                proof.chain_id
-            )));
+        let verified = verify_evidence(proof).map_err(|e| AnchorError::Refused(e.0))?;
+        let mut confirmations = u64::MAX;
+        for endpoint in &self.endpoints {
+            let chain_id = self.chain_id(endpoint).await?;
+            if chain_id != proof.chain_id {
+                return Err(AnchorError::Refused(format!(
+                    "the proof is for Ethereum chain {}, {} serves chain {chain_id}",
+                    proof.chain_id,
+                    endpoint.url()
+                )));
+            }
+            let (canonical, head) = self.canonical(endpoint, verified.block_number).await?;
+            if canonical != Some(verified.block_hash) {
+                return Err(AnchorError::Refused(format!(
+                    "block {} is {} on {}, not the anchored {}: reorganised away or a forged proof",
+                    verified.block_number,
+                    canonical.map_or("missing".into(), |h| hex0x(&h)),
+                    endpoint.url(),
+                    hex0x(&verified.block_hash)
+                )));
+            }
+            confirmations = confirmations.min(head.saturating_sub(verified.block_number) + 1);
         }
-        let tx = self
-            .rpc
-            .call("eth_getTransactionByHash", &json!([proof.transaction]))?;
-        if tx.is_null() {
-            return Err(AnchorError::Refused(format!(
-                "transaction {} does not exist on this chain",
-                proof.transaction
-            )));
-        }
-        if text(&tx["input"]) != hex_data(&anchor_calldata(&request)) {
-            return Err(AnchorError::Refused(format!(
-                "transaction {} does not carry timeline block {} (index {})",
-                proof.transaction, proof.timeline_block, proof.timeline_index
-            )));
-        }
-        let receipt = self
-            .rpc
-            .call("eth_getTransactionReceipt", &json!([proof.transaction]))?;
-        let number = parse_quantity(&receipt["blockNumber"]);
-        if number != Some(proof.block_number) || text(&receipt["blockHash"]) != proof.block_hash {
-            return Err(AnchorError::Refused(format!(
-                "transaction {} is not in block {} ({}): reorganised or a changed proof",
-                proof.transaction, proof.block_number, proof.block_hash
-            )));
-        }
-        let canonical = self.rpc.call(
-            "eth_getBlockByNumber",
-            &json!([format!("0x{:x}", proof.block_number), false]),
-        )?;
-        if text(&canonical["hash"]) != proof.block_hash {
-            return Err(AnchorError::Refused(format!(
-                "block {} is no longer {} on the canonical chain",
-                proof.block_number, proof.block_hash
-            )));
-        }
-        let head = self.rpc.quantity("eth_blockNumber", &json!([]))?;
-        let confirmations = head.saturating_sub(proof.block_number) + 1;
         if confirmations < min_confirmations {
             return Err(AnchorError::NotConfirmed {
                 confirmations,
                 required: min_confirmations,
             });
         }
-        Ok(Confirmation { confirmations })
+        Ok(Confirmation {
+            confirmations,
+            verified,
+        })
     }
 
-    fn refresh(&self, proof: &AnchorProof) -> Result<Option<AnchorProof>, AnchorError> {
+    async fn refresh_proof(&self, proof: &AnchorProof) -> Result<Option<AnchorProof>, AnchorError> {
         let request = proof.request().map_err(AnchorError::Refused)?;
-        let Some(current) =
-            self.proof_from_receipt(proof.chain_id, &proof.transaction, &request)?
+        let endpoint = self.primary();
+        let Ok(hash) = proof.transaction.parse::<B256>() else {
+            return Err(AnchorError::Refused(format!(
+                "transaction hash {:?} is not 32 hex bytes",
+                proof.transaction
+            )));
+        };
+        let Some(receipt) = endpoint
+            .provider()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?
         else {
             return Ok(None);
         };
-        let canonical = self.rpc.call(
-            "eth_getBlockByNumber",
-            &json!([format!("0x{:x}", current.block_number), false]),
-        )?;
-        if text(&canonical["hash"]) != current.block_hash {
+        if !receipt.status() {
+            return Ok(None);
+        }
+        let chain_id = self.chain_id(endpoint).await?;
+        let account = match (&proof.evidence, &self.sender) {
+            (_, Some(sender)) => sender.account(chain_id),
+            (Some(evidence), None) => evidence.account.clone(),
+            (None, None) => {
+                return Err(AnchorError::Refused(
+                    "an old proof without evidence can only be renewed by the node that sent it"
+                        .into(),
+                ));
+            }
+        };
+        let Some(current) = self
+            .proof_of(endpoint, chain_id, &receipt, &request, account)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (canonical, _) = self.canonical(endpoint, current.block_number).await?;
+        if canonical.map(|h| hex0x(&h)) != Some(current.block_hash.clone()) {
             return Ok(None);
         }
         Ok(Some(current))
+    }
+
+    async fn account_status(&self) -> Result<Option<AccountStatus>, AnchorError> {
+        let Some(sender) = &self.sender else {
+            return Ok(None);
+        };
+        let endpoint = self.primary();
+        let address = sender.signer.address();
+        let balance = endpoint
+            .provider()
+            .get_balance(address)
+            .await
+            .map_err(|e| endpoint.error("eth_getBalance", e))?;
+        let spent_today_wei = self.journal().spent_today(unix_now());
+        Ok(Some(AccountStatus {
+            address: format!("{address:#x}"),
+            balance_wei: u128::try_from(balance).unwrap_or(u128::MAX),
+            spent_today_wei,
+            daily_cap_wei: self.config.fees.daily_cap_wei,
+            max_fee_per_gas: self.config.fees.max_fee_per_gas,
+        }))
+    }
+}
+
+impl Anchor for EthereumAnchor {
+    fn anchor<'a>(
+        &'a self,
+        request: &'a AnchorRequest,
+    ) -> BoxFuture<'a, Result<AnchorProof, AnchorError>> {
+        Box::pin(self.anchor_request(request))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        proof: &'a AnchorProof,
+        min_confirmations: u64,
+    ) -> BoxFuture<'a, Result<Confirmation, AnchorError>> {
+        Box::pin(self.verify_proof(proof, min_confirmations))
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        proof: &'a AnchorProof,
+    ) -> BoxFuture<'a, Result<Option<AnchorProof>, AnchorError>> {
+        Box::pin(self.refresh_proof(proof))
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<Option<AccountStatus>, AnchorError>> {
+        Box::pin(self.account_status())
+    }
+}
+
+impl From<FeeRefusal> for AnchorError {
+    fn from(refusal: FeeRefusal) -> Self {
+        Self::Fees(refusal)
     }
 }

@@ -1,18 +1,26 @@
-//! A minimal blocking HTTP/1.1 client for a node's JSON API, which listens on loopback or a
-//! trusted local address (no TLS, no redirects), with failover between nodes: when a node is
-//! down or cannot gather its witnesses, another roster member takes over as leader.
+//! A blocking HTTP client (plain `http://`, through [`ureq`]) for a node's JSON API, which
+//! listens on loopback or a trusted local address (no TLS, no proxy, no redirects), with
+//! failover between nodes: when a node is down or cannot gather its witnesses, another roster
+//! member takes over as leader.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use ureq::http::{Method, Request, header};
 
 use crate::keyfile::ApiToken;
 
 /// Largest answer read from the API.
 const MAX_ANSWER: u64 = 512 << 20;
+
+/// How long connecting to a node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a node may stay silent while answering (it may be gathering its witnesses).
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a call failed: the node could not be reached (another node may take over), or it
 /// answered with an error (it did the work and refused).
@@ -47,6 +55,39 @@ impl CallError {
     }
 }
 
+/// An HTTP client for one call: HTTP error statuses are answers (not errors), no proxy from
+/// the environment (the API is local), no redirects.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_per_read(Some(READ_TIMEOUT))
+        .build()
+        .into()
+}
+
+/// The [`CallError`] for a failed exchange with the node at `address`.
+fn failure(address: SocketAddr, error: ureq::Error) -> CallError {
+    let unreachable = |source| CallError::Unreachable { address, source };
+    match error {
+        ureq::Error::Io(source) => unreachable(source),
+        error @ ureq::Error::Timeout(_) => {
+            unreachable(io::Error::new(io::ErrorKind::TimedOut, error))
+        }
+        error @ (ureq::Error::Protocol(_)
+        | ureq::Error::LargeResponseHeader(..)
+        | ureq::Error::BodyExceedsLimit(_)
+        | ureq::Error::Http(_)
+        | ureq::Error::BadUri(_)) => CallError::Malformed {
+            address,
+            detail: error.to_string(),
+        },
+        error => unreachable(io::Error::other(error)),
+    }
+}
+
 /// One call to the API at `address`, with the bearer `token` if given (writes need it).
 pub fn call(
     address: SocketAddr,
@@ -56,45 +97,37 @@ pub fn call(
     body: &[u8],
     token: Option<&ApiToken>,
 ) -> Result<Vec<u8>, CallError> {
-    let unreachable = |source| CallError::Unreachable { address, source };
     let malformed = |detail: String| CallError::Malformed { address, detail };
-    let mut stream =
-        TcpStream::connect_timeout(&address, Duration::from_secs(5)).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .map_err(unreachable)?;
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {}\r\n", token.as_str()))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{authorization}\r\n",
-        body.len()
-    )
-    .map_err(unreachable)?;
-    stream.write_all(body).map_err(unreachable)?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_ANSWER)
-        .read_to_end(&mut response)
-        .map_err(unreachable)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| malformed("no HTTP header".into()))?;
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let mut body = response[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| malformed(format!("bad status line {:?}", head.lines().next())))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body).ok_or_else(|| malformed("bad chunked body".into()))?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|e| malformed(format!("cannot make the request: {e}")))?;
+    // POST, PUT and PATCH always carry a body (maybe empty); the others only a non-empty one.
+    let with_body = !body.is_empty()
+        || method == Method::POST
+        || method == Method::PUT
+        || method == Method::PATCH;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{address}{path}"))
+        .header(header::CONTENT_TYPE, content_type);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.as_str()));
     }
+    let agent = agent();
+    let answer = if with_body {
+        request.body(body).map(|request| agent.run(request))
+    } else {
+        request.body(()).map(|request| agent.run(request))
+    };
+    let mut response = answer
+        .map_err(|e| malformed(format!("cannot make the request: {e}")))?
+        .map_err(|e| failure(address, e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|e| failure(address, e))?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<crate::types::ErrorJson>(&body)
             .map(|e| e.error)
@@ -106,21 +139,6 @@ pub fn call(
         });
     }
     Ok(body)
-}
-
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
 }
 
 fn parse<T: DeserializeOwned>(address: SocketAddr, body: &[u8]) -> Result<T, CallError> {

@@ -3,10 +3,10 @@
 //! hex; `encoding` fields hold the canonical encoding of the object (docs/protocol.md), so a
 //! client that trusts nothing re-checks what it reads.
 
-use chainiac_protocol::anchor::AnchorProof;
+use chainiac_protocol::anchor::{AnchorAccount, AnchorEvidence, AnchorProof};
 use chainiac_protocol::cosi::{Roster, RosterMember};
 use chainiac_protocol::encoding::Encode;
-use chainiac_protocol::keys::{ProofOfPossession, PublicKey, Signature};
+use chainiac_protocol::keys::{KeySignature, ProofOfPossession, PublicKey, Signature};
 use chainiac_protocol::skipchain::SkipBlock;
 use serde::{Deserialize, Serialize};
 
@@ -474,6 +474,111 @@ pub struct AnchorProofJson {
     pub timeline_index: u64,
     /// The anchored timeline block's hash, hex.
     pub timeline_block: String,
+    /// What the anchor cost in wei, decimal (as the anchoring node's endpoint reported it).
+    #[serde(default)]
+    pub cost_wei: String,
+    /// The self-contained Ethereum evidence (absent in proofs recorded by older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<AnchorEvidenceJson>,
+}
+
+/// The Ethereum evidence of an anchor as JSON: every byte string `0x`-prefixed hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorEvidenceJson {
+    /// Block header, RLP.
+    pub header: String,
+    /// Position of the transaction in the block.
+    pub transaction_index: u64,
+    /// The transaction, EIP-2718 encoding.
+    pub transaction: String,
+    /// Merkle-Patricia proof of the transaction, root node first.
+    pub transaction_proof: Vec<String>,
+    /// The receipt, EIP-2718 encoding.
+    pub receipt: String,
+    /// Merkle-Patricia proof of the receipt, root node first.
+    pub receipt_proof: Vec<String>,
+    /// The sending account (20 bytes).
+    pub account: String,
+    /// Where its anchoring transactions go: the account itself, or the event contract.
+    pub recipient: String,
+    /// The roster member vouching for the account, hex public key.
+    pub member: String,
+    /// The member's signature over the chain id and account, hex.
+    pub member_signature: String,
+}
+
+/// An anchor proof JSON that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid anchor proof: {0}")]
+pub struct InvalidAnchorProof(String);
+
+fn to_hex0x(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+fn from_hex0x(text: &str, what: &str) -> Result<Vec<u8>, InvalidAnchorProof> {
+    hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .map_err(|e| InvalidAnchorProof(format!("{what}: {e}")))
+}
+
+impl From<&AnchorEvidence> for AnchorEvidenceJson {
+    fn from(evidence: &AnchorEvidence) -> Self {
+        Self {
+            header: to_hex0x(&evidence.header),
+            transaction_index: evidence.transaction_index,
+            transaction: to_hex0x(&evidence.transaction),
+            transaction_proof: evidence
+                .transaction_proof
+                .iter()
+                .map(|n| to_hex0x(n))
+                .collect(),
+            receipt: to_hex0x(&evidence.receipt),
+            receipt_proof: evidence.receipt_proof.iter().map(|n| to_hex0x(n)).collect(),
+            account: to_hex0x(&evidence.account.address),
+            recipient: to_hex0x(&evidence.account.recipient),
+            member: evidence.account.vouched.signer.to_hex(),
+            member_signature: hex::encode(evidence.account.vouched.signature.0),
+        }
+    }
+}
+
+impl TryFrom<&AnchorEvidenceJson> for AnchorEvidence {
+    type Error = InvalidAnchorProof;
+
+    fn try_from(json: &AnchorEvidenceJson) -> Result<Self, InvalidAnchorProof> {
+        let nodes = |nodes: &[String], what: &str| {
+            nodes
+                .iter()
+                .map(|node| from_hex0x(node, what))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let address: [u8; 20] = from_hex0x(&json.account, "account")?
+            .try_into()
+            .map_err(|_| InvalidAnchorProof("account: 20 bytes expected".into()))?;
+        let recipient: [u8; 20] = from_hex0x(&json.recipient, "recipient")?
+            .try_into()
+            .map_err(|_| InvalidAnchorProof("recipient: 20 bytes expected".into()))?;
+        let signature: [u8; 64] = from_hex0x(&json.member_signature, "member_signature")?
+            .try_into()
+            .map_err(|_| InvalidAnchorProof("member_signature: 64 bytes expected".into()))?;
+        Ok(Self {
+            header: from_hex0x(&json.header, "header")?,
+            transaction_index: json.transaction_index,
+            transaction: from_hex0x(&json.transaction, "transaction")?,
+            transaction_proof: nodes(&json.transaction_proof, "transaction_proof")?,
+            receipt: from_hex0x(&json.receipt, "receipt")?,
+            receipt_proof: nodes(&json.receipt_proof, "receipt_proof")?,
+            account: AnchorAccount {
+                address,
+                recipient,
+                vouched: KeySignature {
+                    signer: PublicKey::from_hex(&json.member)
+                        .map_err(|e| InvalidAnchorProof(format!("member: {e}")))?,
+                    signature: Signature(signature),
+                },
+            },
+        })
+    }
 }
 
 impl From<&AnchorProof> for AnchorProofJson {
@@ -486,13 +591,24 @@ impl From<&AnchorProof> for AnchorProofJson {
             timeline: proof.timeline.clone(),
             timeline_index: proof.timeline_index,
             timeline_block: proof.timeline_block.clone(),
+            cost_wei: proof.cost_wei.to_string(),
+            evidence: proof.evidence.as_ref().map(AnchorEvidenceJson::from),
         }
     }
 }
 
-impl From<AnchorProofJson> for AnchorProof {
-    fn from(json: AnchorProofJson) -> Self {
-        Self {
+impl TryFrom<AnchorProofJson> for AnchorProof {
+    type Error = InvalidAnchorProof;
+
+    fn try_from(json: AnchorProofJson) -> Result<Self, InvalidAnchorProof> {
+        let cost_wei = if json.cost_wei.is_empty() {
+            0
+        } else {
+            json.cost_wei
+                .parse()
+                .map_err(|e| InvalidAnchorProof(format!("cost_wei: {e}")))?
+        };
+        Ok(Self {
             chain_id: json.chain_id,
             transaction: json.transaction,
             block_number: json.block_number,
@@ -500,7 +616,13 @@ impl From<AnchorProofJson> for AnchorProof {
             timeline: json.timeline,
             timeline_index: json.timeline_index,
             timeline_block: json.timeline_block,
-        }
+            cost_wei,
+            evidence: json
+                .evidence
+                .as_ref()
+                .map(AnchorEvidence::try_from)
+                .transpose()?,
+        })
     }
 }
 
@@ -511,6 +633,24 @@ pub struct TimelineAnchorsJson {
     pub timeline: String,
     /// Its anchor proofs.
     pub anchors: Vec<AnchorProofJson>,
+    /// This node's anchoring account as last seen (absent when it does not anchor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AnchorAccountJson>,
+}
+
+/// A node's anchoring account: balance and spending, wei as decimal strings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorAccountJson {
+    /// The Ethereum address, `0x` hex.
+    pub address: String,
+    /// Its balance, wei.
+    pub balance_wei: String,
+    /// Spent or reserved in the last 24 hours, wei.
+    pub spent_today_wei: String,
+    /// The daily cap, wei.
+    pub daily_cap_wei: String,
+    /// The fee ceiling, wei per gas.
+    pub max_fee_per_gas_wei: String,
 }
 
 /// The body of every error answer.

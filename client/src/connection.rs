@@ -380,21 +380,36 @@ impl Connection {
         }
     }
 
-    /// Checks that the block an anchor names is the block of `timeline` at that index: a skip
-    /// proof from the timeline's genesis (`pinned`, fresh from [`Connection::pin_timeline`],
-    /// whose genesis hashes to the chain id) must reach exactly that index and that block,
-    /// every link signed by the roster of its time. An anchor that passes is what the timeline
-    /// itself holds at that position, so checking it on Ethereum (`chainiac_anchor`) dates the
-    /// timeline the client follows, not a fork shown to it. A peer's anchor list is only a
-    /// hint; this is the check.
+    /// Checks an anchor a peer offered, offline: its Ethereum evidence holds (header, the
+    /// transaction and its receipt under the header's roots, the sender vouched for by
+    /// `member`; [`chainiac_anchor::verify_evidence`]), and the block it names is the block of
+    /// `timeline` at that index: a skip proof from the timeline's genesis (`pinned`, fresh
+    /// from [`Connection::pin_timeline`], whose genesis hashes to the chain id) must reach
+    /// exactly that index and that block, every link signed by the roster of its time, and
+    /// the member vouching for the sender must be in that block's roster. An anchor that
+    /// passes is what the timeline itself holds at that position, sent by one of its
+    /// witnesses; whether its Ethereum block is canonical and deep is the one question left
+    /// for an Ethereum node. A peer's anchor list is only a hint; this is the check.
     pub async fn check_anchor_in_timeline(
         &self,
         pinned: &PinnedTimeline,
         anchor: &AnchorProof,
-    ) -> Result<(), ClientError> {
+    ) -> Result<chainiac_anchor::VerifiedAnchor, ClientError> {
         let request = anchor
             .request()
             .map_err(|reason| ClientError::InvalidAnchor(format!("malformed anchor: {reason}")))?;
+        let verified = chainiac_anchor::verify_evidence(anchor)
+            .map_err(|e| ClientError::InvalidAnchor(format!("Ethereum evidence refused: {e}")))?;
+        let member_of = |roster: &chainiac_protocol::cosi::Roster| {
+            if roster.members().iter().any(|m| m.key == verified.member) {
+                Ok(verified.clone())
+            } else {
+                Err(format!(
+                    "the anchoring account {} is vouched for by {}, not a member of the timeline's roster at block {}",
+                    verified.sender, verified.member, request.index
+                ))
+            }
+        };
         if request.timeline != pinned.chain {
             return Err(ClientError::InvalidAnchor(format!(
                 "the anchor is of timeline {}, not of {}",
@@ -408,7 +423,7 @@ impl Connection {
         }
         if request.index == 0 {
             return if pinned.trusted.block().hash() == request.block {
-                Ok(())
+                member_of(pinned.trusted.roster()).map_err(ClientError::InvalidAnchor)
             } else {
                 Err(ClientError::InvalidAnchor(format!(
                     "the anchor names block {} as the genesis of timeline {}, which it is not",
@@ -433,9 +448,10 @@ impl Connection {
                     request.block, request.index
                 ));
             }
-            Ok(())
+            Ok(reached.trusted.roster().clone())
         })
         .await
+        .and_then(|roster| member_of(&roster).map_err(ClientError::InvalidAnchor))
     }
 
     /// The release head the timeline commits to, with its inclusion proof checked.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainiac_anchor::{AnchorError, AnchorRequest};
+use chainiac_anchor::{AccountStatus, AnchorError, AnchorRequest, GWEI};
 use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
 
@@ -26,6 +26,62 @@ pub struct Anchoring {
     pub every_epochs: u64,
     /// Depth after which an anchor is final.
     pub confirmations: u64,
+    /// The anchoring account as last seen (balance, spending), for `/anchors`.
+    pub account: Arc<std::sync::Mutex<Option<AccountStatus>>>,
+    /// Metrics of anchoring.
+    pub metrics: AnchorMetrics,
+}
+
+/// Prometheus handles of anchoring (registered by [`crate::metrics::Metrics`]).
+#[derive(Clone, Debug, Default)]
+pub struct AnchorMetrics {
+    /// Anchors mined.
+    pub anchored: prometheus_client::metrics::counter::Counter,
+    /// Gwei spent on mined anchors.
+    pub spent_gwei: prometheus_client::metrics::counter::Counter,
+    /// Cost of the last anchor, gwei.
+    pub last_cost_gwei: prometheus_client::metrics::gauge::Gauge,
+    /// The anchoring account's balance, gwei.
+    pub balance_gwei: prometheus_client::metrics::gauge::Gauge,
+    /// Anchors the fee ceiling or the daily cap kept from being sent.
+    pub held_by_fees: prometheus_client::metrics::counter::Counter,
+}
+
+impl Anchoring {
+    /// Asks the backend for the account's balance and spending; keeps it for `/anchors`.
+    pub async fn refresh_account(&self) {
+        match self.backend.status().await {
+            Ok(status) => {
+                if let Some(status) = &status {
+                    self.metrics
+                        .balance_gwei
+                        .set(i64::try_from(status.balance_wei / GWEI).unwrap_or(i64::MAX));
+                }
+                *self
+                    .account
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+            }
+            Err(error) => tracing::debug!(%error, "anchoring account not read"),
+        }
+    }
+
+    /// The account as last seen.
+    pub fn account(&self) -> Option<AccountStatus> {
+        self.account
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record_cost(&self, cost_wei: u128) {
+        let gwei = u64::try_from(cost_wei / GWEI).unwrap_or(u64::MAX);
+        self.metrics.anchored.inc();
+        self.metrics.spent_gwei.inc_by(gwei);
+        self.metrics
+            .last_cost_gwei
+            .set(i64::try_from(gwei).unwrap_or(i64::MAX));
+    }
 }
 
 impl std::fmt::Debug for Anchoring {
@@ -55,25 +111,33 @@ pub async fn anchor_block(
         {
             return;
         }
-        let backend = anchoring.backend.clone();
-        let result = tokio::task::spawn_blocking(move || backend.anchor(&request)).await;
+        let result = anchoring.backend.anchor(&request).await;
         match result {
-            Ok(Ok(proof)) => {
+            Ok(proof) => {
+                anchoring.record_cost(proof.cost_wei);
                 match store.put_anchor(&request.timeline, request.index, &proof) {
                     Ok(()) => tracing::info!(
                         timeline_index = request.index,
                         transaction = %proof.transaction,
                         block = proof.block_number,
+                        cost_gwei = %chainiac_anchor::gwei(proof.cost_wei),
                         "timeline anchored in Ethereum"
                     ),
                     Err(error) => tracing::warn!(%error, "anchor proof not stored"),
                 }
+                anchoring.refresh_account().await;
                 return;
             }
-            Ok(Err(error)) => {
+            Err(AnchorError::Fees(refusal)) => {
+                // Not retried: the next epoch's anchor covers this block once fees allow.
+                anchoring.metrics.held_by_fees.inc();
+                tracing::warn!(timeline_index = request.index, %refusal, "timeline block not anchored: fee policy");
+                anchoring.refresh_account().await;
+                return;
+            }
+            Err(error) => {
                 tracing::warn!(attempt, timeline_index = request.index, %error, "anchoring failed; retrying");
             }
-            Err(error) => tracing::warn!(%error, "anchoring task failed"),
         }
     }
     tracing::warn!(
@@ -109,13 +173,12 @@ pub async fn recheck_anchors(
         anchors.reverse();
         let mut all_final_so_far = true;
         for proof in anchors {
-            let backend = anchoring.backend.clone();
-            let checked = proof.clone();
-            let confirmations = anchoring.confirmations;
-            let verified =
-                tokio::task::spawn_blocking(move || backend.verify(&checked, confirmations)).await;
+            let verified = anchoring
+                .backend
+                .verify(&proof, anchoring.confirmations)
+                .await;
             match verified {
-                Ok(Ok(_)) => {
+                Ok(_) => {
                     if all_final_so_far {
                         finalized
                             .lock()
@@ -124,20 +187,18 @@ pub async fn recheck_anchors(
                     }
                     continue;
                 }
-                Ok(Err(AnchorError::NotConfirmed { .. })) => {
+                Err(AnchorError::NotConfirmed { .. }) => {
                     all_final_so_far = false;
                     continue;
                 }
-                Ok(Err(AnchorError::Refused(_))) => {}
+                Err(AnchorError::Refused(_)) => {}
                 // The Ethereum node is unreachable or failing: try again at the next check.
                 _ => break,
             }
             all_final_so_far = false;
-            let backend = anchoring.backend.clone();
-            let checked = proof.clone();
-            let refreshed = tokio::task::spawn_blocking(move || backend.refresh(&checked)).await;
+            let refreshed = anchoring.backend.refresh(&proof).await;
             match refreshed {
-                Ok(Ok(Some(current))) if current != proof => {
+                Ok(Some(current)) if current != proof => {
                     tracing::info!(
                         timeline_index = proof.timeline_index,
                         block = current.block_number,
@@ -145,7 +206,7 @@ pub async fn recheck_anchors(
                     );
                     let _ = store.put_anchor(&timeline, proof.timeline_index, &current);
                 }
-                Ok(Ok(None)) => {
+                Ok(None) => {
                     tracing::warn!(
                         timeline_index = proof.timeline_index,
                         "anchor transaction reorganised away; anchoring again"
@@ -158,16 +219,16 @@ pub async fn recheck_anchors(
             }
         }
     }
+    anchoring.refresh_account().await;
     drop(slot);
 }
 
 async fn anchor_again(store: &Store, anchoring: &Anchoring, request: AnchorRequest) {
-    let backend = anchoring.backend.clone();
-    match tokio::task::spawn_blocking(move || backend.anchor(&request)).await {
-        Ok(Ok(proof)) => {
+    match anchoring.backend.anchor(&request).await {
+        Ok(proof) => {
+            anchoring.record_cost(proof.cost_wei);
             let _ = store.put_anchor(&request.timeline, request.index, &proof);
         }
-        Ok(Err(error)) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
-        Err(error) => tracing::warn!(%error, "re-anchoring task failed"),
+        Err(error) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
     }
 }

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chainiac_api::types::{
-    AnchorProofJson, AppendRequest, ArtifactStored, BlockBatchJson, BlockJson, ChainHeadJson,
-    ChainJson, CreateChainRequest, ErrorJson, LinkedBlockJson, ProjectChainJson, ProofJson,
-    ReleaseJson, ReleaseListJson, RosterApprovalRequest, RosterChangeJson, RosterJson, StatusJson,
-    TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson, roster_from_json,
+    AnchorAccountJson, AnchorProofJson, AppendRequest, ArtifactStored, BlockBatchJson, BlockJson,
+    ChainHeadJson, ChainJson, CreateChainRequest, ErrorJson, LinkedBlockJson, ProjectChainJson,
+    ProofJson, ReleaseJson, ReleaseListJson, RosterApprovalRequest, RosterChangeJson, RosterJson,
+    StatusJson, TimelineAnchorsJson, TimelineChangeJson, TimelineEntryJson, TimelineJson,
+    roster_from_json,
 };
 use chainiac_net::wire::MAX_ANCHORS;
 use chainiac_protocol::Hash;
@@ -760,6 +761,16 @@ fn timeline_entry_of(
 /// The anchor proofs this node recorded, per timeline, newest first.
 async fn anchors(State(core): State<Core>) -> Result<Json<Vec<TimelineAnchorsJson>>, ApiError> {
     let store = core.store();
+    let account = core
+        .anchoring()
+        .and_then(|anchoring| anchoring.account())
+        .map(|status| AnchorAccountJson {
+            address: status.address,
+            balance_wei: status.balance_wei.to_string(),
+            spent_today_wei: status.spent_today_wei.to_string(),
+            daily_cap_wei: status.daily_cap_wei.to_string(),
+            max_fee_per_gas_wei: status.max_fee_per_gas.to_string(),
+        });
     let mut out = Vec::new();
     for head in store.chains(100_000)? {
         if !matches!(
@@ -772,6 +783,7 @@ async fn anchors(State(core): State<Core>) -> Result<Json<Vec<TimelineAnchorsJso
         out.push(TimelineAnchorsJson {
             timeline: head.chain_id.to_hex(),
             anchors: proofs.iter().map(AnchorProofJson::from).collect(),
+            account: account.clone(),
         });
     }
     Ok(Json(out))

@@ -122,6 +122,32 @@ impl Metrics {
         self.registry.sub_registry_with_prefix("gossipsub")
     }
 
+    /// Registers the anchoring metrics (`chainiac_anchor_*`), when anchoring is on.
+    pub fn register_anchoring(&mut self, anchor: &crate::anchoring::AnchorMetrics) {
+        let registry = self.registry.sub_registry_with_prefix("anchor");
+        registry.register("mined", "Timeline anchors mined", anchor.anchored.clone());
+        registry.register(
+            "spent_gwei",
+            "Gwei spent on mined anchors (gas used times effective gas price)",
+            anchor.spent_gwei.clone(),
+        );
+        registry.register(
+            "last_cost_gwei",
+            "Cost of the last mined anchor, gwei",
+            anchor.last_cost_gwei.clone(),
+        );
+        registry.register(
+            "balance_gwei",
+            "Balance of the anchoring account, gwei",
+            anchor.balance_gwei.clone(),
+        );
+        registry.register(
+            "held_by_fees",
+            "Anchors not sent because of the fee ceiling or the daily cap",
+            anchor.held_by_fees.clone(),
+        );
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

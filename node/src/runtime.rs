@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use chainiac_anchor::{EthereumAnchor, EthereumConfig};
+use chainiac_anchor::{EthereumAnchor, EthereumConfig, FeePolicy, GWEI};
 use chainiac_net::NetConfig;
 
 use crate::admission::Admission;
@@ -199,18 +199,9 @@ impl RunningNode {
         );
         let anchoring = match &config.anchor.ethereum_rpc {
             Some(rpc) => {
-                let mut ethereum = EthereumConfig::new(rpc);
-                ethereum.from.clone_from(&config.anchor.from);
-                let backend = EthereumAnchor::new(ethereum).map_err(|e| StartError::Address {
-                    address: rpc.clone(),
-                    reason: e.to_string(),
-                })?;
-                tracing::info!(%rpc, "anchoring the timeline in Ethereum");
-                Some(Anchoring {
-                    backend: Arc::new(backend),
-                    every_epochs: config.anchor.every_epochs.max(1),
-                    confirmations: config.anchor.confirmations,
-                })
+                let anchoring = start_anchoring(config, rpc, &identity, &mut metrics)?;
+                tracing::info!(%rpc, account = ?anchoring.1, "anchoring the timeline in Ethereum");
+                Some(anchoring.0)
             }
             None => None,
         };
@@ -388,4 +379,82 @@ impl RunningNode {
         }
         drop(store);
     }
+}
+
+/// The Ethereum backend of `config.anchor`, signing with the node's own Ethereum key and
+/// vouching for its address with the node's roster key; and that address.
+fn start_anchoring(
+    config: &NodeConfig,
+    rpc: &str,
+    identity: &Arc<Identity>,
+    metrics: &mut Metrics,
+) -> Result<(Anchoring, String), StartError> {
+    let anchor = &config.anchor;
+    let failed = |reason: String| StartError::Address {
+        address: rpc.to_owned(),
+        reason,
+    };
+    let key_file = anchor.key_file.as_ref().ok_or_else(|| {
+        failed(
+            "anchoring needs the node's own Ethereum key: create one with `chainiac anchor key --out FILE`, fund its address and set anchor.key_file".into(),
+        )
+    })?;
+    let password = match &anchor.key_password_file {
+        Some(path) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        )),
+        None => std::env::var("CHAINIAC_ANCHOR_KEY_PASSWORD")
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    };
+    let signer = chainiac_anchor::load_key(key_file, password.as_ref().map(|p| p.as_str()))
+        .map_err(|e| failed(e.to_string()))?;
+    let address = format!("{:#x}", signer.address());
+    let mut ethereum = EthereumConfig::new(rpc);
+    ethereum.endpoints.extend(anchor.check_rpcs.iter().cloned());
+    ethereum
+        .endpoint_options
+        .ca_file
+        .clone_from(&anchor.ca_file);
+    ethereum.endpoint_options.request_timeout =
+        std::time::Duration::from_secs(anchor.request_timeout_seconds.max(1));
+    ethereum.fees = FeePolicy {
+        max_fee_per_gas: u128::from(anchor.max_fee_gwei) * GWEI,
+        priority_fee_per_gas: u128::from(anchor.priority_fee_gwei) * GWEI,
+        daily_cap_wei: u128::from(anchor.daily_cap_gwei) * GWEI,
+    };
+    ethereum.replace_after = std::time::Duration::from_secs(anchor.replace_after_seconds.max(1));
+    ethereum.journal = Some(config.data_dir.join("anchor-journal.json"));
+    ethereum.contract = match &anchor.contract {
+        Some(text) => Some(text.parse().map_err(|e| {
+            failed(format!(
+                "anchor.contract {text:?} is not an Ethereum address: {e}"
+            ))
+        })?),
+        None => None,
+    };
+    let member = identity.clone();
+    let voucher: chainiac_anchor::Voucher = Arc::new(move |chain_id, address, recipient| {
+        chainiac_protocol::anchor::AnchorAccount::vouch(
+            member.secret(),
+            chain_id,
+            address,
+            recipient,
+        )
+    });
+    let backend = EthereumAnchor::new(ethereum)
+        .map_err(|e| failed(e.to_string()))?
+        .with_sender(signer, voucher);
+    let anchoring = Anchoring {
+        backend: Arc::new(backend),
+        every_epochs: anchor.every_epochs.max(1),
+        confirmations: anchor.confirmations,
+        account: Arc::default(),
+        metrics: crate::anchoring::AnchorMetrics::default(),
+    };
+    metrics.register_anchoring(&anchoring.metrics);
+    Ok((anchoring, address))
 }

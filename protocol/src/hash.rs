@@ -70,6 +70,9 @@ pub mod domain {
     /// Checksum a node keeps beside stored values that are not content-addressed (local to a
     /// node's disk, never sent).
     pub const STORE_CHECKSUM: &str = "chainiac v1 store checksum";
+    /// A roster member vouching for the Ethereum account it anchors from:
+    /// `u64 chain id (BE) ‖ 20-byte address`.
+    pub const ANCHOR_ACCOUNT: &str = "chainiac v1 anchor account";
 }
 
 /// A 32-byte BLAKE3 digest.

@@ -6,6 +6,7 @@
 // Test fixtures hold nodes, keys and temporary directories; debug output of them helps nobody.
 #![allow(missing_debug_implementations)]
 
+pub mod ethereum;
 pub mod netns;
 pub mod process;
 pub mod schema;
@@ -887,7 +888,8 @@ pub struct Anvil {
     child: Option<std::process::Child>,
     /// Its JSON-RPC URL.
     pub url: String,
-    port: u16,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
     state: std::path::PathBuf,
     binary: std::path::PathBuf,
 }

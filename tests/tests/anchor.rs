@@ -1,13 +1,27 @@
-//! Anchoring against a real local Ethereum node (anvil): a testnet anchors several timeline
-//! epochs, the proofs verify, changed proofs are refused, anchoring survives anvil stopping
-//! and restarting without anchoring anything twice, its cost does not grow with the number of
-//! chains, and an anchor removed by a reorganisation is anchored again. A light client
-//! believes an anchor only when a skip proof from the timeline's genesis leads to its block.
+//! Anchoring against a real local Ethereum node (anvil). A testnet whose nodes sign with fresh
+//! keys of their own (funded from a development account; no unlocked account is used)
+//! anchors several timeline epochs, the proofs verify offline and online, changed proofs are
+//! refused, anchoring survives anvil stopping and restarting without anchoring anything
+//! twice, its cost does not grow with the number of chains, and an anchor removed by a
+//! reorganisation is anchored again. A light client believes an anchor only when its
+//! evidence holds, a skip proof from the timeline's genesis leads to its block, and a member
+//! of that block's roster vouched for the sender. The backend on its own: the fee ceiling
+//! holds anchoring back at a high base fee, the daily cap too, a stuck transaction is
+//! replaced (same nonce), and https endpoints behind a local certificate authority work and
+//! must agree with each other.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
-use chainiac_anchor::{Anchor, AnchorError, AnchorProof, EthereumAnchor, EthereumConfig};
+use chainiac_anchor::{
+    Anchor, AnchorError, AnchorProof, AnchorRequest, EthereumAnchor, EthereumConfig, FeePolicy,
+    FeeRefusal, GWEI, RpcError,
+};
+use chainiac_protocol::Hash;
+use chainiac_protocol::keys::SecretKey;
 use chainiac_protocol::skipchain::ChainParams;
+use chainiac_tests::ethereum::{TlsProxy, eth_rpc, funded_key, quantity};
 use chainiac_tests::{Anvil, Cluster, DataChain, TestResult, wait_for};
 
 fn anchors(cluster: &Cluster, timeline: &chainiac_protocol::Hash) -> Vec<AnchorProof> {
@@ -27,8 +41,14 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     let state = tempfile::tempdir()?;
     let mut anvil = Anvil::start(&state.path().join("anvil.json"))?;
     let url = anvil.url.clone();
-    let cluster = Cluster::start_with(4, &[], |_, config| {
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        keys.push(funded_key(&url, state.path(), &format!("anchor-{i}.key")).await?);
+    }
+    let key_files: Vec<_> = keys.iter().map(|(path, _)| path.clone()).collect();
+    let cluster = Cluster::start_with(4, &[], |i, config| {
         config.anchor.ethereum_rpc = Some(url.clone());
+        config.anchor.key_file = Some(key_files[i].clone());
     })
     .await?;
     let timeline = cluster.create_timeline(0, &[0, 1, 2, 3], 1).await?;
@@ -38,8 +58,17 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     .await?;
 
     let ethereum = EthereumAnchor::new(EthereumConfig::new(&anvil.url))?;
+    let node_accounts: BTreeSet<String> = keys.iter().map(|(_, a)| a.clone()).collect();
     for proof in anchors(&cluster, &timeline) {
         assert_eq!(proof.chain_id, 31337, "anvil's chain id");
+        // Sent by a node's own fresh account (never a development account anvil unlocks).
+        let verified = chainiac_anchor::verify_evidence(&proof)?;
+        assert!(
+            node_accounts.contains(&format!("{:#x}", verified.sender)),
+            "sent by {}",
+            verified.sender
+        );
+        assert!(proof.cost_wei > 0, "an anchor costs something");
         cluster
             .wait_head(1, &timeline, proof.timeline_index)
             .await?;
@@ -49,7 +78,51 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
             .block_at(&timeline, proof.timeline_index)?
             .ok_or("anchored timeline block unknown")?;
         assert_eq!(proof.timeline_block, block.hash().to_hex());
-        ethereum.verify(&proof, 1)?;
+        ethereum.verify(&proof, 1).await?;
+    }
+    // The account's balance and each anchor's cost are shown in /anchors and the metrics.
+    let apis = (0..cluster.len())
+        .map(|i| cluster.api(i))
+        .collect::<TestResult<Vec<_>>>()?;
+    wait_for("a node to show its anchoring account", || async {
+        (0..cluster.len()).any(|i| {
+            chainiac_tests::http(apis[i], "GET", "/anchors", None).is_ok_and(|(_, all)| {
+                all[0]["account"]["balance_wei"]
+                    .as_str()
+                    .and_then(|b| b.parse::<u128>().ok())
+                    .is_some_and(|balance| balance > 0 && balance < 100 * 1_000_000_000 * GWEI)
+            })
+        })
+    })
+    .await?;
+    let leader = (0..cluster.len())
+        .find(|&i| {
+            chainiac_tests::http(apis[i], "GET", "/anchors", None)
+                .is_ok_and(|(_, all)| all[0]["account"].is_object())
+        })
+        .ok_or("no anchoring node")?;
+    let (_, listed) = chainiac_tests::http(apis[leader], "GET", "/anchors", None)?;
+    eprintln!("anchoring account: {}", listed[0]["account"]);
+    let cost = listed[0]["anchors"][0]["cost_wei"].as_str().ok_or("cost")?;
+    assert!(cost.parse::<u128>()? > 0, "{cost}");
+    assert!(listed[0]["anchors"][0]["evidence"]["header"].is_string());
+    let metrics = String::from_utf8(chainiac_api::http::call(
+        apis[leader],
+        "GET",
+        "/metrics",
+        "text/plain",
+        b"",
+        None,
+    )?)?;
+    for metric in [
+        "chainiac_anchor_mined_total",
+        "chainiac_anchor_balance_gwei",
+        "chainiac_anchor_spent_gwei_total",
+    ] {
+        assert!(
+            metrics.contains(metric),
+            "{metric} missing from the metrics"
+        );
     }
 
     // A light client believes a peer's anchor only when a skip proof from the timeline's
@@ -66,7 +139,9 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         listed.get(1).ok_or("one anchor")?,
     );
     let genesis = client.pin_timeline(timeline).await?;
-    client.check_anchor_in_timeline(&genesis, genuine).await?;
+    let checked = client.check_anchor_in_timeline(&genesis, genuine).await?;
+    let roster = cluster.roster(&[0, 1, 2, 3])?;
+    assert!(roster.members().iter().any(|m| m.key == checked.member));
     let mut made_up = genuine.clone();
     made_up.timeline_block = chainiac_protocol::Hash([9; 32]).to_hex();
     let mut moved = genuine.clone();
@@ -74,14 +149,27 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     // A genuine anchor of another chain, offered as one of this timeline.
     let mut elsewhere = genuine.clone();
     elsewhere.timeline = chainiac_protocol::Hash([7; 32]).to_hex();
+    // A genuine transaction's evidence with the account vouched for by a key outside the
+    // roster (a stranger's node that anchored the same block with its own account).
+    let mut stranger = genuine.clone();
+    if let Some(evidence) = stranger.evidence.as_mut() {
+        let outsider = SecretKey::from_seed(&[0x55; 32]);
+        evidence.account = chainiac_anchor::AnchorAccount::vouch(
+            &outsider,
+            31337,
+            evidence.account.address,
+            evidence.account.recipient,
+        );
+    }
     for (what, forged) in [
         ("a made-up block", made_up),
         ("another index", moved),
         ("another timeline", elsewhere),
+        ("an account vouched for by a non-member", stranger),
     ] {
         match client.check_anchor_in_timeline(&genesis, &forged).await {
             Err(error) => eprintln!("anchor of {what}: {error}"),
-            Ok(()) => return Err(format!("the client believed an anchor of {what}").into()),
+            Ok(_) => return Err(format!("the client believed an anchor of {what}").into()),
         }
     }
     client.close().await;
@@ -102,14 +190,14 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         ("block hash", changed_block),
         ("chain id", changed_chain),
     ] {
-        match ethereum.verify(&bad, 1) {
+        match ethereum.verify(&bad, 1).await {
             Err(AnchorError::Refused(reason)) => eprintln!("changed {what}: {reason}"),
             other => return Err(format!("a proof with a changed {what} gave {other:?}").into()),
         }
     }
     // Too few confirmations is its own answer.
     assert!(matches!(
-        ethereum.verify(&proof, 1_000_000),
+        ethereum.verify(&proof, 1_000_000).await,
         Err(AnchorError::NotConfirmed { .. })
     ));
 
@@ -150,7 +238,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         "the chain holds two anchors of one timeline block: {anchored_on_chain:?}"
     );
     for proof in &proofs {
-        ethereum.verify(proof, 1)?;
+        ethereum.verify(proof, 1).await?;
     }
 
     // The cost of an epoch's anchor does not grow with the number of projects: one transaction
@@ -221,11 +309,15 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     let replaced_hash = replaced["hash"].as_str().ok_or("block hash")?.to_owned();
     rpc(&anvil.url, "anvil_reorg", &serde_json::json!([1, []]))?;
     wait_for("the reorganised anchor to be anchored again", || async {
-        anchors(&cluster, &timeline).iter().any(|proof| {
-            proof.timeline_index == reorganised
+        for proof in anchors(&cluster, &timeline) {
+            if proof.timeline_index == reorganised
                 && proof.block_hash != replaced_hash
-                && ethereum.verify(proof, 1).is_ok()
-        })
+                && ethereum.verify(&proof, 1).await.is_ok()
+            {
+                return true;
+            }
+        }
+        false
     })
     .await?;
     let on_chain = anchored_timeline_indexes(&anvil.url, &timeline)?;
@@ -240,22 +332,8 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     Ok(())
 }
 
-/// One JSON-RPC call to anvil (over the test kit's HTTP client).
 fn rpc(url: &str, method: &str, params: &serde_json::Value) -> TestResult<serde_json::Value> {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let address = url.trim_start_matches("http://").parse()?;
-    let (_, answer) = chainiac_tests::http(address, "POST", "/", Some(&body))?;
-    Ok(answer["result"].clone())
-}
-
-fn quantity(value: &serde_json::Value) -> TestResult<u64> {
-    Ok(u64::from_str_radix(
-        value
-            .as_str()
-            .ok_or("not a quantity")?
-            .trim_start_matches("0x"),
-        16,
-    )?)
+    eth_rpc(url, method, params)
 }
 
 /// The timeline indexes anchored on chain, one per anchoring transaction, read from every block.
@@ -284,4 +362,266 @@ fn anchored_timeline_indexes(
 
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn request(index: u64) -> AnchorRequest {
+    AnchorRequest {
+        timeline: Hash([0xab; 32]),
+        index,
+        block: Hash([index as u8; 32]),
+    }
+}
+
+/// A backend sending from `key_file`, its account vouched for by a test member key.
+fn backend(config: EthereumConfig, key_file: &std::path::Path) -> TestResult<EthereumAnchor> {
+    let signer = chainiac_anchor::load_key(key_file, None)?;
+    let member = Arc::new(SecretKey::from_seed(&[0x33; 32]));
+    let voucher: chainiac_anchor::Voucher = Arc::new(move |chain_id, address, recipient| {
+        chainiac_anchor::AnchorAccount::vouch(&member, chain_id, address, recipient)
+    });
+    Ok(EthereumAnchor::new(config)?.with_sender(signer, voucher))
+}
+
+fn gwei_hex(gwei: u128) -> String {
+    format!("0x{:x}", gwei * GWEI)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestResult {
+    let state = tempfile::tempdir()?;
+    let anvil = Anvil::start(&state.path().join("anvil.json"))?;
+    let (key_file, address) = funded_key(&anvil.url, state.path(), "anchor.key").await?;
+    let mut config = EthereumConfig::new(&anvil.url);
+    config.fees = FeePolicy {
+        max_fee_per_gas: 100 * GWEI,
+        priority_fee_per_gas: GWEI,
+        daily_cap_wei: 1_000_000 * GWEI,
+    };
+    config.replace_after = Duration::from_secs(1);
+    config.mined_timeout = Duration::from_secs(60);
+    config.poll_interval = Duration::from_millis(100);
+    config.journal = Some(state.path().join("anchor-journal.json"));
+    let ethereum = Arc::new(backend(config.clone(), &key_file)?);
+
+    // A first anchor: the proof verifies offline and online, its cost is what the account
+    // lost, and the account status says so.
+    let proof = ethereum.anchor(&request(1)).await?;
+    let verified = chainiac_anchor::verify_evidence(&proof)?;
+    assert_eq!(format!("{:#x}", verified.sender), address);
+    ethereum.verify(&proof, 1).await?;
+    let status = ethereum.status().await?.ok_or("no account status")?;
+    assert_eq!(status.address, address);
+    assert_eq!(
+        status.balance_wei,
+        100 * 1_000_000_000 * GWEI - proof.cost_wei
+    );
+    assert_eq!(status.spent_today_wei, proof.cost_wei);
+
+    // Real evidence tampered with is refused, offline and online.
+    let mut header = proof.clone();
+    if let Some(evidence) = header.evidence.as_mut() {
+        evidence.header[30] ^= 1;
+    }
+    let mut receipt = proof.clone();
+    if let Some(evidence) = receipt.evidence.as_mut() {
+        let last = evidence.receipt_proof.len() - 1;
+        evidence.receipt_proof[last][3] ^= 1;
+    }
+    for (what, bad) in [("header", header), ("receipt proof", receipt)] {
+        match ethereum.verify(&bad, 1).await {
+            Err(AnchorError::Refused(reason)) => eprintln!("changed {what}: {reason}"),
+            other => return Err(format!("a changed {what} gave {other:?}").into()),
+        }
+    }
+
+    // The fee ceiling: at a base fee of 500 gwei nothing is sent, and the refusal says why.
+    let nonce_before = quantity(&eth_rpc(
+        &anvil.url,
+        "eth_getTransactionCount",
+        &serde_json::json!([address, "pending"]),
+    )?)?;
+    eth_rpc(
+        &anvil.url,
+        "anvil_setNextBlockBaseFeePerGas",
+        &serde_json::json!([gwei_hex(500)]),
+    )?;
+    eth_rpc(&anvil.url, "evm_mine", &serde_json::json!([]))?;
+    match ethereum.anchor(&request(2)).await {
+        Err(AnchorError::Fees(refusal @ FeeRefusal::BaseFeeAboveCap { .. })) => {
+            let text = refusal.to_string();
+            eprintln!("{text}");
+            assert!(
+                text.contains("500 gwei") && text.contains("100 gwei"),
+                "{text}"
+            );
+        }
+        other => return Err(format!("anchoring at a 500 gwei base fee gave {other:?}").into()),
+    }
+    let nonce_after = quantity(&eth_rpc(
+        &anvil.url,
+        "eth_getTransactionCount",
+        &serde_json::json!([address, "pending"]),
+    )?)?;
+    assert_eq!(
+        nonce_before, nonce_after,
+        "a transaction was sent above the ceiling"
+    );
+    eth_rpc(
+        &anvil.url,
+        "anvil_setNextBlockBaseFeePerGas",
+        &serde_json::json!([gwei_hex(1)]),
+    )?;
+    eth_rpc(&anvil.url, "evm_mine", &serde_json::json!([]))?;
+
+    // The daily cap: a backend allowed less than one anchor's worst case sends nothing.
+    let mut capped = config.clone();
+    capped.fees.daily_cap_wei = 10_000 * GWEI;
+    capped.journal = None;
+    match backend(capped, &key_file)?.anchor(&request(3)).await {
+        Err(AnchorError::Fees(FeeRefusal::DailyCap { .. })) => {}
+        other => return Err(format!("anchoring over the daily cap gave {other:?}").into()),
+    }
+
+    // A stuck transaction: with mining paused, the backend replaces it after a second with
+    // higher fees and the same nonce; once a block is mined, exactly one version is in it.
+    eth_rpc(&anvil.url, "evm_setAutomine", &serde_json::json!([false]))?;
+    let stuck = {
+        let ethereum = ethereum.clone();
+        tokio::spawn(async move { ethereum.anchor(&request(4)).await })
+    };
+    let pooled_fees = |url: &str| -> TestResult<Vec<(u64, u128)>> {
+        let content = eth_rpc(url, "txpool_content", &serde_json::json!([]))?;
+        let mut fees = Vec::new();
+        for (from, by_nonce) in content["pending"].as_object().into_iter().flatten() {
+            if from.eq_ignore_ascii_case(&address) {
+                for tx in by_nonce.as_object().into_iter().flatten().map(|(_, tx)| tx) {
+                    let fee = u128::from(quantity(&tx["maxFeePerGas"])?);
+                    fees.push((quantity(&tx["nonce"])?, fee));
+                }
+            }
+        }
+        Ok(fees)
+    };
+    let first_fee = std::cell::Cell::new(None::<u128>);
+    wait_for("the stuck anchoring transaction to be replaced", || async {
+        let Ok(fees) = pooled_fees(&anvil.url) else {
+            return false;
+        };
+        match (first_fee.get(), fees.first()) {
+            (None, Some(&(_, fee))) => {
+                first_fee.set(Some(fee));
+                false
+            }
+            (Some(first), Some(&(_, fee))) => fee > first,
+            _ => false,
+        }
+    })
+    .await?;
+    let pooled = pooled_fees(&anvil.url)?;
+    assert_eq!(
+        pooled.len(),
+        1,
+        "one transaction per nonce in the pool: {pooled:?}"
+    );
+    eth_rpc(&anvil.url, "evm_mine", &serde_json::json!([]))?;
+    eth_rpc(&anvil.url, "evm_setAutomine", &serde_json::json!([true]))?;
+    let replaced = stuck.await??;
+    let mined = eth_rpc(
+        &anvil.url,
+        "eth_getTransactionByHash",
+        &serde_json::json!([replaced.transaction]),
+    )?;
+    assert_eq!(quantity(&mined["nonce"])?, pooled[0].0);
+    assert_eq!(
+        u128::from(quantity(&mined["maxFeePerGas"])?),
+        pooled[0].1,
+        "the replacement was mined"
+    );
+    assert!(
+        pooled[0].1 * 8 >= first_fee.get().ok_or("no first fee")? * 9,
+        "bumped by 12.5 %"
+    );
+    ethereum.verify(&replaced, 1).await?;
+
+    // Through the event contract: deployed by a command's code path, its code is the
+    // documented one, the anchor verifies, and a log query by the contract's address finds it.
+    let signer = chainiac_anchor::load_key(&key_file, None)?;
+    let contract = chainiac_anchor::deploy_contract(
+        &anvil.url,
+        &chainiac_anchor::EndpointOptions::default(),
+        &signer,
+        &config.fees,
+    )
+    .await?;
+    let mut through = config.clone();
+    through.contract = Some(contract);
+    let through = backend(through, &key_file)?;
+    let logged = through.anchor(&request(5)).await?;
+    let account = &logged.evidence.as_ref().ok_or("no evidence")?.account;
+    assert!(account.through_contract());
+    through.verify(&logged, 1).await?;
+    let logs = eth_rpc(
+        &anvil.url,
+        "eth_getLogs",
+        &serde_json::json!([{"address": format!("{contract:#x}"), "fromBlock": "0x0"}]),
+    )?;
+    let logs = logs.as_array().ok_or("no logs")?;
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(
+        logs[0]["data"].as_str(),
+        Some(
+            format!(
+                "0x{}",
+                hex::encode(chainiac_anchor::anchor_calldata(&request(5)))
+            )
+            .as_str()
+        )
+    );
+    let calldata_gas = quantity(
+        &eth_rpc(
+            &anvil.url,
+            "eth_getTransactionReceipt",
+            &serde_json::json!([proof.transaction]),
+        )?["gasUsed"],
+    )?;
+    let event_gas = quantity(
+        &eth_rpc(
+            &anvil.url,
+            "eth_getTransactionReceipt",
+            &serde_json::json!([logged.transaction]),
+        )?["gasUsed"],
+    )?;
+    eprintln!("anchoring gas: {calldata_gas} in calldata, {event_gas} through the event contract");
+
+    // https: through a TLS proxy whose certificate authority is configured, the proof
+    // verifies; without trusting that authority the endpoint is refused.
+    let proxy = TlsProxy::start(anvil.port, state.path()).await?;
+    let mut https = EthereumConfig::new(&proxy.url);
+    https.endpoint_options.ca_file = Some(proxy.ca_file.clone());
+    let over_tls = EthereumAnchor::new(https.clone())?;
+    over_tls.verify(&proof, 1).await?;
+    let untrusted = EthereumAnchor::new(EthereumConfig::new(&proxy.url))?;
+    match untrusted.verify(&proof, 1).await {
+        Err(AnchorError::Rpc(RpcError::Unreachable { message, .. })) => {
+            eprintln!("untrusted certificate: {message}");
+        }
+        other => return Err(format!("an untrusted certificate gave {other:?}").into()),
+    }
+
+    // Two endpoints must agree: http and https to the same chain do; another chain with the
+    // same chain id (a second anvil, a lying provider) at that block number does not.
+    https.endpoints = vec![anvil.url.clone(), proxy.url.clone()];
+    EthereumAnchor::new(https.clone())?
+        .verify(&proof, 1)
+        .await?;
+    let other = Anvil::start(&state.path().join("other-anvil.json"))?;
+    for _ in 0..=proof.block_number {
+        eth_rpc(&other.url, "evm_mine", &serde_json::json!([]))?;
+    }
+    https.endpoints = vec![anvil.url.clone(), other.url.clone()];
+    match EthereumAnchor::new(https)?.verify(&proof, 1).await {
+        Err(AnchorError::Refused(reason)) => eprintln!("endpoints disagree: {reason}"),
+        other => return Err(format!("disagreeing endpoints gave {other:?}").into()),
+    }
+    Ok(())
 }

@@ -14,7 +14,6 @@ use base64::Engine;
 use chainiac_tests::process::free_port;
 use chainiac_tests::{Cluster, Project, TestResult};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
 
 /// A chromedriver process, stopped when dropped.
 struct Driver {
@@ -50,43 +49,29 @@ impl Driver {
         Ok(driver)
     }
 
-    /// One WebDriver request. chromedriver keeps connections open whatever the request says,
-    /// so the answer is read by its `Content-Length`, not to the end of the stream.
+    /// One WebDriver request: its HTTP status and JSON answer (`null` when empty). Error
+    /// statuses are answers here, not errors.
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> TestResult<(u16, Value)> {
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&self.address, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        )?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not an HTTP status line: {line:?}"))?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse()?;
-            }
-        }
-        let mut answer = vec![0; length];
-        reader.read_exact(&mut answer)?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.address))
+            .header("Content-Type", "application/json");
+        let mut response = match body {
+            Some(body) => agent.run(request.body(body.to_string())?)?,
+            // A POST without a body still sends `Content-Length: 0`.
+            None if method == "POST" => agent.run(request.body("")?)?,
+            None => agent.run(request.body(())?)?,
+        };
+        let status = response.status().as_u16();
+        let answer = response.body_mut().with_config().read_to_vec()?;
         let answer = if answer.is_empty() {
             Value::Null
         } else {

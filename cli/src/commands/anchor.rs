@@ -1,8 +1,9 @@
-//! `chainiac anchor`: list the anchors a node recorded, verify one against Ethereum.
+//! `chainiac anchor`: make the node's Ethereum key, list the anchors a node recorded, verify one
+//! (offline from its own evidence, then against Ethereum endpoints of your choice).
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chainiac_api::types::{AnchorProofJson, TimelineAnchorsJson};
 use clap::Subcommand;
 
@@ -10,19 +11,55 @@ use super::NodesArg;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AnchorCommand {
-    /// Check an anchor proof against an Ethereum node of your choice.
+    /// Create the node's Ethereum anchoring key and print its address (fund it, then set
+    /// [anchor] key_file in the node's config).
+    Key {
+        /// Where to write the key (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+        /// Encrypt it (Web3 keystore, scrypt) with the password in this file; without it the
+        /// key is written as plain hex, readable by its owner only (mode 0600), for testnets.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Check an anchor proof: its Ethereum evidence offline (block header, transaction and
+    /// receipt with their Merkle-Patricia proofs, sender), then, with --rpc, that its block is
+    /// canonical and deep enough on every endpoint given (all must agree).
     Verify {
         /// The proof: a JSON file as `anchor list` prints each entry.
         #[arg(long)]
         proof: PathBuf,
-        /// JSON-RPC endpoint of an Ethereum node (http://host:port).
-        #[arg(long, env = "CHAINIAC_ETHEREUM_RPC")]
-        rpc: String,
-        /// Confirmations required.
+        /// JSON-RPC endpoint of an Ethereum node (http:// or https://); repeat it to require
+        /// several providers to agree. Without it only the offline check runs.
+        #[arg(long, env = "CHAINIAC_ETHEREUM_RPC", value_delimiter = ',')]
+        rpc: Vec<String>,
+        /// Confirmations required (with --rpc).
         #[arg(long, default_value_t = 2)]
         confirmations: u64,
+        /// Extra certificate authorities (PEM) to trust for https endpoints.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
-    /// Print the anchor proofs a node recorded (JSON).
+    /// Deploy the anchoring event contract (8 bytes of code that log their calldata;
+    /// docs/protocol.md) from the key's account and print its address, for [anchor] contract.
+    Deploy {
+        /// JSON-RPC endpoint of an Ethereum node (http:// or https://).
+        #[arg(long, env = "CHAINIAC_ETHEREUM_RPC")]
+        rpc: String,
+        /// The anchoring key that pays for the deployment (`chainiac anchor key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The keystore's password file (for an encrypted key).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Highest max fee per gas offered, gwei.
+        #[arg(long, default_value_t = 50)]
+        max_fee_gwei: u64,
+        /// Extra certificate authorities (PEM) to trust for https endpoints.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Print the anchor proofs a node recorded, and its anchoring account (JSON).
     List {
         #[command(flatten)]
         nodes: NodesArg,
@@ -33,28 +70,105 @@ pub(crate) enum AnchorCommand {
 pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
     use chainiac_anchor::{Anchor, EthereumAnchor, EthereumConfig};
     match command {
+        AnchorCommand::Key { out, password_file } => {
+            let password = read_password(password_file.as_deref())?;
+            let address = chainiac_anchor::create_key(&out, password.as_ref().map(|p| p.as_str()))?;
+            let kind = if password.is_some() {
+                "encrypted keystore"
+            } else {
+                "plain key file (mode 0600)"
+            };
+            println!("{address:#x}");
+            eprintln!(
+                "wrote the {kind} {}; send ETH to {address:#x}, then set [anchor] key_file = {:?}{} in the node's config",
+                out.display(),
+                out.display(),
+                if password.is_some() {
+                    " and key_password_file"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         AnchorCommand::Verify {
             proof,
             rpc,
             confirmations,
+            ca_file,
         } => {
             let text = std::fs::read_to_string(&proof)
                 .with_context(|| format!("cannot read {}", proof.display()))?;
-            let proof: chainiac_anchor::AnchorProof =
-                serde_json::from_str::<AnchorProofJson>(&text)
-                    .with_context(|| format!("{} is not an anchor proof", proof.display()))?
-                    .into();
-            let ethereum = EthereumAnchor::new(EthereumConfig::new(&rpc))?;
-            let confirmation = ethereum.verify(&proof, confirmations)?;
+            let json = serde_json::from_str::<AnchorProofJson>(&text)
+                .with_context(|| format!("{} is not an anchor proof", proof.display()))?;
+            let proof = chainiac_anchor::AnchorProof::try_from(json)?;
+            let verified = chainiac_anchor::verify_evidence(&proof)
+                .map_err(|e| anyhow::anyhow!("anchor proof refused: {e}"))?;
             println!(
-                "valid: timeline block {} (index {}) is anchored in Ethereum chain {}, transaction {}, block {} with {} confirmations",
+                "evidence valid: timeline block {} (index {}) is in transaction {} from {} (vouched for by roster member {}), in Ethereum chain {} block {} ({}), mined at unix time {}",
                 proof.timeline_block,
                 proof.timeline_index,
-                proof.chain_id,
                 proof.transaction,
+                verified.sender,
+                verified.member,
+                proof.chain_id,
                 proof.block_number,
+                proof.block_hash,
+                verified.timestamp
+            );
+            if rpc.is_empty() {
+                println!(
+                    "not checked against Ethereum: give --rpc to check that the block is canonical and {confirmations} deep"
+                );
+                return Ok(());
+            }
+            let mut config = EthereumConfig::new(&rpc[0]);
+            config.endpoints = rpc.clone();
+            config.endpoint_options.ca_file = ca_file;
+            let ethereum = EthereumAnchor::new(config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let confirmation = runtime.block_on(ethereum.verify(&proof, confirmations))?;
+            println!(
+                "canonical: block {} is on the canonical chain of {} with {} confirmations",
+                proof.block_number,
+                rpc.join(" and "),
                 confirmation.confirmations
             );
+            Ok(())
+        }
+        AnchorCommand::Deploy {
+            rpc,
+            key,
+            password_file,
+            max_fee_gwei,
+            ca_file,
+        } => {
+            let password = read_password(password_file.as_deref())?;
+            let signer = chainiac_anchor::load_key(&key, password.as_ref().map(|p| p.as_str()))?;
+            let options = chainiac_anchor::EndpointOptions {
+                ca_file,
+                ..chainiac_anchor::EndpointOptions::default()
+            };
+            let fees = chainiac_anchor::FeePolicy {
+                max_fee_per_gas: u128::from(max_fee_gwei) * chainiac_anchor::GWEI,
+                ..chainiac_anchor::FeePolicy::default()
+            };
+            eprintln!(
+                "deploying the anchoring contract from {:#x}...",
+                signer.address()
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let address = runtime.block_on(chainiac_anchor::deploy_contract(
+                &rpc, &options, &signer, &fees,
+            ))?;
+            println!("{address:#x}");
+            eprintln!("set [anchor] contract = \"{address:#x}\" in each node's config");
             Ok(())
         }
         AnchorCommand::List { nodes } => {
@@ -63,4 +177,23 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The password in `path` (its last line break dropped), if a path is given.
+fn read_password(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let password = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+    );
+    if password.is_empty() {
+        bail!("the password file {} is empty", path.display());
+    }
+    Ok(Some(password))
 }

@@ -146,6 +146,7 @@ async fn newest_checked_anchor(
         );
     }
     let genesis = connection.pin_timeline(timeline).await?;
+    let ethereum = EthereumAnchor::new(EthereumConfig::new(&check.rpc))?;
     let mut not_in_timeline = Vec::new();
     let mut not_on_ethereum = Vec::new();
     for proof in candidates {
@@ -153,15 +154,7 @@ async fn newest_checked_anchor(
             not_in_timeline.push(format!("block {}: {error}", proof.timeline_index));
             continue;
         }
-        let rpc = check.rpc.clone();
-        let confirmations = check.confirmations;
-        let on_ethereum = proof.clone();
-        // The RPC client blocks; keep it off the async workers.
-        let verified = tokio::task::spawn_blocking(move || {
-            EthereumAnchor::new(EthereumConfig::new(&rpc))?.verify(&on_ethereum, confirmations)
-        })
-        .await?;
-        match verified {
+        match ethereum.verify(&proof, check.confirmations).await {
             Ok(confirmation) => {
                 return Ok(CheckedAnchor {
                     proof,
@@ -689,16 +682,39 @@ async fn describe_timeline(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
     );
-    if let Some(anchor) = connection
+    let Some(anchor) = connection
         .anchors(view.chain)
         .await
         .into_iter()
-        .find(|a| is_ethereum_hash(&a.transaction))
-    {
-        eprintln!(
-            "a peer lists timeline block {} as anchored in Ethereum chain {}: transaction {} (not checked; check it with `chainiac client sync --ethereum-rpc URL`)",
+        .find(|a| a.timeline_index <= view.index && is_ethereum_hash(&a.transaction))
+    else {
+        return;
+    };
+    // The offline part of the check: the anchor's own Ethereum evidence, its block in the
+    // timeline, its sender vouched for by a member of that block's roster.
+    let offline = async {
+        let genesis = connection.pin_timeline(view.chain).await?;
+        connection.check_anchor_in_timeline(&genesis, &anchor).await
+    };
+    let limit = Duration::from_secs(ANCHOR_CHECK_SECONDS);
+    match tokio::time::timeout(limit, offline).await {
+        Ok(Ok(verified)) => eprintln!(
+            "timeline block {} is anchored in Ethereum chain {} block {} ({}), transaction {} from {}: evidence verified offline; not checked against Ethereum (whether that block is canonical: `chainiac client sync --ethereum-rpc URL`)",
+            anchor.timeline_index,
+            anchor.chain_id,
+            anchor.block_number,
+            anchor.block_hash,
+            anchor.transaction,
+            verified.sender
+        ),
+        Ok(Err(error)) => eprintln!(
+            "unverified: a peer lists timeline block {} as anchored in Ethereum chain {} (transaction {}), but its proof does not hold: {error}",
             anchor.timeline_index, anchor.chain_id, anchor.transaction
-        );
+        ),
+        Err(_) => eprintln!(
+            "unverified: a peer lists timeline block {} as anchored in Ethereum chain {} (transaction {}); its proof could not be checked within {ANCHOR_CHECK_SECONDS} s",
+            anchor.timeline_index, anchor.chain_id, anchor.transaction
+        ),
     }
 }
 

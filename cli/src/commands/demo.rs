@@ -631,8 +631,9 @@ fn build_verification(
     Ok(())
 }
 
-/// The client checks the timeline's newest anchor: its block is the timeline's own (a skip
-/// proof from the genesis) and anvil shows it in a mined transaction.
+/// The client checks the timeline's newest anchor: its Ethereum evidence holds offline, its
+/// block is the timeline's own (a skip proof from the genesis) vouched for by a roster member,
+/// and anvil says its Ethereum block is canonical.
 fn check_anchor(story: &mut Story, net: &testnet::Testnet, rpc: &str) -> anyhow::Result<()> {
     story.step("The client checks that the timeline it follows is anchored on Ethereum (anvil)");
     let timeline = net.timeline_id()?;
@@ -660,6 +661,8 @@ fn check_anchor(story: &mut Story, net: &testnet::Testnet, rpc: &str) -> anyhow:
         anyhow::Ok(checked)
     })?;
     say(format!("timeline {}", checked.describe()));
-    say("and a skip proof from the timeline's genesis leads to exactly that block");
+    say(
+        "its evidence (header, transaction and receipt proofs, sender) checked offline; a skip proof from the timeline's genesis leads to exactly that block, whose roster vouched for the sender; anvil says the Ethereum block is canonical",
+    );
     Ok(())
 }

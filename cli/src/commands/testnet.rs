@@ -60,6 +60,29 @@ pub(crate) struct AnvilProcess {
     pub(crate) url: String,
 }
 
+/// The node's own anchoring key on a local testnet (plain, mode 0600; made once), funded
+/// with 100 ETH from anvil's first development account by a transfer signed here: the node
+/// signs its anchors itself, as on a real network.
+fn testnet_anchor_key(node_dir: &Path, anvil_url: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = node_dir.join("anchor.key");
+    if !path.exists() {
+        chainiac_anchor::create_key(&path, None)?;
+    }
+    let address = chainiac_anchor::load_key(&path, None)?.address();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(chainiac_anchor::fund_from_dev_account(
+            anvil_url,
+            address,
+            100 * 1_000_000_000 * chainiac_anchor::GWEI,
+        ))
+        .with_context(|| format!("cannot fund the anchoring account {address:#x}"))?;
+    Ok(path)
+}
+
 fn start_anvil(dir: &Path) -> anyhow::Result<AnvilProcess> {
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("anvil.log"))?;
@@ -260,6 +283,10 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         config.api.listen = api;
         config.api.token_file = Some(token_path.clone());
         config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
+        config.anchor.key_file = match &anvil {
+            Some(anvil) => Some(testnet_anchor_key(&node_dir, &anvil.url)?),
+            None => None,
+        };
         std::fs::write(&config_path, config.to_commented_toml())?;
         let mut node = TestnetNode {
             name,

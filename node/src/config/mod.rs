@@ -191,12 +191,41 @@ impl Default for VerifierConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnchorConfig {
-    /// JSON-RPC endpoint of an Ethereum node (`http://host:port`); anchoring is off without it.
+    /// JSON-RPC endpoint of an Ethereum node (`http://...` or `https://...`); anchoring is off
+    /// without it.
     #[serde(default)]
     pub ethereum_rpc: Option<String>,
-    /// Sending account, unlocked on that node (default: its first account).
+    /// More endpoints (other providers) that must agree an anchor's block is canonical.
     #[serde(default)]
-    pub from: Option<String>,
+    pub check_rpcs: Vec<String>,
+    /// The node's Ethereum key (`chainiac anchor key`): an encrypted keystore or a 0600 file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// A file holding the keystore's password (else `CHAINIAC_ANCHOR_KEY_PASSWORD`).
+    #[serde(default)]
+    pub key_password_file: Option<PathBuf>,
+    /// Extra certificate authorities (PEM) to trust for `https` endpoints.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Anchor through this event contract (`chainiac anchor deploy`), so that anchors can be
+    /// found by log queries; default: a transaction to the account itself.
+    #[serde(default)]
+    pub contract: Option<String>,
+    /// Highest max fee per gas ever offered, gwei: above it anchoring waits.
+    #[serde(default = "default_max_fee_gwei")]
+    pub max_fee_gwei: u64,
+    /// Priority fee (tip) offered, gwei.
+    #[serde(default = "default_priority_fee_gwei")]
+    pub priority_fee_gwei: u64,
+    /// Most gwei spent on anchoring in any 24 hours.
+    #[serde(default = "default_daily_cap_gwei")]
+    pub daily_cap_gwei: u64,
+    /// Seconds before a transaction not mined is replaced with higher fees (same nonce).
+    #[serde(default = "default_replace_after_seconds")]
+    pub replace_after_seconds: u64,
+    /// Seconds one JSON-RPC request may take.
+    #[serde(default = "default_request_timeout_seconds")]
+    pub request_timeout_seconds: u64,
     /// Anchor every N-th timeline epoch this node leads.
     #[serde(default = "default_every_epochs")]
     pub every_epochs: u64,
@@ -213,11 +242,40 @@ fn default_confirmations() -> u64 {
     2
 }
 
+fn default_max_fee_gwei() -> u64 {
+    50
+}
+
+fn default_priority_fee_gwei() -> u64 {
+    1
+}
+
+fn default_daily_cap_gwei() -> u64 {
+    50_000_000
+}
+
+fn default_replace_after_seconds() -> u64 {
+    120
+}
+
+fn default_request_timeout_seconds() -> u64 {
+    30
+}
+
 impl Default for AnchorConfig {
     fn default() -> Self {
         Self {
             ethereum_rpc: None,
-            from: None,
+            check_rpcs: Vec::new(),
+            key_file: None,
+            key_password_file: None,
+            ca_file: None,
+            contract: None,
+            max_fee_gwei: default_max_fee_gwei(),
+            priority_fee_gwei: default_priority_fee_gwei(),
+            daily_cap_gwei: default_daily_cap_gwei(),
+            replace_after_seconds: default_replace_after_seconds(),
+            request_timeout_seconds: default_request_timeout_seconds(),
             every_epochs: default_every_epochs(),
             confirmations: default_confirmations(),
         }
@@ -380,8 +438,13 @@ impl NodeConfig {
              \n\
              [anchor]\n\
              # Ethereum anchoring of the timeline: off unless ethereum_rpc is set, e.g.\n\
-             # ethereum_rpc = \"http://127.0.0.1:8545\" (a node with an unlocked account).\n\
+             # ethereum_rpc = \"https://mainnet.example/v3/KEY\", with the node's own key\n\
+             # (`chainiac anchor key`) in key_file (docs/operator.md, \"Anchoring\").\n\
              {rpc}\
+             max_fee_gwei = {max_fee}\n\
+             priority_fee_gwei = {priority_fee}\n\
+             daily_cap_gwei = {daily_cap}\n\
+             replace_after_seconds = {replace_after}\n\
              every_epochs = {every}\n\
              confirmations = {confirmations}\n\
              \n\
@@ -425,10 +488,36 @@ impl NodeConfig {
                 None => String::new(),
             },
             hosts = list(&self.api.hosts),
-            rpc = match &self.anchor.ethereum_rpc {
-                Some(rpc) => format!("ethereum_rpc = {}\n", quote(rpc)),
-                None => String::new(),
+            rpc = {
+                let anchor = &self.anchor;
+                let mut lines = String::new();
+                if let Some(rpc) = &anchor.ethereum_rpc {
+                    lines.push_str(&format!("ethereum_rpc = {}\n", quote(rpc)));
+                }
+                if let Some(contract) = &anchor.contract {
+                    lines.push_str(&format!("contract = {}\n", quote(contract)));
+                }
+                if !anchor.check_rpcs.is_empty() {
+                    lines.push_str(&format!("check_rpcs = [{}]\n", list(&anchor.check_rpcs)));
+                }
+                for (name, path) in [
+                    ("key_file", &anchor.key_file),
+                    ("key_password_file", &anchor.key_password_file),
+                    ("ca_file", &anchor.ca_file),
+                ] {
+                    if let Some(path) = path {
+                        lines.push_str(&format!(
+                            "{name} = {}\n",
+                            quote(&path.display().to_string())
+                        ));
+                    }
+                }
+                lines
             },
+            max_fee = self.anchor.max_fee_gwei,
+            priority_fee = self.anchor.priority_fee_gwei,
+            daily_cap = self.anchor.daily_cap_gwei,
+            replace_after = self.anchor.replace_after_seconds,
             every = self.anchor.every_epochs,
             confirmations = self.anchor.confirmations,
             verifier = self.verifier.enabled,

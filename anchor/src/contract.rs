@@ -1,0 +1,128 @@
+//! The optional anchoring contract: eight bytes of EVM code that log their calldata as an
+//! event (`LOG0`), so that anchors can be found with `eth_getLogs` by the contract's address.
+//! Anchoring through it costs a little more than the default (a transaction to the account
+//! itself, the anchor in its calldata), which needs no contract at all.
+//!
+//! Runtime code, `365f5f37365fa000`:
+//!
+//! | bytes  | opcode         | effect                                   |
+//! |--------|----------------|------------------------------------------|
+//! | `36`   | CALLDATASIZE   | push the calldata's size                 |
+//! | `5f5f` | PUSH0 PUSH0    | push source offset 0, memory offset 0    |
+//! | `37`   | CALLDATACOPY   | memory[0..size] = calldata               |
+//! | `36`   | CALLDATASIZE   | push the size                            |
+//! | `5f`   | PUSH0          | push memory offset 0                     |
+//! | `a0`   | LOG0           | an event with no topic, data = calldata  |
+//! | `00`   | STOP           |                                          |
+//!
+//! Creation code, `67365f5f37365fa0005f5260086018f3`: `PUSH8 runtime; PUSH0; MSTORE;
+//! PUSH1 8; PUSH1 24; RETURN` (returns the 8 runtime bytes stored at memory 24..32).
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, Bytes, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+
+use crate::fees::FeePolicy;
+use crate::{AnchorError, Endpoint, EndpointOptions};
+
+/// The contract's runtime code.
+pub const CONTRACT_RUNTIME: [u8; 8] = [0x36, 0x5f, 0x5f, 0x37, 0x36, 0x5f, 0xa0, 0x00];
+
+/// The code that creates it.
+pub fn contract_creation_code() -> Vec<u8> {
+    let mut code = vec![0x67];
+    code.extend_from_slice(&CONTRACT_RUNTIME);
+    code.extend_from_slice(&[0x5f, 0x52, 0x60, 0x08, 0x60, 0x18, 0xf3]);
+    code
+}
+
+/// Deploys the anchoring contract from `signer`'s account through `url`, with fees under
+/// `fees`; waits until it is mined and its code is exactly [`CONTRACT_RUNTIME`]. Returns its
+/// address.
+pub async fn deploy_contract(
+    url: &str,
+    options: &EndpointOptions,
+    signer: &PrivateKeySigner,
+    fees: &FeePolicy,
+) -> Result<Address, AnchorError> {
+    let endpoint = Endpoint::new(url, options)?;
+    let provider = endpoint.provider();
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| endpoint.error("eth_chainId", e))?;
+    let latest = provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| endpoint.error("eth_getBlockByNumber", e))?
+        .ok_or_else(|| endpoint.missing("eth_getBlockByNumber", "latest block"))?;
+    let base_fee = latest.header.inner.base_fee_per_gas.map_or(0, u128::from);
+    let offered = fees.first(base_fee)?;
+    let nonce = provider
+        .get_transaction_count(signer.address())
+        .pending()
+        .await
+        .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
+    let mut transaction = TxEip1559 {
+        chain_id,
+        nonce,
+        // 32,000 for a creation, the creation code's calldata, and 200 per byte of code.
+        gas_limit: 100_000,
+        max_fee_per_gas: offered.max_fee_per_gas,
+        max_priority_fee_per_gas: offered.priority_fee_per_gas,
+        to: TxKind::Create,
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: Bytes::from(contract_creation_code()),
+    };
+    let signature = signer
+        .sign_transaction_sync(&mut transaction)
+        .map_err(|e| AnchorError::Refused(format!("cannot sign the deployment: {e}")))?;
+    let envelope = TxEnvelope::Eip1559(transaction.into_signed(signature));
+    let hash = *envelope.tx_hash();
+    let _pending = provider
+        .send_raw_transaction(&envelope.encoded_2718())
+        .await
+        .map_err(|e| endpoint.error("eth_sendRawTransaction", e))?;
+    let receipt = loop {
+        if let Some(receipt) = provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?
+        {
+            break receipt;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let address = receipt
+        .contract_address
+        .filter(|_| receipt.status())
+        .ok_or_else(|| AnchorError::Refused(format!("the deployment {hash:#x} failed")))?;
+    let code = provider
+        .get_code_at(address)
+        .await
+        .map_err(|e| endpoint.error("eth_getCode", e))?;
+    if code.as_ref() != CONTRACT_RUNTIME {
+        return Err(AnchorError::Refused(format!(
+            "the contract at {address} holds {code}, not the anchoring contract"
+        )));
+    }
+    Ok(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_bytecode() {
+        assert_eq!(hex::encode(CONTRACT_RUNTIME), "365f5f37365fa000");
+        assert_eq!(
+            hex::encode(contract_creation_code()),
+            "67365f5f37365fa0005f5260086018f3"
+        );
+    }
+}

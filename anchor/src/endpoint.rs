@@ -1,0 +1,209 @@
+//! An Ethereum JSON-RPC endpoint (`http://` or `https://`) through alloy's provider over
+//! reqwest with rustls, with a request timeout and optionally an extra trusted certificate
+//! authority (a private endpoint's own CA).
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::network::Ethereum;
+use alloy::providers::RootProvider;
+use alloy::rpc::client::RpcClient;
+use alloy::transports::{RpcError as TransportRpcError, TransportErrorKind};
+
+/// How long one JSON-RPC request may take before the endpoint counts as unreachable.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// JSON-RPC failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The URL is not `http(s)://host[:port][/path]`.
+    #[error(
+        "invalid Ethereum RPC URL {url:?}: {reason}; use http://HOST:PORT or https://HOST[/PATH]"
+    )]
+    Url { url: String, reason: String },
+    /// The extra certificate authority cannot be read.
+    #[error("cannot use the certificate authority {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    /// Connection refused, reset, TLS failure or timed out.
+    #[error("cannot reach the Ethereum node at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The node answered with a JSON-RPC error.
+    #[error("the Ethereum node at {url} refused {method}: {message}")]
+    Refused {
+        url: String,
+        method: String,
+        message: String,
+    },
+    /// The answer is not what JSON-RPC promises.
+    #[error("unreadable answer from the Ethereum node at {url} to {method}: {detail}")]
+    Malformed {
+        url: String,
+        method: String,
+        detail: String,
+    },
+}
+
+impl RpcError {
+    /// The node's JSON-RPC error message, if it answered one.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Self::Refused { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// Connection settings shared by every endpoint of a node.
+#[derive(Clone, Debug)]
+pub struct EndpointOptions {
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+    /// A PEM file with extra certificate authorities to trust (besides the system's).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ca_file: None,
+        }
+    }
+}
+
+/// An error and its causes, `a: b: c` (reqwest hides a TLS failure's reason in its source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
+}
+
+/// One Ethereum node's JSON-RPC endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    url: String,
+    provider: RootProvider<Ethereum>,
+}
+
+fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RpcError> {
+    let failed = |reason: String| RpcError::Certificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
+}
+
+impl Endpoint {
+    /// The endpoint at `url` (`http://` or `https://`).
+    pub fn new(url: &str, options: &EndpointOptions) -> Result<Self, RpcError> {
+        let bad = |reason: &str| RpcError::Url {
+            url: url.into(),
+            reason: reason.into(),
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("only http and https are supported"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(path) = &options.ca_file {
+            builder = builder.tls_certs_merge(read_ca(path)?);
+        }
+        let client = builder.build().map_err(|e| RpcError::Unreachable {
+            url: url.into(),
+            message: format!("cannot set up the HTTP client: {e}"),
+        })?;
+        let rpc = RpcClient::new_http_with_client(client, parsed)
+            .with_poll_interval(Duration::from_millis(200));
+        Ok(Self {
+            url: url.into(),
+            provider: RootProvider::new(rpc),
+        })
+    }
+
+    /// The URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The provider, to make calls.
+    pub(crate) fn provider(&self) -> &RootProvider<Ethereum> {
+        &self.provider
+    }
+
+    /// Classifies a failed call to `method`.
+    pub(crate) fn error(
+        &self,
+        method: &str,
+        error: TransportRpcError<TransportErrorKind>,
+    ) -> RpcError {
+        let url = self.url.clone();
+        match error {
+            TransportRpcError::ErrorResp(payload) => RpcError::Refused {
+                url,
+                method: method.into(),
+                message: payload.message.to_string(),
+            },
+            TransportRpcError::Transport(kind) => RpcError::Unreachable {
+                url,
+                message: with_causes(&kind),
+            },
+            other => RpcError::Malformed {
+                url,
+                method: method.into(),
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    /// A call answered `null` where a value was required.
+    pub(crate) fn missing(&self, method: &str, what: &str) -> RpcError {
+        RpcError::Malformed {
+            url: self.url.clone(),
+            method: method.into(),
+            detail: format!("no {what} in the answer"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let options = EndpointOptions::default();
+        assert!(Endpoint::new("http://127.0.0.1:8545", &options).is_ok());
+        assert!(Endpoint::new("https://mainnet.example.org/v3/key", &options).is_ok());
+        assert!(Endpoint::new("ftp://example.org", &options).is_err());
+        assert!(Endpoint::new("127.0.0.1:8545", &options).is_err());
+        let missing_ca = EndpointOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..EndpointOptions::default()
+        };
+        assert!(matches!(
+            Endpoint::new("https://example.org", &missing_ca),
+            Err(RpcError::Certificate { .. })
+        ));
+    }
+}

@@ -1,0 +1,232 @@
+//! What the anchoring account has sent, kept on disk so that a restarted node neither sends a
+//! second transaction for a timeline block whose first is still pending (it replaces it, same
+//! nonce) nor forgets what it spent today. Written atomically (temporary file, then rename).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fees::Fees;
+
+/// Seconds in the window of the daily cap.
+const DAY: u64 = 24 * 60 * 60;
+/// Largest journal file read (it holds a day of spending and a few pending transactions).
+const MAX_JOURNAL: u64 = 8 << 20;
+
+/// A transaction sent for a timeline block and not yet known to be mined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    /// Timeline chain id, hex.
+    pub timeline: String,
+    /// Timeline block index.
+    pub index: u64,
+    /// The nonce every version of the transaction uses.
+    pub nonce: u64,
+    /// Gas limit of every version.
+    pub gas_limit: u64,
+    /// Every version sent, oldest first: hash (`0x` hex) and fees.
+    pub sent: Vec<(String, Fees)>,
+    /// When the newest version was sent, unix seconds.
+    pub last_sent_at: u64,
+}
+
+/// Wei spent (or reserved: the worst case of a pending transaction) at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Spending {
+    /// Unix seconds.
+    pub at: u64,
+    /// Nonce of the transaction.
+    pub nonce: u64,
+    /// Wei, decimal.
+    pub wei: String,
+}
+
+/// The journal's content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JournalState {
+    /// Pending transactions.
+    pub pending: Vec<Pending>,
+    /// Spending in the last 24 hours.
+    pub spending: Vec<Spending>,
+}
+
+/// Journal failures.
+#[derive(Debug, thiserror::Error)]
+#[error("anchoring journal {path}: {reason}")]
+pub struct JournalError {
+    path: PathBuf,
+    reason: String,
+}
+
+/// The journal: in memory only when no path is given (tests, one-shot commands).
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: Option<PathBuf>,
+    state: JournalState,
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path`.
+    pub(crate) fn open(path: Option<&Path>) -> Result<Self, JournalError> {
+        let Some(path) = path else {
+            return Ok(Self {
+                path: None,
+                state: JournalState::default(),
+            });
+        };
+        let failed = |reason: String| JournalError {
+            path: path.to_owned(),
+            reason,
+        };
+        let state = match std::fs::metadata(path) {
+            Ok(meta) if meta.len() > MAX_JOURNAL => {
+                return Err(failed(format!("larger than {MAX_JOURNAL} bytes")));
+            }
+            Ok(_) => {
+                let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+                serde_json::from_slice(&text).map_err(|e| {
+                    failed(format!("unreadable ({e}); move it away to start a new one"))
+                })?
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => JournalState::default(),
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        Ok(Self {
+            path: Some(path.to_owned()),
+            state,
+        })
+    }
+
+    fn save(&self) -> Result<(), JournalError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let failed = |reason: String| JournalError {
+            path: path.clone(),
+            reason,
+        };
+        let text = serde_json::to_vec_pretty(&self.state).map_err(|e| failed(e.to_string()))?;
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, text).map_err(|e| failed(e.to_string()))?;
+        std::fs::rename(&temporary, path).map_err(|e| failed(e.to_string()))
+    }
+
+    /// The pending transaction of timeline block `index`.
+    pub(crate) fn pending(&self, timeline: &str, index: u64) -> Option<&Pending> {
+        self.state
+            .pending
+            .iter()
+            .find(|p| p.timeline == timeline && p.index == index)
+    }
+
+    /// Records a version of the transaction of a timeline block (the first or a replacement)
+    /// and reserves its worst case against the daily cap, before it is sent.
+    pub(crate) fn record_sent(
+        &mut self,
+        pending: Pending,
+        worst_case_wei: u128,
+    ) -> Result<(), JournalError> {
+        let nonce = pending.nonce;
+        let at = pending.last_sent_at;
+        self.state
+            .pending
+            .retain(|p| !(p.timeline == pending.timeline && p.index == pending.index));
+        self.state.pending.push(pending);
+        self.set_spending(nonce, at, worst_case_wei);
+        self.save()
+    }
+
+    /// The transaction of a timeline block is mined (or abandoned: `cost_wei` 0 when none of
+    /// its versions was).
+    pub(crate) fn settle(
+        &mut self,
+        timeline: &str,
+        index: u64,
+        cost_wei: u128,
+        now: u64,
+    ) -> Result<(), JournalError> {
+        if let Some(pending) = self.pending(timeline, index).cloned() {
+            self.state
+                .pending
+                .retain(|p| !(p.timeline == timeline && p.index == index));
+            self.set_spending(pending.nonce, now, cost_wei);
+        }
+        self.save()
+    }
+
+    fn set_spending(&mut self, nonce: u64, at: u64, wei: u128) {
+        self.state.spending.retain(|s| s.nonce != nonce);
+        if wei > 0 {
+            self.state.spending.push(Spending {
+                at,
+                nonce,
+                wei: wei.to_string(),
+            });
+        }
+    }
+
+    /// Wei reserved or spent by the transaction with `nonce`, if within the last 24 hours.
+    pub(crate) fn reserved(&self, nonce: u64, now: u64) -> u128 {
+        self.state
+            .spending
+            .iter()
+            .filter(|s| s.nonce == nonce && s.at + DAY > now)
+            .filter_map(|s| s.wei.parse::<u128>().ok())
+            .sum()
+    }
+
+    /// Wei spent or reserved in the 24 hours before `now`; older entries are forgotten.
+    pub(crate) fn spent_today(&mut self, now: u64) -> u128 {
+        self.state.spending.retain(|s| s.at + DAY > now);
+        self.state
+            .spending
+            .iter()
+            .filter_map(|s| s.wei.parse::<u128>().ok())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(nonce: u64, at: u64) -> Pending {
+        Pending {
+            timeline: "aa".into(),
+            index: 4,
+            nonce,
+            gas_limit: 30_000,
+            sent: vec![(
+                "0x01".into(),
+                Fees {
+                    max_fee_per_gas: 10,
+                    priority_fee_per_gas: 1,
+                },
+            )],
+            last_sent_at: at,
+        }
+    }
+
+    #[test]
+    fn pending_transactions_and_spending_survive_a_restart()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("anchor-journal.json");
+        let mut journal = Journal::open(Some(&path))?;
+        journal.record_sent(pending(7, 1_000), 300_000)?;
+        assert_eq!(journal.spent_today(1_000), 300_000);
+        let mut reopened = Journal::open(Some(&path))?;
+        assert_eq!(reopened.pending("aa", 4).map(|p| p.nonce), Some(7));
+        // A replacement reserves its own worst case in place of the first.
+        reopened.record_sent(pending(7, 1_010), 400_000)?;
+        assert_eq!(reopened.spent_today(1_010), 400_000);
+        reopened.settle("aa", 4, 250_000, 1_020)?;
+        assert!(reopened.pending("aa", 4).is_none());
+        assert_eq!(reopened.spent_today(1_020), 250_000);
+        // A day later it no longer counts.
+        assert_eq!(reopened.spent_today(1_020 + DAY), 0);
+        std::fs::write(&path, "{not json")?;
+        assert!(Journal::open(Some(&path)).is_err());
+        Ok(())
+    }
+}
