@@ -87,6 +87,7 @@ pub async fn deploy_contract(
         .send_raw_transaction(&envelope.encoded_2718())
         .await
         .map_err(|e| endpoint.error("eth_sendRawTransaction", e))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     let receipt = loop {
         if let Some(receipt) = provider
             .get_transaction_receipt(hash)
@@ -95,12 +96,20 @@ pub async fn deploy_contract(
         {
             break receipt;
         }
+        if std::time::Instant::now() > deadline {
+            return Err(AnchorError::Refused(format!(
+                "the deployment {hash:#x} was not mined within 10 minutes; check it, then deploy again if it is gone"
+            )));
+        }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let address = receipt
-        .contract_address
-        .filter(|_| receipt.status())
-        .ok_or_else(|| AnchorError::Refused(format!("the deployment {hash:#x} failed")))?;
+    if !receipt.status() {
+        return Err(AnchorError::Refused(format!(
+            "the deployment {hash:#x} failed"
+        )));
+    }
+    // The address follows from the sender and nonce; the endpoint's word is not needed.
+    let address = signer.address().create(nonce);
     let code = provider
         .get_code_at(address)
         .await

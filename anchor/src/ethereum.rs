@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::consensus::{SignableTransaction, Transaction as _, TxEip1559, TxEnvelope};
 use alloy::eips::BlockId;
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::TxSignerSync;
@@ -30,6 +30,20 @@ use crate::{AnchorProof, AnchorRequest, anchor_calldata};
 /// A roster member's statement that an address is its anchoring account on a chain, sending
 /// to a recipient (itself, or the event contract): `(chain id, address, recipient)`.
 pub type Voucher = Arc<dyn Fn(u64, [u8; 20], [u8; 20]) -> AnchorAccount + Send + Sync>;
+
+/// Most gas an anchoring transaction may be given: it takes about 25,000; an endpoint that
+/// estimates more is not believed (the worst case would eat the daily cap).
+const MAX_ANCHOR_GAS: u64 = 100_000;
+
+/// What became of a pending transaction's versions.
+enum Mined {
+    /// One is in a block canonical on every endpoint: its proof.
+    Proven(Box<AnchorProof>),
+    /// One is in a block, not (yet) provable or canonical everywhere: wait, do not replace.
+    InUnprovenBlock,
+    /// None is in a block.
+    Nowhere,
+}
 
 /// Settings of the Ethereum backend.
 #[derive(Clone, Debug)]
@@ -232,6 +246,24 @@ impl EthereumAnchor {
             return Ok(None);
         };
         let header = alloy::rlp::encode(&block.header.inner);
+        let base_fee = block.header.inner.base_fee_per_gas.map_or(0, u128::from);
+        let Ok(position) = usize::try_from(index) else {
+            return Ok(None);
+        };
+        // What the transaction can have cost at most, from the header and the transaction
+        // themselves (checked with the evidence below), not from the endpoint's receipt.
+        let cost_bound = block
+            .transactions
+            .as_transactions()
+            .and_then(|all| all.get(position))
+            .map(|tx| {
+                let envelope = tx.inner.inner();
+                let price = envelope
+                    .max_fee_per_gas()
+                    .min(base_fee.saturating_add(envelope.max_priority_fee_per_gas().unwrap_or(0)));
+                u128::from(envelope.gas_limit()).saturating_mul(price)
+            })
+            .unwrap_or(u128::MAX);
         let transactions: Vec<Vec<u8>> = block
             .transactions
             .into_transactions()
@@ -266,7 +298,9 @@ impl EthereumAnchor {
             timeline: request.timeline.to_hex(),
             timeline_index: request.index,
             timeline_block: request.block.to_hex(),
-            cost_wei: u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price),
+            cost_wei: u128::from(receipt.gas_used)
+                .saturating_mul(receipt.effective_gas_price)
+                .min(cost_bound),
             evidence: Some(evidence),
         };
         verify_evidence(&proof).map_err(|e| {
@@ -275,7 +309,8 @@ impl EthereumAnchor {
         Ok(Some(proof))
     }
 
-    /// The proof of whichever version of a pending transaction was mined, if one was.
+    /// Whether a version of a pending transaction was mined: its proof once its block is
+    /// canonical on every endpoint, or that one is in a block not (yet) provable so, or none.
     async fn mined(
         &self,
         endpoint: &Endpoint,
@@ -283,7 +318,7 @@ impl EthereumAnchor {
         pending: &Pending,
         request: &AnchorRequest,
         sender: &Sender,
-    ) -> Result<Option<AnchorProof>, AnchorError> {
+    ) -> Result<Mined, AnchorError> {
         for (hash, _) in pending.sent.iter().rev() {
             let Ok(hash) = hash.parse::<B256>() else {
                 continue;
@@ -295,22 +330,45 @@ impl EthereumAnchor {
                 .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?;
             let Some(receipt) = receipt else { continue };
             if !receipt.status() {
-                let cost = u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price);
-                self.journal()
-                    .settle(&pending.timeline, pending.index, cost, unix_now())?;
+                // The nonce is spent; what it cost is not known from verified data, so the
+                // worst case stays counted against the daily cap.
+                self.journal().abandon(&pending.timeline, pending.index)?;
                 return Err(AnchorError::Refused(format!(
                     "anchoring transaction {hash:#x} failed on chain; a new one is sent next time"
                 )));
             }
             let account = sender.account(chain_id);
-            if let Some(proof) = self
+            let Some(proof) = self
                 .proof_of(endpoint, chain_id, &receipt, request, account)
                 .await?
-            {
-                return Ok(Some(proof));
-            }
+            else {
+                return Ok(Mined::InUnprovenBlock);
+            };
+            // Believed only once every endpoint agrees its block is canonical: the endpoint
+            // that was sent the transaction could wrap it in a block of its own making.
+            return match self.verify_proof(&proof, 1).await {
+                Ok(_) => Ok(Mined::Proven(Box::new(proof))),
+                Err(AnchorError::Refused(reason)) => {
+                    tracing::debug!(%reason, "mined anchor not canonical everywhere yet");
+                    Ok(Mined::InUnprovenBlock)
+                }
+                Err(error) => Err(error),
+            };
         }
-        Ok(None)
+        Ok(Mined::Nowhere)
+    }
+
+    /// Records a proven anchor's cost (bounded by its verified fees) and forgets its pending
+    /// transaction; a journal that cannot be written does not lose the proof.
+    fn settle(&self, proof: &AnchorProof) {
+        if let Err(error) = self.journal().settle(
+            &proof.timeline,
+            proof.timeline_index,
+            proof.cost_wei,
+            unix_now(),
+        ) {
+            tracing::warn!(%error, "anchor mined but not journaled");
+        }
     }
 
     /// Signs and sends one version of the transaction of `pending` with `fees`, journaled
@@ -391,27 +449,30 @@ impl EthereumAnchor {
         let previous = self.journal().pending(&timeline, request.index).cloned();
         let mut pending = match previous {
             Some(previous) => {
-                if let Some(proof) = self
-                    .mined(endpoint, chain_id, &previous, request, sender)
-                    .await?
-                {
-                    self.journal()
-                        .settle(&timeline, request.index, proof.cost_wei, unix_now())?;
-                    return Ok(proof);
-                }
+                // The count first: a version mined after it is then seen by `mined`, so the
+                // nonce is never given up while one of ours may be in a block.
                 let used = provider
                     .get_transaction_count(address)
                     .latest()
                     .await
                     .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
-                if used > previous.nonce {
-                    // The nonce went to a transaction that is not one of ours for this block
-                    // (or ours, mined and then reorganised away): start again with a new one.
-                    self.journal()
-                        .settle(&timeline, request.index, 0, unix_now())?;
-                    None
-                } else {
-                    Some(previous)
+                match self
+                    .mined(endpoint, chain_id, &previous, request, sender)
+                    .await?
+                {
+                    Mined::Proven(proof) => {
+                        self.settle(&proof);
+                        return Ok(*proof);
+                    }
+                    Mined::InUnprovenBlock => Some(previous),
+                    Mined::Nowhere if used > previous.nonce => {
+                        // No version of ours is in a block, yet the nonce is used: another
+                        // transaction of this account took it. Start again with a new nonce;
+                        // the old reservation stays counted.
+                        self.journal().abandon(&timeline, request.index)?;
+                        None
+                    }
+                    Mined::Nowhere => Some(previous),
                 }
             }
             None => None,
@@ -432,11 +493,16 @@ impl EthereumAnchor {
                 })
                 .await
                 .map_err(|e| endpoint.error("eth_estimateGas", e))?;
+            if !(21_000..=MAX_ANCHOR_GAS).contains(&estimate) {
+                return Err(AnchorError::Refused(format!(
+                    "the endpoint estimates {estimate} gas for an anchor, which takes about 25,000; refusing to send"
+                )));
+            }
             let mut fresh = Pending {
                 timeline: timeline.clone(),
                 index: request.index,
                 nonce,
-                gas_limit: estimate + estimate / 10,
+                gas_limit: estimate.saturating_add(estimate / 10),
                 sent: Vec::new(),
                 last_sent_at: 0,
             };
@@ -452,14 +518,17 @@ impl EthereumAnchor {
         let mut last_try = Instant::now();
         let mut warned_ceiling = false;
         loop {
-            if let Some(proof) = self
+            let in_block = match self
                 .mined(endpoint, chain_id, &pending, request, sender)
                 .await?
             {
-                self.journal()
-                    .settle(&timeline, request.index, proof.cost_wei, unix_now())?;
-                return Ok(proof);
-            }
+                Mined::Proven(proof) => {
+                    self.settle(&proof);
+                    return Ok(*proof);
+                }
+                Mined::InUnprovenBlock => true,
+                Mined::Nowhere => false,
+            };
             if start.elapsed() >= self.config.mined_timeout {
                 return Err(AnchorError::Refused(format!(
                     "anchoring transaction (nonce {}) not mined within {} s; the next attempt waits for it or replaces it",
@@ -468,7 +537,8 @@ impl EthereumAnchor {
                 )));
             }
             let stuck_for = unix_now().saturating_sub(pending.last_sent_at);
-            if stuck_for >= self.config.replace_after.as_secs()
+            if !in_block
+                && stuck_for >= self.config.replace_after.as_secs()
                 && last_try.elapsed() >= self.config.replace_after
             {
                 last_try = Instant::now();
@@ -524,7 +594,8 @@ impl EthereumAnchor {
                     hex0x(&verified.block_hash)
                 )));
             }
-            confirmations = confirmations.min(head.saturating_sub(verified.block_number) + 1);
+            confirmations =
+                confirmations.min(head.saturating_sub(verified.block_number).saturating_add(1));
         }
         if confirmations < min_confirmations {
             return Err(AnchorError::NotConfirmed {
@@ -575,11 +646,53 @@ impl EthereumAnchor {
         else {
             return Ok(None);
         };
-        let (canonical, _) = self.canonical(endpoint, current.block_number).await?;
-        if canonical.map(|h| hex0x(&h)) != Some(current.block_hash.clone()) {
-            return Ok(None);
+        match self.verify_proof(&current, 1).await {
+            Ok(_) => Ok(Some(current)),
+            Err(AnchorError::Refused(_)) => Ok(None),
+            Err(error) => Err(error),
         }
-        Ok(Some(current))
+    }
+
+    /// Anchors a proof's block again after its transaction left the chain: the original
+    /// signed transaction (in the evidence) is sent again and waited for with its own nonce,
+    /// so it cannot be mined twice; only if that nonce went elsewhere is a new one used.
+    async fn reanchor_proof(&self, proof: &AnchorProof) -> Result<AnchorProof, AnchorError> {
+        use alloy::eips::eip2718::Decodable2718;
+        let sender = self.sender.as_ref().ok_or(AnchorError::NoKey)?;
+        let request = proof.request().map_err(AnchorError::Refused)?;
+        let known = self
+            .journal()
+            .pending(&proof.timeline, proof.timeline_index)
+            .is_some();
+        if let (false, Some(evidence)) = (known, &proof.evidence)
+            && let Ok(original) = TxEnvelope::decode_2718(&mut evidence.transaction.as_slice())
+            && alloy::consensus::transaction::SignerRecoverable::recover_signer(&original)
+                .is_ok_and(|signer| signer == sender.signer.address())
+        {
+            let fees = Fees {
+                max_fee_per_gas: original.max_fee_per_gas(),
+                priority_fee_per_gas: original.max_priority_fee_per_gas().unwrap_or(0),
+            };
+            let pending = Pending {
+                timeline: proof.timeline.clone(),
+                index: proof.timeline_index,
+                nonce: original.nonce(),
+                gas_limit: original.gas_limit(),
+                sent: vec![(hex0x(original.tx_hash()), fees)],
+                last_sent_at: unix_now(),
+            };
+            let worst_case = u128::from(pending.gas_limit).saturating_mul(fees.max_fee_per_gas);
+            self.journal().record_sent(pending, worst_case)?;
+            let endpoint = self.primary();
+            if let Err(error) = endpoint
+                .provider()
+                .send_raw_transaction(&evidence.transaction)
+                .await
+            {
+                tracing::debug!(error = %endpoint.error("eth_sendRawTransaction", error), "original anchoring transaction not taken again");
+            }
+        }
+        self.anchor_request(&request).await
     }
 
     async fn account_status(&self) -> Result<Option<AccountStatus>, AnchorError> {
@@ -625,6 +738,13 @@ impl Anchor for EthereumAnchor {
         proof: &'a AnchorProof,
     ) -> BoxFuture<'a, Result<Option<AnchorProof>, AnchorError>> {
         Box::pin(self.refresh_proof(proof))
+    }
+
+    fn reanchor<'a>(
+        &'a self,
+        proof: &'a AnchorProof,
+    ) -> BoxFuture<'a, Result<AnchorProof, AnchorError>> {
+        Box::pin(self.reanchor_proof(proof))
     }
 
     fn status(&self) -> BoxFuture<'_, Result<Option<AccountStatus>, AnchorError>> {

@@ -17,7 +17,9 @@ use alloy::rlp::Decodable;
 use alloy::trie::proof::{ProofRetainer, verify_proof};
 use alloy::trie::root::adjust_index_for_rlp;
 use alloy::trie::{HashBuilder, Nibbles};
-use chainiac_protocol::anchor::{AnchorEvidence, AnchorProof, MAX_PROOF_NODES, anchor_calldata};
+use chainiac_protocol::anchor::{
+    AnchorEvidence, AnchorProof, MAX_EVIDENCE_ITEM, MAX_PROOF_NODES, anchor_calldata,
+};
 use chainiac_protocol::keys::PublicKey;
 
 /// Why a proof's evidence does not hold.
@@ -252,6 +254,17 @@ pub fn build_evidence(
     }
     let (transactions_root, transaction_proof) = trie_proof(transactions, index);
     let (receipts_root, receipt_proof) = trie_proof(receipts, index);
+    // What a proof may hold (protocol §8): a larger one would not be read back.
+    let too_large = |item: &[u8]| item.len() > MAX_EVIDENCE_ITEM;
+    if too_large(header)
+        || too_large(&transactions[index])
+        || too_large(&receipts[index])
+        || [&transaction_proof, &receipt_proof]
+            .iter()
+            .any(|nodes| nodes.len() > MAX_PROOF_NODES || nodes.iter().any(|n| too_large(n)))
+    {
+        return refuse("the block's evidence exceeds the bounds of an anchor proof");
+    }
     if transactions_root != decoded.transactions_root || receipts_root != decoded.receipts_root {
         return refuse("the block's transactions or receipts do not match its header's roots");
     }

@@ -107,7 +107,9 @@ impl Journal {
         };
         let text = serde_json::to_vec_pretty(&self.state).map_err(|e| failed(e.to_string()))?;
         let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, text).map_err(|e| failed(e.to_string()))?;
+        let mut file = std::fs::File::create(&temporary).map_err(|e| failed(e.to_string()))?;
+        std::io::Write::write_all(&mut file, &text).map_err(|e| failed(e.to_string()))?;
+        file.sync_all().map_err(|e| failed(e.to_string()))?;
         std::fs::rename(&temporary, path).map_err(|e| failed(e.to_string()))
     }
 
@@ -136,8 +138,16 @@ impl Journal {
         self.save()
     }
 
-    /// The transaction of a timeline block is mined (or abandoned: `cost_wei` 0 when none of
-    /// its versions was).
+    /// Forgets the pending transaction of a timeline block whose nonce is spent without a
+    /// proof (failed, or taken by another transaction); its reservation stays counted.
+    pub(crate) fn abandon(&mut self, timeline: &str, index: u64) -> Result<(), JournalError> {
+        self.state
+            .pending
+            .retain(|p| !(p.timeline == timeline && p.index == index));
+        self.save()
+    }
+
+    /// The transaction of a timeline block is mined and cost `cost_wei`.
     pub(crate) fn settle(
         &mut self,
         timeline: &str,

@@ -117,6 +117,13 @@ pub trait Anchor: Send + Sync {
         proof: &'a AnchorProof,
     ) -> BoxFuture<'a, Result<Option<AnchorProof>, AnchorError>>;
 
+    /// Anchors a proof's timeline block again after its transaction left the chain (a
+    /// reorganisation), without ever having two transactions of that block mined.
+    fn reanchor<'a>(
+        &'a self,
+        proof: &'a AnchorProof,
+    ) -> BoxFuture<'a, Result<AnchorProof, AnchorError>>;
+
     /// The anchoring account's balance and spending, if this backend sends.
     fn status(&self) -> BoxFuture<'_, Result<Option<AccountStatus>, AnchorError>>;
 }
@@ -145,6 +152,13 @@ impl Anchor for NoAnchor {
         &'a self,
         _: &'a AnchorProof,
     ) -> BoxFuture<'a, Result<Option<AnchorProof>, AnchorError>> {
+        Box::pin(async { Err(AnchorError::Disabled) })
+    }
+
+    fn reanchor<'a>(
+        &'a self,
+        _: &'a AnchorProof,
+    ) -> BoxFuture<'a, Result<AnchorProof, AnchorError>> {
         Box::pin(async { Err(AnchorError::Disabled) })
     }
 

@@ -211,9 +211,7 @@ pub async fn recheck_anchors(
                         timeline_index = proof.timeline_index,
                         "anchor transaction reorganised away; anchoring again"
                     );
-                    if let Ok(request) = proof.request() {
-                        anchor_again(&store, &anchoring, request).await;
-                    }
+                    anchor_again(&store, &anchoring, &timeline, &proof).await;
                 }
                 _ => {}
             }
@@ -223,11 +221,18 @@ pub async fn recheck_anchors(
     drop(slot);
 }
 
-async fn anchor_again(store: &Store, anchoring: &Anchoring, request: AnchorRequest) {
-    match anchoring.backend.anchor(&request).await {
-        Ok(proof) => {
-            anchoring.record_cost(proof.cost_wei);
-            let _ = store.put_anchor(&request.timeline, request.index, &proof);
+/// Anchors a proof's block again with its original transaction (same nonce), so that the
+/// block cannot end up anchored twice.
+async fn anchor_again(
+    store: &Store,
+    anchoring: &Anchoring,
+    timeline: &Hash,
+    proof: &chainiac_anchor::AnchorProof,
+) {
+    match anchoring.backend.reanchor(proof).await {
+        Ok(again) => {
+            anchoring.record_cost(again.cost_wei);
+            let _ = store.put_anchor(timeline, again.timeline_index, &again);
         }
         Err(error) => tracing::warn!(%error, "re-anchoring failed; retried at the next check"),
     }

@@ -71,7 +71,7 @@ pub mod domain {
     /// node's disk, never sent).
     pub const STORE_CHECKSUM: &str = "chainiac v1 store checksum";
     /// A roster member vouching for the Ethereum account it anchors from:
-    /// `u64 chain id (BE) ‖ 20-byte address`.
+    /// `u64 chain id (BE) ‖ 20-byte address ‖ 20-byte recipient`.
     pub const ANCHOR_ACCOUNT: &str = "chainiac v1 anchor account";
 }
 

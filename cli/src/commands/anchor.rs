@@ -105,20 +105,20 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
             let verified = chainiac_anchor::verify_evidence(&proof)
                 .map_err(|e| anyhow::anyhow!("anchor proof refused: {e}"))?;
             println!(
-                "evidence valid: timeline block {} (index {}) is in transaction {} from {} (vouched for by roster member {}), in Ethereum chain {} block {} ({}), mined at unix time {}",
+                "evidence valid: timeline block {} (index {}) of timeline {} is in transaction {} from {}, whose account Ed25519 key {} vouched for (check that this key is in the timeline's roster: `chainiac client sync` does), in a block the proof says is number {} ({}) of Ethereum chain {}",
                 proof.timeline_block,
                 proof.timeline_index,
+                proof.timeline,
                 proof.transaction,
                 verified.sender,
                 verified.member,
-                proof.chain_id,
                 proof.block_number,
                 proof.block_hash,
-                verified.timestamp
+                proof.chain_id
             );
             if rpc.is_empty() {
                 println!(
-                    "not checked against Ethereum: give --rpc to check that the block is canonical and {confirmations} deep"
+                    "not checked against Ethereum: the block's number, time and place in the chain are only claims until --rpc shows it canonical and {confirmations} deep"
                 );
                 return Ok(());
             }
@@ -132,10 +132,11 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             let confirmation = runtime.block_on(ethereum.verify(&proof, confirmations))?;
             println!(
-                "canonical: block {} is on the canonical chain of {} with {} confirmations",
+                "canonical: block {} is on the canonical chain of {} with {} confirmations, mined at unix time {}",
                 proof.block_number,
                 rpc.join(" and "),
-                confirmation.confirmations
+                confirmation.confirmations,
+                confirmation.verified.timestamp
             );
             Ok(())
         }

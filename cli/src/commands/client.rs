@@ -136,6 +136,8 @@ async fn newest_checked_anchor(
             a.timeline_index <= view.index
                 && is_ethereum_hash(&a.transaction)
                 && is_ethereum_hash(&a.block_hash)
+                // Junk a peer lists must not crowd out the anchors worth asking Ethereum about.
+                && chainiac_anchor::verify_evidence(a).is_ok()
         })
         .take(ANCHORS_TRIED)
         .collect();
@@ -161,8 +163,9 @@ async fn newest_checked_anchor(
                     confirmations: confirmation.confirmations,
                 });
             }
-            // The Ethereum node itself failed: no other anchor would fare better.
-            Err(AnchorError::Rpc(error)) => bail!("{error}"),
+            // The Ethereum node is unreachable: no other anchor would fare better. One that
+            // refuses a question about this proof (a crafted block number) may answer the next.
+            Err(AnchorError::Rpc(error)) if error.refusal().is_none() => bail!("{error}"),
             Err(error) => not_on_ethereum.push(format!("block {}: {error}", proof.timeline_index)),
         }
     }
@@ -699,13 +702,8 @@ async fn describe_timeline(
     let limit = Duration::from_secs(ANCHOR_CHECK_SECONDS);
     match tokio::time::timeout(limit, offline).await {
         Ok(Ok(verified)) => eprintln!(
-            "timeline block {} is anchored in Ethereum chain {} block {} ({}), transaction {} from {}: evidence verified offline; not checked against Ethereum (whether that block is canonical: `chainiac client sync --ethereum-rpc URL`)",
-            anchor.timeline_index,
-            anchor.chain_id,
-            anchor.block_number,
-            anchor.block_hash,
-            anchor.transaction,
-            verified.sender
+            "timeline block {} was anchored by roster member {} from Ethereum account {} (transaction {}, evidence checked offline); its Ethereum block and time are not checked without an Ethereum node: `chainiac client sync --ethereum-rpc URL`",
+            anchor.timeline_index, verified.member, verified.sender, anchor.transaction
         ),
         Ok(Err(error)) => eprintln!(
             "unverified: a peer lists timeline block {} as anchored in Ethereum chain {} (transaction {}), but its proof does not hold: {error}",

@@ -29,9 +29,11 @@ impl Store {
     pub fn anchors(&self, timeline: &Hash, limit: usize) -> StoreResult<Vec<AnchorProof>> {
         let mut prefix = ANCHOR_PREFIX.to_vec();
         prefix.extend_from_slice(timeline.as_bytes());
-        let mut proofs = self
-            .kv
-            .scan_prefix(Column::Meta, &prefix, usize::MAX)?
+        // Only the newest `limit` are decoded (a peer's request names the limit).
+        let mut raw = self.kv.scan_prefix(Column::Meta, &prefix, usize::MAX)?;
+        raw.reverse();
+        raw.truncate(limit);
+        let proofs = raw
             .into_iter()
             .map(|(_, value)| {
                 AnchorProof::from_bytes(&value).map_err(|e| StoreError::Corrupt {
@@ -40,8 +42,6 @@ impl Store {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        proofs.reverse();
-        proofs.truncate(limit);
         Ok(proofs)
     }
 }
