@@ -91,8 +91,24 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 /// One Ethereum node's JSON-RPC endpoint.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// The URL as shown in logs and errors: scheme, host and port only (a provider's URL often
+    /// carries its API key in the path or query).
     url: String,
+    /// The whole URL, to take out of the HTTP client's own messages.
+    full: String,
     provider: RootProvider<Ethereum>,
+}
+
+/// `scheme://host[:port]`, with `/…` when the URL had more (a path, a query, credentials).
+fn shown(url: &reqwest::Url) -> String {
+    let mut text = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        text.push_str(&format!(":{port}"));
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        text.push_str("/…");
+    }
+    text
 }
 
 fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RpcError> {
@@ -129,19 +145,22 @@ impl Endpoint {
         if let Some(path) = &options.ca_file {
             builder = builder.tls_certs_merge(read_ca(path)?);
         }
+        let shown = shown(&parsed);
         let client = builder.build().map_err(|e| RpcError::Unreachable {
-            url: url.into(),
+            url: shown.clone(),
             message: format!("cannot set up the HTTP client: {e}"),
         })?;
+        let full = parsed.as_str().to_owned();
         let rpc = RpcClient::new_http_with_client(client, parsed)
             .with_poll_interval(Duration::from_millis(200));
         Ok(Self {
-            url: url.into(),
+            url: shown,
+            full,
             provider: RootProvider::new(rpc),
         })
     }
 
-    /// The URL, for messages.
+    /// The URL for messages: scheme, host and port (no path or query, which may hold a key).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -165,8 +184,8 @@ impl Endpoint {
                 message: payload.message.to_string(),
             },
             TransportRpcError::Transport(kind) => RpcError::Unreachable {
+                message: with_causes(&kind).replace(&self.full, &url),
                 url,
-                message: with_causes(&kind),
             },
             other => RpcError::Malformed {
                 url,
@@ -191,8 +210,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
+    fn urls() -> Result<(), RpcError> {
         let options = EndpointOptions::default();
+        let keyed = Endpoint::new("https://mainnet.example.org/v3/SECRETKEY", &options)?;
+        assert_eq!(keyed.url(), "https://mainnet.example.org/…");
+        let local = Endpoint::new("http://127.0.0.1:8545", &options)?;
+        assert_eq!(local.url(), "http://127.0.0.1:8545");
         assert!(Endpoint::new("http://127.0.0.1:8545", &options).is_ok());
         assert!(Endpoint::new("https://mainnet.example.org/v3/key", &options).is_ok());
         assert!(Endpoint::new("ftp://example.org", &options).is_err());
@@ -205,5 +228,6 @@ mod tests {
             Endpoint::new("https://example.org", &missing_ca),
             Err(RpcError::Certificate { .. })
         ));
+        Ok(())
     }
 }

@@ -67,6 +67,9 @@ pub struct EthereumConfig {
     /// Anchor through this event contract (`chainiac anchor deploy`) instead of a transaction
     /// to the account itself.
     pub contract: Option<Address>,
+    /// The chain the endpoints must serve (1 for Ethereum mainnet): the node signs for no
+    /// other, whatever an endpoint says.
+    pub expected_chain_id: Option<u64>,
 }
 
 impl EthereumConfig {
@@ -81,6 +84,7 @@ impl EthereumConfig {
             journal: None,
             poll_interval: Duration::from_millis(250),
             contract: None,
+            expected_chain_id: None,
         }
     }
 }
@@ -177,12 +181,19 @@ impl EthereumAnchor {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn chain_id(&self, endpoint: &Endpoint) -> Result<u64, RpcError> {
-        endpoint
+    async fn chain_id(&self, endpoint: &Endpoint) -> Result<u64, AnchorError> {
+        let served = endpoint
             .provider()
             .get_chain_id()
             .await
-            .map_err(|e| endpoint.error("eth_chainId", e))
+            .map_err(|e| endpoint.error("eth_chainId", e))?;
+        match self.config.expected_chain_id {
+            Some(expected) if expected != served => Err(AnchorError::Refused(format!(
+                "{} serves Ethereum chain {served}, not chain {expected} (anchor.chain_id)",
+                endpoint.url()
+            ))),
+            _ => Ok(served),
+        }
     }
 
     async fn base_fee(&self, endpoint: &Endpoint) -> Result<u128, AnchorError> {

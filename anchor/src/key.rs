@@ -27,11 +27,12 @@ pub enum KeyError {
     /// The keystore does not open with the password, or is not a keystore.
     #[error("cannot open the keystore {path}: {reason} (wrong password?)")]
     Keystore { path: PathBuf, reason: String },
-    /// A plain key file others can read.
-    #[error(
-        "anchoring key {0} can be read by other users; run `chmod 600 {0}` (or use an encrypted keystore)"
-    )]
+    /// A plain key file (or a password file) others can read.
+    #[error("{0} can be read by other users; run `chmod 600 {0}`")]
     Exposed(PathBuf),
+    /// An empty password file.
+    #[error("the password file {0} is empty")]
+    EmptyPassword(PathBuf),
     /// A plain key file that does not hold a 32-byte hex secp256k1 key.
     #[error("anchoring key {0} is not a keystore nor a 64-digit hex secp256k1 key")]
     Malformed(PathBuf),
@@ -45,6 +46,24 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Reads a keystore password from `path` (its last line break dropped), refusing a file other
+/// users can read or an empty one.
+pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let mode = std::fs::metadata(path)
+        .map_err(io(path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Exposed(path.to_owned()));
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
+    let password = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    if password.is_empty() {
+        return Err(KeyError::EmptyPassword(path.to_owned()));
+    }
+    Ok(password)
 }
 
 /// Loads the key at `path`: a keystore (JSON) opened with `password`, or a plain 0600 hex key.
@@ -150,6 +169,16 @@ mod tests {
             text.contains("\"crypto\"") || text.contains("\"Crypto\""),
             "{text}"
         );
+
+        let password = dir.path().join("password");
+        std::fs::write(&password, "correct horse\n")?;
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600))?;
+        assert_eq!(read_password_file(&password)?.as_str(), "correct horse");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644))?;
+        assert!(matches!(
+            read_password_file(&password),
+            Err(KeyError::Exposed(_))
+        ));
 
         let junk = dir.path().join("junk.key");
         std::fs::write(&junk, "not a key")?;

@@ -33,7 +33,7 @@ pub use ethereum::{EthereumAnchor, EthereumConfig, Voucher};
 pub use evidence::{EvidenceError, VerifiedAnchor, build_evidence, trie_proof, verify_evidence};
 pub use fees::{FeePolicy, FeeRefusal, Fees, GWEI, gwei};
 pub use journal::JournalError;
-pub use key::{KeyError, create_key, load_key};
+pub use key::{KeyError, create_key, load_key, read_password_file};
 
 /// A boxed future, so that [`Anchor`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

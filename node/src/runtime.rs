@@ -200,7 +200,7 @@ impl RunningNode {
         let anchoring = match &config.anchor.ethereum_rpc {
             Some(rpc) => {
                 let anchoring = start_anchoring(config, rpc, &identity, &mut metrics)?;
-                tracing::info!(%rpc, account = ?anchoring.1, "anchoring the timeline in Ethereum");
+                tracing::info!(rpc = %anchoring.2, account = ?anchoring.1, "anchoring the timeline in Ethereum");
                 Some(anchoring.0)
             }
             None => None,
@@ -388,10 +388,14 @@ fn start_anchoring(
     rpc: &str,
     identity: &Arc<Identity>,
     metrics: &mut Metrics,
-) -> Result<(Anchoring, String), StartError> {
+) -> Result<(Anchoring, String, String), StartError> {
     let anchor = &config.anchor;
+    // The URL may carry a provider's API key: only its scheme, host and port are shown.
+    let shown = chainiac_anchor::Endpoint::new(rpc, &chainiac_anchor::EndpointOptions::default())
+        .map(|endpoint| endpoint.url().to_owned())
+        .unwrap_or_else(|_| "the configured ethereum_rpc".to_owned());
     let failed = |reason: String| StartError::Address {
-        address: rpc.to_owned(),
+        address: shown.clone(),
         reason,
     };
     let key_file = anchor.key_file.as_ref().ok_or_else(|| {
@@ -400,12 +404,9 @@ fn start_anchoring(
         )
     })?;
     let password = match &anchor.key_password_file {
-        Some(path) => Some(zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
-        )),
+        Some(path) => {
+            Some(chainiac_anchor::read_password_file(path).map_err(|e| failed(e.to_string()))?)
+        }
         None => std::env::var("CHAINIAC_ANCHOR_KEY_PASSWORD")
             .ok()
             .map(zeroize::Zeroizing::new),
@@ -428,6 +429,7 @@ fn start_anchoring(
     };
     ethereum.replace_after = std::time::Duration::from_secs(anchor.replace_after_seconds.max(1));
     ethereum.journal = Some(config.data_dir.join("anchor-journal.json"));
+    ethereum.expected_chain_id = anchor.chain_id;
     ethereum.contract = match &anchor.contract {
         Some(text) => Some(text.parse().map_err(|e| {
             failed(format!(
@@ -456,5 +458,5 @@ fn start_anchoring(
         metrics: crate::anchoring::AnchorMetrics::default(),
     };
     metrics.register_anchoring(&anchoring.metrics);
-    Ok((anchoring, address))
+    Ok((anchoring, address, shown))
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chainiac_api::types::{AnchorProofJson, TimelineAnchorsJson};
 use clap::Subcommand;
 
@@ -180,21 +180,13 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The password in `path` (its last line break dropped), if a path is given.
+/// The password in `path` (its last line break dropped), if a path is given; the file must
+/// be readable by its owner only.
 fn read_password(
     path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
-    let password = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .trim_end_matches(['\n', '\r'])
-            .to_owned(),
-    );
-    if password.is_empty() {
-        bail!("the password file {} is empty", path.display());
-    }
-    Ok(Some(password))
+    Ok(match path {
+        Some(path) => Some(chainiac_anchor::read_password_file(path)?),
+        None => None,
+    })
 }

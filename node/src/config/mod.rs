@@ -198,6 +198,9 @@ pub struct AnchorConfig {
     /// More endpoints (other providers) that must agree an anchor's block is canonical.
     #[serde(default)]
     pub check_rpcs: Vec<String>,
+    /// The Ethereum chain id the endpoints must serve (1: mainnet); unchecked if unset.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
     /// The node's Ethereum key (`chainiac anchor key`): an encrypted keystore or a 0600 file.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
@@ -267,6 +270,7 @@ impl Default for AnchorConfig {
         Self {
             ethereum_rpc: None,
             check_rpcs: Vec::new(),
+            chain_id: None,
             key_file: None,
             key_password_file: None,
             ca_file: None,
@@ -493,6 +497,9 @@ impl NodeConfig {
                 let mut lines = String::new();
                 if let Some(rpc) = &anchor.ethereum_rpc {
                     lines.push_str(&format!("ethereum_rpc = {}\n", quote(rpc)));
+                }
+                if let Some(chain_id) = anchor.chain_id {
+                    lines.push_str(&format!("chain_id = {chain_id}\n"));
                 }
                 if let Some(contract) = &anchor.contract {
                     lines.push_str(&format!("contract = {}\n", quote(contract)));
