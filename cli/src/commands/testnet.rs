@@ -240,7 +240,14 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the chainiac executable")?;
-    let mut planned = Vec::new();
+    // anvil first, and every anchoring key funded, before any port is chosen: the funding's
+    // connections take ephemeral ports that a chosen (and released) port could be.
+    let anvil = if anvil {
+        Some(start_anvil(&dir)?)
+    } else {
+        None
+    };
+    let mut prepared = Vec::new();
     let mut roster = Vec::new();
     for i in 0..count {
         let name = format!("node-{i}");
@@ -256,17 +263,22 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         let key = chainiac_protocol::keys::PublicKey::from_hex(&public.public_key)
             .context("node.pub.json")?;
         let peer = peer_id_of(&key).context("peer id")?;
+        let anchor_key = match &anvil {
+            Some(anvil) => Some(testnet_anchor_key(&node_dir, &anvil.url)?),
+            None => None,
+        };
+        roster.push(public);
+        prepared.push((name, node_dir, config_path, peer, anchor_key));
+    }
+    let mut planned = Vec::new();
+    let mut anchor_keys = Vec::new();
+    for (name, node_dir, config_path, peer, anchor_key) in prepared {
         let p2p_port = free_port()?;
         let api: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let p2p = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer}");
-        roster.push(public);
         planned.push((name, node_dir, config_path, api, p2p_port, p2p));
+        anchor_keys.push(anchor_key);
     }
-    let anvil = if anvil {
-        Some(start_anvil(&dir)?)
-    } else {
-        None
-    };
     let roster_path = dir.join("roster.json");
     std::fs::write(&roster_path, serde_json::to_string_pretty(&roster)?)?;
     // One API token for every node of the testnet, so that one file drives all of them.
@@ -283,10 +295,7 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         config.api.listen = api;
         config.api.token_file = Some(token_path.clone());
         config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
-        config.anchor.key_file = match &anvil {
-            Some(anvil) => Some(testnet_anchor_key(&node_dir, &anvil.url)?),
-            None => None,
-        };
+        config.anchor.key_file = anchor_keys.get(i).cloned().flatten();
         std::fs::write(&config_path, config.to_commented_toml())?;
         let mut node = TestnetNode {
             name,
