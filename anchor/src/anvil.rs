@@ -45,56 +45,38 @@ pub async fn fund_from_dev_account(
     to: alloy::primitives::Address,
     wei: u128,
 ) -> Result<(), crate::AnchorError> {
-    use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-    use alloy::eips::eip2718::Encodable2718;
-    use alloy::network::TxSignerSync;
     use alloy::primitives::{TxKind, U256};
-    use alloy::providers::Provider;
     use alloy::signers::local::PrivateKeySigner;
+    use std::time::Duration;
 
     let endpoint = crate::Endpoint::new(url, &crate::EndpointOptions::default())?;
-    let provider = endpoint.provider();
     let refused = |e: String| crate::AnchorError::Refused(format!("funding {to}: {e}"));
     let signer: PrivateKeySigner = ANVIL_DEV_KEY.parse().map_err(|e| refused(format!("{e}")))?;
-    let chain_id = provider
-        .get_chain_id()
-        .await
-        .map_err(|e| endpoint.error("eth_chainId", e))?;
-    let nonce = provider
-        .get_transaction_count(signer.address())
-        .pending()
-        .await
-        .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
-    let mut transaction = TxEip1559 {
-        chain_id,
-        nonce,
+    let transfer = crate::transaction::UnsignedTransaction {
+        chain_id: endpoint.chain_id().await?,
+        nonce: endpoint.pending_nonce(signer.address()).await?,
         gas_limit: 21_000,
-        max_fee_per_gas: 1_000 * crate::GWEI,
-        max_priority_fee_per_gas: crate::GWEI,
+        // A local chain: any fee anvil could ask is below this.
+        fees: crate::Fees {
+            max_fee_per_gas: 1_000 * crate::GWEI,
+            priority_fee_per_gas: crate::GWEI,
+        },
         to: TxKind::Call(to),
         value: U256::from(wei),
-        access_list: Default::default(),
         input: Default::default(),
-    };
-    let signature = signer
-        .sign_transaction_sync(&mut transaction)
-        .map_err(|e| refused(e.to_string()))?;
-    let envelope = TxEnvelope::Eip1559(transaction.into_signed(signature));
-    let hash = *envelope.tx_hash();
-    let _sent = provider
-        .send_raw_transaction(&envelope.encoded_2718())
-        .await
-        .map_err(|e| endpoint.error("eth_sendRawTransaction", e))?;
-    for _ in 0..600 {
-        if provider
-            .get_transaction_receipt(hash)
-            .await
-            .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?
-            .is_some()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Err(refused("the transfer was not mined within 60 s".into()))
+    .sign(&signer)
+    .map_err(|e| refused(e.to_string()))?;
+    endpoint.send(&transfer).await?;
+    match endpoint
+        .wait_receipt(
+            transfer.hash,
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+        )
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(refused("the transfer was not mined within 60 s".into())),
+    }
 }

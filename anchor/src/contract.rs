@@ -18,14 +18,14 @@
 //! Creation code, `67365f5f37365fa0005f5260086018f3`: `PUSH8 runtime; PUSH0; MSTORE;
 //! PUSH1 8; PUSH1 24; RETURN` (returns the 8 runtime bytes stored at memory 24..32).
 
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy::eips::eip2718::Encodable2718;
-use alloy::network::TxSignerSync;
+use std::time::Duration;
+
 use alloy::primitives::{Address, Bytes, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::fees::FeePolicy;
+use crate::transaction::UnsignedTransaction;
 use crate::{AnchorError, Endpoint, EndpointOptions};
 
 /// The contract's runtime code.
@@ -49,60 +49,30 @@ pub async fn deploy_contract(
     fees: &FeePolicy,
 ) -> Result<Address, AnchorError> {
     let endpoint = Endpoint::new(url, options)?;
-    let provider = endpoint.provider();
-    let chain_id = provider
-        .get_chain_id()
-        .await
-        .map_err(|e| endpoint.error("eth_chainId", e))?;
-    let latest = provider
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await
-        .map_err(|e| endpoint.error("eth_getBlockByNumber", e))?
-        .ok_or_else(|| endpoint.missing("eth_getBlockByNumber", "latest block"))?;
-    let base_fee = latest.header.inner.base_fee_per_gas.map_or(0, u128::from);
-    let offered = fees.first(base_fee)?;
-    let nonce = provider
-        .get_transaction_count(signer.address())
-        .pending()
-        .await
-        .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
-    let mut transaction = TxEip1559 {
-        chain_id,
+    let offered = fees.first(endpoint.base_fee().await?)?;
+    let nonce = endpoint.pending_nonce(signer.address()).await?;
+    let deployment = UnsignedTransaction {
+        chain_id: endpoint.chain_id().await?,
         nonce,
         // 32,000 for a creation, the creation code's calldata, and 200 per byte of code.
         gas_limit: 100_000,
-        max_fee_per_gas: offered.max_fee_per_gas,
-        max_priority_fee_per_gas: offered.priority_fee_per_gas,
+        fees: offered,
         to: TxKind::Create,
         value: U256::ZERO,
-        access_list: Default::default(),
         input: Bytes::from(contract_creation_code()),
-    };
-    let signature = signer
-        .sign_transaction_sync(&mut transaction)
-        .map_err(|e| AnchorError::Refused(format!("cannot sign the deployment: {e}")))?;
-    let envelope = TxEnvelope::Eip1559(transaction.into_signed(signature));
-    let hash = *envelope.tx_hash();
-    let _pending = provider
-        .send_raw_transaction(&envelope.encoded_2718())
-        .await
-        .map_err(|e| endpoint.error("eth_sendRawTransaction", e))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    let receipt = loop {
-        if let Some(receipt) = provider
-            .get_transaction_receipt(hash)
-            .await
-            .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?
-        {
-            break receipt;
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(AnchorError::Refused(format!(
+    }
+    .sign(signer)
+    .map_err(|e| AnchorError::Refused(format!("cannot sign the deployment: {e}")))?;
+    let hash = deployment.hash;
+    endpoint.send(&deployment).await?;
+    let receipt = endpoint
+        .wait_receipt(hash, Duration::from_secs(600), Duration::from_millis(500))
+        .await?
+        .ok_or_else(|| {
+            AnchorError::Refused(format!(
                 "the deployment {hash:#x} was not mined within 10 minutes; check it, then deploy again if it is gone"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    };
+            ))
+        })?;
     if !receipt.status() {
         return Err(AnchorError::Refused(format!(
             "the deployment {hash:#x} failed"
@@ -110,7 +80,8 @@ pub async fn deploy_contract(
     }
     // The address follows from the sender and nonce; the endpoint's word is not needed.
     let address = signer.address().create(nonce);
-    let code = provider
+    let code = endpoint
+        .provider()
         .get_code_at(address)
         .await
         .map_err(|e| endpoint.error("eth_getCode", e))?;

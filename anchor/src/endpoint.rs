@@ -6,9 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::network::Ethereum;
-use alloy::providers::RootProvider;
+use alloy::primitives::{Address, B256};
+use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
+use alloy::rpc::types::TransactionReceipt;
 use alloy::transports::{RpcError as TransportRpcError, TransportErrorKind};
+
+use crate::AnchorError;
+use crate::transaction::SignedTransaction;
 
 /// How long one JSON-RPC request may take before the endpoint counts as unreachable.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -192,6 +197,82 @@ impl Endpoint {
                 method: method.into(),
                 detail: other.to_string(),
             },
+        }
+    }
+
+    /// The id of the chain the endpoint serves.
+    pub(crate) async fn chain_id(&self) -> Result<u64, RpcError> {
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| self.error("eth_chainId", e))
+    }
+
+    /// The next nonce of `address`, counting its transactions still in the pool.
+    pub(crate) async fn pending_nonce(&self, address: Address) -> Result<u64, RpcError> {
+        self.provider
+            .get_transaction_count(address)
+            .pending()
+            .await
+            .map_err(|e| self.error("eth_getTransactionCount", e))
+    }
+
+    /// The latest block's base fee; a network without one (before London) is refused, since
+    /// EIP-1559 fees cannot be set on it.
+    pub(crate) async fn base_fee(&self) -> Result<u128, AnchorError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| self.error("eth_getBlockByNumber", e))?
+            .ok_or_else(|| self.missing("eth_getBlockByNumber", "latest block"))?;
+        block
+            .header
+            .inner
+            .base_fee_per_gas
+            .map(u128::from)
+            .ok_or_else(|| {
+                AnchorError::Refused(format!(
+                    "the Ethereum network behind {} has no base fee (not EIP-1559); anchoring needs London or later",
+                    self.url
+                ))
+            })
+    }
+
+    /// Sends a signed transaction (`eth_sendRawTransaction`).
+    pub(crate) async fn send(&self, transaction: &SignedTransaction) -> Result<(), RpcError> {
+        self.provider
+            .send_raw_transaction(&transaction.raw)
+            .await
+            .map(|_pending| ())
+            .map_err(|e| self.error("eth_sendRawTransaction", e))
+    }
+
+    /// The receipt of `hash`, if it is mined.
+    pub(crate) async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>, RpcError> {
+        self.provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| self.error("eth_getTransactionReceipt", e))
+    }
+
+    /// The receipt of `hash` once it is mined, asking every `poll`; `None` if `within` passes
+    /// first.
+    pub(crate) async fn wait_receipt(
+        &self,
+        hash: B256,
+        within: Duration,
+        poll: Duration,
+    ) -> Result<Option<TransactionReceipt>, RpcError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(receipt) = self.receipt(hash).await? {
+                return Ok(Some(receipt));
+            }
+            if tokio::time::Instant::now() + poll > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(poll).await;
         }
     }
 

@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use alloy::consensus::{SignableTransaction, Transaction as _, TxEip1559, TxEnvelope};
+use alloy::consensus::{Transaction as _, TxEnvelope};
 use alloy::eips::BlockId;
 use alloy::eips::eip2718::Encodable2718;
-use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
@@ -24,6 +23,7 @@ use crate::endpoint::{Endpoint, EndpointOptions, RpcError};
 use crate::evidence::{build_evidence, verify_evidence};
 use crate::fees::{FeePolicy, FeeRefusal, Fees};
 use crate::journal::{Journal, Pending};
+use crate::transaction::UnsignedTransaction;
 use crate::{AccountStatus, Anchor, AnchorError, BoxFuture, Confirmation};
 use crate::{AnchorProof, AnchorRequest, anchor_calldata};
 
@@ -182,11 +182,7 @@ impl EthereumAnchor {
     }
 
     async fn chain_id(&self, endpoint: &Endpoint) -> Result<u64, AnchorError> {
-        let served = endpoint
-            .provider()
-            .get_chain_id()
-            .await
-            .map_err(|e| endpoint.error("eth_chainId", e))?;
+        let served = endpoint.chain_id().await?;
         match self.config.expected_chain_id {
             Some(expected) if expected != served => Err(AnchorError::Refused(format!(
                 "{} serves Ethereum chain {served}, not chain {expected} (anchor.chain_id)",
@@ -194,25 +190,6 @@ impl EthereumAnchor {
             ))),
             _ => Ok(served),
         }
-    }
-
-    async fn base_fee(&self, endpoint: &Endpoint) -> Result<u128, AnchorError> {
-        let block = endpoint
-            .provider()
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| endpoint.error("eth_getBlockByNumber", e))?
-            .ok_or_else(|| endpoint.missing("eth_getBlockByNumber", "latest block"))?;
-        block
-            .header
-            .inner
-            .base_fee_per_gas
-            .map(u128::from)
-            .ok_or_else(|| {
-                AnchorError::Refused(
-                    "the Ethereum network has no base fee (not EIP-1559); anchoring needs London or later".into(),
-                )
-            })
     }
 
     /// The canonical hash of block `number` on `endpoint`, and its head number.
@@ -334,12 +311,9 @@ impl EthereumAnchor {
             let Ok(hash) = hash.parse::<B256>() else {
                 continue;
             };
-            let receipt = endpoint
-                .provider()
-                .get_transaction_receipt(hash)
-                .await
-                .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?;
-            let Some(receipt) = receipt else { continue };
+            let Some(receipt) = endpoint.receipt(hash).await? else {
+                continue;
+            };
             if !receipt.status() {
                 // The nonce is spent; what it cost is not known from verified data, so the
                 // worst case stays counted against the daily cap.
@@ -401,42 +375,30 @@ impl EthereumAnchor {
             let spent = journal.spent_today(now).saturating_sub(already);
             self.config.fees.within_cap(spent, worst_case)?;
         }
-        let mut transaction = TxEip1559 {
+        let signed = UnsignedTransaction {
             chain_id,
             nonce: pending.nonce,
             gas_limit: pending.gas_limit,
-            max_fee_per_gas: fees.max_fee_per_gas,
-            max_priority_fee_per_gas: fees.priority_fee_per_gas,
+            fees,
             to: TxKind::Call(sender.recipient),
             value: U256::ZERO,
-            access_list: Default::default(),
             input: Bytes::from(anchor_calldata(request)),
-        };
-        let signature = sender
-            .signer
-            .sign_transaction_sync(&mut transaction)
-            .map_err(|e| {
-                AnchorError::Refused(format!("cannot sign the anchoring transaction: {e}"))
-            })?;
-        let envelope = TxEnvelope::Eip1559(transaction.into_signed(signature));
-        let hash = *envelope.tx_hash();
+        }
+        .sign(&sender.signer)
+        .map_err(|e| AnchorError::Refused(format!("cannot sign the anchoring transaction: {e}")))?;
+        let hash = signed.hash;
         pending.sent.push((hex0x(&hash), fees));
         pending.last_sent_at = unix_now();
         self.journal().record_sent(pending.clone(), worst_case)?;
-        let raw = envelope.encoded_2718();
-        match endpoint.provider().send_raw_transaction(&raw).await {
-            Ok(_) => {}
-            Err(error) => {
-                let error = endpoint.error("eth_sendRawTransaction", error);
-                let known = error.refusal().is_some_and(|message| {
-                    let message = message.to_ascii_lowercase();
-                    message.contains("already known")
-                        || message.contains("already imported")
-                        || message.contains("nonce too low")
-                });
-                if !known {
-                    return Err(error.into());
-                }
+        if let Err(error) = endpoint.send(&signed).await {
+            let known = error.refusal().is_some_and(|message| {
+                let message = message.to_ascii_lowercase();
+                message.contains("already known")
+                    || message.contains("already imported")
+                    || message.contains("nonce too low")
+            });
+            if !known {
+                return Err(error.into());
             }
         }
         tracing::info!(
@@ -489,12 +451,8 @@ impl EthereumAnchor {
             None => None,
         };
         if pending.is_none() {
-            let fees = self.config.fees.first(self.base_fee(endpoint).await?)?;
-            let nonce = provider
-                .get_transaction_count(address)
-                .pending()
-                .await
-                .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
+            let fees = self.config.fees.first(endpoint.base_fee().await?)?;
+            let nonce = endpoint.pending_nonce(address).await?;
             let estimate = provider
                 .estimate_gas(TransactionRequest {
                     from: Some(address),
@@ -556,7 +514,7 @@ impl EthereumAnchor {
                 let Some(&(_, stuck)) = pending.sent.last() else {
                     return Err(AnchorError::Refused("no transaction to replace".into()));
                 };
-                let base_fee = self.base_fee(endpoint).await?;
+                let base_fee = endpoint.base_fee().await?;
                 match self.config.fees.replacement(stuck, base_fee) {
                     Ok(fees) => {
                         tracing::warn!(
@@ -629,12 +587,7 @@ impl EthereumAnchor {
                 proof.transaction
             )));
         };
-        let Some(receipt) = endpoint
-            .provider()
-            .get_transaction_receipt(hash)
-            .await
-            .map_err(|e| endpoint.error("eth_getTransactionReceipt", e))?
-        else {
+        let Some(receipt) = endpoint.receipt(hash).await? else {
             return Ok(None);
         };
         if !receipt.status() {

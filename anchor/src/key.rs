@@ -48,9 +48,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// Reads a keystore password from `path` (its last line break dropped), refusing a file other
-/// users can read or an empty one.
-pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+/// Refuses a secret file that users other than its owner may read or write.
+fn owner_only(path: &Path) -> Result<(), KeyError> {
     let mode = std::fs::metadata(path)
         .map_err(io(path))?
         .permissions()
@@ -58,6 +57,13 @@ pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
     if mode & 0o077 != 0 {
         return Err(KeyError::Exposed(path.to_owned()));
     }
+    Ok(())
+}
+
+/// Reads a keystore password from `path` (its last line break dropped), refusing a file other
+/// users can read or an empty one.
+pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    owner_only(path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
     let password = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
     if password.is_empty() {
@@ -78,13 +84,7 @@ pub fn load_key(path: &Path, password: Option<&str>) -> Result<PrivateKeySigner,
             }
         });
     }
-    let mode = std::fs::metadata(path)
-        .map_err(io(path))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Exposed(path.to_owned()));
-    }
+    owner_only(path)?;
     let digits = text.trim().trim_start_matches("0x");
     let mut secret = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(digits, secret.as_mut())

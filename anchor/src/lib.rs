@@ -19,6 +19,7 @@ mod fees;
 mod journal;
 mod key;
 pub mod synthetic;
+mod transaction;
 
 use std::future::Future;
 use std::pin::Pin;

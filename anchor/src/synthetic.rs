@@ -3,15 +3,14 @@
 //! inputs give the same bytes), receipts with a chosen status and logs, and a header whose
 //! roots commit to them. Nothing here talks to a network.
 
-use alloy::consensus::{
-    Eip658Value, Header, Receipt, ReceiptEnvelope, SignableTransaction, TxEip1559, TxEnvelope,
-};
+use alloy::consensus::{Eip658Value, Header, Receipt, ReceiptEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Log, TxKind, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::evidence::{EvidenceError, build_evidence, trie_proof};
+use crate::fees::Fees;
+use crate::transaction::UnsignedTransaction;
 use crate::{AnchorAccount, AnchorProof, AnchorRequest};
 
 /// A signed EIP-1559 transaction (EIP-2718 encoding) from `key` to `to` with `input`.
@@ -22,19 +21,20 @@ pub fn signed_transaction(
     to: Address,
     input: &[u8],
 ) -> Result<Vec<u8>, alloy::signers::Error> {
-    let mut tx = TxEip1559 {
+    let signed = UnsignedTransaction {
         chain_id,
         nonce,
         gas_limit: 30_000,
-        max_fee_per_gas: 2_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
+        fees: Fees {
+            max_fee_per_gas: 2_000_000_000,
+            priority_fee_per_gas: 1_000_000_000,
+        },
         to: TxKind::Call(to),
         value: U256::ZERO,
-        access_list: Default::default(),
         input: input.to_vec().into(),
-    };
-    let signature = key.sign_transaction_sync(&mut tx)?;
-    Ok(TxEnvelope::Eip1559(tx.into_signed(signature)).encoded_2718())
+    }
+    .sign(key)?;
+    Ok(signed.raw)
 }
 
 /// An EIP-1559 receipt (EIP-2718 encoding).

@@ -84,22 +84,26 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     let apis = (0..cluster.len())
         .map(|i| cluster.api(i))
         .collect::<TestResult<Vec<_>>>()?;
-    wait_for("a node to show its anchoring account", || async {
-        (0..cluster.len()).any(|i| {
-            chainiac_tests::http(apis[i], "GET", "/anchors", None).is_ok_and(|(_, all)| {
-                all[0]["account"]["balance_wei"]
-                    .as_str()
-                    .and_then(|b| b.parse::<u128>().ok())
-                    .is_some_and(|balance| balance > 0 && balance < 100 * 1_000_000_000 * GWEI)
-            })
-        })
-    })
+    // The node that sent an anchor shows it with its cost, and an account that paid for it
+    // (the others' accounts may not have sent anything yet).
+    let has_paid_anchor = |all: &serde_json::Value| {
+        let spent = all[0]["account"]["balance_wei"]
+            .as_str()
+            .and_then(|b| b.parse::<u128>().ok())
+            .is_some_and(|balance| balance > 0 && balance < 100 * 1_000_000_000 * GWEI);
+        spent && all[0]["anchors"][0]["cost_wei"].is_string()
+    };
+    let paid_by = |i: usize| {
+        chainiac_tests::http(apis[i], "GET", "/anchors", None)
+            .is_ok_and(|(_, all)| has_paid_anchor(&all))
+    };
+    wait_for(
+        "a node to show its anchoring account and a paid anchor",
+        || async { (0..cluster.len()).any(paid_by) },
+    )
     .await?;
     let leader = (0..cluster.len())
-        .find(|&i| {
-            chainiac_tests::http(apis[i], "GET", "/anchors", None)
-                .is_ok_and(|(_, all)| all[0]["account"].is_object())
-        })
+        .find(|&i| paid_by(i))
         .ok_or("no anchoring node")?;
     let (_, listed) = chainiac_tests::http(apis[leader], "GET", "/anchors", None)?;
     eprintln!("anchoring account: {}", listed[0]["account"]);

@@ -121,6 +121,25 @@ pub(crate) async fn check_newest_anchor(
     }
 }
 
+/// The anchors peers list for the timeline of `view`, in the connection's order (peer by
+/// peer): only those of blocks up to the verified one, with Ethereum hashes of the right shape
+/// (others are neither checked nor shown).
+async fn listed_anchors(
+    connection: &Connection,
+    view: &TimelineView,
+) -> Vec<chainiac_anchor::AnchorProof> {
+    connection
+        .anchors(view.chain)
+        .await
+        .into_iter()
+        .filter(|a| {
+            a.timeline_index <= view.index
+                && is_ethereum_hash(&a.transaction)
+                && is_ethereum_hash(&a.block_hash)
+        })
+        .collect()
+}
+
 async fn newest_checked_anchor(
     connection: &Connection,
     view: &TimelineView,
@@ -128,17 +147,11 @@ async fn newest_checked_anchor(
 ) -> anyhow::Result<CheckedAnchor> {
     use chainiac_anchor::{Anchor, AnchorError, EthereumAnchor, EthereumConfig};
     let timeline = view.chain;
-    let candidates: Vec<_> = connection
-        .anchors(timeline)
+    let candidates: Vec<_> = listed_anchors(connection, view)
         .await
         .into_iter()
-        .filter(|a| {
-            a.timeline_index <= view.index
-                && is_ethereum_hash(&a.transaction)
-                && is_ethereum_hash(&a.block_hash)
-                // Junk a peer lists must not crowd out the anchors worth asking Ethereum about.
-                && chainiac_anchor::verify_evidence(a).is_ok()
-        })
+        // Junk a peer lists must not crowd out the anchors worth asking Ethereum about.
+        .filter(|a| chainiac_anchor::verify_evidence(a).is_ok())
         .take(ANCHORS_TRIED)
         .collect();
     if candidates.is_empty() {
@@ -685,12 +698,7 @@ async fn describe_timeline(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
     );
-    let Some(anchor) = connection
-        .anchors(view.chain)
-        .await
-        .into_iter()
-        .find(|a| a.timeline_index <= view.index && is_ethereum_hash(&a.transaction))
-    else {
+    let Some(anchor) = listed_anchors(connection, view).await.into_iter().next() else {
         return;
     };
     // The offline part of the check: the anchor's own Ethereum evidence, its block in the

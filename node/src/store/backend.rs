@@ -105,6 +105,15 @@ pub trait KeyValue: Send + Sync + 'static {
         self.scan_from(column, prefix, prefix, limit)
     }
 
+    /// Up to `limit` entries whose key starts with `prefix`, last key first: the newest of
+    /// keys that end in a big-endian counter, without reading the older ones.
+    fn scan_prefix_reverse(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+
     /// Up to `limit` entries whose key starts with `prefix` and is at least `from`, in key
     /// order.
     fn scan_from(
@@ -114,4 +123,13 @@ pub trait KeyValue: Send + Sync + 'static {
         from: &[u8],
         limit: usize,
     ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+/// The smallest key greater than every key that starts with `prefix`, if there is one (there
+/// is none for an empty prefix or one of only `0xff` bytes).
+pub(super) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&byte| byte != 0xff)?;
+    let mut successor = prefix[..=last].to_vec();
+    successor[last] += 1;
+    Some(successor)
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+use super::backend::prefix_successor;
 use super::{Batch, Column, KeyValue, StoreResult};
 
 /// Every column's entries in one ordered map, keyed by (column, key).
@@ -51,6 +52,39 @@ impl KeyValue for MemoryBackend {
             .range((column, start.to_vec())..)
             .take_while(|((c, key), _)| *c == column && key.starts_with(prefix))
             .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn scan_prefix_reverse(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let columns = self.columns.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = (column, prefix.to_vec());
+        let matching = |((c, key), _): &(&(Column, Vec<u8>), &Vec<u8>)| {
+            *c == column && key.starts_with(prefix)
+        };
+        let entries: Vec<_> = match prefix_successor(prefix) {
+            Some(end) => columns
+                .range(start..(column, end))
+                .rev()
+                .take_while(matching)
+                .take(limit)
+                .collect(),
+            None => columns
+                .range(start..)
+                .take_while(matching)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .take(limit)
+                .collect(),
+        };
+        Ok(entries
+            .into_iter()
             .map(|((_, key), value)| (key.clone(), value.clone()))
             .collect())
     }

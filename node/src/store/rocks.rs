@@ -6,6 +6,7 @@ use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
+use super::backend::prefix_successor;
 use super::{Batch, Column, KeyValue, SCHEMA_VERSION, StoreError, StoreResult};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -151,6 +152,36 @@ impl KeyValue for RocksBackend {
         for item in iterator {
             let (key, value) = item.map_err(|e| self.error(&e))?;
             if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn scan_prefix_reverse(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        limit: usize,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Seeks to the last key at or before the prefix's successor (which itself may exist
+        // and is skipped), then walks back while keys start with the prefix.
+        let successor = prefix_successor(prefix);
+        let mode = match &successor {
+            Some(key) => IteratorMode::From(key, Direction::Reverse),
+            None => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.family(column)?, mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(|e| self.error(&e))?;
+            if !key.starts_with(prefix) {
+                if successor.as_deref() == Some(key.as_ref()) {
+                    continue;
+                }
                 break;
             }
             out.push((key.into_vec(), value.into_vec()));
