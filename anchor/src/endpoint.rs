@@ -13,6 +13,7 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::transports::{RpcError as TransportRpcError, TransportErrorKind};
 
 use crate::AnchorError;
+use crate::capped_http::{CappedHttp, MAX_RESPONSE_BYTES};
 use crate::transaction::SignedTransaction;
 
 /// How long one JSON-RPC request may take before the endpoint counts as unreachable.
@@ -156,8 +157,10 @@ impl Endpoint {
             message: format!("cannot set up the HTTP client: {e}"),
         })?;
         let full = parsed.as_str().to_owned();
-        let rpc = RpcClient::new_http_with_client(client, parsed)
-            .with_poll_interval(Duration::from_millis(200));
+        let is_local = alloy::transports::utils::guess_local_url(&parsed);
+        let transport = CappedHttp::new(client, parsed, MAX_RESPONSE_BYTES);
+        let rpc =
+            RpcClient::new(transport, is_local).with_poll_interval(Duration::from_millis(200));
         Ok(Self {
             url: shown,
             full,
@@ -289,6 +292,120 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// How a made-up endpoint answers.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// A chain id, echoing the request's id.
+        ChainId,
+        /// A header announcing a body over the limit.
+        AnnouncedTooLarge,
+        /// A chunked body that never ends.
+        Endless,
+    }
+
+    /// Serves one HTTP request on a loopback port the way `answer` says; returns the URL.
+    async fn serve(answer: Answer) -> Result<String, Box<dyn std::error::Error>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // The request: headers, then a body of Content-Length bytes.
+            let body = loop {
+                let Ok(read) = stream.read(&mut buffer).await else {
+                    return;
+                };
+                if read == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|line| {
+                            line.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|value| value.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break request[end + 4..end + 4 + length].to_vec();
+                    }
+                }
+            };
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .map(|request| request["id"].clone())
+                .unwrap_or_default();
+            match answer {
+                Answer::ChainId => {
+                    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": "0x7a69"})
+                        .to_string();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(body.as_bytes()).await;
+                }
+                Answer::AnnouncedTooLarge => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        MAX_RESPONSE_BYTES + 1
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    // Then nothing: the client must not wait for the body.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Answer::Endless => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b' '; 1 << 20];
+                    let framed = [
+                        format!("{:x}\r\n", chunk.len()).into_bytes(),
+                        chunk,
+                        b"\r\n".to_vec(),
+                    ]
+                    .concat();
+                    // Until the client hangs up.
+                    while stream.write_all(&framed).await.is_ok() {}
+                }
+            }
+        });
+        Ok(url)
+    }
+
+    #[tokio::test]
+    async fn answers_over_the_size_limit_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let options = EndpointOptions::default();
+        let honest = Endpoint::new(&serve(Answer::ChainId).await?, &options)?;
+        assert_eq!(honest.chain_id().await?, 31337);
+        for answer in [Answer::AnnouncedTooLarge, Answer::Endless] {
+            let endpoint = Endpoint::new(&serve(answer).await?, &options)?;
+            let started = std::time::Instant::now();
+            let error = endpoint
+                .chain_id()
+                .await
+                .err()
+                .ok_or("a huge answer was read")?;
+            assert!(
+                error.to_string().contains("larger than 33554432 bytes"),
+                "{error}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "refused at once"
+            );
+        }
+        Ok(())
+    }
 
     #[test]
     fn urls() -> Result<(), RpcError> {

@@ -11,6 +11,7 @@
 //! same nonce, so a timeline block is never anchored twice.
 
 mod anvil;
+mod capped_http;
 mod contract;
 mod endpoint;
 mod ethereum;
@@ -25,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use anvil::{ANVIL_DEV_KEY, AnvilNotFound, anvil_binary, fund_from_dev_account};
+pub use capped_http::MAX_RESPONSE_BYTES;
 pub use chainiac_protocol::anchor::{
     AnchorAccount, AnchorEvidence, AnchorProof, AnchorRequest, CALLDATA_TAG, anchor_calldata,
 };
