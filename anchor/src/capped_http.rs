@@ -13,6 +13,11 @@ use alloy::transports::{TransportError, TransportErrorKind, TransportFut};
 /// under about 8 MB, twice that in hex.
 pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
+/// The largest body of an answer with an error status that is read.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+/// How much of an unusable answer an error message shows.
+const MAX_EXCERPT_BYTES: usize = 512;
+
 /// JSON-RPC over HTTP(S) with a bounded answer size.
 #[derive(Clone, Debug)]
 pub(crate) struct CappedHttp {
@@ -44,30 +49,52 @@ impl CappedHttp {
             .send()
             .await
             .map_err(TransportErrorKind::custom)?;
-        let too_large = || TransportErrorKind::custom(TooLarge { limit: self.limit });
-        if response
-            .content_length()
-            .is_some_and(|length| length > self.limit as u64)
-        {
+        let status = response.status();
+        // A refusal's body is a short JSON-RPC error; nothing longer is worth reading.
+        let limit = if status.is_success() {
+            self.limit
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        let too_large = || TransportErrorKind::custom(TooLarge { limit });
+        let announced = response.content_length();
+        if announced.is_some_and(|length| length > limit as u64) {
             return Err(too_large());
         }
-        let status = response.status();
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(announced.map_or(0, |length| length as usize));
         while let Some(chunk) = response.chunk().await.map_err(TransportErrorKind::custom)? {
-            if body.len() + chunk.len() > self.limit {
+            if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
+            // Some providers send a JSON-RPC error ("nonce too low", "already known") with a
+            // 4xx or 5xx status: it is the node's answer, not a failure to reach it.
+            if let Ok(packet) = serde_json::from_slice::<ResponsePacket>(&body)
+                && packet.is_error()
+            {
+                return Ok(packet);
+            }
             return Err(TransportErrorKind::http_error(
                 status.as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
+                excerpt(&body),
             ));
         }
         serde_json::from_slice(&body)
-            .map_err(|error| TransportError::deser_err(error, String::from_utf8_lossy(&body)))
+            .map_err(|error| TransportError::deser_err(error, excerpt(&body)))
     }
+}
+
+/// The start of an answer, for an error message: enough to tell what answered, never the
+/// megabytes a hostile endpoint sent (they would be copied into every log line).
+fn excerpt(body: &[u8]) -> String {
+    let shown = &body[..body.len().min(MAX_EXCERPT_BYTES)];
+    let mut text = String::from_utf8_lossy(shown).into_owned();
+    if body.len() > shown.len() {
+        text.push_str(&format!("… ({} bytes)", body.len()));
+    }
+    text
 }
 
 impl tower::Service<RequestPacket> for CappedHttp {

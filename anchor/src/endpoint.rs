@@ -147,7 +147,10 @@ impl Endpoint {
         }
         let mut builder = reqwest::Client::builder()
             .timeout(options.request_timeout)
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A redirect would replay the request to wherever the endpoint points (another
+            // host, plain http): an endpoint is the URL the operator configured, nothing else.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &options.ca_file {
             builder = builder.tls_certs_merge(read_ca(path)?);
         }
@@ -269,8 +272,14 @@ impl Endpoint {
     ) -> Result<Option<TransactionReceipt>, RpcError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(receipt) = self.receipt(hash).await? {
-                return Ok(Some(receipt));
+            // A transaction already sent is worth waiting for through a passing outage:
+            // an unreachable endpoint is asked again until the deadline.
+            match self.receipt(hash).await {
+                Ok(Some(receipt)) => return Ok(Some(receipt)),
+                Ok(None) => {}
+                Err(RpcError::Unreachable { .. })
+                    if tokio::time::Instant::now() + poll <= deadline => {}
+                Err(error) => return Err(error),
             }
             if tokio::time::Instant::now() + poll > deadline {
                 return Ok(None);
@@ -303,6 +312,12 @@ mod tests {
         AnnouncedTooLarge,
         /// A chunked body that never ends.
         Endless,
+        /// A JSON-RPC error with an HTTP error status, as some providers send.
+        RefusedWithErrorStatus,
+        /// Bytes that are not JSON, with an error status or without.
+        Junk { status: u16, bytes: usize },
+        /// A redirect to another endpoint.
+        Redirect { to: u16 },
     }
 
     /// Serves one HTTP request on a loopback port the way `answer` says; returns the URL.
@@ -352,6 +367,30 @@ mod tests {
                     );
                     let _ = stream.write_all(head.as_bytes()).await;
                     let _ = stream.write_all(body.as_bytes()).await;
+                }
+                Answer::RefusedWithErrorStatus => {
+                    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": "nonce too low"}}).to_string();
+                    let head = format!(
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(body.as_bytes()).await;
+                }
+                Answer::Junk { status, bytes } => {
+                    let body = vec![b'x'; bytes];
+                    let head = format!(
+                        "HTTP/1.1 {status} Whatever\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                }
+                Answer::Redirect { to } => {
+                    let head = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{to}/\r\ncontent-length: 0\r\n\r\n"
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
                 }
                 Answer::AnnouncedTooLarge => {
                     let head = format!(
@@ -404,6 +443,47 @@ mod tests {
                 "refused at once"
             );
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn refusals_junk_and_redirects() -> Result<(), Box<dyn std::error::Error>> {
+        let options = EndpointOptions::default();
+        // A JSON-RPC error under an HTTP error status is the node's refusal, with its message.
+        let refusing = Endpoint::new(&serve(Answer::RefusedWithErrorStatus).await?, &options)?;
+        let error = refusing
+            .chain_id()
+            .await
+            .err()
+            .ok_or("a refusal was taken as an answer")?;
+        assert_eq!(error.refusal(), Some("nonce too low"), "{error}");
+        // Junk is named, not copied whole into the message; an error status's body is read
+        // only up to 64 KiB.
+        for (status, bytes, expected) in [
+            (200, 1 << 20, "(1048576 bytes)"),
+            (500, 10_000, "HTTP error 500 with body: xxx"),
+            (500, 1 << 20, "larger than 65536 bytes"),
+        ] {
+            let junk = Endpoint::new(&serve(Answer::Junk { status, bytes }).await?, &options)?;
+            let error = junk
+                .chain_id()
+                .await
+                .err()
+                .ok_or("junk was taken as an answer")?;
+            let message = error.to_string();
+            assert!(message.len() < 2_000, "{} bytes", message.len());
+            assert!(message.contains(expected), "{message}");
+        }
+        // A redirect is not followed: the endpoint is the configured URL.
+        let elsewhere = serve(Answer::ChainId).await?;
+        let port: u16 = elsewhere.rsplit(':').next().ok_or("port")?.parse()?;
+        let redirecting = Endpoint::new(&serve(Answer::Redirect { to: port }).await?, &options)?;
+        let error = redirecting
+            .chain_id()
+            .await
+            .err()
+            .ok_or("the redirect was followed")?;
+        assert!(error.to_string().contains("HTTP error 307"), "{error}");
         Ok(())
     }
 

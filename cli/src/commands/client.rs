@@ -698,7 +698,15 @@ async fn describe_timeline(
         "timeline epoch {} ({} s old, bound {} s), {} chains",
         view.block.commit.epoch, view.age, freshness.max_age, view.block.commit.chain_count
     );
-    let Some(anchor) = listed_anchors(connection, view).await.into_iter().next() else {
+    // The first listed anchor whose evidence holds, so that junk a peer lists first cannot hide
+    // a good one; with none, the first listed, to say why it is not believed.
+    let listed = listed_anchors(connection, view).await;
+    let Some(anchor) = listed
+        .iter()
+        .find(|a| chainiac_anchor::verify_evidence(a).is_ok())
+        .or(listed.first())
+        .cloned()
+    else {
         return;
     };
     // The offline part of the check: the anchor's own Ethereum evidence, its block in the

@@ -29,8 +29,8 @@ impl Store {
     pub fn anchors(&self, timeline: &Hash, limit: usize) -> StoreResult<Vec<AnchorProof>> {
         let mut prefix = ANCHOR_PREFIX.to_vec();
         prefix.extend_from_slice(timeline.as_bytes());
-        // Only the newest `limit` are read (a peer's request names the limit; a timeline
-        // anchored every ten minutes gathers some 50,000 proofs a year).
+        // Only the newest `limit` are read (peers' requests and /anchors ask for the newest
+        // 64; a timeline anchored every ten minutes gathers some 50,000 proofs a year).
         let raw = self.kv.scan_prefix_reverse(Column::Meta, &prefix, limit)?;
         let proofs = raw
             .into_iter()
