@@ -67,7 +67,7 @@ pub async fn fund_from_dev_account(
     }
     .sign(&signer)
     .map_err(|e| refused(e.to_string()))?;
-    endpoint.send(&transfer).await?;
+    endpoint.send(&transfer.raw).await?;
     match endpoint
         .wait_receipt(
             transfer.hash,

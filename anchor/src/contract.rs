@@ -64,7 +64,7 @@ pub async fn deploy_contract(
     .sign(signer)
     .map_err(|e| AnchorError::Refused(format!("cannot sign the deployment: {e}")))?;
     let hash = deployment.hash;
-    endpoint.send(&deployment).await?;
+    endpoint.send(&deployment.raw).await?;
     let receipt = endpoint
         .wait_receipt(hash, Duration::from_secs(600), Duration::from_millis(500))
         .await?

@@ -14,7 +14,6 @@ use alloy::transports::{RpcError as TransportRpcError, TransportErrorKind};
 
 use crate::AnchorError;
 use crate::capped_http::{CappedHttp, MAX_RESPONSE_BYTES};
-use crate::transaction::SignedTransaction;
 
 /// How long one JSON-RPC request may take before the endpoint counts as unreachable.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,6 +114,12 @@ fn shown(url: &reqwest::Url) -> String {
         text.push_str("/…");
     }
     text
+}
+
+/// How an endpoint URL is shown in logs and errors: scheme, host and port only (see
+/// [`Endpoint::url`]); `None` if it is not a URL.
+pub fn display_url(url: &str) -> Option<String> {
+    reqwest::Url::parse(url).ok().map(|parsed| shown(&parsed))
 }
 
 fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RpcError> {
@@ -245,10 +250,10 @@ impl Endpoint {
             })
     }
 
-    /// Sends a signed transaction (`eth_sendRawTransaction`).
-    pub(crate) async fn send(&self, transaction: &SignedTransaction) -> Result<(), RpcError> {
+    /// Sends a signed transaction, its EIP-2718 encoding (`eth_sendRawTransaction`).
+    pub(crate) async fn send(&self, raw: &[u8]) -> Result<(), RpcError> {
         self.provider
-            .send_raw_transaction(&transaction.raw)
+            .send_raw_transaction(raw)
             .await
             .map(|_pending| ())
             .map_err(|e| self.error("eth_sendRawTransaction", e))

@@ -235,7 +235,7 @@ impl EthereumAnchor {
         };
         let header = alloy::rlp::encode(&block.header.inner);
         let base_fee = block.header.inner.base_fee_per_gas.map_or(0, u128::from);
-        let Ok(position) = usize::try_from(index) else {
+        let Ok(index) = usize::try_from(index) else {
             return Ok(None);
         };
         // What the transaction can have cost at most, from the header and the transaction
@@ -243,7 +243,7 @@ impl EthereumAnchor {
         let cost_bound = block
             .transactions
             .as_transactions()
-            .and_then(|all| all.get(position))
+            .and_then(|all| all.get(index))
             .map(|tx| {
                 let envelope = tx.inner.inner();
                 let price = envelope
@@ -268,9 +268,6 @@ impl EthereumAnchor {
             .into_iter()
             .map(|r| r.inner.into_primitives_receipt().encoded_2718())
             .collect();
-        let Ok(index) = usize::try_from(index) else {
-            return Ok(None);
-        };
         let evidence = match build_evidence(&header, &transactions, &receipts, index, account) {
             Ok(evidence) => evidence,
             Err(error) => {
@@ -367,7 +364,7 @@ impl EthereumAnchor {
         fees: Fees,
         request: &AnchorRequest,
     ) -> Result<(), AnchorError> {
-        let worst_case = u128::from(pending.gas_limit).saturating_mul(fees.max_fee_per_gas);
+        let worst_case = fees.worst_case(pending.gas_limit);
         {
             let mut journal = self.journal();
             let now = unix_now();
@@ -390,7 +387,7 @@ impl EthereumAnchor {
         pending.sent.push((hex0x(&hash), fees));
         pending.last_sent_at = unix_now();
         self.journal().record_sent(pending.clone(), worst_case)?;
-        if let Err(error) = endpoint.send(&signed).await {
+        if let Err(error) = endpoint.send(&signed.raw).await {
             let known = error.refusal().is_some_and(|message| {
                 let message = message.to_ascii_lowercase();
                 message.contains("already known")
@@ -645,15 +642,11 @@ impl EthereumAnchor {
                 sent: vec![(hex0x(original.tx_hash()), fees)],
                 last_sent_at: unix_now(),
             };
-            let worst_case = u128::from(pending.gas_limit).saturating_mul(fees.max_fee_per_gas);
+            let worst_case = fees.worst_case(pending.gas_limit);
             self.journal().record_sent(pending, worst_case)?;
             let endpoint = self.primary();
-            if let Err(error) = endpoint
-                .provider()
-                .send_raw_transaction(&evidence.transaction)
-                .await
-            {
-                tracing::debug!(error = %endpoint.error("eth_sendRawTransaction", error), "original anchoring transaction not taken again");
+            if let Err(error) = endpoint.send(&evidence.transaction).await {
+                tracing::debug!(%error, "original anchoring transaction not taken again");
             }
         }
         self.anchor_request(&request).await

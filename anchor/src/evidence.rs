@@ -131,10 +131,10 @@ pub fn verify_evidence(proof: &AnchorProof) -> Result<VerifiedAnchor, EvidenceEr
     let header: Header = decode_whole(&evidence.header, "block header", |buf| {
         Header::decode(buf).ok()
     })?;
-    if keccak256(&evidence.header) != block_hash {
+    let header_hash = keccak256(&evidence.header);
+    if header_hash != block_hash {
         return refuse(format!(
-            "the block header hashes to {}, not to the anchored block {block_hash}",
-            keccak256(&evidence.header)
+            "the block header hashes to {header_hash}, not to the anchored block {block_hash}"
         ));
     }
     if header.number != proof.block_number {

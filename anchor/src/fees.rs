@@ -38,6 +38,13 @@ pub struct Fees {
     pub priority_fee_per_gas: u128,
 }
 
+impl Fees {
+    /// The most a transaction with these fees and `gas_limit` can cost, wei.
+    pub fn worst_case(&self, gas_limit: u64) -> u128 {
+        u128::from(gas_limit).saturating_mul(self.max_fee_per_gas)
+    }
+}
+
 /// Why no transaction is sent now.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FeeRefusal {

@@ -31,7 +31,7 @@ pub use chainiac_protocol::anchor::{
     AnchorAccount, AnchorEvidence, AnchorProof, AnchorRequest, CALLDATA_TAG, anchor_calldata,
 };
 pub use contract::{CONTRACT_RUNTIME, contract_creation_code, deploy_contract};
-pub use endpoint::{DEFAULT_REQUEST_TIMEOUT, Endpoint, EndpointOptions, RpcError};
+pub use endpoint::{DEFAULT_REQUEST_TIMEOUT, Endpoint, EndpointOptions, RpcError, display_url};
 pub use ethereum::{EthereumAnchor, EthereumConfig, Voucher};
 pub use evidence::{EvidenceError, VerifiedAnchor, build_evidence, trie_proof, verify_evidence};
 pub use fees::{FeePolicy, FeeRefusal, Fees, GWEI, gwei};

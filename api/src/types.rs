@@ -521,6 +521,12 @@ fn from_hex0x(text: &str, what: &str) -> Result<Vec<u8>, InvalidAnchorProof> {
         .map_err(|e| InvalidAnchorProof(format!("{what}: {e}")))
 }
 
+fn from_hex0x_fixed<const N: usize>(text: &str, what: &str) -> Result<[u8; N], InvalidAnchorProof> {
+    from_hex0x(text, what)?
+        .try_into()
+        .map_err(|_| InvalidAnchorProof(format!("{what}: {N} bytes expected")))
+}
+
 impl From<&AnchorEvidence> for AnchorEvidenceJson {
     fn from(evidence: &AnchorEvidence) -> Self {
         Self {
@@ -552,15 +558,6 @@ impl TryFrom<&AnchorEvidenceJson> for AnchorEvidence {
                 .map(|node| from_hex0x(node, what))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let address: [u8; 20] = from_hex0x(&json.account, "account")?
-            .try_into()
-            .map_err(|_| InvalidAnchorProof("account: 20 bytes expected".into()))?;
-        let recipient: [u8; 20] = from_hex0x(&json.recipient, "recipient")?
-            .try_into()
-            .map_err(|_| InvalidAnchorProof("recipient: 20 bytes expected".into()))?;
-        let signature: [u8; 64] = from_hex0x(&json.member_signature, "member_signature")?
-            .try_into()
-            .map_err(|_| InvalidAnchorProof("member_signature: 64 bytes expected".into()))?;
         Ok(Self {
             header: from_hex0x(&json.header, "header")?,
             transaction_index: json.transaction_index,
@@ -569,12 +566,15 @@ impl TryFrom<&AnchorEvidenceJson> for AnchorEvidence {
             receipt: from_hex0x(&json.receipt, "receipt")?,
             receipt_proof: nodes(&json.receipt_proof, "receipt_proof")?,
             account: AnchorAccount {
-                address,
-                recipient,
+                address: from_hex0x_fixed(&json.account, "account")?,
+                recipient: from_hex0x_fixed(&json.recipient, "recipient")?,
                 vouched: KeySignature {
                     signer: PublicKey::from_hex(&json.member)
                         .map_err(|e| InvalidAnchorProof(format!("member: {e}")))?,
-                    signature: Signature(signature),
+                    signature: Signature(from_hex0x_fixed(
+                        &json.member_signature,
+                        "member_signature",
+                    )?),
                 },
             },
         })

@@ -198,11 +198,7 @@ impl RunningNode {
             }),
         );
         let anchoring = match &config.anchor.ethereum_rpc {
-            Some(rpc) => {
-                let anchoring = start_anchoring(config, rpc, &identity, &mut metrics)?;
-                tracing::info!(rpc = %anchoring.2, account = ?anchoring.1, "anchoring the timeline in Ethereum");
-                Some(anchoring.0)
-            }
+            Some(rpc) => Some(start_anchoring(config, rpc, &identity, &mut metrics)?),
             None => None,
         };
         let verifier = if config.verifier.enabled {
@@ -382,18 +378,17 @@ impl RunningNode {
 }
 
 /// The Ethereum backend of `config.anchor`, signing with the node's own Ethereum key and
-/// vouching for its address with the node's roster key; and that address.
+/// vouching for its address with the node's roster key.
 fn start_anchoring(
     config: &NodeConfig,
     rpc: &str,
     identity: &Arc<Identity>,
     metrics: &mut Metrics,
-) -> Result<(Anchoring, String, String), StartError> {
+) -> Result<Anchoring, StartError> {
     let anchor = &config.anchor;
     // The URL may carry a provider's API key: only its scheme, host and port are shown.
-    let shown = chainiac_anchor::Endpoint::new(rpc, &chainiac_anchor::EndpointOptions::default())
-        .map(|endpoint| endpoint.url().to_owned())
-        .unwrap_or_else(|_| "the configured ethereum_rpc".to_owned());
+    let shown = chainiac_anchor::display_url(rpc)
+        .unwrap_or_else(|| "the configured ethereum_rpc".to_owned());
     let failed = |reason: String| StartError::Address {
         address: shown.clone(),
         reason,
@@ -458,5 +453,6 @@ fn start_anchoring(
         metrics: crate::anchoring::AnchorMetrics::default(),
     };
     metrics.register_anchoring(&anchoring.metrics);
-    Ok((anchoring, address, shown))
+    tracing::info!(rpc = %shown, account = ?address, "anchoring the timeline in Ethereum");
+    Ok(anchoring)
 }

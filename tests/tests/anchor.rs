@@ -248,7 +248,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     // The cost of an epoch's anchor does not grow with the number of projects: one transaction
     // of the same size whether the timeline lists 2 chains or 500 more.
     let gas_of = |proof: &AnchorProof| -> TestResult<u64> {
-        let receipt = rpc(
+        let receipt = eth_rpc(
             &anvil.url,
             "eth_getTransactionReceipt",
             &serde_json::json!([proof.transaction]),
@@ -294,13 +294,21 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
 
     // A reorganisation replaces the newest Ethereum block, which holds an anchor: the node
     // notices, and the timeline block ends up anchored in the canonical chain again, once.
-    let head = quantity(&rpc(&anvil.url, "eth_blockNumber", &serde_json::json!([]))?)?;
-    let replaced = rpc(
+    let head = quantity(&eth_rpc(
+        &anvil.url,
+        "eth_blockNumber",
+        &serde_json::json!([]),
+    )?)?;
+    let replaced = eth_rpc(
         &anvil.url,
         "eth_getBlockByNumber",
         &serde_json::json!([format!("0x{head:x}"), true]),
     )?;
-    let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
+    let marker = format!(
+        "0x{}{}",
+        hex::encode(b"chainiac anchor1"),
+        timeline.to_hex()
+    );
     let reorganised = replaced["transactions"]
         .as_array()
         .into_iter()
@@ -311,7 +319,7 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
         })
         .ok_or("the newest block holds no anchor")?;
     let replaced_hash = replaced["hash"].as_str().ok_or("block hash")?.to_owned();
-    rpc(&anvil.url, "anvil_reorg", &serde_json::json!([1, []]))?;
+    eth_rpc(&anvil.url, "anvil_reorg", &serde_json::json!([1, []]))?;
     wait_for("the reorganised anchor to be anchored again", || async {
         for proof in anchors(&cluster, &timeline) {
             if proof.timeline_index == reorganised
@@ -336,20 +344,20 @@ async fn timeline_epochs_are_anchored_once_and_proofs_verify() -> TestResult {
     Ok(())
 }
 
-fn rpc(url: &str, method: &str, params: &serde_json::Value) -> TestResult<serde_json::Value> {
-    eth_rpc(url, method, params)
-}
-
 /// The timeline indexes anchored on chain, one per anchoring transaction, read from every block.
 fn anchored_timeline_indexes(
     url: &str,
     timeline: &chainiac_protocol::Hash,
 ) -> TestResult<Vec<u64>> {
-    let head = quantity(&rpc(url, "eth_blockNumber", &serde_json::json!([]))?)?;
-    let marker = format!("0x{}{}", hex_of(b"chainiac anchor1"), timeline.to_hex());
+    let head = quantity(&eth_rpc(url, "eth_blockNumber", &serde_json::json!([]))?)?;
+    let marker = format!(
+        "0x{}{}",
+        hex::encode(b"chainiac anchor1"),
+        timeline.to_hex()
+    );
     let mut indexes = Vec::new();
     for number in 0..=head {
-        let block = rpc(
+        let block = eth_rpc(
             url,
             "eth_getBlockByNumber",
             &serde_json::json!([format!("0x{number:x}"), true]),
@@ -362,10 +370,6 @@ fn anchored_timeline_indexes(
         }
     }
     Ok(indexes)
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn request(index: u64) -> AnchorRequest {

@@ -126,11 +126,7 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
             config.endpoints = rpc.clone();
             config.endpoint_options.ca_file = ca_file;
             let ethereum = EthereumAnchor::new(config)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let confirmation = runtime.block_on(ethereum.verify(&proof, confirmations))?;
+            let confirmation = super::block_on(ethereum.verify(&proof, confirmations))??;
             println!(
                 "canonical: block {} is on the canonical chain of {} with {} confirmations, mined at unix time {}",
                 proof.block_number,
@@ -161,13 +157,9 @@ pub(crate) fn anchor(command: AnchorCommand) -> anyhow::Result<()> {
                 "deploying the anchoring contract from {:#x}...",
                 signer.address()
             );
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let address = runtime.block_on(chainiac_anchor::deploy_contract(
+            let address = super::block_on(chainiac_anchor::deploy_contract(
                 &rpc, &options, &signer, &fees,
-            ))?;
+            ))??;
             println!("{address:#x}");
             eprintln!("set [anchor] contract = \"{address:#x}\" in each node's config");
             Ok(())

@@ -61,3 +61,13 @@ pub(crate) fn ask_passphrase(path: &std::path::Path) -> Option<zeroize::Zeroizin
         .ok()
         .map(zeroize::Zeroizing::new)
 }
+
+/// Runs one piece of async work (an Ethereum call) to completion on a single-threaded
+/// runtime, for commands that are otherwise synchronous.
+pub(crate) fn block_on<F: std::future::Future>(work: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(work))
+}

@@ -69,18 +69,24 @@ fn testnet_anchor_key(node_dir: &Path, anvil_url: &str) -> anyhow::Result<std::p
         chainiac_anchor::create_key(&path, None)?;
     }
     let address = chainiac_anchor::load_key(&path, None)?.address();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime
-        .block_on(chainiac_anchor::fund_from_dev_account(
-            anvil_url,
-            address,
-            100 * 1_000_000_000 * chainiac_anchor::GWEI,
-        ))
-        .with_context(|| format!("cannot fund the anchoring account {address:#x}"))?;
+    super::block_on(chainiac_anchor::fund_from_dev_account(
+        anvil_url,
+        address,
+        100 * 1_000_000_000 * chainiac_anchor::GWEI,
+    ))?
+    .with_context(|| format!("cannot fund the anchoring account {address:#x}"))?;
     Ok(path)
+}
+
+/// A testnet node being set up: where it lives, its anchoring key and the ports chosen for it.
+struct PlannedNode {
+    name: String,
+    dir: std::path::PathBuf,
+    config_path: std::path::PathBuf,
+    anchor_key: Option<std::path::PathBuf>,
+    api: SocketAddr,
+    p2p_port: u16,
+    p2p: String,
 }
 
 fn start_anvil(dir: &Path) -> anyhow::Result<AnvilProcess> {
@@ -271,23 +277,41 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         prepared.push((name, node_dir, config_path, peer, anchor_key));
     }
     let mut planned = Vec::new();
-    let mut anchor_keys = Vec::new();
-    for (name, node_dir, config_path, peer, anchor_key) in prepared {
+    for (name, dir, config_path, peer, anchor_key) in prepared {
         let p2p_port = free_port()?;
         let api: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let p2p = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer}");
-        planned.push((name, node_dir, config_path, api, p2p_port, p2p));
-        anchor_keys.push(anchor_key);
+        planned.push(PlannedNode {
+            name,
+            dir,
+            config_path,
+            anchor_key,
+            api,
+            p2p_port,
+            p2p,
+        });
     }
     let roster_path = dir.join("roster.json");
     std::fs::write(&roster_path, serde_json::to_string_pretty(&roster)?)?;
     // One API token for every node of the testnet, so that one file drives all of them.
     let token_path = dir.join("api.token");
     let token = chainiac_api::ApiToken::load_or_create(&token_path)?;
-    let all_peers: Vec<String> = planned.iter().map(|p| p.5.clone()).collect();
+    let all_peers: Vec<String> = planned.iter().map(|p| p.p2p.clone()).collect();
     let mut nodes = Vec::new();
     let first_verifier = count - verifiers;
-    for (i, (name, node_dir, config_path, api, p2p_port, p2p)) in planned.into_iter().enumerate() {
+    for (
+        i,
+        PlannedNode {
+            name,
+            dir: node_dir,
+            config_path,
+            anchor_key,
+            api,
+            p2p_port,
+            p2p,
+        },
+    ) in planned.into_iter().enumerate()
+    {
         let mut config = NodeConfig::load(&config_path)?;
         config.verifier.enabled = i >= first_verifier;
         config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{p2p_port}")];
@@ -295,7 +319,7 @@ pub(crate) fn up(dir: &Path, shape: TestnetShape) -> anyhow::Result<Testnet> {
         config.api.listen = api;
         config.api.token_file = Some(token_path.clone());
         config.anchor.ethereum_rpc = anvil.as_ref().map(|a| a.url.clone());
-        config.anchor.key_file = anchor_keys.get(i).cloned().flatten();
+        config.anchor.key_file = anchor_key;
         std::fs::write(&config_path, config.to_commented_toml())?;
         let mut node = TestnetNode {
             name,
