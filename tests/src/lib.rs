@@ -550,6 +550,32 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the newest block of `timeline` on running node `i` commits to block `index`
+    /// of `chain_id` (as `i` holds it) as that chain's head: what a client checking heads
+    /// against the timeline gets from `i`.
+    pub async fn wait_timeline_commits(
+        &self,
+        i: usize,
+        timeline: &Hash,
+        chain_id: &Hash,
+        index: u64,
+    ) -> TestResult {
+        let store = self.core(i).store().clone();
+        let what = format!("node {i}'s timeline to commit to block {index} of {chain_id}");
+        wait_for(&what, || async {
+            let Ok(Some(head)) = store.head(timeline) else {
+                return false;
+            };
+            let Ok(Some(block)) = store.block_at(chain_id, index) else {
+                return false;
+            };
+            store
+                .timeline_tree(timeline, head.index)
+                .is_ok_and(|tree| tree.head_of(chain_id) == Some(block.hash()))
+        })
+        .await
+    }
+
     /// Waits until every running node holds block `index` of `chain_id`.
     pub async fn wait_everywhere(&self, chain_id: &Hash, index: u64) -> TestResult {
         for i in 0..self.nodes.len() {

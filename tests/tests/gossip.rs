@@ -66,9 +66,12 @@ async fn a_node_that_lost_every_gossip_message_is_repaired_by_anti_entropy() -> 
         deaf.dropped.load(Ordering::Relaxed) >= 1,
         "the hook dropped the gossip"
     );
-    // One period, its jitter (a quarter) and the sync itself.
+    // One period, its jitter (a quarter), the sync itself and the wait for nodes 0-4 before,
+    // with room for a loaded 2-core machine. Without anti-entropy node 5 never holds the
+    // block (the wait above fails); this bound says the repair came from a 1 s period, not
+    // from something slower such as the 5 s default.
     assert!(
-        repaired < PERIOD * 3,
+        repaired < PERIOD * 5,
         "repaired after {} ms",
         repaired.as_millis()
     );

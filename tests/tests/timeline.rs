@@ -57,8 +57,9 @@ async fn a_client_refuses_a_stale_timeline_and_heads_outside_it() -> TestResult 
     let mut project = Project::create(&leader, "frozen", 2, 1, &roster).await?;
     project.publish_next(&leader, "1.0.0", None).await?;
     cluster.wait_everywhere(&project.release_chain, 1).await?;
-    // An hour-long epoch: one timeline block now, then none for the rest of the test.
-    let timeline = create_timeline(&cluster, 3600).await?;
+    // A day-long epoch: one timeline block now, then none for the rest of the test (epochs
+    // are aligned to the clock; an hour's would roll over during one run in 360).
+    let timeline = create_timeline(&cluster, chainiac_protocol::project::MAX_EPOCH_SECONDS).await?;
     cluster.wait_everywhere(&timeline, 1).await?;
 
     let connection = Connection::open(&[cluster.address(1).await?], CONNECT).await?;
