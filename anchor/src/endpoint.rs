@@ -228,6 +228,26 @@ impl Endpoint {
             .map_err(|e| self.error("eth_getTransactionCount", e))
     }
 
+    /// The next nonce of `address` in the latest block: how many of its transactions are mined.
+    pub(crate) async fn mined_nonce(&self, address: Address) -> Result<u64, RpcError> {
+        self.provider
+            .get_transaction_count(address)
+            .latest()
+            .await
+            .map_err(|e| self.error("eth_getTransactionCount", e))
+    }
+
+    /// Whether transaction `hash`, sent by `from`, waits in the endpoint's pool (known, in no
+    /// block yet).
+    pub(crate) async fn in_pool(&self, hash: B256, from: Address) -> Result<bool, RpcError> {
+        let transaction = self
+            .provider
+            .get_transaction_by_hash(hash)
+            .await
+            .map_err(|e| self.error("eth_getTransactionByHash", e))?;
+        Ok(transaction.is_some_and(|tx| tx.block_number.is_none() && tx.inner.signer() == from))
+    }
+
     /// The latest block's base fee; a network without one (before London) is refused, since
     /// EIP-1559 fees cannot be set on it.
     pub(crate) async fn base_fee(&self) -> Result<u128, AnchorError> {

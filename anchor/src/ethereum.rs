@@ -45,6 +45,17 @@ enum Mined {
     Nowhere,
 }
 
+/// Where a timeline block's first transaction goes: a nonce of its own, or the nonce of an
+/// earlier block's transaction it replaces.
+struct FreshSlot {
+    nonce: u64,
+    fees: Fees,
+    /// Least gas limit: the replaced transaction's.
+    gas_floor: u64,
+    /// The journal entry of the replaced transaction, forgotten once this one is journaled.
+    replaces: Option<Pending>,
+}
+
 /// Settings of the Ethereum backend.
 #[derive(Clone, Debug)]
 pub struct EthereumConfig {
@@ -353,6 +364,84 @@ impl EthereumAnchor {
         }
     }
 
+    /// The nonce and fees of a timeline block's first transaction. An earlier block's
+    /// transaction still waiting in the pool (given up on after failed attempts, stuck under a
+    /// fee spike, say) is replaced at its nonce, so that at most one anchoring transaction
+    /// waits at a time; its timeline's next anchor covers that block. Journal entries whose
+    /// nonce is used (mined, or taken) or that are in no pool (dropped, or another key's) are
+    /// forgotten; their reservations stay counted.
+    async fn fresh_slot(
+        &self,
+        endpoint: &Endpoint,
+        address: Address,
+        base_fee: u128,
+        first: Fees,
+    ) -> Result<FreshSlot, AnchorError> {
+        let next = endpoint.pending_nonce(address).await?;
+        let fresh = FreshSlot {
+            nonce: next,
+            fees: first,
+            gas_floor: 0,
+            replaces: None,
+        };
+        let earlier = self.journal().pending_by_nonce();
+        if earlier.is_empty() {
+            return Ok(fresh);
+        }
+        let mined = endpoint.mined_nonce(address).await?;
+        let mut waiting = Vec::new();
+        for entry in earlier {
+            if (mined..next).contains(&entry.nonce) {
+                waiting.push(entry);
+            } else {
+                self.journal().abandon(&entry.timeline, entry.index)?;
+            }
+        }
+        // Only the lowest can be replaced usefully: every later nonce waits behind it.
+        let Some(lowest) = waiting.into_iter().next() else {
+            return Ok(fresh);
+        };
+        let mut ours = false;
+        for (hash, _) in lowest.sent.iter().rev() {
+            if let Ok(hash) = hash.parse::<B256>()
+                && endpoint.in_pool(hash, address).await?
+            {
+                ours = true;
+                break;
+            }
+        }
+        let Some(&(_, offered)) = lowest.sent.last() else {
+            return Ok(fresh);
+        };
+        if !ours {
+            // Another transaction holds that nonce in the pool: not ours to replace.
+            return Ok(fresh);
+        }
+        match self.config.fees.replacement(offered, base_fee) {
+            Ok(fees) => {
+                tracing::info!(
+                    nonce = lowest.nonce,
+                    replaced_index = lowest.index,
+                    "an earlier block's anchoring transaction still waits in the pool; replacing it"
+                );
+                Ok(FreshSlot {
+                    nonce: lowest.nonce,
+                    fees,
+                    gas_floor: lowest.gas_limit,
+                    replaces: Some(lowest),
+                })
+            }
+            Err(refusal) => {
+                tracing::warn!(
+                    %refusal,
+                    nonce = lowest.nonce,
+                    "an earlier anchoring transaction waits in the pool and cannot be replaced; this one waits behind it"
+                );
+                Ok(fresh)
+            }
+        }
+    }
+
     /// Signs and sends one version of the transaction of `pending` with `fees`, journaled
     /// (with its worst-case cost) before it leaves.
     async fn send_version(
@@ -421,11 +510,7 @@ impl EthereumAnchor {
             Some(previous) => {
                 // The count first: a version mined after it is then seen by `mined`, so the
                 // nonce is never given up while one of ours may be in a block.
-                let used = provider
-                    .get_transaction_count(address)
-                    .latest()
-                    .await
-                    .map_err(|e| endpoint.error("eth_getTransactionCount", e))?;
+                let used = endpoint.mined_nonce(address).await?;
                 match self
                     .mined(endpoint, chain_id, &previous, request, sender)
                     .await?
@@ -448,8 +533,9 @@ impl EthereumAnchor {
             None => None,
         };
         if pending.is_none() {
-            let fees = self.config.fees.first(endpoint.base_fee().await?)?;
-            let nonce = endpoint.pending_nonce(address).await?;
+            let base_fee = endpoint.base_fee().await?;
+            let first = self.config.fees.first(base_fee)?;
+            let slot = self.fresh_slot(endpoint, address, base_fee, first).await?;
             let estimate = provider
                 .estimate_gas(TransactionRequest {
                     from: Some(address),
@@ -467,13 +553,18 @@ impl EthereumAnchor {
             let mut fresh = Pending {
                 timeline: timeline.clone(),
                 index: request.index,
-                nonce,
-                gas_limit: estimate.saturating_add(estimate / 10),
+                nonce: slot.nonce,
+                // Never below the replaced transaction's: it may still be the one mined, and
+                // the nonce's reservation must cover it.
+                gas_limit: estimate.saturating_add(estimate / 10).max(slot.gas_floor),
                 sent: Vec::new(),
                 last_sent_at: 0,
             };
-            self.send_version(endpoint, chain_id, sender, &mut fresh, fees, request)
+            self.send_version(endpoint, chain_id, sender, &mut fresh, slot.fees, request)
                 .await?;
+            if let Some(replaced) = slot.replaces {
+                self.journal().abandon(&replaced.timeline, replaced.index)?;
+            }
             pending = Some(fresh);
         }
         let Some(mut pending) = pending else {
@@ -629,6 +720,9 @@ impl EthereumAnchor {
             && let Ok(original) = TxEnvelope::decode_2718(&mut evidence.transaction.as_slice())
             && alloy::consensus::transaction::SignerRecoverable::recover_signer(&original)
                 .is_ok_and(|signer| signer == sender.signer.address())
+            // A later block's transaction took that nonce over (ours, pending): sending the
+            // original again would only compete with it.
+            && !self.journal().holds_nonce(original.nonce())
         {
             let fees = Fees {
                 max_fee_per_gas: original.max_fee_per_gas(),

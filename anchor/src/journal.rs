@@ -121,8 +121,21 @@ impl Journal {
             .find(|p| p.timeline == timeline && p.index == index)
     }
 
+    /// The pending transactions, lowest nonce first (the order they can be mined in).
+    pub(crate) fn pending_by_nonce(&self) -> Vec<Pending> {
+        let mut pending = self.state.pending.clone();
+        pending.sort_by_key(|p| p.nonce);
+        pending
+    }
+
+    /// Whether a pending transaction uses `nonce`.
+    pub(crate) fn holds_nonce(&self, nonce: u64) -> bool {
+        self.state.pending.iter().any(|p| p.nonce == nonce)
+    }
+
     /// Records a version of the transaction of a timeline block (the first or a replacement)
-    /// and reserves its worst case against the daily cap, before it is sent.
+    /// and reserves its worst case against the daily cap, before it is sent. A nonce keeps the
+    /// larger reservation: an earlier transaction at the same nonce may still be the one mined.
     pub(crate) fn record_sent(
         &mut self,
         pending: Pending,
@@ -134,7 +147,15 @@ impl Journal {
             .pending
             .retain(|p| !(p.timeline == pending.timeline && p.index == pending.index));
         self.state.pending.push(pending);
-        self.set_spending(nonce, at, worst_case_wei);
+        let reserved = self
+            .state
+            .spending
+            .iter()
+            .filter(|s| s.nonce == nonce)
+            .filter_map(|s| s.wei.parse::<u128>().ok())
+            .max()
+            .unwrap_or(0);
+        self.set_spending(nonce, at, worst_case_wei.max(reserved));
         self.save()
     }
 
@@ -147,7 +168,10 @@ impl Journal {
         self.save()
     }
 
-    /// The transaction of a timeline block is mined and cost `cost_wei`.
+    /// The transaction of a timeline block is mined and cost `cost_wei`. Every pending
+    /// transaction with a lower nonce is forgotten too: its nonce is used (mined, or taken by
+    /// another transaction), and a block given up after failed attempts is covered by this
+    /// later anchor; its reservation stays counted at the worst case.
     pub(crate) fn settle(
         &mut self,
         timeline: &str,
@@ -156,9 +180,9 @@ impl Journal {
         now: u64,
     ) -> Result<(), JournalError> {
         if let Some(pending) = self.pending(timeline, index).cloned() {
-            self.state
-                .pending
-                .retain(|p| !(p.timeline == timeline && p.index == index));
+            self.state.pending.retain(|p| {
+                p.nonce > pending.nonce && !(p.timeline == timeline && p.index == index)
+            });
             self.set_spending(pending.nonce, now, cost_wei);
         }
         self.save()
@@ -227,14 +251,47 @@ mod tests {
         assert_eq!(journal.spent_today(1_000), 300_000);
         let mut reopened = Journal::open(Some(&path))?;
         assert_eq!(reopened.pending("aa", 4).map(|p| p.nonce), Some(7));
-        // A replacement reserves its own worst case in place of the first.
+        // A replacement reserves its own worst case in place of the first, never less.
         reopened.record_sent(pending(7, 1_010), 400_000)?;
         assert_eq!(reopened.spent_today(1_010), 400_000);
+        reopened.record_sent(pending(7, 1_015), 350_000)?;
+        assert_eq!(reopened.spent_today(1_015), 400_000);
+        assert!(reopened.holds_nonce(7) && !reopened.holds_nonce(8));
         reopened.settle("aa", 4, 250_000, 1_020)?;
         assert!(reopened.pending("aa", 4).is_none());
         assert_eq!(reopened.spent_today(1_020), 250_000);
         // A day later it no longer counts.
         assert_eq!(reopened.spent_today(1_020 + DAY), 0);
+        // A block given up on (nonce 8) is forgotten once a later one (nonce 9) is mined; the
+        // given-up one keeps its worst case counted, and a later nonce stays pending.
+        let given_up = Pending {
+            index: 5,
+            ..pending(8, 1_030)
+        };
+        let mined = Pending {
+            index: 6,
+            ..pending(9, 1_040)
+        };
+        let later = Pending {
+            timeline: "bb".into(),
+            ..pending(10, 1_050)
+        };
+        reopened.record_sent(given_up, 100_000)?;
+        reopened.record_sent(mined, 200_000)?;
+        reopened.record_sent(later, 300_000)?;
+        let by_nonce: Vec<u64> = reopened
+            .pending_by_nonce()
+            .iter()
+            .map(|p| p.nonce)
+            .collect();
+        assert_eq!(by_nonce, [8, 9, 10]);
+        reopened.settle("aa", 6, 150_000, 1_060)?;
+        let reopened = Journal::open(Some(&path))?;
+        assert!(reopened.pending("aa", 5).is_none());
+        assert!(reopened.pending("aa", 6).is_none());
+        assert_eq!(reopened.pending("bb", 4).map(|p| p.nonce), Some(10));
+        assert_eq!(reopened.reserved(8, 1_060), 100_000);
+        assert_eq!(reopened.reserved(9, 1_060), 150_000);
         std::fs::write(&path, "{not json")?;
         assert!(Journal::open(Some(&path)).is_err());
         Ok(())

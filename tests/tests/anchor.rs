@@ -558,6 +558,82 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
     );
     ethereum.verify(&replaced, 1).await?;
 
+    // A block given up on while its transaction waits in the pool: the next block's anchor
+    // replaces that transaction at its nonce instead of queueing a second one behind it.
+    eth_rpc(&anvil.url, "evm_setAutomine", &serde_json::json!([false]))?;
+    let journal = state.path().join("given-up-journal.json");
+    let mut impatient = config.clone();
+    impatient.journal = Some(journal.clone());
+    impatient.mined_timeout = Duration::from_secs(1);
+    impatient.replace_after = Duration::from_secs(600);
+    match backend(impatient.clone(), &key_file)?
+        .anchor(&request(6))
+        .await
+    {
+        Err(AnchorError::Refused(reason)) if reason.contains("not mined") => {}
+        other => return Err(format!("an unmined anchor gave {other:?}").into()),
+    }
+    let pooled = |url: &str| -> TestResult<Vec<(u64, String)>> {
+        let content = eth_rpc(url, "txpool_content", &serde_json::json!([]))?;
+        let mut found = Vec::new();
+        for (from, by_nonce) in content["pending"].as_object().into_iter().flatten() {
+            if from.eq_ignore_ascii_case(&address) {
+                for tx in by_nonce.as_object().into_iter().flatten().map(|(_, tx)| tx) {
+                    let input = tx["input"].as_str().unwrap_or_default().to_owned();
+                    found.push((quantity(&tx["nonce"])?, input));
+                }
+            }
+        }
+        Ok(found)
+    };
+    let given_up = pooled(&anvil.url)?;
+    assert_eq!(given_up.len(), 1, "{given_up:?}");
+    impatient.mined_timeout = Duration::from_secs(60);
+    let next = {
+        let next = backend(impatient, &key_file)?;
+        tokio::spawn(async move { next.anchor(&request(7)).await })
+    };
+    let calldata_of = |index| {
+        format!(
+            "0x{}",
+            hex::encode(chainiac_anchor::anchor_calldata(&request(index)))
+        )
+    };
+    wait_for("the given-up transaction to be replaced", || async {
+        pooled(&anvil.url).is_ok_and(|pool| {
+            pool.len() == 1 && pool[0].0 == given_up[0].0 && pool[0].1 == calldata_of(7)
+        })
+    })
+    .await?;
+    eth_rpc(&anvil.url, "evm_mine", &serde_json::json!([]))?;
+    eth_rpc(&anvil.url, "evm_setAutomine", &serde_json::json!([true]))?;
+    let covering = next.await??;
+    let mined = eth_rpc(
+        &anvil.url,
+        "eth_getTransactionByHash",
+        &serde_json::json!([covering.transaction]),
+    )?;
+    assert_eq!(quantity(&mined["nonce"])?, given_up[0].0);
+    assert!(pooled(&anvil.url)?.is_empty(), "nothing queued behind");
+    let on_chain = anchored_timeline_indexes(&anvil.url, &request(7).timeline)?;
+    assert!(
+        on_chain.contains(&7) && !on_chain.contains(&6),
+        "{on_chain:?}"
+    );
+    let journaled: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal)?)?;
+    assert_eq!(journaled["pending"], serde_json::json!([]), "{journaled}");
+    let at_nonce: Vec<_> = journaled["spending"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["nonce"].as_u64() == Some(given_up[0].0))
+        .collect();
+    assert_eq!(
+        at_nonce.len(),
+        1,
+        "one reservation for the nonce: {journaled}"
+    );
+
     // Through the event contract: deployed by a command's code path, its code is the
     // documented one, the anchor verifies, and a log query by the contract's address finds it.
     let signer = chainiac_anchor::load_key(&key_file, None)?;
