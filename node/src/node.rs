@@ -271,7 +271,12 @@ impl NodeCore {
         let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<(Hash, u64)>>> =
             Arc::default();
         let notary = async {
+            // The attempts that first wait out the leader: a stopping node drops them with
+            // this task (the leader or another member logs the block), instead of holding the
+            // node, and its store, open for the whole patience.
+            let mut standing_by = tokio::task::JoinSet::new();
             while let Some(decision) = decisions.recv().await {
+                while standing_by.try_join_next().is_some() {}
                 let position = (decision.block.chain_id(), decision.block.index());
                 if !in_flight
                     .lock()
@@ -282,7 +287,8 @@ impl NodeCore {
                 }
                 let core = self.clone();
                 let in_flight = in_flight.clone();
-                tokio::spawn(async move {
+                let led = decision.led;
+                let attempt = async move {
                     if !decision.led {
                         tokio::time::sleep(patience).await;
                     }
@@ -294,7 +300,14 @@ impl NodeCore {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&position);
-                });
+                };
+                if led {
+                    // Logged at once; a stopping node waits for it (no one else would log it
+                    // before the patience passes).
+                    tokio::spawn(attempt);
+                } else {
+                    standing_by.spawn(attempt);
+                }
             }
         };
         // Both run in this task, so that aborting it stops the timer too.
