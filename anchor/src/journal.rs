@@ -147,14 +147,7 @@ impl Journal {
             .pending
             .retain(|p| !(p.timeline == pending.timeline && p.index == pending.index));
         self.state.pending.push(pending);
-        let reserved = self
-            .state
-            .spending
-            .iter()
-            .filter(|s| s.nonce == nonce)
-            .filter_map(|s| s.wei.parse::<u128>().ok())
-            .max()
-            .unwrap_or(0);
+        let reserved = self.reserved(nonce, at);
         self.set_spending(nonce, at, worst_case_wei.max(reserved));
         self.save()
     }

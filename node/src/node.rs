@@ -289,7 +289,7 @@ impl NodeCore {
                 let in_flight = in_flight.clone();
                 let led = decision.led;
                 let attempt = async move {
-                    if !decision.led {
+                    if !led {
                         tokio::time::sleep(patience).await;
                     }
                     let block = decision.block.clone();

@@ -395,6 +395,33 @@ fn backend(config: EthereumConfig, key_file: &std::path::Path) -> TestResult<Eth
     Ok(EthereumAnchor::new(config)?.with_sender(signer, voucher))
 }
 
+/// A transaction of `from` waiting in anvil's pool.
+#[derive(Debug)]
+struct Pooled {
+    nonce: u64,
+    max_fee_per_gas: u128,
+    /// Calldata, `0x` hex.
+    input: String,
+}
+
+/// The transactions of `from` in anvil's pool (`txpool_content`).
+fn pooled_from(url: &str, from: &str) -> TestResult<Vec<Pooled>> {
+    let content = eth_rpc(url, "txpool_content", &serde_json::json!([]))?;
+    let mut found = Vec::new();
+    for (sender, by_nonce) in content["pending"].as_object().into_iter().flatten() {
+        if sender.eq_ignore_ascii_case(from) {
+            for tx in by_nonce.as_object().into_iter().flatten().map(|(_, tx)| tx) {
+                found.push(Pooled {
+                    nonce: quantity(&tx["nonce"])?,
+                    max_fee_per_gas: u128::from(quantity(&tx["maxFeePerGas"])?),
+                    input: tx["input"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn gwei_hex(gwei: u128) -> String {
     format!("0x{:x}", gwei * GWEI)
 }
@@ -502,35 +529,22 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         let ethereum = ethereum.clone();
         tokio::spawn(async move { ethereum.anchor(&request(4)).await })
     };
-    let pooled_fees = |url: &str| -> TestResult<Vec<(u64, u128)>> {
-        let content = eth_rpc(url, "txpool_content", &serde_json::json!([]))?;
-        let mut fees = Vec::new();
-        for (from, by_nonce) in content["pending"].as_object().into_iter().flatten() {
-            if from.eq_ignore_ascii_case(&address) {
-                for tx in by_nonce.as_object().into_iter().flatten().map(|(_, tx)| tx) {
-                    let fee = u128::from(quantity(&tx["maxFeePerGas"])?);
-                    fees.push((quantity(&tx["nonce"])?, fee));
-                }
-            }
-        }
-        Ok(fees)
-    };
     let first_fee = std::cell::Cell::new(None::<u128>);
     wait_for("the stuck anchoring transaction to be replaced", || async {
-        let Ok(fees) = pooled_fees(&anvil.url) else {
+        let Ok(pooled) = pooled_from(&anvil.url, &address) else {
             return false;
         };
-        match (first_fee.get(), fees.first()) {
-            (None, Some(&(_, fee))) => {
-                first_fee.set(Some(fee));
+        match (first_fee.get(), pooled.first()) {
+            (None, Some(tx)) => {
+                first_fee.set(Some(tx.max_fee_per_gas));
                 false
             }
-            (Some(first), Some(&(_, fee))) => fee > first,
+            (Some(first), Some(tx)) => tx.max_fee_per_gas > first,
             _ => false,
         }
     })
     .await?;
-    let pooled = pooled_fees(&anvil.url)?;
+    let pooled = pooled_from(&anvil.url, &address)?;
     assert_eq!(
         pooled.len(),
         1,
@@ -544,16 +558,16 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         "eth_getTransactionByHash",
         &serde_json::json!([replaced.transaction]),
     )?;
-    assert_eq!(quantity(&mined["nonce"])?, pooled[0].0);
+    assert_eq!(quantity(&mined["nonce"])?, pooled[0].nonce);
     // The replacement seen in the pool, or a later one if another second passed before mining.
     let mined_fee = u128::from(quantity(&mined["maxFeePerGas"])?);
     assert!(
-        mined_fee >= pooled[0].1,
+        mined_fee >= pooled[0].max_fee_per_gas,
         "a replacement was mined: {mined_fee} < {}",
-        pooled[0].1
+        pooled[0].max_fee_per_gas
     );
     assert!(
-        pooled[0].1 * 8 >= first_fee.get().ok_or("no first fee")? * 9,
+        pooled[0].max_fee_per_gas * 8 >= first_fee.get().ok_or("no first fee")? * 9,
         "bumped by 12.5 %"
     );
     ethereum.verify(&replaced, 1).await?;
@@ -573,20 +587,7 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         Err(AnchorError::Refused(reason)) if reason.contains("not mined") => {}
         other => return Err(format!("an unmined anchor gave {other:?}").into()),
     }
-    let pooled = |url: &str| -> TestResult<Vec<(u64, String)>> {
-        let content = eth_rpc(url, "txpool_content", &serde_json::json!([]))?;
-        let mut found = Vec::new();
-        for (from, by_nonce) in content["pending"].as_object().into_iter().flatten() {
-            if from.eq_ignore_ascii_case(&address) {
-                for tx in by_nonce.as_object().into_iter().flatten().map(|(_, tx)| tx) {
-                    let input = tx["input"].as_str().unwrap_or_default().to_owned();
-                    found.push((quantity(&tx["nonce"])?, input));
-                }
-            }
-        }
-        Ok(found)
-    };
-    let given_up = pooled(&anvil.url)?;
+    let given_up = pooled_from(&anvil.url, &address)?;
     assert_eq!(given_up.len(), 1, "{given_up:?}");
     impatient.mined_timeout = Duration::from_secs(60);
     let next = {
@@ -600,8 +601,8 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         )
     };
     wait_for("the given-up transaction to be replaced", || async {
-        pooled(&anvil.url).is_ok_and(|pool| {
-            pool.len() == 1 && pool[0].0 == given_up[0].0 && pool[0].1 == calldata_of(7)
+        pooled_from(&anvil.url, &address).is_ok_and(|pool| {
+            pool.len() == 1 && pool[0].nonce == given_up[0].nonce && pool[0].input == calldata_of(7)
         })
     })
     .await?;
@@ -613,8 +614,11 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         "eth_getTransactionByHash",
         &serde_json::json!([covering.transaction]),
     )?;
-    assert_eq!(quantity(&mined["nonce"])?, given_up[0].0);
-    assert!(pooled(&anvil.url)?.is_empty(), "nothing queued behind");
+    assert_eq!(quantity(&mined["nonce"])?, given_up[0].nonce);
+    assert!(
+        pooled_from(&anvil.url, &address)?.is_empty(),
+        "nothing queued behind"
+    );
     let on_chain = anchored_timeline_indexes(&anvil.url, &request(7).timeline)?;
     assert!(
         on_chain.contains(&7) && !on_chain.contains(&6),
@@ -626,7 +630,7 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|s| s["nonce"].as_u64() == Some(given_up[0].0))
+        .filter(|s| s["nonce"].as_u64() == Some(given_up[0].nonce))
         .collect();
     assert_eq!(
         at_nonce.len(),
@@ -658,16 +662,7 @@ async fn fee_ceiling_daily_cap_stuck_replacement_and_https_endpoints() -> TestRe
     )?;
     let logs = logs.as_array().ok_or("no logs")?;
     assert_eq!(logs.len(), 1, "{logs:?}");
-    assert_eq!(
-        logs[0]["data"].as_str(),
-        Some(
-            format!(
-                "0x{}",
-                hex::encode(chainiac_anchor::anchor_calldata(&request(5)))
-            )
-            .as_str()
-        )
-    );
+    assert_eq!(logs[0]["data"].as_str(), Some(calldata_of(5).as_str()));
     let calldata_gas = quantity(
         &eth_rpc(
             &anvil.url,
