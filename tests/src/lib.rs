@@ -927,25 +927,36 @@ pub fn anvil_binary() -> TestResult<std::path::PathBuf> {
 
 impl Anvil {
     /// Starts anvil on a free loopback port, keeping its chain in `state` across restarts, and
-    /// waits until it answers.
+    /// waits until it answers. The port is free when chosen, not when anvil binds it (another
+    /// process may take it in between): an anvil that cannot bind it exits, and another port
+    /// is tried.
     pub fn start(state: &std::path::Path) -> TestResult<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut anvil = Self {
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            state: state.to_path_buf(),
-            binary: anvil_binary()?,
-        };
-        anvil.restart()?;
-        Ok(anvil)
+        let mut tries = 0;
+        loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut anvil = Self {
+                child: None,
+                url: format!("http://127.0.0.1:{port}"),
+                port,
+                state: state.to_path_buf(),
+                binary: anvil_binary()?,
+            };
+            tries += 1;
+            match anvil.restart() {
+                Ok(()) => return Ok(anvil),
+                Err(error) if tries >= 5 => return Err(error),
+                Err(_) => {}
+            }
+        }
     }
 
-    /// Starts it again (same port, same chain state).
+    /// Starts it again (same port, same chain state), and waits until it answers JSON-RPC:
+    /// a bare TCP connect is not enough, since a loopback connect to a port nobody listens on
+    /// can connect to itself.
     pub fn restart(&mut self) -> TestResult {
-        let child = std::process::Command::new(&self.binary)
+        let mut child = std::process::Command::new(&self.binary)
             .args([
                 "--host",
                 "127.0.0.1",
@@ -958,14 +969,21 @@ impl Anvil {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        self.child = Some(child);
         let deadline = std::time::Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while ethereum::eth_rpc(&self.url, "eth_chainId", &serde_json::json!([])).is_err() {
+            if let Some(status) = child.try_wait()? {
+                return Err(
+                    format!("anvil exited ({status}) before answering on {}", self.url).into(),
+                );
+            }
             if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err("anvil did not start".into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.child = Some(child);
         Ok(())
     }
 
